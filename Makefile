@@ -1,0 +1,52 @@
+# Tollgate developer commands. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml examples/*/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
+
+# The suite's database: the local PostgreSQL unless DATABASE_URL says otherwise.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tollgate
+TEST_ENV := DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	DEBUG=0 SECRET_KEY=test-secret-key-not-for-production ALLOWED_HOSTS='*' \
+	STRIPE_SECRET_KEY=sk_test_localstripe STRIPE_PUBLISHABLE_KEY=pk_test_localstripe \
+	STRIPE_WEBHOOK_SECRET=whsec_test_primary,whsec_test_rotated \
+	STRIPE_API_BASE=http://127.0.0.1:8420
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the commands
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install Tollgate with its development tools
+
+.PHONY: run
+run: $(STAMP) ## Run the platform locally: SQLite, localstripe, a worker, demo data
+	$(BIN)/python manage.py run_local
+
+.PHONY: test
+test: $(STAMP) ## Run the whole suite on PostgreSQL (DATABASE_URL), with localstripe
+	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(STAMP) ## Check style with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: fmt
+fmt: $(STAMP) ## Format and fix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: clean
+clean: ## Remove the virtual environment and local data
+	rm -rf $(VENV) var

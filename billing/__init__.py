@@ -1,0 +1,1 @@
+"""Orders, payments, webhook intake and processing, and the Stripe gateway."""

@@ -1,0 +1,171 @@
+"""Orders, their Stripe payments, fulfilments and the journal of Stripe events.
+
+The rule: an order's status moves only forward along `ORDER_TRANSITIONS`, under
+the order's row lock, and the move to `paid` inserts the order's one
+`Fulfilment` in the same transaction, so a paid order is fulfilled exactly once.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        REQUIRES_ACTION = "requires_action", "Requires action"
+        PROCESSING = "processing", "Processing"
+        FAILED = "failed", "Failed"
+        PAID = "paid", "Paid"
+        CANCELED = "canceled", "Canceled"
+        PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+        REFUNDED = "refunded", "Refunded"
+
+    class OrderType(models.TextChoices):
+        CREDIT = "credit", "Credit"
+        DIRECT = "direct", "Direct"
+        SUBSCRIPTION = "subscription", "Subscription"
+
+    class PaymentType(models.TextChoices):
+        INTENT = "intent", "PaymentIntent"
+        CHECKOUT = "checkout", "Checkout Session"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
+    )
+    purchase_type = models.CharField(max_length=50)
+    order_type = models.CharField(max_length=20, choices=OrderType.choices)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    amount = models.BigIntegerField(help_text="In the currency's Stripe minor unit.")
+    currency = models.CharField(max_length=3)
+    description = models.CharField(max_length=255)
+    payment_type = models.CharField(
+        max_length=10, choices=PaymentType.choices, default=PaymentType.INTENT
+    )
+    # The unified metadata, exactly as sent on every Stripe object for this order.
+    metadata = models.JSONField(default=dict)
+    # What the owning plugin asked to keep for fulfilment.
+    data = models.JSONField(default=dict)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+    failure_code = models.CharField(max_length=100, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    # The last error from Stripe while creating the payment, for staff.
+    gateway_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="order_idempotency_key_unique",
+            ),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order {self.pk} ({self.status})"
+
+
+S = Order.Status
+# Where each status may go next. Anything else is stale or out of order and is
+# ignored, so a `payment_failed` that arrives after `succeeded` changes nothing.
+# `failed` is not final: the customer may retry the same PaymentIntent.
+ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.PENDING: frozenset({S.REQUIRES_ACTION, S.PROCESSING, S.FAILED, S.PAID, S.CANCELED}),
+    S.REQUIRES_ACTION: frozenset({S.PROCESSING, S.FAILED, S.PAID, S.CANCELED}),
+    S.PROCESSING: frozenset({S.REQUIRES_ACTION, S.FAILED, S.PAID, S.CANCELED}),
+    S.FAILED: frozenset({S.REQUIRES_ACTION, S.PROCESSING, S.PAID, S.CANCELED}),
+    S.PAID: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    S.PARTIALLY_REFUNDED: frozenset({S.REFUNDED}),
+    S.CANCELED: frozenset(),
+    S.REFUNDED: frozenset(),
+}
+UNPAID_STATUSES = frozenset({S.PENDING, S.REQUIRES_ACTION, S.PROCESSING, S.FAILED})
+
+
+class Payment(models.Model):
+    """One Stripe PaymentIntent made for an order."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payments")
+    stripe_payment_intent_id = models.CharField(max_length=255, unique=True)
+    # Stripe's own PaymentIntent status (requires_payment_method, succeeded, …).
+    status = models.CharField(max_length=40)
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    amount_received = models.BigIntegerField(default=0)
+    stripe_charge_id = models.CharField(max_length=255, blank=True)
+    client_secret = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.stripe_payment_intent_id
+
+
+class Fulfilment(models.Model):
+    """Proof that an order's plugin delivered it. One per order, by the database."""
+
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="fulfilment")
+    result = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Fulfilment of order {self.order_id}"
+
+
+class StripeEvent(models.Model):
+    """Every verified Stripe webhook delivery, stored before it is answered."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"
+        RETRYING = "retrying", "Retrying"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    stripe_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100, db_index=True)
+    api_version = models.CharField(max_length=50, blank=True)
+    object_id = models.CharField(max_length=255, blank=True, db_index=True)
+    livemode = models.BooleanField(default=False)
+    stripe_created = models.DateTimeField(null=True, blank=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # Due for (another) attempt at; a processing event whose lease ran out is
+    # taken again (its worker died).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status__in=["pending", "retrying"]),
+                name="stripe_event_due_idx",
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=models.Q(status="processing"),
+                name="stripe_event_lease_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.stripe_id}"

@@ -1,0 +1,1 @@
+"""Bookable services, scheduled sessions with capacity, and bookings."""

@@ -1,0 +1,1 @@
+"""The credit ledger: accounts, immutable transactions, and the services that move credits."""

@@ -1,0 +1,1 @@
+"""The composition root: settings, URLs, the one versioned API, auth, start-up."""

@@ -1,0 +1,142 @@
+"""The one versioned API: mounts every app's router and renders every error the same way.
+
+The rule: every failure a client sees is `{"code", "message", "extra"}` with
+the right status; nothing here or below answers a bare string or a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+from http import HTTPStatus
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI, Router, Schema, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
+
+from billing.api import catalog_router, payments_router
+from credits.api import router as credits_router
+from kernel.errors import DomainError, ErrorCode
+from kernel.schemas import ErrorOut
+from platform_core.auth import api_token_create
+
+log = logging.getLogger(__name__)
+
+
+class ExactJsonParser(Parser):
+    """Parse JSON numbers with a fraction as `Decimal`, so no amount is ever a float."""
+
+    def parse_body(self, request: HttpRequest):
+        return json.loads(request.body, parse_float=Decimal)
+
+
+api = NinjaAPI(
+    title="Tollgate API",
+    version="1",
+    description="Orders, payments, credits and bookings. Amounts are integers in the "
+    "currency's minor unit unless a field says otherwise.",
+    urls_namespace="api-1",
+    parser=ExactJsonParser(),
+    docs_url="/docs",
+)
+
+_STATUS_CODES = {
+    400: ErrorCode.INVALID_INPUT,
+    401: ErrorCode.NOT_AUTHENTICATED,
+    403: ErrorCode.PERMISSION_DENIED,
+    404: ErrorCode.NOT_FOUND,
+    409: ErrorCode.ORDER_STATE_CONFLICT,
+    422: ErrorCode.INVALID_INPUT,
+    429: ErrorCode.RATE_LIMITED,
+}
+
+
+def error_response(
+    request: HttpRequest, status: int, code: str, message: str, extra: dict | None = None
+) -> HttpResponse:
+    return api.create_response(
+        request, {"code": str(code), "message": message, "extra": extra or {}}, status=status
+    )
+
+
+@api.exception_handler(DomainError)
+def _domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return error_response(request, exc.status, exc.code, exc.message, exc.extra)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [
+        {"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors
+    ]
+    fields = ", ".join(".".join(str(p) for p in e["loc"][1:] or e["loc"]) for e in errors)
+    return error_response(
+        request, 422, ErrorCode.INVALID_INPUT, f"Invalid input: {fields}.", {"errors": errors}
+    )
+
+
+@api.exception_handler(AuthenticationError)
+def _auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return error_response(request, 401, ErrorCode.NOT_AUTHENTICATED, "Authentication is required.")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # django-ninja's own wording for a body its parser could not read.
+        return error_response(
+            request, 422, ErrorCode.INVALID_INPUT, "The request body is not valid JSON."
+        )
+    code = _STATUS_CODES.get(exc.status_code, ErrorCode.INTERNAL_ERROR)
+    return error_response(request, exc.status_code, code, str(exc.message))
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return error_response(request, 404, ErrorCode.NOT_FOUND, "Not found.")
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(
+        request,
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        ErrorCode.INTERNAL_ERROR,
+        "Something went wrong on our side; nothing was charged twice. Try again.",
+    )
+
+
+# --- auth -------------------------------------------------------------------------
+auth_router = Router(tags=["auth"])
+
+
+class TokenIn(Schema):
+    model_config = {"extra": "forbid"}
+
+    username: str
+    password: str
+    name: str = ""
+
+
+class TokenOut(Schema):
+    token: str
+    token_type: str = "Bearer"
+    prefix: str
+
+
+@auth_router.post("/token/", response={201: TokenOut, 401: ErrorOut, 422: ErrorOut})
+def auth_token_create(request: HttpRequest, payload: TokenIn):
+    raw, token = api_token_create(
+        username=payload.username, password=payload.password, name=payload.name
+    )
+    return Status(201, TokenOut(token=raw, prefix=token.prefix))
+
+
+api.add_router("/auth", auth_router)
+api.add_router("/catalog", catalog_router)
+api.add_router("/payments", payments_router)
+api.add_router("/credits", credits_router)

@@ -1,0 +1,186 @@
+"""Settings, read from the environment (`.env.example` lists every variable).
+
+The one rule: with `DEBUG` off the platform refuses to start on a development
+secret or without Stripe credentials, so a misconfigured production server fails
+at boot rather than at its first payment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "django-insecure-tollgate-development-only"
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY if DEBUG else "")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "platform_core",
+    "billing",
+    "purchasables",
+    "credits",
+    "bookings",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "platform_core.urls"
+WSGI_APPLICATION = "platform_core.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# The embedded default is one SQLite file; PostgreSQL for tests and production.
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'tollgate.sqlite3'}"),
+        # django-q2 closes "old" connections around every enqueue and task: with
+        # the default of 0 that is a new PostgreSQL connection each time.
+        conn_max_age=int(os.environ.get("CONN_MAX_AGE", "600")),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web process and the worker both write: WAL lets readers run beside the
+    # writer, and IMMEDIATE transactions take the write lock up front instead of
+    # failing with "database is locked" when a read turns into a write.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- Stripe -----------------------------------------------------------------
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
+# Several secrets, comma-separated, so an endpoint secret can be rotated without
+# dropping deliveries signed with the old one.
+STRIPE_WEBHOOK_SECRETS = env_list("STRIPE_WEBHOOK_SECRET")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "https://api.stripe.com")
+STRIPE_MAX_NETWORK_RETRIES = int(os.environ.get("STRIPE_MAX_NETWORK_RETRIES", "2"))
+STRIPE_WEBHOOK_TOLERANCE = int(os.environ.get("STRIPE_WEBHOOK_TOLERANCE", "300"))
+FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://127.0.0.1:8000")
+
+# --- Tollgate -----------------------------------------------------------------
+TOLLGATE = {
+    # Load third-party purchase types from the `tollgate.purchasables` entry points.
+    "PLUGINS_AUTOLOAD": env_bool("TOLLGATE_PLUGINS_AUTOLOAD", True),
+    # Custom credit amounts: price per credit in the currency's minor unit.
+    "CREDITS_CURRENCY": os.environ.get("TOLLGATE_CREDITS_CURRENCY", "usd"),
+    "CREDITS_UNIT_AMOUNT": int(os.environ.get("TOLLGATE_CREDITS_UNIT_AMOUNT", "10")),
+    "CREDITS_MIN": int(os.environ.get("TOLLGATE_CREDITS_MIN", "10")),
+    "CREDITS_MAX": int(os.environ.get("TOLLGATE_CREDITS_MAX", "100000")),
+    # Webhook event processing: attempts before an event is `failed`, and the
+    # back-off schedule in seconds (the last value repeats).
+    "EVENT_MAX_ATTEMPTS": int(os.environ.get("TOLLGATE_EVENT_MAX_ATTEMPTS", "8")),
+    "EVENT_RETRY_BACKOFF": [5, 30, 120, 600, 1800, 3600],
+    # Events one drain task processes before it yields the worker.
+    "EVENT_DRAIN_BATCH": 200,
+}
+
+# --- django-q2: PostgreSQL (the ORM broker) is the queue, so enqueueing a task
+# is part of the transaction that stores the webhook event.
+Q_CLUSTER = {
+    "name": "tollgate",
+    "orm": "default",
+    "workers": int(os.environ.get("Q_WORKERS", "2")),
+    "timeout": 120,
+    "retry": 180,  # must exceed timeout and the longest task
+    "max_attempts": 1,  # the event table keeps its own attempt count
+    "ack_failures": True,
+    "save_limit": -1,  # successful results are not stored
+    "bulk": 20,
+    "poll": 0.2,
+    "catch_up": False,
+    "label": "Task queue",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+if not DEBUG:
+    missing = [
+        name
+        for name, value in [
+            ("SECRET_KEY", SECRET_KEY if SECRET_KEY != DEV_SECRET_KEY else ""),
+            ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
+            ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRETS),
+            ("ALLOWED_HOSTS", ALLOWED_HOSTS),
+        ]
+        if not value
+    ]
+    if missing:
+        raise ImproperlyConfigured(
+            "DEBUG is off, so these settings must be set in the environment: "
+            + ", ".join(missing)
+            + " (see .env.example; `make run` sets development values)."
+        )

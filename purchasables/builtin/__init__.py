@@ -1,0 +1,7 @@
+"""Built-in purchase types: ordinary plugins, registered like third-party ones."""
+
+from purchasables.builtin import credit_pack
+
+BUILTIN_PLUGINS = [
+    ("tollgate.credits", credit_pack),
+]

@@ -1,0 +1,106 @@
+"""The `credits` purchase type: credit packs and custom amounts at a configured rate.
+
+Fulfilment appends one `purchase` entry to the buyer's ledger with the order as
+its reference, so even a second call could not count the credits twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from credits.models import CreditPack, CreditTransaction
+from credits.selectors import credit_packs_active
+from credits.services import credits_grant
+from kernel.errors import InvalidInputError
+from purchasables import hookimpl
+from purchasables.types import PaidOrder, PurchaseRequest, PurchaseType, Quote
+
+PURCHASE_TYPE = "credits"
+
+
+def _rate() -> dict[str, Any]:
+    conf = settings.TOLLGATE
+    return {
+        "currency": conf["CREDITS_CURRENCY"],
+        "unit_amount": conf["CREDITS_UNIT_AMOUNT"],
+        "min_credits": conf["CREDITS_MIN"],
+        "max_credits": conf["CREDITS_MAX"],
+    }
+
+
+@hookimpl
+def tollgate_purchase_types() -> list[PurchaseType]:
+    return [
+        PurchaseType(
+            name=PURCHASE_TYPE,
+            order_type="credit",
+            label="Credits",
+            description="Credit packs, or a custom number of credits at the per-credit rate.",
+        )
+    ]
+
+
+@hookimpl
+def tollgate_catalog(purchase_type: str) -> dict[str, Any]:
+    packs = [
+        {
+            "id": pack.pk,
+            "name": pack.name,
+            "credits": pack.credits,
+            "price": pack.price,
+            "currency": pack.currency,
+        }
+        for pack in credit_packs_active()
+    ]
+    return {"packs": packs, "rate": _rate()}
+
+
+@hookimpl
+def tollgate_quote(request: PurchaseRequest) -> Quote:
+    if request.pack_id is not None:
+        pack = CreditPack.objects.filter(pk=request.pack_id, active=True).first()
+        if pack is None:
+            raise InvalidInputError(
+                f"No active credit pack with id {request.pack_id}.", pack_id=request.pack_id
+            )
+        credits, amount, currency = pack.credits, pack.price, pack.currency
+        description = f"{pack.name}: {credits} credits"
+    else:
+        rate = _rate()
+        credits = request.credit_amount
+        if credits is None:
+            raise InvalidInputError(
+                "A credit purchase names a `pack_id` or a `credit_amount`.",
+                field="credit_amount",
+            )
+        if not rate["min_credits"] <= credits <= rate["max_credits"]:
+            raise InvalidInputError(
+                f"A custom credit purchase is between {rate['min_credits']} and "
+                f"{rate['max_credits']} credits.",
+                field="credit_amount",
+                min_credits=rate["min_credits"],
+                max_credits=rate["max_credits"],
+            )
+        amount, currency = credits * rate["unit_amount"], rate["currency"]
+        description = f"{credits} credits"
+    return Quote(
+        amount=amount,
+        currency=currency,
+        description=description,
+        metadata={"credit_amount": str(credits)},
+        data={"credits": credits, "pack_id": request.pack_id},
+    )
+
+
+@hookimpl
+def tollgate_fulfil(order: PaidOrder) -> dict[str, Any]:
+    entry = credits_grant(
+        user_id=order.user_id,
+        amount=int(order.data["credits"]),
+        kind=CreditTransaction.Kind.PURCHASE,
+        reference=f"order-{order.order_id}",
+        memo=f"Order {order.order_id}",
+    )
+    return {"ledger_entry_id": entry.pk, "credits": entry.amount}

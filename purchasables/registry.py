@@ -1,0 +1,119 @@
+"""The typed registry: the only code that touches `pm.hook`.
+
+It owns the plugin manager, refuses a broken plugin set at start-up (a hook
+implementation without a spec, two plugins claiming one purchase type), and
+routes each per-type hook to the one plugin that owns the type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pluggy
+from django.core.exceptions import ImproperlyConfigured
+
+from kernel.errors import DomainError, ErrorCode
+from purchasables import ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
+from purchasables.types import PaidOrder, PurchaseRequest, PurchaseType, Quote
+
+
+class UnknownPurchaseTypeError(DomainError):
+    code = ErrorCode.UNKNOWN_PURCHASE_TYPE
+    status = 422
+
+
+class PluginRegistry:
+    def __init__(self) -> None:
+        self._pm = pluggy.PluginManager(PROJECT_NAME)
+        self._pm.add_hookspecs(hookspecs)
+        self._types: dict[str, tuple[PurchaseType, object]] = {}
+
+    # --- start-up -------------------------------------------------------------
+    def register(self, plugin: object, name: str | None = None) -> None:
+        self._pm.register(plugin, name=name)
+        self._rebuild()
+
+    def unregister(self, plugin: object) -> None:
+        self._pm.unregister(plugin)
+        self._rebuild()
+
+    def load_entry_points(self) -> int:
+        count = self._pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        self._rebuild()
+        return count
+
+    def _rebuild(self) -> None:
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise ImproperlyConfigured(
+                f"Purchase-type plugin {self._pm.get_name(exc.plugin)!r} implements a hook "
+                f"with no specification in purchasables.hookspecs: {exc}"
+            ) from exc
+        types: dict[str, tuple[PurchaseType, object]] = {}
+        for impl in self._pm.hook.tollgate_purchase_types.get_hookimpls():
+            for spec in impl.function() or []:
+                if spec.name in types:
+                    other = self._pm.get_name(types[spec.name][1])
+                    raise ImproperlyConfigured(
+                        f"Purchase type {spec.name!r} is claimed by two plugins: "
+                        f"{other!r} and {impl.plugin_name!r}."
+                    )
+                types[spec.name] = (spec, impl.plugin)
+        self._types = types
+
+    @contextlib.contextmanager
+    def plugin_registered(self, plugin: object, name: str | None = None) -> Iterator[None]:
+        """Register `plugin` for the duration of a block (tests, experiments)."""
+        self.register(plugin, name=name)
+        try:
+            yield
+        finally:
+            self.unregister(plugin)
+
+    # --- queries --------------------------------------------------------------
+    def purchase_types(self) -> list[PurchaseType]:
+        return [spec for spec, _ in self._types.values()]
+
+    def purchase_type(self, name: str) -> PurchaseType:
+        try:
+            return self._types[name][0]
+        except KeyError:
+            raise UnknownPurchaseTypeError(
+                f"No purchase type named {name!r}.",
+                purchase_type=name,
+                known=sorted(self._types),
+            ) from None
+
+    def plugins(self) -> list[tuple[str, object]]:
+        return [(self._pm.get_name(p) or "", p) for p in self._pm.get_plugins()]
+
+    # --- per-type hooks, called on the owning plugin only -----------------------
+    def _owner_hook(self, hook_name: str, purchase_type: str) -> Any:
+        self.purchase_type(purchase_type)  # raises for an unknown type
+        owner = self._types[purchase_type][1]
+        others = [p for p in self._pm.get_plugins() if p is not owner]
+        return self._pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+    def catalog(self, purchase_type: str) -> dict[str, Any]:
+        hook = self._owner_hook("tollgate_catalog", purchase_type)
+        return hook(purchase_type=purchase_type) or {}
+
+    def quote(self, request: PurchaseRequest) -> Quote:
+        hook = self._owner_hook("tollgate_quote", request.purchase_type)
+        quote = hook(request=request)
+        if not isinstance(quote, Quote):
+            raise TypeError(
+                f"The plugin for {request.purchase_type!r} returned {quote!r} "
+                "from tollgate_quote instead of a Quote."
+            )
+        return quote
+
+    def fulfil(self, order: PaidOrder) -> dict[str, Any]:
+        hook = self._owner_hook("tollgate_fulfil", order.purchase_type)
+        return hook(order=order) or {}
+
+
+registry = PluginRegistry()

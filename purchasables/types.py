@@ -1,0 +1,68 @@
+"""The values that cross the plugin boundary.
+
+Billing builds these from its own models and hands them to the hooks; plugins
+never see a billing model, so they cannot reach past the contract. All amounts
+are integers in the currency's Stripe minor unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+OrderType = Literal["credit", "direct", "subscription"]
+
+
+@dataclass(frozen=True)
+class PurchaseType:
+    """A purchase type a plugin owns. `name` is what clients send as `purchase_type`."""
+
+    name: str
+    order_type: OrderType
+    label: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PurchaseRequest:
+    """What a client asked to buy, already authenticated and schema-checked."""
+
+    user_id: int
+    purchase_type: str
+    credit_amount: int | None = None
+    pack_id: int | None = None
+    service_id: int | None = None
+    scheduling_data: dict[str, Any] = field(default_factory=dict)
+    service_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The server's price for a request.
+
+    :param amount: the price in the currency's Stripe minor unit.
+    :param metadata: extra unified-metadata keys (`service_id`, …) for the order
+        and every Stripe object; string values only, within Stripe's limits.
+    :param data: what the plugin needs again at fulfilment, stored on the order
+        (JSON-serialisable).
+    """
+
+    amount: int
+    currency: str
+    description: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PaidOrder:
+    """An order whose payment Stripe has confirmed, as a plugin sees it."""
+
+    order_id: int
+    user_id: int
+    purchase_type: str
+    order_type: OrderType
+    amount: int
+    currency: str
+    metadata: dict[str, str]
+    data: dict[str, Any]

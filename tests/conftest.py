@@ -1,0 +1,158 @@
+"""Fixtures for the whole suite: users, an API client, and localstripe over HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from platform_core.auth import api_token_create
+from tests.factories import UserFactory
+
+PASSWORD = "correct-horse-battery"
+
+
+class ApiClient:
+    """Django's test client speaking JSON to /api/v1/, optionally with a bearer token."""
+
+    def __init__(self, token: str | None = None) -> None:
+        self.client = Client()
+        self.token = token
+
+    def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
+        out = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return {**out, **(headers or {})}
+
+    def get(self, path: str, **params: Any):
+        return self.client.get("/api/v1" + path, params, headers=self._headers(None))
+
+    def post(self, path: str, body: Any = None, *, raw: bytes | None = None, headers=None):
+        data = raw if raw is not None else json.dumps(body if body is not None else {})
+        return self.client.post(
+            "/api/v1" + path, data, content_type="application/json", headers=self._headers(headers)
+        )
+
+    def delete(self, path: str):
+        return self.client.delete("/api/v1" + path, headers=self._headers(None))
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def staff_user(db):
+    return UserFactory(is_staff=True)
+
+
+def client_for(user) -> ApiClient:
+    raw, _ = api_token_create(username=user.username, password=PASSWORD)
+    return ApiClient(raw)
+
+
+@pytest.fixture
+def api(user) -> ApiClient:
+    return client_for(user)
+
+
+@pytest.fixture
+def other_api(other_user) -> ApiClient:
+    return client_for(other_user)
+
+
+@pytest.fixture
+def staff_api(staff_user) -> ApiClient:
+    return client_for(staff_user)
+
+
+@pytest.fixture
+def anon_api() -> ApiClient:
+    return ApiClient()
+
+
+# --- localstripe -----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalStripe:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> bytes:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Authorization", "Bearer sk_test_localstripe")
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+            return resp.read()
+
+    def clear(self) -> None:
+        self.request("DELETE", "/_config/data")
+
+    def register_webhook(self, name: str, url: str, secret: str) -> None:
+        self.request("POST", f"/_config/webhooks/{name}", {"url": url, "secret": secret})
+
+    def authenticate_3ds(self, payment_intent_id: str, success: bool = True) -> None:
+        flag = "true" if success else "false"
+        self.request(
+            "POST",
+            f"/v1/payment_intents/{payment_intent_id}/_authenticate?success={flag}",
+            {},
+        )
+
+
+@pytest.fixture(scope="session")
+def localstripe() -> Iterator[LocalStripe]:
+    """A localstripe process of this test session's own, on a free loopback port."""
+    from django.conf import settings
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "platform_core.localstripe_server", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("localstripe did not start") from None
+            time.sleep(0.05)
+    previous = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = base
+    try:
+        yield LocalStripe(base)
+    finally:
+        settings.STRIPE_API_BASE = previous
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_server(localstripe: LocalStripe) -> LocalStripe:
+    """localstripe, emptied for this test."""
+    localstripe.clear()
+    return localstripe
