@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml examples/*/pyproject.toml
 # The suite's database: the local PostgreSQL unless DATABASE_URL says otherwise.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tollgate
 TEST_ENV := DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
-	DEBUG=0 SECRET_KEY=test-secret-key-not-for-production ALLOWED_HOSTS='*' \
+	DEBUG=0 SECRET_KEY=test-secret-key-not-for-production ALLOWED_HOSTS='*' CONN_MAX_AGE=0 \
 	STRIPE_SECRET_KEY=sk_test_localstripe STRIPE_PUBLISHABLE_KEY=pk_test_localstripe \
 	STRIPE_WEBHOOK_SECRET=whsec_test_primary,whsec_test_rotated \
 	STRIPE_API_BASE=http://127.0.0.1:8420
@@ -31,7 +31,7 @@ install: $(STAMP) ## Create .venv and install Tollgate with its development tool
 
 .PHONY: run
 run: $(STAMP) ## Run the platform locally: SQLite, localstripe, a worker, demo data
-	$(BIN)/python manage.py run_local
+	$(BIN)/python -m platform_core.run_local
 
 .PHONY: test
 test: $(STAMP) ## Run the whole suite on PostgreSQL (DATABASE_URL), with localstripe

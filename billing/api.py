@@ -1,4 +1,134 @@
-from ninja import Router
+"""The payments and catalog routers. Thin: parse, call one service, render."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Exists, OuterRef
+from django.http import HttpRequest, HttpResponse
+from ninja import Header, Router, Status
+from ninja.pagination import LimitOffsetPagination, paginate
+
+from billing import gateway
+from billing.models import Fulfilment, Order
+from billing.money import format_minor
+from billing.schemas import CatalogOut, OrderCreateIn, OrderCreateOut, OrderOut, PurchaseTypeOut
+from billing.services.events import event_store
+from billing.services.orders import order_cancel, order_create, order_get_for_user
+from kernel.errors import InvalidInputError
+from kernel.schemas import ErrorOut
+from purchasables.registry import registry
+from purchasables.types import PurchaseRequest
 
 catalog_router = Router(tags=["catalog"])
 payments_router = Router(tags=["payments"])
+
+CREDITS_PURCHASE_TYPE = "credits"
+
+
+@catalog_router.get("/", response=CatalogOut, auth=None)
+def catalog_list(request: HttpRequest):
+    return CatalogOut(
+        purchase_types=[
+            PurchaseTypeOut(
+                name=spec.name,
+                order_type=spec.order_type,
+                label=spec.label,
+                description=spec.description,
+                catalog=registry.catalog(spec.name),
+            )
+            for spec in registry.purchase_types()
+        ]
+    )
+
+
+def _purchase_type_of(payload: OrderCreateIn) -> str:
+    if payload.purchase_type:
+        return payload.purchase_type
+    if payload.is_credit_purchase:
+        return CREDITS_PURCHASE_TYPE
+    raise InvalidInputError(
+        "Say what to buy: `is_credit_purchase` with `credit_amount` or `pack_id`, "
+        "or a `purchase_type`.",
+        field="purchase_type",
+    )
+
+
+@payments_router.post(
+    "/create/",
+    response={
+        200: OrderCreateOut,
+        201: OrderCreateOut,
+        402: ErrorOut,
+        409: ErrorOut,
+        422: ErrorOut,
+        502: ErrorOut,
+    },
+)
+def payments_create(
+    request: HttpRequest,
+    payload: OrderCreateIn,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
+):
+    purchase = PurchaseRequest(
+        user_id=request.user.pk,
+        purchase_type=_purchase_type_of(payload),
+        credit_amount=payload.credit_amount,
+        pack_id=payload.pack_id,
+        service_id=payload.service_id,
+        scheduling_data=payload.scheduling_data or {},
+        service_data=payload.service_data or {},
+    )
+    result = order_create(
+        purchase=purchase,
+        amount=payload.amount,
+        payment_method_id=payload.payment_method_id,
+        idempotency_key=idempotency_key,
+    )
+    order, payment = result.order, result.payment
+    body = OrderCreateOut(
+        order_id=order.pk,
+        status=order.status,
+        payment_status=payment.status if payment else None,
+        amount=order.amount,
+        amount_display=format_minor(order.amount, order.currency),
+        currency=order.currency,
+        payment_intent_id=payment.stripe_payment_intent_id if payment else None,
+        client_secret=payment.client_secret if payment else None,
+        publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
+        order=order,
+    )
+    return Status(200 if result.replayed else 201, body)
+
+
+@payments_router.get("/orders/", response=list[OrderOut])
+@paginate(LimitOffsetPagination)
+def payments_orders_list(request: HttpRequest):
+    fulfilled = Fulfilment.objects.filter(order_id=OuterRef("pk"))
+    return (
+        Order.objects.filter(user_id=request.user.pk)
+        .annotate(is_fulfilled=Exists(fulfilled))
+        .prefetch_related("payments")
+        .order_by("-id")
+    )
+
+
+@payments_router.get("/orders/{int:order_id}/", response={200: OrderOut, 404: ErrorOut})
+def payments_order_detail(request: HttpRequest, order_id: int):
+    return order_get_for_user(order_id=order_id, user_id=request.user.pk)
+
+
+@payments_router.post(
+    "/orders/{int:order_id}/cancel/", response={200: OrderOut, 404: ErrorOut, 409: ErrorOut}
+)
+def payments_order_cancel(request: HttpRequest, order_id: int):
+    return order_cancel(order_id=order_id, user_id=request.user.pk)
+
+
+@payments_router.post("/webhook/", auth=None, response={200: dict, 400: ErrorOut})
+def payments_webhook(request: HttpRequest) -> HttpResponse:
+    """Stripe's webhook: verify, store, enqueue, answer. No Stripe call, no plugin code."""
+    event = gateway.webhook_event_verify(
+        payload=request.body, signature_header=request.headers.get("Stripe-Signature")
+    )
+    stored, created = event_store(event=event)
+    return {"received": True, "duplicate": not created, "id": stored.stripe_id}

@@ -49,7 +49,8 @@ class Order(models.Model):
     metadata = models.JSONField(default=dict)
     # What the owning plugin asked to keep for fulfilment.
     data = models.JSONField(default=dict)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "", for no key: the unique constraint below covers only real keys.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64, blank=True)
     failure_code = models.CharField(max_length=100, blank=True)
     failure_message = models.CharField(max_length=500, blank=True)

@@ -20,7 +20,7 @@ from billing.api import catalog_router, payments_router
 from credits.api import router as credits_router
 from kernel.errors import DomainError, ErrorCode
 from kernel.schemas import ErrorOut
-from platform_core.auth import api_token_create
+from platform_core.auth import api_token_create, user_auth
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ api = NinjaAPI(
     urls_namespace="api-1",
     parser=ExactJsonParser(),
     docs_url="/docs",
+    # Fail closed: every operation needs a user unless it says `auth=None`.
+    auth=user_auth,
 )
 
 _STATUS_CODES = {
@@ -128,7 +130,7 @@ class TokenOut(Schema):
     prefix: str
 
 
-@auth_router.post("/token/", response={201: TokenOut, 401: ErrorOut, 422: ErrorOut})
+@auth_router.post("/token/", auth=None, response={201: TokenOut, 401: ErrorOut, 422: ErrorOut})
 def auth_token_create(request: HttpRequest, payload: TokenIn):
     raw, token = api_token_create(
         username=payload.username, password=payload.password, name=payload.name

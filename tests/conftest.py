@@ -7,11 +7,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from django.test import Client
 
 from platform_core.auth import api_token_create
@@ -98,11 +98,15 @@ class LocalStripe:
         self.base = base
 
     def request(self, method: str, path: str, form: dict[str, str] | None = None) -> bytes:
-        data = urllib.parse.urlencode(form).encode() if form is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Authorization", "Bearer sk_test_localstripe")
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
-            return resp.read()
+        resp = requests.request(
+            method,
+            self.base + path,
+            data=form,
+            headers={"Authorization": "Bearer sk_test_localstripe"},
+            timeout=10,
+        )
+        resp.raise_for_status()
+        return resp.content
 
     def clear(self) -> None:
         self.request("DELETE", "/_config/data")
@@ -110,12 +114,13 @@ class LocalStripe:
     def register_webhook(self, name: str, url: str, secret: str) -> None:
         self.request("POST", f"/_config/webhooks/{name}", {"url": url, "secret": secret})
 
-    def authenticate_3ds(self, payment_intent_id: str, success: bool = True) -> None:
+    def authenticate_3ds(self, payment_intent_id: str, client_secret: str, success: bool) -> None:
+        """What the customer does in Stripe's 3-D Secure modal (localstripe's own route)."""
         flag = "true" if success else "false"
         self.request(
             "POST",
             f"/v1/payment_intents/{payment_intent_id}/_authenticate?success={flag}",
-            {},
+            {"client_secret": client_secret},
         )
 
 

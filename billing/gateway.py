@@ -1,0 +1,223 @@
+"""The Stripe gateway: the only module that imports `stripe`.
+
+The rule: nothing Stripe-shaped leaves this module. Callers get the project's
+own dataclasses and the project's own errors (`PaymentGatewayError`,
+`CardDeclinedError`, …), every write carries an idempotency key derived from
+our ids, and the API version is pinned so Stripe's answers keep their shape.
+
+It speaks to real Stripe or to localstripe (`STRIPE_API_BASE`), so it sends
+only parameters both accept (see shared/stripe/README.md), and it reads both
+event shapes: the current API's and localstripe's 2017-08-15 (an embedded
+charge in `latest_charge`, no `amount_received`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+from django.conf import settings
+
+from kernel.errors import DomainError, ErrorCode
+
+log = logging.getLogger(__name__)
+
+API_VERSION = stripe.api_version
+
+
+class PaymentGatewayError(DomainError):
+    """Stripe could not be reached or failed; nothing is known to have been charged."""
+
+    code = ErrorCode.PAYMENT_GATEWAY_ERROR
+    status = 502
+
+
+class CardDeclinedError(DomainError):
+    code = ErrorCode.CARD_DECLINED
+    status = 402
+
+
+class InvalidPaymentMethodError(DomainError):
+    code = ErrorCode.INVALID_INPUT
+    status = 422
+
+
+class BadSignatureError(DomainError):
+    code = ErrorCode.BAD_SIGNATURE
+    status = 400
+
+
+@dataclass(frozen=True)
+class PaymentIntentData:
+    id: str
+    status: str
+    amount: int
+    currency: str
+    client_secret: str
+    metadata: dict[str, str]
+    amount_received: int
+    latest_charge_id: str
+    last_error_code: str
+    last_error_message: str
+
+
+def _client() -> stripe.StripeClient:
+    return _client_for(
+        settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_MAX_NETWORK_RETRIES
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _client_for(api_key: str, api_base: str, retries: int) -> stripe.StripeClient:
+    # One client per configuration keeps its HTTP connection pool warm.
+    return stripe.StripeClient(
+        api_key,
+        stripe_version=API_VERSION,
+        base_addresses={"api": api_base},
+        max_network_retries=retries,
+    )
+
+
+def payment_intent_from_payload(obj: dict[str, Any]) -> PaymentIntentData:
+    """Read a PaymentIntent from a plain dict: an event's `data.object` or an API answer."""
+    charge = obj.get("latest_charge")
+    charge_id = charge.get("id", "") if isinstance(charge, dict) else (charge or "")
+    error = obj.get("last_payment_error") or {}
+    status = obj.get("status") or ""
+    amount = int(obj.get("amount") or 0)
+    received = obj.get("amount_received")
+    if received is None:  # localstripe's events omit it
+        received = amount if status == "succeeded" else 0
+    return PaymentIntentData(
+        id=obj["id"],
+        status=status,
+        amount=amount,
+        currency=(obj.get("currency") or "").lower(),
+        client_secret=obj.get("client_secret") or "",
+        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+        amount_received=int(received),
+        latest_charge_id=charge_id,
+        last_error_code=error.get("decline_code") or error.get("code") or "",
+        last_error_message=error.get("message") or "",
+    )
+
+
+def _translate(exc: stripe.StripeError, *, action: str) -> DomainError:
+    body = exc.json_body or {}
+    error = body.get("error") or {}
+    if isinstance(exc, stripe.CardError):
+        intent = error.get("payment_intent")
+        return CardDeclinedError(
+            error.get("message") or "The card was declined.",
+            decline_code=error.get("decline_code") or exc.code or "card_declined",
+            payment_intent_id=intent.get("id") if isinstance(intent, dict) else None,
+        )
+    if isinstance(exc, stripe.InvalidRequestError) and (
+        error.get("param") == "payment_method" or exc.http_status == 404
+    ):
+        return InvalidPaymentMethodError(
+            "That payment method does not exist or cannot be used.",
+            field="payment_method_id",
+        )
+    log.warning("stripe %s failed: %s %s", action, type(exc).__name__, exc.user_message or exc)
+    return PaymentGatewayError(
+        f"The payment provider failed to {action}; nothing was charged. Try again.",
+        provider_status=exc.http_status,
+    )
+
+
+def payment_intent_create(
+    *,
+    amount: int,
+    currency: str,
+    metadata: dict[str, str],
+    idempotency_key: str,
+    payment_method: str | None = None,
+    customer: str | None = None,
+    description: str | None = None,
+) -> PaymentIntentData:
+    """Create an unconfirmed card PaymentIntent (confirm it with `payment_intent_confirm`)."""
+    params: dict[str, Any] = {
+        "amount": amount,
+        "currency": currency,
+        "metadata": metadata,
+        "payment_method_types": ["card"],
+    }
+    if payment_method:
+        params["payment_method"] = payment_method
+    if customer:
+        params["customer"] = customer
+    del description  # localstripe refuses `description`; kept in our metadata instead
+    try:
+        intent = _client().v1.payment_intents.create(
+            params=params, options={"idempotency_key": idempotency_key}
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="create the payment") from exc
+    return payment_intent_from_payload(intent.to_dict())
+
+
+def payment_intent_confirm(*, payment_intent_id: str, idempotency_key: str) -> PaymentIntentData:
+    """Confirm a PaymentIntent whose payment method was set at creation.
+
+    A decline raises `CardDeclinedError`; 3-D Secure answers `requires_action`.
+    """
+    try:
+        intent = _client().v1.payment_intents.confirm(
+            payment_intent_id, options={"idempotency_key": idempotency_key}
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="confirm the payment") from exc
+    return payment_intent_from_payload(intent.to_dict())
+
+
+def payment_intent_retrieve(*, payment_intent_id: str) -> PaymentIntentData:
+    try:
+        intent = _client().v1.payment_intents.retrieve(payment_intent_id)
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="read the payment") from exc
+    return payment_intent_from_payload(intent.to_dict())
+
+
+def payment_intent_cancel(*, payment_intent_id: str, idempotency_key: str) -> PaymentIntentData:
+    try:
+        intent = _client().v1.payment_intents.cancel(
+            payment_intent_id, options={"idempotency_key": idempotency_key}
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="cancel the payment") from exc
+    return payment_intent_from_payload(intent.to_dict())
+
+
+def webhook_event_verify(*, payload: bytes, signature_header: str | None) -> dict[str, Any]:
+    """Check `Stripe-Signature` over the raw body against every configured secret.
+
+    Any one secret may match (rotation); the timestamp must be within
+    `STRIPE_WEBHOOK_TOLERANCE` seconds. Answers the event as a plain dict.
+    """
+    if not signature_header:
+        raise BadSignatureError("The Stripe-Signature header is missing.")
+    secrets = settings.STRIPE_WEBHOOK_SECRETS
+    if not secrets:
+        raise BadSignatureError("No webhook secret is configured.")
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(
+                payload, signature_header, secret, tolerance=settings.STRIPE_WEBHOOK_TOLERANCE
+            )
+            break
+        except (stripe.SignatureVerificationError, UnicodeDecodeError):
+            continue
+    else:
+        raise BadSignatureError("The Stripe-Signature does not match, or it is too old.")
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise BadSignatureError("The signed body is not JSON.") from None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+        raise BadSignatureError("The signed body is not a Stripe event.")
+    return event

@@ -1,0 +1,102 @@
+"""Request and response bodies of the payments and catalog API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from ninja import Schema
+from pydantic import Field, StrictBool, StrictInt, StrictStr
+
+from billing.models import Fulfilment, Order
+from billing.money import format_minor
+
+
+class OrderCreateIn(Schema):
+    """The seeds' create body. `amount` is in major units ("10.50"); the server's quote wins."""
+
+    model_config = {"extra": "forbid"}
+
+    purchase_type: Annotated[str, Field(max_length=50)] | None = None
+    is_credit_purchase: StrictBool = False
+    credit_amount: Annotated[StrictInt, Field(ge=1)] | None = None
+    pack_id: Annotated[StrictInt, Field(ge=1)] | None = None
+    service_id: Annotated[StrictInt, Field(ge=1)] | None = None
+    amount: Decimal | StrictInt | StrictStr | None = Field(
+        default=None,
+        description='What the client expects to pay, in major units ("10.50"); '
+        "409 if it differs from the server's price.",
+    )
+    payment_type: Literal["intent"] = "intent"
+    scheduling_data: dict[str, Any] | None = None
+    service_data: dict[str, Any] | None = None
+    payment_method_id: Annotated[str, Field(min_length=3, max_length=255)] | None = Field(
+        default=None,
+        description="A Stripe payment method (such as pm_card_visa) to confirm with at once.",
+    )
+
+
+class PaymentOut(Schema):
+    stripe_payment_intent_id: str
+    status: str
+    amount: int
+    currency: str
+    amount_received: int
+    created_at: datetime
+
+
+class OrderOut(Schema):
+    """An order, rendered from the model (with `is_fulfilled` annotated when listing)."""
+
+    id: int
+    purchase_type: str
+    order_type: str
+    status: str
+    amount: int = Field(description="In the currency's minor unit.")
+    amount_display: str
+    currency: str
+    description: str
+    metadata: dict[str, str]
+    failure_code: str
+    failure_message: str
+    fulfilled: bool
+    created_at: datetime
+    paid_at: datetime | None
+    payments: list[PaymentOut]
+
+    @staticmethod
+    def resolve_amount_display(order: Order) -> str:
+        return format_minor(order.amount, order.currency)
+
+    @staticmethod
+    def resolve_fulfilled(order: Order) -> bool:
+        annotated = getattr(order, "is_fulfilled", None)
+        if annotated is not None:
+            return annotated
+        return Fulfilment.objects.filter(order_id=order.pk).exists()
+
+
+class OrderCreateOut(Schema):
+    order_id: int
+    status: str
+    payment_status: str | None = Field(description="The PaymentIntent's own status.")
+    amount: int
+    amount_display: str
+    currency: str
+    payment_intent_id: str | None
+    client_secret: str | None
+    publishable_key: str
+    order: OrderOut
+
+
+class PurchaseTypeOut(Schema):
+    name: str
+    order_type: str
+    label: str
+    description: str
+    catalog: dict[str, Any]
+
+
+class CatalogOut(Schema):
+    purchase_types: list[PurchaseTypeOut]

@@ -1,0 +1,1 @@
+"""Billing's writes, split by subject: orders, payments, events."""

@@ -1,0 +1,176 @@
+"""Stripe events: store on receipt, process in the worker, retry until resolved.
+
+The rule: `event_store` does no Stripe call and runs no plugin code; it only
+inserts the event (unique on Stripe's id) and enqueues its processing in the
+same transaction, so an event that was answered 200 is never lost. Everything
+else happens in `events_drain`, which takes due events with
+`SELECT … FOR UPDATE SKIP LOCKED`, so any number of workers can run it.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from billing.gateway import payment_intent_from_payload
+from billing.models import Order, StripeEvent
+from billing.services.payments import payment_record
+
+log = logging.getLogger(__name__)
+
+# A processing event whose worker has not finished by then is taken again.
+LEASE = timedelta(minutes=5)
+DRAIN_TASK = "billing.tasks.events_drain"
+
+
+def event_store(*, event: dict[str, Any]) -> tuple[StripeEvent, bool]:
+    """Insert a verified event and enqueue its processing; a duplicate is a no-op."""
+    data_object = (event.get("data") or {}).get("object") or {}
+    created = event.get("created")
+    try:
+        with transaction.atomic():
+            stored = StripeEvent.objects.create(
+                stripe_id=event["id"],
+                type=str(event.get("type") or "")[:100],
+                api_version=str(event.get("api_version") or "")[:50],
+                object_id=str(data_object.get("id") or "")[:255],
+                livemode=bool(event.get("livemode")),
+                stripe_created=(
+                    datetime.fromtimestamp(created, tz=UTC) if isinstance(created, int) else None
+                ),
+                payload=event,
+                next_attempt_at=timezone.now(),
+            )
+            # Enqueued inside the transaction on purpose: with django-q2's
+            # database broker the task row commits with the event or not at all.
+            async_task(DRAIN_TASK, stored.pk, task_name=f"event-{stored.pk}")
+    except IntegrityError:
+        return StripeEvent.objects.get(stripe_id=event["id"]), False
+    return stored, True
+
+
+# --- processing ----------------------------------------------------------------------
+
+Handler = Callable[[dict[str, Any]], str]
+
+
+def _payment_intent_handler(target: str) -> Handler:
+    def handle(event: dict[str, Any]) -> str:
+        intent = payment_intent_from_payload(event["data"]["object"])
+        return payment_record(intent=intent, target=target).reason
+
+    return handle
+
+
+# One table from event type to handler; a type not listed is stored and ignored.
+HANDLERS: dict[str, Handler] = {
+    "payment_intent.succeeded": _payment_intent_handler(Order.Status.PAID),
+    "payment_intent.payment_failed": _payment_intent_handler(Order.Status.FAILED),
+    "payment_intent.canceled": _payment_intent_handler(Order.Status.CANCELED),
+    "payment_intent.processing": _payment_intent_handler(Order.Status.PROCESSING),
+    "payment_intent.requires_action": _payment_intent_handler(Order.Status.REQUIRES_ACTION),
+}
+
+
+def _due() -> Q:
+    now = timezone.now()
+    return Q(
+        status__in=[StripeEvent.Status.PENDING, StripeEvent.Status.RETRYING],
+        next_attempt_at__lte=now,
+    ) | Q(status=StripeEvent.Status.PROCESSING, lease_expires_at__lt=now)
+
+
+def _claim(event_id: int | None = None) -> StripeEvent | None:
+    """Take one due event (this one, if given) and count the attempt before running it.
+
+    The attempt is counted in its own committed transaction, so a worker killed
+    mid-event still used up an attempt and a poison event cannot loop forever.
+    """
+    with transaction.atomic():
+        candidates = StripeEvent.objects.select_for_update(skip_locked=True).filter(_due())
+        if event_id is not None:
+            candidates = candidates.filter(pk=event_id)
+        event = candidates.order_by("id").first()
+        if event is None:
+            return None
+        event.status = StripeEvent.Status.PROCESSING
+        event.attempts += 1
+        event.lease_expires_at = timezone.now() + LEASE
+        event.save(update_fields=["status", "attempts", "lease_expires_at"])
+        return event
+
+
+def _backoff(attempts: int) -> timedelta:
+    schedule = settings.TOLLGATE["EVENT_RETRY_BACKOFF"]
+    return timedelta(seconds=schedule[min(attempts, len(schedule)) - 1])
+
+
+def event_process(event: StripeEvent) -> str:
+    """Run the handler for a claimed event and record how it ended."""
+    handler = HANDLERS.get(event.type)
+    mine = StripeEvent.objects.filter(pk=event.pk, attempts=event.attempts)
+    try:
+        with transaction.atomic():
+            if handler is None:
+                status, note = StripeEvent.Status.IGNORED, f"no handler for {event.type}"
+            else:
+                status, note = StripeEvent.Status.PROCESSED, handler(event.payload)
+            mine.update(
+                status=status, processed_at=timezone.now(), last_error=note, lease_expires_at=None
+            )
+        return status
+    except Exception as exc:
+        final = not getattr(exc, "retryable", True) or (
+            event.attempts >= settings.TOLLGATE["EVENT_MAX_ATTEMPTS"]
+        )
+        status = StripeEvent.Status.FAILED if final else StripeEvent.Status.RETRYING
+        mine.update(
+            status=status,
+            last_error="".join(traceback.format_exception(exc))[-4000:],
+            next_attempt_at=None if final else timezone.now() + _backoff(event.attempts),
+            lease_expires_at=None,
+        )
+        log.warning(
+            "event %s (%s) attempt %s failed: %s", event.stripe_id, event.type, event.attempts, exc
+        )
+        return status
+
+
+def events_drain(*, first_event_id: int | None = None, limit: int | None = None) -> int:
+    """Process due events, this one first if given; answers how many were taken."""
+    limit = limit or settings.TOLLGATE["EVENT_DRAIN_BATCH"]
+    taken = 0
+    if first_event_id is not None:
+        event = _claim(first_event_id)
+        if event is not None:
+            event_process(event)
+            taken += 1
+    while taken < limit:
+        event = _claim()
+        if event is None:
+            break
+        event_process(event)
+        taken += 1
+    return taken
+
+
+def event_replay(*, event_id: int) -> StripeEvent:
+    """Make a failed (or any finished) event due again, with a fresh attempt budget."""
+    StripeEvent.objects.filter(pk=event_id).exclude(status=StripeEvent.Status.PROCESSING).update(
+        status=StripeEvent.Status.PENDING,
+        attempts=0,
+        next_attempt_at=timezone.now(),
+        lease_expires_at=None,
+    )
+    event = StripeEvent.objects.get(pk=event_id)
+    transaction.on_commit(lambda: async_task(DRAIN_TASK, event_id, task_name=f"replay-{event_id}"))
+    return event

@@ -1,0 +1,274 @@
+"""Creating and cancelling orders.
+
+The rule: the server prices every order through its plugin, the order row is
+committed before Stripe is called (so no PaymentIntent exists without an order
+to find it by), and every Stripe write carries a key derived from the order id,
+so a retried request never creates a second charge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing import gateway
+from billing.metadata import metadata_build
+from billing.models import UNPAID_STATUSES, Order, Payment
+from billing.money import MAX_MINOR, currency_get, to_minor
+from billing.services.payments import order_target_status, payment_record
+from kernel.errors import ConflictError, DomainError, ErrorCode, NotFoundError
+from purchasables.registry import registry
+from purchasables.types import PurchaseRequest, Quote
+
+log = logging.getLogger(__name__)
+
+# A replayed Idempotency-Key whose first request has not yet reached Stripe
+# waits this long before the replay is allowed to finish the job itself.
+IN_FLIGHT_GRACE = timedelta(seconds=30)
+
+
+class QuoteMismatchError(DomainError):
+    code = ErrorCode.QUOTE_MISMATCH
+    status = 409
+
+
+class IdempotencyConflictError(DomainError):
+    code = ErrorCode.IDEMPOTENCY_CONFLICT
+    status = 409
+
+
+@dataclass(frozen=True)
+class OrderCreateResult:
+    order: Order
+    payment: Payment | None
+    replayed: bool
+
+
+def _fingerprint(purchase: PurchaseRequest, **more: Any) -> str:
+    body = json.dumps(
+        {**purchase.__dict__, **more}, sort_keys=True, default=str, separators=(",", ":")
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _quote_check(quote: Quote, client_amount: Decimal | int | str | None) -> None:
+    currency_get(quote.currency)
+    if not isinstance(quote.amount, int) or not 0 < quote.amount <= MAX_MINOR:
+        raise TypeError(f"A plugin quoted {quote.amount!r}; a quote is 1..{MAX_MINOR} minor units.")
+    if client_amount is None:
+        return
+    if to_minor(client_amount, quote.currency) != quote.amount:
+        raise QuoteMismatchError(
+            "The amount differs from the price; refresh the catalog and try again.",
+            quoted_amount=quote.amount,
+            currency=quote.currency,
+        )
+
+
+def order_create(
+    *,
+    purchase: PurchaseRequest,
+    amount: Decimal | int | str | None,
+    payment_method_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> OrderCreateResult:
+    """Price `purchase`, store the order, and create (and maybe confirm) its PaymentIntent.
+
+    With `payment_method_id` the payment is confirmed server-side and the order
+    moves at once to what Stripe answered (a decline raises `CardDeclinedError`
+    after the order is marked failed).
+    """
+    spec = registry.purchase_type(purchase.purchase_type)
+    fingerprint = _fingerprint(purchase, amount=amount, payment_method_id=payment_method_id)
+    if idempotency_key:
+        existing = Order.objects.filter(
+            user_id=purchase.user_id, idempotency_key=idempotency_key
+        ).first()
+        if existing is not None:
+            return _replay(existing, fingerprint, payment_method_id)
+    try:
+        with transaction.atomic():
+            quote = registry.quote(purchase)
+            _quote_check(quote, amount)
+            order = Order.objects.create(
+                user_id=purchase.user_id,
+                purchase_type=spec.name,
+                order_type=spec.order_type,
+                amount=quote.amount,
+                currency=quote.currency.lower(),
+                description=quote.description[:255],
+                data=quote.data,
+                idempotency_key=idempotency_key,
+                request_fingerprint=fingerprint,
+            )
+            order.metadata = metadata_build(
+                order_id=order.pk,
+                user_id=purchase.user_id,
+                order_type=spec.order_type,
+                purchase_type=spec.name,
+                plugin_metadata=quote.metadata,
+                scheduling_data=purchase.scheduling_data,
+            )
+            order.save(update_fields=["metadata"])
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent request with the same key committed first.
+        first = Order.objects.get(user_id=purchase.user_id, idempotency_key=idempotency_key)
+        return _replay(first, fingerprint, payment_method_id)
+    payment = _payment_start(order, payment_method_id)
+    order.refresh_from_db()
+    return OrderCreateResult(order=order, payment=payment, replayed=False)
+
+
+def _replay(order: Order, fingerprint: str, payment_method_id: str | None) -> OrderCreateResult:
+    if order.request_fingerprint != fingerprint:
+        raise IdempotencyConflictError(
+            "This Idempotency-Key was used for a different request.", order_id=order.pk
+        )
+    payment = order.payments.order_by("id").first()
+    if payment is None and order.status == Order.Status.PENDING:
+        if timezone.now() - order.created_at < IN_FLIGHT_GRACE:
+            raise IdempotencyConflictError(
+                "The first request with this Idempotency-Key is still in progress; retry shortly.",
+                order_id=order.pk,
+            )
+        payment = _payment_start(order, payment_method_id)
+        order.refresh_from_db()
+    return OrderCreateResult(order=order, payment=payment, replayed=True)
+
+
+def _order_fail(order: Order, *, code: str, message: str) -> None:
+    Order.objects.filter(pk=order.pk, status__in=UNPAID_STATUSES).update(
+        status=Order.Status.FAILED,
+        failure_code=code[:100],
+        failure_message=message[:500],
+        updated_at=timezone.now(),
+    )
+
+
+def _gateway_error_note(order: Order, exc: DomainError) -> None:
+    Order.objects.filter(pk=order.pk).update(gateway_error=exc.message[:500])
+    exc.extra["order_id"] = order.pk
+
+
+def _payment_start(order: Order, payment_method_id: str | None) -> Payment:
+    try:
+        intent = gateway.payment_intent_create(
+            amount=order.amount,
+            currency=order.currency,
+            metadata=order.metadata,
+            idempotency_key=f"order-{order.pk}-pi",
+            payment_method=payment_method_id,
+        )
+    except gateway.InvalidPaymentMethodError as exc:
+        _order_fail(order, code="invalid_payment_method", message=exc.message)
+        exc.extra["order_id"] = order.pk
+        raise
+    except gateway.PaymentGatewayError as exc:
+        _gateway_error_note(order, exc)
+        raise
+    payment, _ = Payment.objects.get_or_create(
+        stripe_payment_intent_id=intent.id,
+        defaults={
+            "order": order,
+            "status": intent.status,
+            "amount": intent.amount,
+            "currency": intent.currency,
+            "client_secret": intent.client_secret,
+        },
+    )
+    if not payment_method_id:
+        return payment
+    try:
+        intent = gateway.payment_intent_confirm(
+            payment_intent_id=intent.id, idempotency_key=f"order-{order.pk}-pi-confirm"
+        )
+    except gateway.CardDeclinedError as exc:
+        declined = replace(
+            intent,
+            status="requires_payment_method",
+            last_error_code=str(exc.extra.get("decline_code") or "card_declined"),
+            last_error_message=exc.message,
+        )
+        payment_record(intent=declined, target=Order.Status.FAILED)
+        exc.extra["order_id"] = order.pk
+        raise
+    except gateway.PaymentGatewayError as exc:
+        _gateway_error_note(order, exc)
+        raise
+    target = order_target_status(intent)
+    if target is not None:
+        try:
+            payment_record(intent=intent, target=target)
+        except Exception:
+            # The webhook carries the same news; its worker retries this.
+            log.exception("order %s: applying the confirmed payment failed", order.pk)
+    payment.refresh_from_db()
+    return payment
+
+
+def order_get_for_user(*, order_id: int, user_id: int) -> Order:
+    order = Order.objects.filter(pk=order_id, user_id=user_id).first()
+    if order is None:
+        raise NotFoundError("No such order.", order_id=order_id)
+    return order
+
+
+def order_cancel(*, order_id: int, user_id: int) -> Order:
+    """Cancel an unpaid order and its PaymentIntents; a paid order is refunded instead."""
+    order = order_get_for_user(order_id=order_id, user_id=user_id)
+    if order.status not in UNPAID_STATUSES:
+        raise ConflictError(
+            f"Only an unpaid order can be cancelled; this one is {order.status}.",
+            order_id=order.pk,
+            status=order.status,
+        )
+    if order.status == Order.Status.PROCESSING:
+        raise ConflictError(
+            "The payment is being processed by the bank and cannot be cancelled now.",
+            order_id=order.pk,
+            status=order.status,
+        )
+    for payment in order.payments.exclude(status__in=["succeeded", "canceled"]):
+        try:
+            intent = gateway.payment_intent_cancel(
+                payment_intent_id=payment.stripe_payment_intent_id,
+                idempotency_key=f"order-{order.pk}-{payment.pk}-cancel",
+            )
+        except gateway.PaymentGatewayError as exc:
+            # Stripe refuses to cancel a PaymentIntent that has just succeeded.
+            current = gateway.payment_intent_retrieve(
+                payment_intent_id=payment.stripe_payment_intent_id
+            )
+            target = order_target_status(current)
+            if target is not None:
+                payment_record(intent=current, target=target)
+            if current.status != "canceled":
+                raise ConflictError(
+                    "The payment could not be cancelled; it may have just succeeded.",
+                    order_id=order.pk,
+                ) from exc
+            intent = current
+        payment_record(intent=intent, target=Order.Status.CANCELED)
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        if locked.status in UNPAID_STATUSES:
+            locked.status = Order.Status.CANCELED
+            locked.save(update_fields=["status", "updated_at"])
+    order.refresh_from_db()
+    if order.status != Order.Status.CANCELED:
+        raise ConflictError(
+            f"The order could not be cancelled; it is {order.status}.",
+            order_id=order.pk,
+            status=order.status,
+        )
+    return order

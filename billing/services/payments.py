@@ -1,0 +1,141 @@
+"""Apply what Stripe says about a PaymentIntent to its order, and fulfil paid orders.
+
+The rule: `payment_record` is the one way an order's payment status changes,
+from the event worker and from the order-create request alike. It locks the
+order row, moves the status only forward (`ORDER_TRANSITIONS`), and on the move
+to `paid` inserts the order's unique `Fulfilment` and runs the owning plugin's
+fulfil hook in the same transaction: all of it commits, or none of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing.gateway import PaymentIntentData
+from billing.models import ORDER_TRANSITIONS, Fulfilment, Order, Payment
+from kernel.errors import DomainError, ErrorCode
+from purchasables.registry import registry
+from purchasables.types import PaidOrder
+
+log = logging.getLogger(__name__)
+
+
+class PaymentMismatchError(DomainError):
+    """Stripe reports a payment that does not match the order; needs a person."""
+
+    code = ErrorCode.ORDER_STATE_CONFLICT
+    status = 409
+    retryable = False
+
+
+@dataclass(frozen=True)
+class PaymentOutcome:
+    order_id: int | None
+    applied: bool
+    reason: str
+
+
+def _order_for(intent: PaymentIntentData) -> Order | None:
+    payment = Payment.objects.filter(stripe_payment_intent_id=intent.id).only("order_id").first()
+    order_id = payment.order_id if payment else intent.metadata.get("order_id")
+    if not order_id or not str(order_id).isdigit():
+        return None
+    return Order.objects.select_for_update().filter(pk=int(order_id)).first()
+
+
+def order_target_status(intent: PaymentIntentData) -> str | None:
+    """The order status a PaymentIntent's own status implies, if any."""
+    if intent.status == "succeeded":
+        return Order.Status.PAID
+    if intent.status == "processing":
+        return Order.Status.PROCESSING
+    if intent.status == "requires_action":
+        return Order.Status.REQUIRES_ACTION
+    if intent.status == "canceled":
+        return Order.Status.CANCELED
+    if intent.status == "requires_payment_method" and intent.last_error_code:
+        return Order.Status.FAILED
+    return None
+
+
+def paid_order_view(order: Order) -> PaidOrder:
+    return PaidOrder(
+        order_id=order.pk,
+        user_id=order.user_id,
+        purchase_type=order.purchase_type,
+        order_type=order.order_type,
+        amount=order.amount,
+        currency=order.currency,
+        metadata=dict(order.metadata),
+        data=dict(order.data),
+    )
+
+
+def payment_record(*, intent: PaymentIntentData, target: str) -> PaymentOutcome:
+    """Move the intent's order to `target` if that is forward; fulfil it on `paid`."""
+    with transaction.atomic():
+        order = _order_for(intent)
+        if order is None:
+            return PaymentOutcome(None, False, "no order of ours for this PaymentIntent")
+        payment, _ = Payment.objects.select_for_update().get_or_create(
+            stripe_payment_intent_id=intent.id,
+            defaults={
+                "order": order,
+                "status": intent.status,
+                "amount": intent.amount,
+                "currency": intent.currency,
+                "client_secret": intent.client_secret,
+            },
+        )
+        if payment.order_id != order.pk:
+            raise PaymentMismatchError(
+                f"PaymentIntent {intent.id} belongs to order {payment.order_id}, not {order.pk}.",
+            )
+        payment.status = intent.status
+        payment.amount_received = max(payment.amount_received, intent.amount_received)
+        payment.stripe_charge_id = intent.latest_charge_id or payment.stripe_charge_id
+        payment.save(update_fields=["status", "amount_received", "stripe_charge_id", "updated_at"])
+
+        if target not in ORDER_TRANSITIONS[order.status]:
+            return PaymentOutcome(order.pk, False, f"order is {order.status}; {target} is stale")
+        if target == Order.Status.PAID and (
+            intent.amount != order.amount or intent.currency != order.currency
+        ):
+            raise PaymentMismatchError(
+                f"Stripe charged {intent.amount} {intent.currency} for order {order.pk}, "
+                f"which costs {order.amount} {order.currency}.",
+                order_id=order.pk,
+            )
+        order.status = target
+        fields = ["status", "updated_at"]
+        if target == Order.Status.FAILED:
+            order.failure_code = intent.last_error_code[:100]
+            order.failure_message = intent.last_error_message[:500]
+            fields += ["failure_code", "failure_message"]
+        if target == Order.Status.PAID:
+            order.paid_at = timezone.now()
+            order.failure_code = order.failure_message = ""
+            fields += ["paid_at", "failure_code", "failure_message"]
+        order.save(update_fields=fields)
+        if target == Order.Status.PAID:
+            fulfilment_create(order=order)
+        return PaymentOutcome(order.pk, True, f"order is now {target}")
+
+
+def fulfilment_create(*, order: Order) -> Fulfilment:
+    """Insert the order's one fulfilment and run its plugin; the caller holds the order lock.
+
+    The unique `Fulfilment.order` makes a second insert fail, so even a caller
+    that skipped the lock could not fulfil twice.
+    """
+    fulfilment = Fulfilment.objects.create(order=order)
+    result = registry.fulfil(paid_order_view(order))
+    if result:
+        fulfilment.result = result
+        fulfilment.save(update_fields=["result"])
+    log.info("order %s fulfilled by %s", order.pk, order.purchase_type)
+    return fulfilment

@@ -1,0 +1,50 @@
+"""Billing fixtures: posting signed webhooks, and localstripe delivering to a live server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from billing.models import StripeEvent
+from tests.stripe_events import PRIMARY_SECRET, encode, sign
+
+WEBHOOK_PATH = "/api/v1/payments/webhook/"
+
+
+def post_webhook(evt: dict[str, Any] | bytes, *, secret: str = PRIMARY_SECRET, client=None, **kw):
+    body = evt if isinstance(evt, bytes) else encode(evt)
+    headers = {"Stripe-Signature": sign(body, secret, **kw)}
+    return (client or Client()).post(
+        WEBHOOK_PATH, body, content_type="application/json", headers=headers
+    )
+
+
+@pytest.fixture
+def live_stripe(live_server, stripe_server):
+    """localstripe, emptied, sending its webhooks to this test's live server."""
+    stripe_server.register_webhook("tollgate-tests", live_server.url + WEBHOOK_PATH, PRIMARY_SECRET)
+    return stripe_server
+
+
+def wait_for_event(type: str, object_id: str, timeout: float = 10.0) -> StripeEvent:
+    """Wait until localstripe's delivery of `type` for `object_id` has been stored."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = StripeEvent.objects.filter(type=type, object_id=object_id).first()
+        if found is not None:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no {type} event for {object_id} arrived within {timeout}s")
+
+
+def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
