@@ -1,3 +1,110 @@
-from ninja import Router
+"""The credits API: my balance and ledger, idempotent spends, staff grants.
+
+The rule: operations are thin (parse, call one service, render) and act only on
+the caller's own account, except `credits_grant_create`, which is staff-only.
+Authentication comes from `platform_core.api` (the `NinjaAPI`'s default
+`auth=user_auth`, fail closed), since `credits` may not import `platform_core`.
+"""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from ninja import Router, Status
+from ninja.pagination import PageNumberPagination, paginate
+
+from credits.models import CreditTransaction
+from credits.schemas import (
+    CreditBalanceOut,
+    CreditEntryOut,
+    CreditGrantIn,
+    CreditSpendIn,
+    CreditTransactionOut,
+)
+from credits.selectors import credits_balance_get, credits_transactions_for_user
+from credits.services import LedgerWrite, credits_grant_by_staff, credits_spend_or_replay
+from kernel.errors import PermissionDeniedError
+from kernel.schemas import ErrorOut
 
 router = Router(tags=["credits"])
+
+TRANSACTIONS_PAGE_SIZE = 20
+TRANSACTIONS_MAX_PAGE_SIZE = 100
+
+
+def _entry_response(write: LedgerWrite) -> Status:
+    body = {"entry": write.entry, "balance": write.balance}
+    return Status(201 if write.created else 200, body)
+
+
+@router.get("/balance/", response={200: CreditBalanceOut, 401: ErrorOut})
+def credits_balance(request: HttpRequest):
+    return Status(200, CreditBalanceOut(balance=credits_balance_get(user_id=request.user.pk)))
+
+
+@router.get(
+    "/transactions/",
+    response={200: list[CreditTransactionOut], 401: ErrorOut, 422: ErrorOut},
+)
+@paginate(
+    PageNumberPagination,
+    page_size=TRANSACTIONS_PAGE_SIZE,
+    max_page_size=TRANSACTIONS_MAX_PAGE_SIZE,
+)
+def credits_transactions(request: HttpRequest) -> QuerySet[CreditTransaction]:
+    """My ledger entries, newest first."""
+    return credits_transactions_for_user(user_id=request.user.pk)
+
+
+@router.post(
+    "/spend/",
+    response={
+        200: CreditEntryOut,
+        201: CreditEntryOut,
+        401: ErrorOut,
+        409: ErrorOut,
+        422: ErrorOut,
+    },
+)
+def credits_spend_create(request: HttpRequest, payload: CreditSpendIn):
+    """Spend credits once per `reference`: 201 when spent, 200 with the same entry on a repeat.
+
+    409 `insufficient_credits` when the balance (or a debt) does not cover it;
+    409 `credit_reference_conflict` when the reference was spent with another amount.
+    """
+    write = credits_spend_or_replay(
+        user_id=request.user.pk,
+        amount=payload.amount,
+        reference=payload.reference,
+        memo=payload.memo,
+    )
+    return _entry_response(write)
+
+
+@router.post(
+    "/grant/",
+    response={
+        200: CreditEntryOut,
+        201: CreditEntryOut,
+        401: ErrorOut,
+        403: ErrorOut,
+        404: ErrorOut,
+        409: ErrorOut,
+        422: ErrorOut,
+    },
+)
+def credits_grant_create(request: HttpRequest, payload: CreditGrantIn):
+    """Staff: grant credits (amount > 0) or adjust them down (amount < 0, never below zero).
+
+    201 when written, 200 with the first entry when the `reference` was used before.
+    """
+    if not request.user.is_staff:
+        raise PermissionDeniedError("Granting credits is for staff only.")
+    write = credits_grant_by_staff(
+        user_id=payload.user_id,
+        amount=payload.amount,
+        reference=payload.reference,
+        memo=payload.memo,
+        created_by_id=request.user.pk,
+    )
+    return _entry_response(write)

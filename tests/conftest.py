@@ -44,6 +44,12 @@ class ApiClient:
         return self.client.delete("/api/v1" + path, headers=self._headers(None))
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:
+    """Every user and token hashes a password; PBKDF2's deliberate cost buys nothing here."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def user(db):
     return UserFactory()

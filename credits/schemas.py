@@ -1,0 +1,91 @@
+"""Request and response bodies of the credits API.
+
+The rule: input schemas forbid unknown fields and take amounts as strict
+integers (no string, float or boolean slips through as a number of credits);
+output schemas list their fields.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from ninja import Field, ModelSchema, Schema
+from pydantic import field_validator
+
+from credits.models import CreditTransaction
+from credits.services import (
+    GRANT_REFERENCE_MAX_LENGTH,
+    LEDGER_ENTRY_MAX,
+    MEMO_MAX_LENGTH,
+    SPEND_REFERENCE_MAX_LENGTH,
+)
+
+
+class CreditBalanceOut(Schema):
+    balance: int
+    currency_unit: Literal["credits"] = "credits"
+
+
+class CreditTransactionOut(ModelSchema):
+    created_at: datetime
+
+    class Meta:
+        model = CreditTransaction
+        fields = ["id", "amount", "kind", "reference", "balance_after", "memo", "created_at"]
+
+
+class CreditSpendIn(Schema):
+    model_config = {"extra": "forbid"}
+
+    amount: int = Field(..., strict=True, gt=0, le=LEDGER_ENTRY_MAX)
+    reference: str = Field(
+        ...,
+        min_length=1,
+        max_length=SPEND_REFERENCE_MAX_LENGTH,
+        description="Your key for this spend: the same reference is spent once. "
+        "It is stored as `spend:<reference>`.",
+    )
+    memo: str = Field("", max_length=MEMO_MAX_LENGTH)
+
+
+class CreditGrantIn(Schema):
+    model_config = {"extra": "forbid"}
+
+    user_id: int = Field(..., strict=True, gt=0)
+    amount: int = Field(
+        ...,
+        strict=True,
+        ge=-LEDGER_ENTRY_MAX,
+        le=LEDGER_ENTRY_MAX,
+        description="Positive to grant; negative to adjust down (never below zero).",
+    )
+    reference: str | None = Field(
+        None,
+        min_length=1,
+        max_length=GRANT_REFERENCE_MAX_LENGTH,
+        description="Makes the grant idempotent; stored as `grant:<reference>`. "
+        "One is generated when absent.",
+    )
+    memo: str = Field(..., min_length=1, max_length=MEMO_MAX_LENGTH, description="Why.")
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("amount may not be zero")
+        return value
+
+    @field_validator("memo")
+    @classmethod
+    def _memo_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("memo says why credits are granted")
+        return value
+
+
+class CreditEntryOut(Schema):
+    """One ledger write: the entry and the account's balance after it."""
+
+    entry: CreditTransactionOut
+    balance: int

@@ -1,0 +1,280 @@
+"""The order API: pricing on the server, bad input, idempotency, ownership, cancel."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import stripe
+from django.conf import settings
+from django.db import connection
+
+from billing.models import Order, Payment
+from credits.models import CreditPack
+from platform_core.auth import api_token_create
+from tests.conftest import PASSWORD, ApiClient
+
+pytestmark = pytest.mark.django_db
+
+BUY_100 = {"is_credit_purchase": True, "credit_amount": 100, "amount": "10.00"}
+
+
+def stripe_intents() -> list:
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    return list(client.v1.payment_intents.list(params={"limit": 100}).data)
+
+
+def test_create_answers_the_order_and_its_client_secret(api, user, stripe_server):
+    resp = api.post("/payments/create/", BUY_100)
+    assert resp.status_code == 201, resp.content
+    body = resp.json()
+    assert body["status"] == "pending"
+    assert body["amount"] == 1000
+    assert body["amount_display"] == "10.00 USD"
+    assert body["currency"] == "usd"
+    assert body["client_secret"].startswith(body["payment_intent_id"] + "_secret_")
+    assert body["publishable_key"] == "pk_test_localstripe"
+    order = Order.objects.get(pk=body["order_id"])
+    assert order.user == user
+    assert order.order_type == "credit"
+    [intent] = stripe_intents()
+    assert intent.id == body["payment_intent_id"]
+    assert intent.amount == 1000
+    assert intent.metadata.to_dict() == order.metadata
+
+
+def test_a_credit_pack_is_priced_from_the_pack(api, stripe_server):
+    pack = CreditPack.objects.create(name="Starter", credits=100, price=900, currency="usd")
+    resp = api.post(
+        "/payments/create/", {"is_credit_purchase": True, "pack_id": pack.pk, "amount": 9}
+    )
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["amount"] == 900
+    assert Order.objects.get().data == {"credits": 100, "pack_id": pack.pk}
+
+
+def test_the_amount_may_be_omitted_and_the_server_prices(api, stripe_server):
+    resp = api.post("/payments/create/", {"is_credit_purchase": True, "credit_amount": 250})
+    assert resp.status_code == 201
+    assert resp.json()["amount"] == 2500
+
+
+@pytest.mark.parametrize("amount", ["9.99", "10.01", 11, "100"])
+def test_an_amount_that_differs_from_the_quote_is_409_and_nothing_is_created(
+    api, stripe_server, amount
+):
+    resp = api.post("/payments/create/", {**BUY_100, "amount": amount})
+    assert resp.status_code == 409
+    body = resp.json()
+    assert body["code"] == "quote_mismatch"
+    assert body["extra"] == {"quoted_amount": 1000, "currency": "usd"}
+    assert not Order.objects.exists()
+    assert stripe_intents() == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"is_credit_purchase": true, "credit_amount": 100, "amount": "10.001"}', "amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 100, "amount": 10.001}', "amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 100, "amount": "0"}', "amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 100, "amount": -10}', "amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 100, "amount": "NaN"}', "amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 100, "amount": "Infinity"}', "amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 100, "amount": "1e9"}', "amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 100, "amount": 1e9}', "amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 100, "amount": "ten"}', "amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 100, "amount": true}', "amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 0}', "credit_amount"),
+        ('{"is_credit_purchase": true, "credit_amount": "100"}', "credit_amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 1.5}', "credit_amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 5}', "credit_amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 100000000}', "credit_amount"),
+        ('{"is_credit_purchase": true}', "credit_amount"),
+        ('{"is_credit_purchase": true, "credit_amount": 100, "surprise": 1}', "surprise"),
+        ('{"is_credit_purchase": "yes", "credit_amount": 100}', "is_credit_purchase"),
+        (
+            '{"is_credit_purchase": true, "credit_amount": 100, "payment_type": "cash"}',
+            "payment_type",
+        ),
+        ('{"credit_amount": 100}', "purchase_type"),
+        ('{"purchase_type": "unicorns", "credit_amount": 100}', "purchase_type"),
+        ('{"is_credit_purchase": true, "pack_id": 999999}', "pack_id"),
+        ("{not json", None),
+        ("[]", None),
+        ('"a string"', None),
+    ],
+)
+def test_bad_input_is_422_with_the_error_shape_and_nothing_is_created(
+    api, stripe_server, raw, field
+):
+    resp = api.post("/payments/create/", raw=raw.encode())
+    assert resp.status_code == 422, resp.content
+    body = resp.json()
+    assert set(body) == {"code", "message", "extra"}
+    assert body["code"] in {"invalid_input", "invalid_amount", "unknown_purchase_type"}
+    if field:
+        assert field in json.dumps(body)
+    assert not Order.objects.exists()
+    assert stripe_intents() == []
+
+
+def test_metadata_over_stripes_limits_is_422_before_anything_is_created(api, stripe_server):
+    body = {**BUY_100, "scheduling_data": {"notes": "x" * 600}}
+    resp = api.post("/payments/create/", body)
+    assert resp.status_code == 422
+    error = resp.json()
+    assert error["code"] == "metadata_too_large"
+    assert error["extra"]["key"] == "scheduling_data"
+    assert not Order.objects.exists()
+    assert stripe_intents() == []
+
+
+def test_scheduling_data_travels_as_a_json_string_in_the_metadata(api, stripe_server):
+    body = {**BUY_100, "scheduling_data": {"start_datetime": "2030-01-01T10:00:00Z"}}
+    resp = api.post("/payments/create/", body)
+    assert resp.status_code == 201
+    metadata = Order.objects.get().metadata
+    assert json.loads(metadata["scheduling_data"]) == body["scheduling_data"]
+
+
+def test_an_unknown_payment_method_is_422_and_the_order_fails(api, stripe_server):
+    resp = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_does_not_exist"})
+    assert resp.status_code == 422
+    error = resp.json()
+    order = Order.objects.get(pk=error["extra"]["order_id"])
+    assert order.status == Order.Status.FAILED
+    assert order.failure_code == "invalid_payment_method"
+
+
+def test_stripe_unreachable_is_502_and_the_order_stays_pending_with_the_error(api, settings, db):
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens on the discard port
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    resp = api.post("/payments/create/", BUY_100)
+    assert resp.status_code == 502
+    error = resp.json()
+    assert error["code"] == "payment_gateway_error"
+    order = Order.objects.get(pk=error["extra"]["order_id"])
+    assert order.status == Order.Status.PENDING
+    assert "nothing was charged" in order.gateway_error
+    assert not Payment.objects.exists()
+
+
+# --- Idempotency-Key ------------------------------------------------------------------
+
+
+def test_an_idempotency_key_returns_the_first_order_again(api, stripe_server):
+    first = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "buy-1"})
+    again = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "buy-1"})
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.json()["order_id"] == first.json()["order_id"]
+    assert again.json()["client_secret"] == first.json()["client_secret"]
+    assert Order.objects.count() == 1
+    assert len(stripe_intents()) == 1
+
+
+def test_an_idempotency_key_reused_for_another_body_is_409(api, stripe_server):
+    api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "buy-2"})
+    other = {"is_credit_purchase": True, "credit_amount": 200}
+    resp = api.post("/payments/create/", other, headers={"Idempotency-Key": "buy-2"})
+    assert resp.status_code == 409
+    assert resp.json()["code"] == "idempotency_conflict"
+    assert Order.objects.count() == 1
+
+
+def test_idempotency_keys_are_per_user(api, other_api, stripe_server):
+    a = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "same"})
+    b = other_api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "same"})
+    assert a.status_code == b.status_code == 201
+    assert a.json()["order_id"] != b.json()["order_id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_one_idempotency_key_make_one_order(user, stripe_server):
+    token, _ = api_token_create(username=user.username, password=PASSWORD)
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def create() -> None:
+        try:
+            barrier.wait()
+            resp = ApiClient(token).post(
+                "/payments/create/", BUY_100, headers={"Idempotency-Key": "race"}
+            )
+            statuses.append(resp.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Order.objects.count() == 1
+    assert len(stripe_intents()) == 1
+    assert statuses.count(201) == 1
+    # The others saw the same order, finished (200) or still in flight (409, retry).
+    assert set(statuses) <= {200, 201, 409}
+
+
+# --- reading and cancelling -----------------------------------------------------------
+
+
+def test_orders_are_listed_newest_first_and_paginated(api, stripe_server):
+    ids = [api.post("/payments/create/", BUY_100).json()["order_id"] for _ in range(3)]
+    page = api.get("/payments/orders/", limit=2, offset=0).json()
+    assert page["count"] == 3
+    assert [o["id"] for o in page["items"]] == ids[::-1][:2]
+    assert page["items"][0]["payments"][0]["status"] == "requires_payment_method"
+    assert page["items"][0]["fulfilled"] is False
+
+
+def test_another_users_order_is_404_to_read_and_to_cancel(api, other_api, stripe_server):
+    order_id = api.post("/payments/create/", BUY_100).json()["order_id"]
+    assert other_api.get(f"/payments/orders/{order_id}/").status_code == 404
+    assert other_api.post(f"/payments/orders/{order_id}/cancel/").status_code == 404
+    assert other_api.get("/payments/orders/").json()["count"] == 0
+    assert api.get(f"/payments/orders/{order_id}/").status_code == 200
+    assert api.get("/payments/orders/424242/").status_code == 404
+
+
+def test_cancel_an_unpaid_order_cancels_its_payment_intent(api, stripe_server):
+    body = api.post("/payments/create/", BUY_100).json()
+    resp = api.post(f"/payments/orders/{body['order_id']}/cancel/")
+    assert resp.status_code == 200, resp.content
+    assert resp.json()["status"] == "canceled"
+    [intent] = stripe_intents()
+    assert intent.status == "canceled"
+
+
+def test_a_paid_order_cannot_be_cancelled(api, stripe_server):
+    body = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"}).json()
+    assert body["status"] == "paid"
+    resp = api.post(f"/payments/orders/{body['order_id']}/cancel/")
+    assert resp.status_code == 409
+    assert resp.json()["extra"]["status"] == "paid"
+
+
+def test_anonymous_callers_get_401(anon_api):
+    assert anon_api.post("/payments/create/", BUY_100).status_code == 401
+    assert anon_api.get("/payments/orders/").status_code == 401
+
+
+def test_the_catalog_lists_the_credits_type_with_packs_and_rate(anon_api):
+    CreditPack.objects.create(name="Starter", credits=100, price=900)
+    CreditPack.objects.create(name="Hidden", credits=1, price=100, active=False)
+    resp = anon_api.get("/catalog/")
+    assert resp.status_code == 200
+    [credits] = [t for t in resp.json()["purchase_types"] if t["name"] == "credits"]
+    assert credits["order_type"] == "credit"
+    assert [p["name"] for p in credits["catalog"]["packs"]] == ["Starter"]
+    assert credits["catalog"]["rate"] == {
+        "currency": "usd",
+        "unit_amount": 10,
+        "min_credits": 10,
+        "max_credits": 100000,
+    }

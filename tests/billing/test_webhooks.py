@@ -1,0 +1,409 @@
+"""Webhook intake and event processing, with events shaped from Stripe's fixtures and
+signed exactly as Stripe signs them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from billing.models import Fulfilment, Order, StripeEvent
+from billing.services.events import event_replay, events_drain
+from credits.models import CreditTransaction
+from credits.selectors import credits_balance_get, credits_ledger_sum
+from purchasables import hookimpl
+from purchasables.registry import registry
+from purchasables.types import PurchaseType, Quote
+from tests.billing.conftest import post_webhook
+from tests.billing.factories import PaymentFactory
+from tests.stripe_events import ROTATED_SECRET, encode, event, payment_intent, sign
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def payment():
+    return PaymentFactory()
+
+
+def succeeded(payment, **kw):
+    obj = payment_intent(
+        id=payment.stripe_payment_intent_id,
+        amount=payment.order.amount,
+        metadata=payment.order.metadata,
+        **kw,
+    )
+    return event("payment_intent.succeeded", obj)
+
+
+def failed(payment):
+    obj = payment_intent(
+        id=payment.stripe_payment_intent_id,
+        amount=payment.order.amount,
+        status="requires_payment_method",
+        metadata=payment.order.metadata,
+    )
+    return event("payment_intent.payment_failed", obj)
+
+
+# --- intake ---------------------------------------------------------------------
+
+
+def test_a_signed_event_is_stored_and_queued_then_processed(payment):
+    evt = succeeded(payment)
+    resp = post_webhook(evt)
+    assert resp.status_code == 200
+    assert resp.json() == {"received": True, "duplicate": False, "id": evt["id"]}
+    stored = StripeEvent.objects.get(stripe_id=evt["id"])
+    assert stored.status == StripeEvent.Status.PENDING
+    assert stored.object_id == payment.stripe_payment_intent_id
+    assert OrmQ.objects.count() == 1  # enqueued with the event
+    # Nothing was fulfilled on the request path.
+    assert not Fulfilment.objects.exists()
+
+    assert events_drain() == 1
+    stored.refresh_from_db()
+    assert stored.status == StripeEvent.Status.PROCESSED
+    assert stored.attempts == 1
+    payment.order.refresh_from_db()
+    assert payment.order.status == Order.Status.PAID
+    assert credits_balance_get(user_id=payment.order.user_id) == 100
+
+
+def test_the_same_event_twice_is_stored_once_and_fulfils_once(payment):
+    evt = succeeded(payment)
+    assert post_webhook(evt).json()["duplicate"] is False
+    second = post_webhook(evt)
+    assert second.status_code == 200
+    assert second.json()["duplicate"] is True
+    assert StripeEvent.objects.count() == 1
+    assert OrmQ.objects.count() == 1
+    events_drain()
+    events_drain()
+    assert CreditTransaction.objects.count() == 1
+
+
+def test_two_events_for_one_payment_fulfil_once(payment):
+    """Stripe may send a second Event object for the same occurrence."""
+    post_webhook(succeeded(payment))
+    post_webhook(succeeded(payment))
+    assert StripeEvent.objects.count() == 2
+    assert events_drain() == 2
+    assert Fulfilment.objects.count() == 1
+    assert CreditTransaction.objects.count() == 1
+    notes = sorted(StripeEvent.objects.values_list("last_error", flat=True))
+    assert notes == ["order is now paid", "order is paid; paid is stale"]
+
+
+def test_payment_failed_after_succeeded_leaves_the_order_paid(payment):
+    post_webhook(succeeded(payment))
+    events_drain()
+    post_webhook(failed(payment))
+    events_drain()
+    payment.order.refresh_from_db()
+    assert payment.order.status == Order.Status.PAID
+    assert payment.order.failure_code == ""
+    assert CreditTransaction.objects.count() == 1
+
+
+def test_succeeded_after_failed_pays_the_order(payment):
+    """A failed attempt is not final: the customer retried the same PaymentIntent."""
+    post_webhook(failed(payment))
+    events_drain()
+    payment.order.refresh_from_db()
+    assert payment.order.status == Order.Status.FAILED
+    assert payment.order.failure_code == "insufficient_funds"
+    post_webhook(succeeded(payment))
+    events_drain()
+    payment.order.refresh_from_db()
+    assert payment.order.status == Order.Status.PAID
+    assert credits_balance_get(user_id=payment.order.user_id) == 100
+
+
+def test_localstripe_event_shape_is_read(payment):
+    """API 2017-08-15: an embedded charge in latest_charge and no amount_received."""
+    obj = payment_intent(
+        id=payment.stripe_payment_intent_id,
+        amount=payment.order.amount,
+        metadata=payment.order.metadata,
+        latest_charge={"id": "ch_embedded", "object": "charge", "amount": 1000},
+    )
+    del obj["amount_received"]
+    evt = event("payment_intent.succeeded", obj)
+    evt["api_version"] = "2017-08-15"
+    post_webhook(evt)
+    events_drain()
+    payment.refresh_from_db()
+    assert payment.stripe_charge_id == "ch_embedded"
+    assert payment.amount_received == 1000
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.PAID
+
+
+def test_an_unknown_event_type_is_stored_and_ignored(db):
+    evt = event("customer.tax_id.created", {"id": "txi_123", "object": "tax_id"})
+    assert post_webhook(evt).status_code == 200
+    events_drain()
+    stored = StripeEvent.objects.get(stripe_id=evt["id"])
+    assert stored.status == StripeEvent.Status.IGNORED
+
+
+def test_an_event_for_a_payment_that_is_not_ours_is_processed_as_a_no_op(db):
+    obj = payment_intent(id="pi_someone_else", amount=500, metadata={})
+    post_webhook(event("payment_intent.succeeded", obj))
+    events_drain()
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.PROCESSED
+    assert stored.last_error == "no order of ours for this PaymentIntent"
+
+
+def test_an_amount_that_differs_from_the_order_fails_at_once_and_grants_nothing(payment):
+    evt = succeeded(payment)
+    evt["data"]["object"]["amount"] = 1
+    post_webhook(evt)
+    events_drain()
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.FAILED
+    assert stored.attempts == 1
+    assert "PaymentMismatchError" in stored.last_error
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.PENDING
+    assert not CreditTransaction.objects.exists()
+
+
+# --- signatures ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "missing",
+        "forged",
+        "wrong_secret",
+        "stale",
+        "body_altered",
+        "new_timestamp_old_signature",
+        "not_utf8",
+    ],
+)
+def test_a_bad_signature_is_refused_and_nothing_is_stored(payment, tamper):
+    evt = succeeded(payment)
+    body = encode(evt)
+    header = sign(body)
+    if tamper == "missing":
+        header = None
+    elif tamper == "forged":
+        header = f"t={int(time.time())},v1={'0' * 64}"
+    elif tamper == "wrong_secret":
+        header = sign(body, "whsec_attacker")
+    elif tamper == "stale":
+        header = sign(body, timestamp=int(time.time()) - 301)
+    elif tamper == "body_altered":
+        body = body.replace(b'"amount": 1000', b'"amount": 1')
+    elif tamper == "new_timestamp_old_signature":
+        old = sign(body, timestamp=int(time.time()) - 400)
+        header = f"t={int(time.time())}," + old.split(",", 1)[1]
+    elif tamper == "not_utf8":
+        body = b"\xff\xfe" + body
+    headers = {"Stripe-Signature": header} if header else {}
+    resp = Client().post(
+        "/api/v1/payments/webhook/", body, content_type="application/json", headers=headers
+    )
+    assert resp.status_code == 400
+    assert resp.json()["code"] == "bad_signature"
+    assert not StripeEvent.objects.exists()
+    assert not OrmQ.objects.exists()
+
+
+def test_a_signature_within_the_tolerance_is_accepted(payment):
+    resp = post_webhook(succeeded(payment), timestamp=int(time.time()) - 290)
+    assert resp.status_code == 200
+
+
+def test_both_secrets_are_accepted_during_rotation(payment):
+    assert post_webhook(succeeded(payment)).status_code == 200
+    assert post_webhook(succeeded(payment), secret=ROTATED_SECRET).status_code == 200
+    assert StripeEvent.objects.count() == 2
+
+
+def test_a_signed_body_that_is_not_an_event_is_refused(db):
+    body = b'["not", "an", "event"]'
+    resp = Client().post(
+        "/api/v1/payments/webhook/",
+        body,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign(body)},
+    )
+    assert resp.status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
+# --- failures, retries, replay -----------------------------------------------------
+
+
+class FlakyCredits:
+    """A purchase type whose fulfilment writes to the ledger, then fails `failures` times."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    @hookimpl
+    def tollgate_purchase_types(self):
+        return [PurchaseType(name="flaky", order_type="credit", label="Flaky")]
+
+    @hookimpl
+    def tollgate_quote(self, request):
+        return Quote(amount=1000, currency="usd", description="flaky", data={"credits": 100})
+
+    @hookimpl
+    def tollgate_fulfil(self, order):
+        from credits.services import credits_grant
+
+        self.calls += 1
+        credits_grant(user_id=order.user_id, amount=100, reference=f"order-{order.order_id}")
+        if self.calls <= self.failures:
+            raise RuntimeError("the plugin fell over half-way")
+        return {"ok": True}
+
+
+def _make_due(evt_id: str) -> None:
+    StripeEvent.objects.filter(stripe_id=evt_id).update(next_attempt_at=timezone.now())
+
+
+def test_a_failure_half_way_rolls_back_and_the_retry_fulfils_once():
+    plugin = FlakyCredits(failures=1)
+    with registry.plugin_registered(plugin, name="flaky"):
+        payment = PaymentFactory(order__purchase_type="flaky")
+        evt = succeeded(payment)
+        post_webhook(evt)
+        events_drain()
+        stored = StripeEvent.objects.get()
+        assert stored.status == StripeEvent.Status.RETRYING
+        assert "the plugin fell over half-way" in stored.last_error
+        assert stored.next_attempt_at > timezone.now()
+        # Rolled back: no ledger entry, no fulfilment, order not paid.
+        assert not CreditTransaction.objects.exists()
+        assert not Fulfilment.objects.exists()
+        assert Order.objects.get(pk=payment.order_id).status == Order.Status.PENDING
+        # Not due yet: the back-off holds it.
+        assert events_drain() == 0
+
+        _make_due(evt["id"])
+        assert events_drain() == 1
+        stored.refresh_from_db()
+        assert stored.status == StripeEvent.Status.PROCESSED
+        assert stored.attempts == 2
+        assert Order.objects.get(pk=payment.order_id).status == Order.Status.PAID
+        assert CreditTransaction.objects.count() == 1
+        assert credits_ledger_sum(user_id=payment.order.user_id) == 100
+
+
+def test_after_the_last_attempt_the_event_is_failed_and_can_be_replayed(settings):
+    settings.TOLLGATE = {**settings.TOLLGATE, "EVENT_MAX_ATTEMPTS": 3}
+    plugin = FlakyCredits(failures=3)
+    with registry.plugin_registered(plugin, name="flaky"):
+        payment = PaymentFactory(order__purchase_type="flaky")
+        evt = succeeded(payment)
+        post_webhook(evt)
+        for _ in range(3):
+            _make_due(evt["id"])
+            events_drain()
+        stored = StripeEvent.objects.get()
+        assert stored.status == StripeEvent.Status.FAILED
+        assert stored.attempts == 3
+        assert stored.next_attempt_at is None
+        _make_due(evt["id"])
+        assert events_drain() == 0  # failed events stay put until replayed
+
+        event_replay(event_id=stored.pk)
+        assert events_drain() == 1
+        stored.refresh_from_db()
+        assert stored.status == StripeEvent.Status.PROCESSED
+        assert CreditTransaction.objects.count() == 1
+
+
+def test_an_event_whose_worker_died_is_taken_again_after_its_lease(payment):
+    evt = succeeded(payment)
+    post_webhook(evt)
+    # A worker claimed it (attempt counted) and was killed before finishing.
+    StripeEvent.objects.filter(stripe_id=evt["id"]).update(
+        status=StripeEvent.Status.PROCESSING,
+        attempts=1,
+        lease_expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    assert events_drain() == 0  # still leased
+    StripeEvent.objects.filter(stripe_id=evt["id"]).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert events_drain() == 1
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.PROCESSED
+    assert stored.attempts == 2
+    assert CreditTransaction.objects.count() == 1
+
+
+# --- concurrency (real threads, real PostgreSQL transactions) --------------------------
+
+
+def _in_threads(n: int, work) -> list:
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except Exception as exc:  # surfaced by the assertions below
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_deliveries_of_one_event_store_it_once_and_fulfil_once():
+    payment = PaymentFactory()
+    evt = succeeded(payment)
+    body = encode(evt)
+
+    def deliver(i: int) -> int:
+        resp = Client().post(
+            "/api/v1/payments/webhook/",
+            body,
+            content_type="application/json",
+            headers={"Stripe-Signature": sign(body)},
+        )
+        return resp.status_code
+
+    assert _in_threads(20, deliver) == [200] * 20
+    assert StripeEvent.objects.count() == 1
+    assert _in_threads(20, lambda i: events_drain()).count(1) == 1
+    assert Fulfilment.objects.count() == 1
+    assert CreditTransaction.objects.count() == 1
+    assert credits_balance_get(user_id=payment.order.user_id) == 100
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_distinct_events_for_one_payment_processed_concurrently_fulfil_once():
+    payment = PaymentFactory()
+    for _ in range(20):
+        post_webhook(succeeded(payment))
+    assert StripeEvent.objects.count() == 20
+    taken = _in_threads(20, lambda i: events_drain(limit=1))
+    assert all(isinstance(t, int) for t in taken), taken
+    assert sum(taken) == 20
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert Fulfilment.objects.count() == 1
+    assert CreditTransaction.objects.count() == 1
+    assert credits_balance_get(user_id=payment.order.user_id) == 100
