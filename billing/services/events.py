@@ -172,5 +172,5 @@ def event_replay(*, event_id: int) -> StripeEvent:
         lease_expires_at=None,
     )
     event = StripeEvent.objects.get(pk=event_id)
-    transaction.on_commit(lambda: async_task(DRAIN_TASK, event_id, task_name=f"replay-{event_id}"))
+    async_task(DRAIN_TASK, event_id, task_name=f"replay-{event_id}")
     return event

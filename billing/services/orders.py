@@ -136,7 +136,8 @@ def _replay(order: Order, fingerprint: str, payment_method_id: str | None) -> Or
         )
     payment = order.payments.order_by("id").first()
     if payment is None and order.status == Order.Status.PENDING:
-        if timezone.now() - order.created_at < IN_FLIGHT_GRACE:
+        first_failed = bool(order.gateway_error)
+        if not first_failed and timezone.now() - order.created_at < IN_FLIGHT_GRACE:
             raise IdempotencyConflictError(
                 "The first request with this Idempotency-Key is still in progress; retry shortly.",
                 order_id=order.pk,

@@ -278,3 +278,20 @@ def test_the_catalog_lists_the_credits_type_with_packs_and_rate(anon_api):
         "min_credits": 10,
         "max_credits": 100000,
     }
+
+
+def test_a_retry_after_a_502_with_the_same_key_finishes_the_first_order(
+    api, settings, stripe_server
+):
+    working_base = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    first = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "flaky-net"})
+    assert first.status_code == 502
+    settings.STRIPE_API_BASE = working_base
+    retry = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "flaky-net"})
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["order_id"] == first.json()["extra"]["order_id"]
+    assert retry.json()["payment_intent_id"]
+    assert Order.objects.count() == 1
+    assert len(stripe_intents()) == 1

@@ -1,0 +1,87 @@
+"""Staff views of orders, payments and Stripe events. Money records are read-only here:
+they change only through the services, so the admin cannot break an invariant."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from billing.models import Fulfilment, Order, Payment, StripeEvent
+from billing.money import format_minor
+from billing.services.events import event_replay
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class PaymentInline(admin.TabularInline):
+    model = Payment
+    extra = 0
+    can_delete = False
+    fields = ["stripe_payment_intent_id", "status", "amount", "amount_received", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class FulfilmentInline(admin.StackedInline):
+    model = Fulfilment
+    extra = 0
+    can_delete = False
+    readonly_fields = ["result", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    list_display = ["id", "user", "purchase_type", "status", "amount_shown", "created_at"]
+    list_filter = ["status", "order_type", "purchase_type", "currency", "created_at"]
+    search_fields = ["=id", "user__email", "user__username", "=payments__stripe_payment_intent_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["user"]
+    inlines = [PaymentInline, FulfilmentInline]
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_shown(self, order: Order) -> str:
+        return format_minor(order.amount, order.currency)
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = ["stripe_payment_intent_id", "order", "status", "amount", "currency"]
+    list_filter = ["status", "currency"]
+    search_fields = ["=stripe_payment_intent_id", "=stripe_charge_id", "=order__id"]
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ["stripe_id", "type", "status", "attempts", "received_at", "processed_at"]
+    list_filter = ["status", "type"]
+    search_fields = ["=stripe_id", "=object_id"]
+    actions = ["replay"]
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Viewing is allowed; the replay action needs change permission to be offered.
+        return request.user.has_perm("billing.change_stripeevent") and obj is None
+
+    @admin.action(description="Replay the selected events")
+    def replay(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
+        count = 0
+        for event_id in queryset.exclude(status=StripeEvent.Status.PROCESSING).values_list(
+            "pk", flat=True
+        ):
+            event_replay(event_id=event_id)
+            count += 1
+        self.message_user(request, f"{count} event(s) queued again.", messages.SUCCESS)
