@@ -254,7 +254,14 @@ def from_minor(minor: int, currency: str) -> Decimal:
     cur = currency_get(currency)
     if isinstance(minor, bool) or not isinstance(minor, int):
         raise TypeError("minor units are an int")
-    return (Decimal(minor).scaleb(-cur.exponent)).quantize(Decimal(1).scaleb(-cur.decimals))
+    if minor % cur.step:
+        raise InvalidAmountError(
+            f"{minor} is not a valid {cur.code.upper()} amount in Stripe's minor unit "
+            f"(it must be a multiple of {cur.step}).",
+            amount=minor,
+            currency=cur.code,
+        )
+    return Decimal(minor).scaleb(-cur.exponent).quantize(Decimal(1).scaleb(-cur.decimals))
 
 
 def format_minor(minor: int, currency: str) -> str:

@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     METADATA_TOO_LARGE = "metadata_too_large"
     UNKNOWN_PURCHASE_TYPE = "unknown_purchase_type"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_AUTHENTICATED = "not_authenticated"
     PERMISSION_DENIED = "permission_denied"
     BAD_SIGNATURE = "bad_signature"

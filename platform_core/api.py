@@ -87,7 +87,7 @@ def _auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
         # django-ninja's own wording for a body its parser could not read.
         return error_response(
             request, 422, ErrorCode.INVALID_INPUT, "The request body is not valid JSON."

@@ -66,6 +66,20 @@ class BearerAuth(HttpBearer):
         return row.user
 
 
+class SessionUserAuth(SessionAuth):
+    """The Django session, checked for CSRF only when there is a session user.
+
+    Without this, a request whose bearer token was refused would fall through
+    to the CSRF check and answer 403, so a client could not tell an expired
+    token (401, renew it) from a forbidden action.
+    """
+
+    def __call__(self, request: HttpRequest):
+        if not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
+
+
 class StaffBearerAuth(BearerAuth):
     def authenticate(self, request: HttpRequest, token: str):
         user = super().authenticate(request, token)
@@ -74,7 +88,7 @@ class StaffBearerAuth(BearerAuth):
         return user
 
 
-class StaffSessionAuth(SessionAuth):
+class StaffSessionAuth(SessionUserAuth):
     def authenticate(self, request: HttpRequest, key):
         user = super().authenticate(request, key)
         if user is not None and not user.is_staff:
@@ -83,5 +97,5 @@ class StaffSessionAuth(SessionAuth):
 
 
 # Bearer first: see the module docstring.
-user_auth = [BearerAuth(), SessionAuth()]
+user_auth = [BearerAuth(), SessionUserAuth()]
 staff_auth = [StaffBearerAuth(), StaffSessionAuth()]

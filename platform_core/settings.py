@@ -50,6 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "platform_core.middleware.ApiErrorShapeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -173,6 +174,7 @@ if not DEBUG:
         for name, value in [
             ("SECRET_KEY", SECRET_KEY if SECRET_KEY != DEV_SECRET_KEY else ""),
             ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
+            ("STRIPE_PUBLISHABLE_KEY", STRIPE_PUBLISHABLE_KEY),
             ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRETS),
             ("ALLOWED_HOSTS", ALLOWED_HOSTS),
         ]

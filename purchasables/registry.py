@@ -8,6 +8,7 @@ routes each per-type hook to the one plugin that owns the type.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,16 +33,34 @@ class PluginRegistry:
 
     # --- start-up -------------------------------------------------------------
     def register(self, plugin: object, name: str | None = None) -> None:
-        self._pm.register(plugin, name=name)
-        self._rebuild()
+        """Add a plugin; a plugin start-up refuses is not left behind half-registered."""
+        try:
+            self._pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise ImproperlyConfigured(
+                f"Purchase-type plugin {name or plugin!r} does not match the hook "
+                f"specifications in purchasables.hookspecs: {exc}"
+            ) from exc
+        try:
+            self._rebuild()
+        except ImproperlyConfigured:
+            self._pm.unregister(plugin)
+            self._rebuild()
+            raise
 
     def unregister(self, plugin: object) -> None:
         self._pm.unregister(plugin)
         self._rebuild()
 
     def load_entry_points(self) -> int:
-        count = self._pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        self._rebuild()
+        """Register every plugin of the `tollgate.purchasables` entry-point group."""
+        count = 0
+        for dist in importlib.metadata.distributions():
+            for ep in dist.entry_points:
+                if ep.group != ENTRY_POINT_GROUP or self._pm.get_plugin(ep.name) is not None:
+                    continue
+                self.register(ep.load(), name=ep.name)
+                count += 1
         return count
 
     def _rebuild(self) -> None:

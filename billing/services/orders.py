@@ -60,9 +60,16 @@ def _fingerprint(purchase: PurchaseRequest, **more: Any) -> str:
 
 
 def _quote_check(quote: Quote, client_amount: Decimal | int | str | None) -> None:
-    currency_get(quote.currency)
-    if not isinstance(quote.amount, int) or not 0 < quote.amount <= MAX_MINOR:
-        raise TypeError(f"A plugin quoted {quote.amount!r}; a quote is 1..{MAX_MINOR} minor units.")
+    step = currency_get(quote.currency).step
+    if (
+        not isinstance(quote.amount, int)
+        or not 0 < quote.amount <= MAX_MINOR
+        or quote.amount % step
+    ):
+        raise TypeError(
+            f"A plugin quoted {quote.amount!r} {quote.currency}; a quote is 1..{MAX_MINOR} "
+            f"minor units, in whole steps of {step}."
+        )
     if client_amount is None:
         return
     if to_minor(client_amount, quote.currency) != quote.amount:

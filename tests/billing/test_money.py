@@ -242,3 +242,9 @@ def test_format_minor():
     assert format_minor(1050, "usd") == "10.50 USD"
     assert format_minor(1230, "kwd") == "1.23 KWD"
     assert format_minor(500, "JPY") == "500 JPY"
+
+
+@pytest.mark.parametrize(("minor", "currency"), [(1235, "kwd"), (50050, "isk"), (701, "ugx")])
+def test_from_minor_refuses_an_amount_that_is_not_a_whole_step(minor, currency):
+    with pytest.raises(InvalidAmountError):
+        from_minor(minor, currency)

@@ -1,0 +1,137 @@
+"""Settings from the environment: production refuses to boot half-configured.
+
+Each case starts Django in a fresh interpreter, because settings are read once
+per process; the environment is this one's minus every variable under test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+UNDER_TEST = (
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_PUBLISHABLE_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+)
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "a-real-secret-key-for-this-test",
+    "ALLOWED_HOSTS": "billing.example.com",
+    "STRIPE_SECRET_KEY": "sk_test_settings",
+    "STRIPE_PUBLISHABLE_KEY": "pk_test_settings",
+    "STRIPE_WEBHOOK_SECRET": "whsec_settings",
+}
+SCRIPT = """
+import json, os, django
+os.environ['DJANGO_SETTINGS_MODULE'] = 'platform_core.settings'
+django.setup()
+from django.conf import settings
+print(json.dumps({
+    'DEBUG': settings.DEBUG,
+    'SECRET_KEY': settings.SECRET_KEY,
+    'ALLOWED_HOSTS': settings.ALLOWED_HOSTS,
+    'STRIPE_WEBHOOK_SECRETS': settings.STRIPE_WEBHOOK_SECRETS,
+}))
+"""
+
+
+def start_django(**env: str) -> subprocess.CompletedProcess:
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in UNDER_TEST and not key.startswith("STRIPE_")
+    }
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env={**clean, **env},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def started(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def refused_names(result: subprocess.CompletedProcess) -> set[str]:
+    """The settings named in the ImproperlyConfigured that stopped start-up."""
+    assert result.returncode != 0, result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    prefix = "django.core.exceptions.ImproperlyConfigured: "
+    assert last.startswith(prefix), result.stderr
+    listed = last.removeprefix(prefix).split(": ", 1)[1].split(" (", 1)[0]
+    return {name.strip() for name in listed.split(",")}
+
+
+def test_production_without_secrets_refuses_to_start():
+    result = start_django(DEBUG="0", ALLOWED_HOSTS="billing.example.com")
+
+    assert refused_names(result) == {
+        "SECRET_KEY",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_PUBLISHABLE_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+    }
+
+
+def test_debug_unset_means_production():
+    result = start_django()
+
+    assert refused_names(result) == {
+        "SECRET_KEY",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_PUBLISHABLE_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "ALLOWED_HOSTS",
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"SECRET_KEY": "django-insecure-tollgate-development-only"}, "SECRET_KEY"),
+        ({"STRIPE_WEBHOOK_SECRET": " , "}, "STRIPE_WEBHOOK_SECRET"),
+        ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
+    ],
+    ids=["dev-secret-key", "blank-webhook-secrets", "no-allowed-hosts"],
+)
+def test_production_names_the_one_bad_setting(override, named):
+    assert refused_names(start_django(**{**PRODUCTION, **override})) == {named}
+
+
+def test_production_with_everything_set_starts():
+    loaded = started(start_django(**PRODUCTION))
+
+    assert loaded["DEBUG"] is False
+    assert loaded["SECRET_KEY"] == PRODUCTION["SECRET_KEY"]
+    assert loaded["ALLOWED_HOSTS"] == ["billing.example.com"]
+
+
+def test_debug_with_nothing_set_starts_on_development_defaults():
+    loaded = started(start_django(DEBUG="1"))
+
+    assert loaded["DEBUG"] is True
+    assert loaded["SECRET_KEY"]
+    assert loaded["ALLOWED_HOSTS"]
+    assert loaded["STRIPE_WEBHOOK_SECRETS"] == []
+
+
+def test_several_webhook_secrets_for_rotation():
+    loaded = started(start_django(**{**PRODUCTION, "STRIPE_WEBHOOK_SECRET": "a, b"}))
+
+    assert loaded["STRIPE_WEBHOOK_SECRETS"] == ["a", "b"]
