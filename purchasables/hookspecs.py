@@ -18,7 +18,7 @@ from typing import Any
 import pluggy
 
 from purchasables import PROJECT_NAME
-from purchasables.types import PaidOrder, PurchaseRequest, PurchaseType, Quote
+from purchasables.types import OrderInfo, PurchaseRequest, PurchaseType, Quote, RefundInfo
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -32,6 +32,19 @@ def tollgate_purchase_types() -> list[PurchaseType]:
 
     Called once at start-up, from `PurchasablesConfig.ready()`, outside any
     transaction. Every plugin's result is collected.
+    """
+
+
+@hookspec(firstresult=True)
+def tollgate_service_purchase_type(service_id: int) -> str | None:
+    """Name the purchase type that sells the bookable service `service_id`.
+
+    :param service_id: what a client sent as `service_id` without a `purchase_type`.
+    :return: one of this plugin's purchase-type names, or None if the service is
+        not this plugin's.
+
+    firstresult; asked of every plugin from `POST /api/v1/payments/create/`,
+    before the order transaction, read-only.
     """
 
 
@@ -63,8 +76,36 @@ def tollgate_quote(request: PurchaseRequest) -> Quote:
     """
 
 
+@hookspec
+def tollgate_reserve(order: OrderInfo) -> None:
+    """Hold what the order will need (seats) until it is paid, released or expires.
+
+    :param order: the order just created, with its id.
+
+    Called only on the owning plugin, from `POST /api/v1/payments/create/`,
+    inside the transaction that creates the order, after `tollgate_quote` and
+    before anything is sent to Stripe. Raise a `DomainError` (409 when nothing
+    is left) and the order is never created. A plugin with nothing to hold need
+    not implement it.
+    """
+
+
+@hookspec
+def tollgate_release(order: OrderInfo, reason: str) -> None:
+    """Give back what `tollgate_reserve` held: the order will not be paid as it stands.
+
+    :param order: the order.
+    :param reason: why: `failed`, `canceled` or `expired`.
+
+    Called only on the owning plugin, inside the transaction that moves the
+    order to `failed` or `canceled` (by the event worker, the cancel request or
+    the expiry sweep). A failed order can still be paid later; fulfilment must
+    then take what is free. Must be idempotent.
+    """
+
+
 @hookspec(firstresult=True)
-def tollgate_fulfil(order: PaidOrder) -> dict[str, Any] | None:
+def tollgate_fulfil(order: OrderInfo) -> dict[str, Any] | None:
     """Deliver what was bought: write ledger entries, create bookings.
 
     :param order: the paid order.
@@ -74,5 +115,23 @@ def tollgate_fulfil(order: PaidOrder) -> dict[str, Any] | None:
     the event worker (or the order-create request when Stripe confirms the
     payment synchronously), inside the transaction that moves the order to
     `paid` and inserts its unique fulfilment row. Raising rolls all of it back
-    and the event is retried.
+    and the event is retried, except `purchasables.errors.FulfilmentImpossibleError`
+    (the seat was taken after the hold expired): then the order stays paid,
+    records the reason, and billing refunds it in full.
+    """
+
+
+@hookspec(firstresult=True)
+def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any] | None:
+    """Reverse the effect of a refund: debit credits, cancel bookings.
+
+    :param order: the refunded order.
+    :param refund: this refund; `refund.is_full(order)` tells a full refund
+        (the refunded total reached the order's amount) from a partial one.
+    :return: an optional JSON-serialisable summary, stored on the refund.
+
+    firstresult; called only on the owning plugin, exactly once per Stripe
+    refund, by the event worker or the staff refund request, inside the
+    transaction that marks the refund applied. Also called for an order whose
+    fulfilment was impossible, which has nothing to reverse.
     """

@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from kernel.errors import DomainError, ErrorCode
 from purchasables import ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
-from purchasables.types import PaidOrder, PurchaseRequest, PurchaseType, Quote
+from purchasables.types import OrderInfo, PurchaseRequest, PurchaseType, Quote, RefundInfo
 
 
 class UnknownPurchaseTypeError(DomainError):
@@ -130,9 +130,24 @@ class PluginRegistry:
             )
         return quote
 
-    def fulfil(self, order: PaidOrder) -> dict[str, Any]:
+    def reserve(self, order: OrderInfo) -> None:
+        self._owner_hook("tollgate_reserve", order.purchase_type)(order=order)
+
+    def release(self, order: OrderInfo, reason: str) -> None:
+        self._owner_hook("tollgate_release", order.purchase_type)(order=order, reason=reason)
+
+    def fulfil(self, order: OrderInfo) -> dict[str, Any]:
         hook = self._owner_hook("tollgate_fulfil", order.purchase_type)
         return hook(order=order) or {}
+
+    def refund(self, order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:
+        hook = self._owner_hook("tollgate_refund", order.purchase_type)
+        return hook(order=order, refund=refund) or {}
+
+    # --- questions for every plugin ----------------------------------------------------
+    def service_purchase_type(self, service_id: int) -> str | None:
+        """The purchase type that sells bookable service `service_id`, if any plugin knows it."""
+        return self._pm.hook.tollgate_service_purchase_type(service_id=service_id)
 
 
 registry = PluginRegistry()

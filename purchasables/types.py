@@ -55,8 +55,8 @@ class Quote:
 
 
 @dataclass(frozen=True)
-class PaidOrder:
-    """An order whose payment Stripe has confirmed, as a plugin sees it."""
+class OrderInfo:
+    """An order as a plugin sees it: what was bought, by whom, for how much."""
 
     order_id: int
     user_id: int
@@ -66,3 +66,23 @@ class PaidOrder:
     currency: str
     metadata: dict[str, str]
     data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RefundInfo:
+    """One Stripe refund being applied to an order, exactly once.
+
+    :param amount: this refund, in minor units.
+    :param refunded_total: all refunds of the order so far, this one included;
+        `refunded_total == order.amount` on the refund that completes it.
+    """
+
+    refund_id: int
+    stripe_refund_id: str
+    amount: int
+    currency: str
+    refunded_total: int
+    reason: str
+
+    def is_full(self, order: OrderInfo) -> bool:
+        return self.refunded_total >= order.amount

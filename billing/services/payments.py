@@ -19,7 +19,7 @@ from billing.gateway import PaymentIntentData
 from billing.models import ORDER_TRANSITIONS, Fulfilment, Order, Payment
 from kernel.errors import DomainError, ErrorCode
 from purchasables.registry import registry
-from purchasables.types import PaidOrder
+from purchasables.types import OrderInfo
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,8 @@ def order_target_status(intent: PaymentIntentData) -> str | None:
     return None
 
 
-def paid_order_view(order: Order) -> PaidOrder:
-    return PaidOrder(
+def order_info(order: Order) -> OrderInfo:
+    return OrderInfo(
         order_id=order.pk,
         user_id=order.user_id,
         purchase_type=order.purchase_type,
@@ -133,7 +133,7 @@ def fulfilment_create(*, order: Order) -> Fulfilment:
     that skipped the lock could not fulfil twice.
     """
     fulfilment = Fulfilment.objects.create(order=order)
-    result = registry.fulfil(paid_order_view(order))
+    result = registry.fulfil(order_info(order))
     if result:
         fulfilment.result = result
         fulfilment.save(update_fields=["result"])

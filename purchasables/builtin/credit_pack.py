@@ -1,7 +1,9 @@
 """The `credits` purchase type: credit packs and custom amounts at a configured rate.
 
 Fulfilment appends one `purchase` entry to the buyer's ledger with the order as
-its reference, so even a second call could not count the credits twice.
+its reference, so even a second call could not count the credits twice. A
+refund debits credits in proportion to the money returned, and the debits of
+all an order's refunds add up to exactly the credits it bought.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from django.conf import settings
 
 from credits.models import CreditPack, CreditTransaction
 from credits.selectors import credit_packs_active
-from credits.services import credits_grant
+from credits.services import credits_debit_refund, credits_grant
 from kernel.errors import InvalidInputError
 from purchasables import hookimpl
-from purchasables.types import PaidOrder, PurchaseRequest, PurchaseType, Quote
+from purchasables.types import OrderInfo, PurchaseRequest, PurchaseType, Quote, RefundInfo
 
 PURCHASE_TYPE = "credits"
 
@@ -95,12 +97,45 @@ def tollgate_quote(request: PurchaseRequest) -> Quote:
 
 
 @hookimpl
-def tollgate_fulfil(order: PaidOrder) -> dict[str, Any]:
+def tollgate_fulfil(order: OrderInfo) -> dict[str, Any]:
     entry = credits_grant(
         user_id=order.user_id,
         amount=int(order.data["credits"]),
         kind=CreditTransaction.Kind.PURCHASE,
         reference=f"order-{order.order_id}",
         memo=f"Order {order.order_id}",
+    )
+    return {"ledger_entry_id": entry.pk, "credits": entry.amount}
+
+
+def refund_debit(
+    *, credits: int, order_amount: int, refunded_before: int, refunded_now: int
+) -> int:
+    """Credits to take back for `refunded_now` of `order_amount`, given earlier refunds.
+
+    Each refund takes the difference between the proportional debits after and
+    before it, rounded down, so partial refunds never add up to more than the
+    credits bought and a final full refund takes the rest.
+    """
+    after = credits * (refunded_before + refunded_now) // order_amount
+    before = credits * refunded_before // order_amount
+    return after - before
+
+
+@hookimpl
+def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:
+    debit = refund_debit(
+        credits=int(order.data["credits"]),
+        order_amount=order.amount,
+        refunded_before=refund.refunded_total - refund.amount,
+        refunded_now=refund.amount,
+    )
+    if debit <= 0:
+        return {"credits": 0}
+    entry = credits_debit_refund(
+        user_id=order.user_id,
+        amount=debit,
+        reference=f"refund-{refund.refund_id}",
+        memo=f"Refund {refund.stripe_refund_id or refund.refund_id} of order {order.order_id}",
     )
     return {"ledger_entry_id": entry.pk, "credits": entry.amount}

@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from purchasables import hookimpl
 from purchasables.builtin import BUILTIN_PLUGINS
 from purchasables.registry import PluginRegistry, UnknownPurchaseTypeError, registry
-from purchasables.types import PaidOrder, PurchaseRequest, PurchaseType, Quote
+from purchasables.types import OrderInfo, PurchaseRequest, PurchaseType, Quote
 
 
 class WidgetPlugin:
@@ -42,7 +42,7 @@ class WidgetPlugin:
         return Quote(amount=self.price, currency="usd", description=self.type_name)
 
     @hookimpl
-    def tollgate_fulfil(self, order: PaidOrder) -> dict:
+    def tollgate_fulfil(self, order: OrderInfo) -> dict:
         self.calls.append(("fulfil", self.type_name, order.purchase_type))
         return {"fulfilled_by": self.type_name}
 
@@ -74,8 +74,8 @@ def purchase(purchase_type: str) -> PurchaseRequest:
     return PurchaseRequest(user_id=1, purchase_type=purchase_type)
 
 
-def paid(purchase_type: str) -> PaidOrder:
-    return PaidOrder(
+def paid(purchase_type: str) -> OrderInfo:
+    return OrderInfo(
         order_id=1,
         user_id=1,
         purchase_type=purchase_type,
