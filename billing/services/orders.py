@@ -23,7 +23,12 @@ from billing import gateway
 from billing.metadata import metadata_build
 from billing.models import UNPAID_STATUSES, Order, Payment
 from billing.money import MAX_MINOR, currency_get, to_minor
-from billing.services.payments import order_target_status, payment_record
+from billing.services.payments import (
+    order_info,
+    order_target_status,
+    order_transition,
+    payment_record,
+)
 from kernel.errors import ConflictError, DomainError, ErrorCode, NotFoundError
 from purchasables.registry import registry
 from purchasables.types import PurchaseRequest, Quote
@@ -125,6 +130,7 @@ def order_create(
                 scheduling_data=purchase.scheduling_data,
             )
             order.save(update_fields=["metadata"])
+            registry.reserve(order_info(order))
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -155,12 +161,9 @@ def _replay(order: Order, fingerprint: str, payment_method_id: str | None) -> Or
 
 
 def _order_fail(order: Order, *, code: str, message: str) -> None:
-    Order.objects.filter(pk=order.pk, status__in=UNPAID_STATUSES).update(
-        status=Order.Status.FAILED,
-        failure_code=code[:100],
-        failure_message=message[:500],
-        updated_at=timezone.now(),
-    )
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        order_transition(locked, Order.Status.FAILED, failure_code=code, failure_message=message)
 
 
 def _gateway_error_note(order: Order, exc: DomainError) -> None:
@@ -269,9 +272,7 @@ def order_cancel(*, order_id: int, user_id: int) -> Order:
         payment_record(intent=intent, target=Order.Status.CANCELED)
     with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order.pk)
-        if locked.status in UNPAID_STATUSES:
-            locked.status = Order.Status.CANCELED
-            locked.save(update_fields=["status", "updated_at"])
+        order_transition(locked, Order.Status.CANCELED)
     order.refresh_from_db()
     if order.status != Order.Status.CANCELED:
         raise ConflictError(

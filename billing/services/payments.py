@@ -110,20 +110,41 @@ def payment_record(*, intent: PaymentIntentData, target: str) -> PaymentOutcome:
                 f"which costs {order.amount} {order.currency}.",
                 order_id=order.pk,
             )
-        order.status = target
-        fields = ["status", "updated_at"]
-        if target == Order.Status.FAILED:
-            order.failure_code = intent.last_error_code[:100]
-            order.failure_message = intent.last_error_message[:500]
-            fields += ["failure_code", "failure_message"]
-        if target == Order.Status.PAID:
-            order.paid_at = timezone.now()
-            order.failure_code = order.failure_message = ""
-            fields += ["paid_at", "failure_code", "failure_message"]
-        order.save(update_fields=fields)
-        if target == Order.Status.PAID:
-            fulfilment_create(order=order)
+        order_transition(
+            order,
+            target,
+            failure_code=intent.last_error_code,
+            failure_message=intent.last_error_message,
+        )
         return PaymentOutcome(order.pk, True, f"order is now {target}")
+
+
+def order_transition(
+    order: Order, target: str, *, failure_code: str = "", failure_message: str = ""
+) -> bool:
+    """Move a row-locked order to `target`, with what that move means for its plugin.
+
+    To `failed` or `canceled`: the plugin releases what it held. To `paid`: the
+    order is fulfilled. Answers False, changing nothing, for a stale move.
+    """
+    if target not in ORDER_TRANSITIONS[order.status]:
+        return False
+    order.status = target
+    fields = ["status", "updated_at"]
+    if target == Order.Status.FAILED:
+        order.failure_code = failure_code[:100]
+        order.failure_message = failure_message[:500]
+        fields += ["failure_code", "failure_message"]
+    if target == Order.Status.PAID:
+        order.paid_at = timezone.now()
+        order.failure_code = order.failure_message = ""
+        fields += ["paid_at", "failure_code", "failure_message"]
+    order.save(update_fields=fields)
+    if target in (Order.Status.FAILED, Order.Status.CANCELED):
+        registry.release(order_info(order), reason=target)
+    if target == Order.Status.PAID:
+        fulfilment_create(order=order)
+    return True
 
 
 def fulfilment_create(*, order: Order) -> Fulfilment:
