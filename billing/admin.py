@@ -7,9 +7,11 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from billing.models import Fulfilment, Order, Payment, StripeEvent
+from billing.models import Fulfilment, Order, Payment, Refund, StripeEvent
 from billing.money import format_minor
 from billing.services.events import event_replay
+from billing.services.refunds import refund_create
+from kernel.errors import DomainError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -34,6 +36,17 @@ class PaymentInline(admin.TabularInline):
         return False
 
 
+class RefundInline(admin.TabularInline):
+    model = Refund
+    extra = 0
+    can_delete = False
+    fields = ["stripe_refund_id", "amount", "status", "source", "reason", "applied_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 class FulfilmentInline(admin.StackedInline):
     model = Fulfilment
     extra = 0
@@ -51,7 +64,29 @@ class OrderAdmin(ReadOnlyAdmin):
     search_fields = ["=id", "user__email", "user__username", "=payments__stripe_payment_intent_id"]
     date_hierarchy = "created_at"
     list_select_related = ["user"]
-    inlines = [PaymentInline, FulfilmentInline]
+    inlines = [PaymentInline, RefundInline, FulfilmentInline]
+    actions = ["refund_in_full"]
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Read-only pages; the refund action is offered to staff who may add refunds.
+        return obj is None and request.user.has_perm("billing.add_refund")
+
+    @admin.action(description="Refund the selected orders in full")
+    def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        for order_id in queryset.values_list("pk", flat=True):
+            try:
+                refund = refund_create(
+                    order_id=order_id,
+                    amount=None,
+                    reason="Refunded in full from the admin",
+                    initiated_by_id=request.user.pk,
+                )
+            except DomainError as exc:
+                self.message_user(request, f"Order {order_id}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"Order {order_id}: refund {refund.status}.", messages.SUCCESS
+                )
 
     @admin.display(description="Amount", ordering="amount")
     def amount_shown(self, order: Order) -> str:
@@ -63,6 +98,13 @@ class PaymentAdmin(ReadOnlyAdmin):
     list_display = ["stripe_payment_intent_id", "order", "status", "amount", "currency"]
     list_filter = ["status", "currency"]
     search_fields = ["=stripe_payment_intent_id", "=stripe_charge_id", "=order__id"]
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ["id", "order", "stripe_refund_id", "amount", "status", "source", "applied_at"]
+    list_filter = ["status", "source"]
+    search_fields = ["=stripe_refund_id", "=order__id"]
 
 
 @admin.register(StripeEvent)

@@ -11,10 +11,19 @@ from ninja.pagination import LimitOffsetPagination, paginate
 from billing import gateway
 from billing.models import Fulfilment, Order
 from billing.money import format_minor
-from billing.schemas import CatalogOut, OrderCreateIn, OrderCreateOut, OrderOut, PurchaseTypeOut
+from billing.schemas import (
+    CatalogOut,
+    OrderCreateIn,
+    OrderCreateOut,
+    OrderOut,
+    PurchaseTypeOut,
+    RefundCreateIn,
+    RefundOut,
+)
 from billing.services.events import event_store
 from billing.services.orders import order_cancel, order_create, order_get_for_user
-from kernel.errors import InvalidInputError
+from billing.services.refunds import refund_create
+from kernel.errors import InvalidInputError, PermissionDeniedError
 from kernel.schemas import ErrorOut
 from purchasables.registry import registry
 from purchasables.types import PurchaseRequest
@@ -107,7 +116,7 @@ def payments_orders_list(request: HttpRequest):
     return (
         Order.objects.filter(user_id=request.user.pk)
         .annotate(is_fulfilled=Exists(fulfilled))
-        .prefetch_related("payments")
+        .prefetch_related("payments", "refunds")
         .order_by("-id")
     )
 
@@ -122,6 +131,30 @@ def payments_order_detail(request: HttpRequest, order_id: int):
 )
 def payments_order_cancel(request: HttpRequest, order_id: int):
     return order_cancel(order_id=order_id, user_id=request.user.pk)
+
+
+@payments_router.post(
+    "/orders/{int:order_id}/refunds/",
+    response={
+        201: RefundOut,
+        403: ErrorOut,
+        404: ErrorOut,
+        409: ErrorOut,
+        422: ErrorOut,
+        502: ErrorOut,
+    },
+)
+def payments_order_refund(request: HttpRequest, order_id: int, payload: RefundCreateIn):
+    """Staff: refund all (no `amount`) or part of a paid order at Stripe."""
+    if not request.user.is_staff:
+        raise PermissionDeniedError("Refunds are for staff only.")
+    refund = refund_create(
+        order_id=order_id,
+        amount=payload.amount,
+        reason=payload.reason,
+        initiated_by_id=request.user.pk,
+    )
+    return Status(201, refund)
 
 
 @payments_router.post("/webhook/", auth=None, response={200: dict, 400: ErrorOut})

@@ -65,6 +65,18 @@ class PaymentIntentData:
     last_error_message: str
 
 
+@dataclass(frozen=True)
+class RefundData:
+    id: str
+    amount: int
+    currency: str
+    status: str
+    charge_id: str
+    payment_intent_id: str
+    metadata: dict[str, str]
+    failure_reason: str
+
+
 def _client() -> stripe.StripeClient:
     return _client_for(
         settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_MAX_NETWORK_RETRIES
@@ -104,6 +116,48 @@ def payment_intent_from_payload(obj: dict[str, Any]) -> PaymentIntentData:
         last_error_code=error.get("decline_code") or error.get("code") or "",
         last_error_message=error.get("message") or "",
     )
+
+
+def refund_from_payload(obj: dict[str, Any]) -> RefundData:
+    """Read a refund from a plain dict: a `refund.*` event's object or an API answer."""
+
+    def _id(value: Any) -> str:
+        return value.get("id", "") if isinstance(value, dict) else (value or "")
+
+    return RefundData(
+        id=obj["id"],
+        amount=int(obj.get("amount") or 0),
+        currency=(obj.get("currency") or "").lower(),
+        status=obj.get("status") or "",
+        charge_id=_id(obj.get("charge")),
+        payment_intent_id=_id(obj.get("payment_intent")),
+        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+        failure_reason=obj.get("failure_reason") or "",
+    )
+
+
+def refunds_from_charge_payload(obj: dict[str, Any]) -> list[RefundData] | None:
+    """The refunds embedded in a charge, or None when this API version leaves them out."""
+    refunds = obj.get("refunds")
+    if not isinstance(refunds, dict) or not isinstance(refunds.get("data"), list):
+        return None
+    if refunds.get("has_more"):
+        return None
+    charge_id = obj.get("id", "")
+    intent_id = obj.get("payment_intent") or ""
+    out = []
+    for item in refunds["data"]:
+        data = refund_from_payload(item)
+        out.append(
+            RefundData(
+                **{
+                    **data.__dict__,
+                    "charge_id": data.charge_id or charge_id,
+                    "payment_intent_id": data.payment_intent_id or intent_id,
+                }
+            )
+        )
+    return out
 
 
 def _translate(exc: stripe.StripeError, *, action: str) -> DomainError:
@@ -191,6 +245,30 @@ def payment_intent_cancel(*, payment_intent_id: str, idempotency_key: str) -> Pa
     except stripe.StripeError as exc:
         raise _translate(exc, action="cancel the payment") from exc
     return payment_intent_from_payload(intent.to_dict())
+
+
+def refund_create(
+    *, payment_intent_id: str, amount: int, metadata: dict[str, str], idempotency_key: str
+) -> RefundData:
+    """Refund `amount` of a PaymentIntent's charge. (`reason` is kept in our own records:
+    localstripe refuses it.)"""
+    try:
+        refund = _client().v1.refunds.create(
+            params={"payment_intent": payment_intent_id, "amount": amount, "metadata": metadata},
+            options={"idempotency_key": idempotency_key},
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="refund the payment") from exc
+    return refund_from_payload(refund.to_dict())
+
+
+def refunds_list_for_charge(*, charge_id: str) -> list[RefundData]:
+    """Every refund of a charge (for `charge.refunded` events that do not embed them)."""
+    try:
+        page = _client().v1.refunds.list(params={"charge": charge_id, "limit": 100})
+        return [refund_from_payload(r.to_dict()) for r in page.auto_paging_iter()]
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="list the refunds") from exc
 
 
 def webhook_event_verify(*, payload: bytes, signature_header: str | None) -> dict[str, Any]:

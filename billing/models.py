@@ -170,3 +170,57 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.stripe_id}"
+
+
+class Refund(models.Model):
+    """One Stripe refund of an order's payment, applied to the plugin exactly once.
+
+    A refund we start is stored (pending, no Stripe id) before Stripe is asked,
+    and carries our id in Stripe's metadata, so its webhook finds this row
+    rather than making a second one. Refunds made in Stripe's dashboard arrive
+    by webhook and are stored by their `re_…` id.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        REQUIRES_ACTION = "requires_action", "Requires action"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    class Source(models.TextChoices):
+        STAFF = "staff", "Staff"
+        STRIPE = "stripe", "Stripe dashboard"
+        AUTOMATIC = "automatic", "Automatic"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    # NULL until Stripe answers; unique once it has.
+    stripe_refund_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    amount = models.BigIntegerField(help_text="In the currency's minor unit.")
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    initiated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    failure_reason = models.CharField(max_length=500, blank=True)
+    # When the owning plugin reversed this refund's effect; set once, never cleared.
+    applied_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund {self.stripe_refund_id or self.pk} of order {self.order_id}"
+
+    @property
+    def counts_against_capture(self) -> bool:
+        return self.status not in (self.Status.FAILED, self.Status.CANCELED)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from ninja import Schema
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
-from billing.models import Fulfilment, Order
+from billing.models import Fulfilment, Order, Refund
 from billing.money import format_minor
 
 
@@ -46,6 +46,37 @@ class PaymentOut(Schema):
     created_at: datetime
 
 
+class RefundOut(Schema):
+    id: int
+    stripe_refund_id: str | None
+    amount: int
+    amount_display: str
+    currency: str
+    status: str
+    source: str
+    reason: str
+    failure_reason: str
+    applied: bool
+    created_at: datetime
+
+    @staticmethod
+    def resolve_amount_display(refund: Refund) -> str:
+        return format_minor(refund.amount, refund.currency)
+
+    @staticmethod
+    def resolve_applied(refund: Refund) -> bool:
+        return refund.applied_at is not None
+
+
+class RefundCreateIn(Schema):
+    """A staff refund: `amount` in major units ("5.00"), or none to refund all that is left."""
+
+    model_config = {"extra": "forbid"}
+
+    amount: Decimal | StrictInt | StrictStr | None = None
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
 class OrderOut(Schema):
     """An order, rendered from the model (with `is_fulfilled` annotated when listing)."""
 
@@ -64,6 +95,7 @@ class OrderOut(Schema):
     created_at: datetime
     paid_at: datetime | None
     payments: list[PaymentOut]
+    refunds: list[RefundOut]
 
     @staticmethod
     def resolve_amount_display(order: Order) -> str:

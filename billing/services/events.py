@@ -21,9 +21,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing import gateway
 from billing.gateway import payment_intent_from_payload
 from billing.models import Order, StripeEvent
 from billing.services.payments import payment_record
+from billing.services.refunds import refund_record
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,19 @@ def _payment_intent_handler(target: str) -> Handler:
     return handle
 
 
+def _refund_event(event: dict[str, Any]) -> str:
+    return refund_record(data=gateway.refund_from_payload(event["data"]["object"]))
+
+
+def _charge_refunded(event: dict[str, Any]) -> str:
+    """Apply each refund of the charge by its own id (never the cumulative amount)."""
+    charge = event["data"]["object"]
+    refunds = gateway.refunds_from_charge_payload(charge)
+    if refunds is None:  # this API version does not embed them: ask Stripe (worker only)
+        refunds = gateway.refunds_list_for_charge(charge_id=charge["id"])
+    return "; ".join(refund_record(data=r) for r in refunds) or "no refunds on the charge"
+
+
 # One table from event type to handler; a type not listed is stored and ignored.
 HANDLERS: dict[str, Handler] = {
     "payment_intent.succeeded": _payment_intent_handler(Order.Status.PAID),
@@ -78,6 +93,11 @@ HANDLERS: dict[str, Handler] = {
     "payment_intent.canceled": _payment_intent_handler(Order.Status.CANCELED),
     "payment_intent.processing": _payment_intent_handler(Order.Status.PROCESSING),
     "payment_intent.requires_action": _payment_intent_handler(Order.Status.REQUIRES_ACTION),
+    "charge.refunded": _charge_refunded,
+    "refund.created": _refund_event,
+    "refund.updated": _refund_event,
+    "refund.failed": _refund_event,
+    "charge.refund.updated": _refund_event,
 }
 
 

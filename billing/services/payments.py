@@ -14,14 +14,18 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from billing.gateway import PaymentIntentData
-from billing.models import ORDER_TRANSITIONS, Fulfilment, Order, Payment
+from billing.models import ORDER_TRANSITIONS, Fulfilment, Order, Payment, Refund
 from kernel.errors import DomainError, ErrorCode
+from purchasables.errors import FulfilmentImpossibleError
 from purchasables.registry import registry
 from purchasables.types import OrderInfo
 
 log = logging.getLogger(__name__)
+
+REFUND_SUBMIT_TASK = "billing.tasks.refund_submit"
 
 
 class PaymentMismatchError(DomainError):
@@ -151,10 +155,34 @@ def fulfilment_create(*, order: Order) -> Fulfilment:
     """Insert the order's one fulfilment and run its plugin; the caller holds the order lock.
 
     The unique `Fulfilment.order` makes a second insert fail, so even a caller
-    that skipped the lock could not fulfil twice.
+    that skipped the lock could not fulfil twice. When the plugin says delivery
+    is impossible, its writes roll back, the order keeps the reason, and a full
+    refund is stored and queued in this same transaction.
     """
     fulfilment = Fulfilment.objects.create(order=order)
-    result = registry.fulfil(order_info(order))
+    try:
+        with transaction.atomic():
+            result = registry.fulfil(order_info(order))
+    except FulfilmentImpossibleError as exc:
+        fulfilment.result = {"impossible": exc.message}
+        fulfilment.save(update_fields=["result"])
+        order.failure_code = exc.code
+        order.failure_message = exc.message[:500]
+        order.save(update_fields=["failure_code", "failure_message", "updated_at"])
+        payment = order.payments.filter(status="succeeded").order_by("id").first()
+        refund = Refund.objects.create(
+            order=order,
+            payment=payment,
+            amount=order.amount,
+            currency=order.currency,
+            source=Refund.Source.AUTOMATIC,
+            reason=exc.message[:500],
+        )
+        # Enqueued inside the transaction on purpose: the refund row and its task
+        # commit together (django-q2's database broker).
+        async_task(REFUND_SUBMIT_TASK, refund.pk, task_name=f"refund-{refund.pk}")
+        log.warning("order %s cannot be fulfilled (%s); refunding", order.pk, exc.message)
+        return fulfilment
     if result:
         fulfilment.result = result
         fulfilment.save(update_fields=["result"])

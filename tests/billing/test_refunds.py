@@ -1,0 +1,334 @@
+"""Refunds: staff refunds through localstripe, dashboard refunds from Stripe-shaped events,
+each Stripe refund applied exactly once, never more than was captured."""
+
+from __future__ import annotations
+
+import pytest
+import stripe
+from django.conf import settings
+
+from billing.models import Order, Refund, StripeEvent
+from billing.services.events import events_drain
+from billing.services.refunds import refund_record
+from billing.tasks import refund_submit
+from credits.models import CreditTransaction
+from credits.selectors import credits_balance_get, credits_ledger_sum
+from credits.services import credits_spend
+from purchasables import hookimpl
+from purchasables.errors import FulfilmentImpossibleError
+from purchasables.registry import registry
+from purchasables.types import PurchaseType, Quote
+from tests.billing.conftest import post_webhook
+from tests.billing.factories import PaymentFactory
+from tests.stripe_events import event, fixture, new_id, payment_intent
+
+pytestmark = pytest.mark.django_db
+
+BUY_100 = {"is_credit_purchase": True, "credit_amount": 100, "payment_method_id": "pm_card_visa"}
+
+
+def stripe_refunds() -> list:
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    return list(client.v1.refunds.list(params={"limit": 100}).data)
+
+
+@pytest.fixture
+def paid_order(api, user, stripe_server) -> Order:
+    body = api.post("/payments/create/", BUY_100).json()
+    assert body["status"] == "paid"
+    return Order.objects.get(pk=body["order_id"])
+
+
+def test_partial_then_full_refund_debits_credits_in_proportion(staff_api, api, user, paid_order):
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "4.00"})
+    assert resp.status_code == 201, resp.content
+    body = resp.json()
+    assert body["status"] == "succeeded"
+    assert body["applied"] is True
+    assert body["amount"] == 400
+    assert body["stripe_refund_id"].startswith("re_")
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.PARTIALLY_REFUNDED
+    assert credits_balance_get(user_id=user.pk) == 60
+
+    rest = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"reason": "goodwill"})
+    assert rest.status_code == 201
+    assert rest.json()["amount"] == 600
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.REFUNDED
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+    assert sorted(r.amount for r in stripe_refunds()) == [400, 600]
+    detail = api.get(f"/payments/orders/{paid_order.pk}/").json()
+    assert [r["amount"] for r in detail["refunds"]] == [400, 600]
+
+
+def test_refunding_more_than_was_captured_is_409_and_nothing_reaches_stripe(staff_api, paid_order):
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "10.01"})
+    assert resp.status_code == 409
+    assert resp.json()["code"] == "refund_exceeds_captured"
+    assert resp.json()["extra"]["refundable"] == 1000
+    staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    again = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "0.01"})
+    assert again.status_code == 409
+    assert len(stripe_refunds()) == 1
+    assert Refund.objects.count() == 1
+
+
+def test_a_refund_after_spending_leaves_a_debt_that_blocks_spending(staff_api, user, paid_order):
+    credits_spend(user_id=user.pk, amount=90, reference="coffee")
+    staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    assert credits_balance_get(user_id=user.pk) == -90
+    assert credits_ledger_sum(user_id=user.pk) == -90
+    assert CreditTransaction.objects.filter(kind="refund").get().amount == -100
+
+
+def test_only_staff_refund_and_only_paid_orders(api, staff_api, stripe_server, paid_order):
+    assert api.post(f"/payments/orders/{paid_order.pk}/refunds/", {}).status_code == 403
+    unpaid = api.post("/payments/create/", {"is_credit_purchase": True, "credit_amount": 10})
+    resp = staff_api.post(f"/payments/orders/{unpaid.json()['order_id']}/refunds/", {})
+    assert resp.status_code == 409
+    assert staff_api.post("/payments/orders/987654/refunds/", {}).status_code == 404
+    bad = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "1.001"})
+    assert bad.status_code == 422
+    assert stripe_refunds() == []
+
+
+# --- refunds made in Stripe's dashboard, as events ----------------------------------
+
+
+@pytest.fixture
+def paid_payment():
+    """An order paid through a fixture-shaped webhook, with its charge id recorded."""
+    payment = PaymentFactory()
+    obj = payment_intent(
+        id=payment.stripe_payment_intent_id, amount=1000, metadata=payment.order.metadata
+    )
+    post_webhook(event("payment_intent.succeeded", obj))
+    events_drain()
+    payment.refresh_from_db()
+    assert payment.order.status == Order.Status.PAID
+    return payment
+
+
+def refund_obj(payment, amount: int, status: str = "succeeded", **kw) -> dict:
+    obj = fixture("refund")
+    obj.update(
+        id=kw.pop("id", None) or new_id("re"),
+        amount=amount,
+        currency="usd",
+        status=status,
+        charge=payment.stripe_charge_id,
+        payment_intent=payment.stripe_payment_intent_id,
+        **kw,
+    )
+    return obj
+
+
+def charge_refunded(payment, refunds: list[dict]) -> dict:
+    charge = fixture("charge")
+    charge.update(
+        id=payment.stripe_charge_id,
+        payment_intent=payment.stripe_payment_intent_id,
+        amount=1000,
+        amount_refunded=sum(r["amount"] for r in refunds),
+        refunded=sum(r["amount"] for r in refunds) == 1000,
+        refunds={"object": "list", "data": refunds, "has_more": False},
+    )
+    return event("charge.refunded", charge)
+
+
+def test_dashboard_refunds_on_charge_refunded_are_applied_once_each(paid_payment):
+    user_id = paid_payment.order.user_id
+    first = refund_obj(paid_payment, 300)
+    post_webhook(charge_refunded(paid_payment, [first]))
+    events_drain()
+    assert credits_balance_get(user_id=user_id) == 70
+    # Stripe sends the charge again with both refunds; the first is not applied twice.
+    second = refund_obj(paid_payment, 700)
+    delivery = charge_refunded(paid_payment, [second, first])
+    post_webhook(delivery)
+    post_webhook(delivery)  # a duplicate delivery
+    events_drain()
+    assert Refund.objects.count() == 2
+    assert set(Refund.objects.values_list("source", flat=True)) == {"stripe"}
+    assert credits_balance_get(user_id=user_id) == 0
+    assert Order.objects.get(pk=paid_payment.order_id).status == Order.Status.REFUNDED
+
+
+def test_refund_updated_before_charge_refunded_applies_once(paid_payment):
+    refund = refund_obj(paid_payment, 1000)
+    post_webhook(event("refund.updated", refund))
+    post_webhook(event("refund.created", refund))
+    post_webhook(charge_refunded(paid_payment, [refund]))
+    assert events_drain() == 3
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert Refund.objects.get().applied_at is not None
+    assert CreditTransaction.objects.filter(kind="refund").count() == 1
+    assert credits_balance_get(user_id=paid_payment.order.user_id) == 0
+
+
+def test_a_pending_refund_applies_only_when_it_succeeds(paid_payment):
+    refund = refund_obj(paid_payment, 500, status="pending")
+    post_webhook(event("refund.created", refund))
+    events_drain()
+    assert Refund.objects.get().status == Refund.Status.PENDING
+    assert credits_balance_get(user_id=paid_payment.order.user_id) == 100
+    post_webhook(event("refund.updated", {**refund, "status": "succeeded"}))
+    events_drain()
+    assert Refund.objects.get().applied_at is not None
+    assert credits_balance_get(user_id=paid_payment.order.user_id) == 50
+
+
+def test_a_failed_refund_is_recorded_and_nothing_is_reversed(paid_payment):
+    refund = refund_obj(
+        paid_payment, 500, status="failed", failure_reason="expired_or_canceled_card"
+    )
+    post_webhook(event("refund.failed", refund))
+    events_drain()
+    stored = Refund.objects.get()
+    assert stored.status == Refund.Status.FAILED
+    assert stored.failure_reason == "expired_or_canceled_card"
+    assert stored.applied_at is None
+    assert Order.objects.get(pk=paid_payment.order_id).status == Order.Status.PAID
+    assert credits_balance_get(user_id=paid_payment.order.user_id) == 100
+
+
+def test_a_refund_event_before_its_payment_is_retried_not_lost():
+    payment = PaymentFactory(stripe_charge_id="ch_early")
+    post_webhook(event("refund.updated", refund_obj(payment, 1000)))
+    events_drain()
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.RETRYING
+    assert "RefundBeforePaymentError" in stored.last_error
+    assert not Refund.objects.exists()
+
+
+def test_a_webhook_that_races_our_own_refund_request_makes_one_row(paid_payment):
+    """Stripe's webhook can be processed before our request has stored the `re_` id."""
+    ours = Refund.objects.create(
+        order=paid_payment.order,
+        payment=paid_payment,
+        amount=400,
+        currency="usd",
+        source=Refund.Source.STAFF,
+    )
+    stripe_says = refund_obj(paid_payment, 400, metadata={"refund_id": str(ours.pk)})
+    post_webhook(event("refund.created", stripe_says))
+    events_drain()
+    # Now our own request's answer is recorded too.
+    from billing.gateway import refund_from_payload
+
+    refund_record(data=refund_from_payload(stripe_says))
+    assert Refund.objects.count() == 1
+    ours.refresh_from_db()
+    assert ours.stripe_refund_id == stripe_says["id"]
+    assert ours.source == Refund.Source.STAFF
+    assert CreditTransaction.objects.filter(kind="refund").count() == 1
+
+
+# --- automatic refund when delivery is impossible ------------------------------------
+
+
+class SoldOut:
+    """A purchase type whose stock ran out between the order and its payment."""
+
+    @hookimpl
+    def tollgate_purchase_types(self):
+        return [PurchaseType(name="sold-out", order_type="direct", label="Sold out")]
+
+    @hookimpl
+    def tollgate_quote(self, request):
+        return Quote(amount=1500, currency="usd", description="the last one")
+
+    @hookimpl
+    def tollgate_fulfil(self, order):
+        raise FulfilmentImpossibleError("The last seat was taken while you paid.")
+
+    @hookimpl
+    def tollgate_refund(self, order, refund):
+        return {"reversed": "nothing to reverse"}
+
+
+def test_an_undeliverable_paid_order_is_refunded_automatically_with_the_reason(api, stripe_server):
+    with registry.plugin_registered(SoldOut(), name="sold-out"):
+        body = api.post(
+            "/payments/create/", {"purchase_type": "sold-out", "payment_method_id": "pm_card_visa"}
+        ).json()
+        order = Order.objects.get(pk=body["order_id"])
+        assert order.status == Order.Status.PAID
+        refund = Refund.objects.get(order=order)
+        assert refund.source == Refund.Source.AUTOMATIC
+        assert refund.status == Refund.Status.PENDING
+        assert order.fulfilment.result == {"impossible": "The last seat was taken while you paid."}
+
+        assert refund_submit(refund.pk) == "succeeded"  # what the worker runs
+        order.refresh_from_db()
+        assert order.status == Order.Status.REFUNDED
+        assert order.failure_code == "fulfilment_impossible"
+        assert order.failure_message == "The last seat was taken while you paid."
+        assert [r.amount for r in stripe_refunds()] == [1500]
+        seen = api.get(f"/payments/orders/{order.pk}/").json()
+        assert seen["status"] == "refunded"
+        assert seen["failure_message"] == "The last seat was taken while you paid."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_refunds_never_exceed_what_was_captured(stripe_server, user, staff_user):
+    import threading
+
+    from django.db import connection
+
+    from platform_core.auth import api_token_create
+    from tests.conftest import PASSWORD, ApiClient
+
+    buyer = ApiClient(api_token_create(username=user.username, password=PASSWORD)[0])
+    order_id = buyer.post("/payments/create/", BUY_100).json()["order_id"]
+    staff_token = api_token_create(username=staff_user.username, password=PASSWORD)[0]
+    barrier = threading.Barrier(15)
+    statuses: list[int] = []
+
+    def refund_one() -> None:
+        try:
+            barrier.wait()
+            resp = ApiClient(staff_token).post(
+                f"/payments/orders/{order_id}/refunds/", {"amount": "1.00"}
+            )
+            statuses.append(resp.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=refund_one) for _ in range(15)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [201] * 10 + [409] * 5
+    assert len(stripe_refunds()) == 10
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+
+
+@pytest.mark.parametrize(
+    ("credits", "amount", "parts"),
+    [
+        (100, 1000, [333, 333, 334]),
+        (7, 1000, [1] * 1000),
+        (1200, 9900, [1, 9898, 1]),
+        (3, 10, [5, 5]),
+    ],
+)
+def test_proportional_refund_debits_add_up_to_exactly_the_credits(credits, amount, parts):
+    from purchasables.builtin.credit_pack import refund_debit
+
+    total, refunded = 0, 0
+    for part in parts:
+        debit = refund_debit(
+            credits=credits, order_amount=amount, refunded_before=refunded, refunded_now=part
+        )
+        assert debit >= 0
+        total += debit
+        refunded += part
+        assert total <= credits * refunded // amount
+    assert total == credits
