@@ -25,9 +25,15 @@ def post_webhook(evt: dict[str, Any] | bytes, *, secret: str = PRIMARY_SECRET, c
 
 @pytest.fixture
 def live_stripe(live_server, stripe_server):
-    """localstripe, emptied, sending its webhooks to this test's live server."""
+    """localstripe, emptied, sending its webhooks to this test's live server.
+
+    The live server outlives the test, so afterwards the receiver is pointed at
+    the discard port: localstripe reads its receivers when it sends (about a
+    second after each change), and a late delivery must not land in a later test.
+    """
     stripe_server.register_webhook("tollgate-tests", live_server.url + WEBHOOK_PATH, PRIMARY_SECRET)
-    return stripe_server
+    yield stripe_server
+    stripe_server.register_webhook("tollgate-tests", "http://127.0.0.1:9/", PRIMARY_SECRET)
 
 
 def wait_for_event(type: str, object_id: str, timeout: float = 10.0) -> StripeEvent:
