@@ -16,12 +16,23 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import stripe
 from django.conf import settings
 
+from billing.stripe_objects import (
+    CustomerData,
+    PaymentIntentData,
+    PaymentMethodData,
+    RefundData,
+    SetupIntentData,
+    customer_from_payload,
+    payment_intent_from_payload,
+    payment_method_from_payload,
+    refund_from_payload,
+    setup_intent_from_payload,
+)
 from kernel.errors import DomainError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -51,32 +62,6 @@ class BadSignatureError(DomainError):
     status = 400
 
 
-@dataclass(frozen=True)
-class PaymentIntentData:
-    id: str
-    status: str
-    amount: int
-    currency: str
-    client_secret: str
-    metadata: dict[str, str]
-    amount_received: int
-    latest_charge_id: str
-    last_error_code: str
-    last_error_message: str
-
-
-@dataclass(frozen=True)
-class RefundData:
-    id: str
-    amount: int
-    currency: str
-    status: str
-    charge_id: str
-    payment_intent_id: str
-    metadata: dict[str, str]
-    failure_reason: str
-
-
 def _client() -> stripe.StripeClient:
     return _client_for(
         settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_MAX_NETWORK_RETRIES
@@ -92,72 +77,6 @@ def _client_for(api_key: str, api_base: str, retries: int) -> stripe.StripeClien
         base_addresses={"api": api_base},
         max_network_retries=retries,
     )
-
-
-def payment_intent_from_payload(obj: dict[str, Any]) -> PaymentIntentData:
-    """Read a PaymentIntent from a plain dict: an event's `data.object` or an API answer."""
-    charge = obj.get("latest_charge")
-    charge_id = charge.get("id", "") if isinstance(charge, dict) else (charge or "")
-    error = obj.get("last_payment_error") or {}
-    status = obj.get("status") or ""
-    amount = int(obj.get("amount") or 0)
-    received = obj.get("amount_received")
-    if received is None:  # localstripe's events omit it
-        received = amount if status == "succeeded" else 0
-    return PaymentIntentData(
-        id=obj["id"],
-        status=status,
-        amount=amount,
-        currency=(obj.get("currency") or "").lower(),
-        client_secret=obj.get("client_secret") or "",
-        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
-        amount_received=int(received),
-        latest_charge_id=charge_id,
-        last_error_code=error.get("decline_code") or error.get("code") or "",
-        last_error_message=error.get("message") or "",
-    )
-
-
-def refund_from_payload(obj: dict[str, Any]) -> RefundData:
-    """Read a refund from a plain dict: a `refund.*` event's object or an API answer."""
-
-    def _id(value: Any) -> str:
-        return value.get("id", "") if isinstance(value, dict) else (value or "")
-
-    return RefundData(
-        id=obj["id"],
-        amount=int(obj.get("amount") or 0),
-        currency=(obj.get("currency") or "").lower(),
-        status=obj.get("status") or "",
-        charge_id=_id(obj.get("charge")),
-        payment_intent_id=_id(obj.get("payment_intent")),
-        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
-        failure_reason=obj.get("failure_reason") or "",
-    )
-
-
-def refunds_from_charge_payload(obj: dict[str, Any]) -> list[RefundData] | None:
-    """The refunds embedded in a charge, or None when this API version leaves them out."""
-    refunds = obj.get("refunds")
-    if not isinstance(refunds, dict) or not isinstance(refunds.get("data"), list):
-        return None
-    if refunds.get("has_more"):
-        return None
-    charge_id = obj.get("id", "")
-    intent_id = obj.get("payment_intent") or ""
-    out = []
-    for item in refunds["data"]:
-        data = refund_from_payload(item)
-        out.append(
-            RefundData(
-                **{
-                    **data.__dict__,
-                    "charge_id": data.charge_id or charge_id,
-                    "payment_intent_id": data.payment_intent_id or intent_id,
-                }
-            )
-        )
-    return out
 
 
 def _translate(exc: stripe.StripeError, *, action: str) -> DomainError:
@@ -269,6 +188,105 @@ def refunds_list_for_charge(*, charge_id: str) -> list[RefundData]:
         return [refund_from_payload(r.to_dict()) for r in page.auto_paging_iter()]
     except stripe.StripeError as exc:
         raise _translate(exc, action="list the refunds") from exc
+
+
+# --- customers and saved cards -------------------------------------------------------
+
+
+def customer_create(
+    *, email: str, name: str, metadata: dict[str, str], idempotency_key: str
+) -> CustomerData:
+    params = (
+        {"email": email, "name": name, "metadata": metadata} if email else {"metadata": metadata}
+    )
+    try:
+        customer = _client().v1.customers.create(
+            params=params, options={"idempotency_key": idempotency_key}
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="create the customer") from exc
+    return customer_from_payload(customer.to_dict())
+
+
+def customer_retrieve(*, customer_id: str) -> CustomerData:
+    try:
+        return customer_from_payload(_client().v1.customers.retrieve(customer_id).to_dict())
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="read the customer") from exc
+
+
+def customer_default_payment_method_set(*, customer_id: str, payment_method_id: str) -> None:
+    try:
+        _client().v1.customers.update(
+            customer_id,
+            params={"invoice_settings": {"default_payment_method": payment_method_id}},
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="set the default card") from exc
+
+
+def setup_intent_create(
+    *, customer_id: str, metadata: dict[str, str], idempotency_key: str
+) -> SetupIntentData:
+    """A SetupIntent for adding a card to be charged later, with or without the user present."""
+    try:
+        intent = _client().v1.setup_intents.create(
+            params={
+                "customer": customer_id,
+                "payment_method_types": ["card"],
+                "usage": "off_session",
+                "metadata": metadata,
+            },
+            options={"idempotency_key": idempotency_key},
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="start adding a card") from exc
+    return setup_intent_from_payload(intent.to_dict())
+
+
+def setup_intent_retrieve(*, setup_intent_id: str) -> SetupIntentData:
+    try:
+        return setup_intent_from_payload(
+            _client().v1.setup_intents.retrieve(setup_intent_id).to_dict()
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="read the card setup") from exc
+
+
+def payment_method_retrieve(*, payment_method_id: str) -> PaymentMethodData:
+    try:
+        return payment_method_from_payload(
+            _client().v1.payment_methods.retrieve(payment_method_id).to_dict()
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="read the card") from exc
+
+
+def payment_method_attach(*, payment_method_id: str, customer_id: str) -> PaymentMethodData:
+    try:
+        method = _client().v1.payment_methods.attach(
+            payment_method_id, params={"customer": customer_id}
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="save the card") from exc
+    return payment_method_from_payload(method.to_dict())
+
+
+def payment_method_detach(*, payment_method_id: str) -> None:
+    try:
+        _client().v1.payment_methods.detach(payment_method_id)
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="remove the card") from exc
+
+
+def payment_methods_list(*, customer_id: str) -> list[PaymentMethodData]:
+    try:
+        page = _client().v1.payment_methods.list(
+            params={"customer": customer_id, "type": "card", "limit": 100}
+        )
+        return [payment_method_from_payload(m.to_dict()) for m in page.auto_paging_iter()]
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="list the cards") from exc
 
 
 def webhook_event_verify(*, payload: bytes, signature_header: str | None) -> dict[str, Any]:

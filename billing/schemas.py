@@ -33,7 +33,11 @@ class OrderCreateIn(Schema):
     service_data: dict[str, Any] | None = None
     payment_method_id: Annotated[str, Field(min_length=3, max_length=255)] | None = Field(
         default=None,
-        description="A Stripe payment method (such as pm_card_visa) to confirm with at once.",
+        description="A saved card's `pm_…` id, or any Stripe payment method (such as "
+        "pm_card_visa), to confirm with at once.",
+    )
+    save_payment_method: StrictBool = Field(
+        default=False, description="Save the `payment_method_id` card for later payments."
     )
 
 
@@ -132,3 +136,31 @@ class PurchaseTypeOut(Schema):
 
 class CatalogOut(Schema):
     purchase_types: list[PurchaseTypeOut]
+
+
+class PaymentMethodOut(Schema):
+    id: int
+    stripe_payment_method_id: str
+    card_brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+    is_default: bool
+
+
+class PaymentMethodsOut(Schema):
+    payment_methods: list[PaymentMethodOut]
+
+
+class CardSetupOut(Schema):
+    setup_intent_id: str
+    client_secret: str
+    publishable_key: str
+
+
+class DefaultCardIn(Schema):
+    model_config = {"extra": "forbid"}
+
+    payment_method_id: StrictInt | Annotated[str, Field(min_length=3, max_length=255)] = Field(
+        description="The saved card's id, or its `pm_…` id."
+    )

@@ -22,10 +22,18 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from billing import gateway
-from billing.gateway import payment_intent_from_payload
 from billing.models import Order, StripeEvent
+from billing.services import cards
 from billing.services.payments import payment_record
 from billing.services.refunds import refund_record
+from billing.stripe_objects import (
+    customer_from_payload,
+    payment_intent_from_payload,
+    payment_method_from_payload,
+    refund_from_payload,
+    refunds_from_charge_payload,
+    setup_intent_from_payload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +82,37 @@ def _payment_intent_handler(target: str) -> Handler:
 
 
 def _refund_event(event: dict[str, Any]) -> str:
-    return refund_record(data=gateway.refund_from_payload(event["data"]["object"]))
+    return refund_record(data=refund_from_payload(event["data"]["object"]))
 
 
 def _charge_refunded(event: dict[str, Any]) -> str:
     """Apply each refund of the charge by its own id (never the cumulative amount)."""
     charge = event["data"]["object"]
-    refunds = gateway.refunds_from_charge_payload(charge)
+    refunds = refunds_from_charge_payload(charge)
     if refunds is None:  # this API version does not embed them: ask Stripe (worker only)
         refunds = gateway.refunds_list_for_charge(charge_id=charge["id"])
     return "; ".join(refund_record(data=r) for r in refunds) or "no refunds on the charge"
+
+
+def _card_event(event: dict[str, Any]) -> str:
+    obj = event["data"]["object"]
+    if event["type"] == "payment_method.detached":
+        return f"forgot {cards.card_forget(payment_method_id=obj['id'])} card(s)"
+    card = cards.card_refresh(method=payment_method_from_payload(obj))
+    return "card saved" if card else "not a customer of ours"
+
+
+def _setup_intent_succeeded(event: dict[str, Any]) -> str:
+    card = cards.card_setup_complete(setup=setup_intent_from_payload(event["data"]["object"]))
+    return "card saved" if card else "nothing to save"
+
+
+def _customer_updated(event: dict[str, Any]) -> str:
+    customer = customer_from_payload(event["data"]["object"])
+    cards.customer_default_refresh(
+        customer_id=customer.id, default_payment_method_id=customer.default_payment_method_id
+    )
+    return "default card in step"
 
 
 # One table from event type to handler; a type not listed is stored and ignored.
@@ -98,6 +127,11 @@ HANDLERS: dict[str, Handler] = {
     "refund.updated": _refund_event,
     "refund.failed": _refund_event,
     "charge.refund.updated": _refund_event,
+    "payment_method.attached": _card_event,
+    "payment_method.updated": _card_event,
+    "payment_method.detached": _card_event,
+    "setup_intent.succeeded": _setup_intent_succeeded,
+    "customer.updated": _customer_updated,
 }
 
 

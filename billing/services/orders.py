@@ -23,13 +23,14 @@ from billing import gateway
 from billing.metadata import metadata_build
 from billing.models import UNPAID_STATUSES, Order, Payment
 from billing.money import MAX_MINOR, currency_get, to_minor
+from billing.services.cards import ChargeSource, charge_source_for, charge_source_ready
 from billing.services.payments import (
     order_info,
     order_target_status,
     order_transition,
     payment_record,
 )
-from kernel.errors import ConflictError, DomainError, ErrorCode, NotFoundError
+from kernel.errors import ConflictError, DomainError, ErrorCode, InvalidInputError, NotFoundError
 from purchasables.registry import registry
 from purchasables.types import PurchaseRequest, Quote
 
@@ -90,6 +91,7 @@ def order_create(
     purchase: PurchaseRequest,
     amount: Decimal | int | str | None,
     payment_method_id: str | None = None,
+    save_payment_method: bool = False,
     idempotency_key: str | None = None,
 ) -> OrderCreateResult:
     """Price `purchase`, store the order, and create (and maybe confirm) its PaymentIntent.
@@ -99,13 +101,24 @@ def order_create(
     after the order is marked failed).
     """
     spec = registry.purchase_type(purchase.purchase_type)
-    fingerprint = _fingerprint(purchase, amount=amount, payment_method_id=payment_method_id)
+    fingerprint = _fingerprint(
+        purchase, amount=amount, payment_method_id=payment_method_id, save=save_payment_method
+    )
+    if save_payment_method and not payment_method_id:
+        raise InvalidInputError(
+            "`save_payment_method` needs a `payment_method_id`; to add a card on its own, "
+            "use POST /api/v1/payments/methods/setup/.",
+            field="save_payment_method",
+        )
     if idempotency_key:
         existing = Order.objects.filter(
             user_id=purchase.user_id, idempotency_key=idempotency_key
         ).first()
         if existing is not None:
             return _replay(existing, fingerprint, payment_method_id)
+    source = charge_source_for(
+        user_id=purchase.user_id, payment_method_id=payment_method_id, save=save_payment_method
+    )
     try:
         with transaction.atomic():
             quote = registry.quote(purchase)
@@ -137,12 +150,13 @@ def order_create(
         # A concurrent request with the same key committed first.
         first = Order.objects.get(user_id=purchase.user_id, idempotency_key=idempotency_key)
         return _replay(first, fingerprint, payment_method_id)
-    payment = _payment_start(order, payment_method_id)
+    payment = _payment_start(order, source)
     order.refresh_from_db()
     return OrderCreateResult(order=order, payment=payment, replayed=False)
 
 
 def _replay(order: Order, fingerprint: str, payment_method_id: str | None) -> OrderCreateResult:
+    """The first order made with this key, finishing its payment if the first request died."""
     if order.request_fingerprint != fingerprint:
         raise IdempotencyConflictError(
             "This Idempotency-Key was used for a different request.", order_id=order.pk
@@ -155,7 +169,10 @@ def _replay(order: Order, fingerprint: str, payment_method_id: str | None) -> Or
                 "The first request with this Idempotency-Key is still in progress; retry shortly.",
                 order_id=order.pk,
             )
-        payment = _payment_start(order, payment_method_id)
+        source = charge_source_for(
+            user_id=order.user_id, payment_method_id=payment_method_id, save=False
+        )
+        payment = _payment_start(order, source)
         order.refresh_from_db()
     return OrderCreateResult(order=order, payment=payment, replayed=True)
 
@@ -171,7 +188,17 @@ def _gateway_error_note(order: Order, exc: DomainError) -> None:
     exc.extra["order_id"] = order.pk
 
 
-def _payment_start(order: Order, payment_method_id: str | None) -> Payment:
+def _payment_start(order: Order, source: ChargeSource) -> Payment:
+    try:
+        source = charge_source_ready(user_id=order.user_id, source=source)
+    except gateway.InvalidPaymentMethodError as exc:
+        _order_fail(order, code="invalid_payment_method", message=exc.message)
+        exc.extra["order_id"] = order.pk
+        raise
+    except gateway.PaymentGatewayError as exc:
+        _gateway_error_note(order, exc)
+        raise
+    payment_method_id = source.payment_method_id
     try:
         intent = gateway.payment_intent_create(
             amount=order.amount,
@@ -179,6 +206,7 @@ def _payment_start(order: Order, payment_method_id: str | None) -> Payment:
             metadata=order.metadata,
             idempotency_key=f"order-{order.pk}-pi",
             payment_method=payment_method_id,
+            customer=source.customer_id,
         )
     except gateway.InvalidPaymentMethodError as exc:
         _order_fail(order, code="invalid_payment_method", message=exc.message)

@@ -16,8 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from billing.gateway import PaymentIntentData
 from billing.models import ORDER_TRANSITIONS, Fulfilment, Order, Payment, Refund
+from billing.stripe_objects import PaymentIntentData
 from kernel.errors import DomainError, ErrorCode
 from purchasables.errors import FulfilmentImpossibleError
 from purchasables.registry import registry

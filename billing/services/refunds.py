@@ -21,6 +21,7 @@ from billing import gateway
 from billing.models import Order, Payment, Refund
 from billing.money import to_minor
 from billing.services.payments import order_info, order_transition
+from billing.stripe_objects import RefundData
 from kernel.errors import ConflictError, DomainError, ErrorCode, NotFoundError
 from purchasables.registry import registry
 from purchasables.types import RefundInfo
@@ -157,7 +158,7 @@ def refunds_submit_pending() -> int:
     return sent
 
 
-def _payment_for(data: gateway.RefundData) -> Payment | None:
+def _payment_for(data: RefundData) -> Payment | None:
     match = Q(pk__in=[])
     if data.payment_intent_id:
         match |= Q(stripe_payment_intent_id=data.payment_intent_id)
@@ -171,7 +172,7 @@ def _payment_for(data: gateway.RefundData) -> Payment | None:
     return payment
 
 
-def refund_record(*, data: gateway.RefundData) -> str:
+def refund_record(*, data: RefundData) -> str:
     """Store what Stripe says about one refund, and apply it once it has succeeded."""
     with transaction.atomic():
         payment = _payment_for(data)

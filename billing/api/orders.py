@@ -1,53 +1,31 @@
-"""The payments and catalog routers. Thin: parse, call one service, render."""
+"""Orders: create, read, cancel, refund. Thin: parse, call one service, render."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from ninja import Header, Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
-from billing import gateway
 from billing.models import Fulfilment, Order
 from billing.money import format_minor
 from billing.schemas import (
-    CatalogOut,
     OrderCreateIn,
     OrderCreateOut,
     OrderOut,
-    PurchaseTypeOut,
     RefundCreateIn,
     RefundOut,
 )
-from billing.services.events import event_store
 from billing.services.orders import order_cancel, order_create, order_get_for_user
 from billing.services.refunds import refund_create
 from kernel.errors import InvalidInputError, PermissionDeniedError
 from kernel.schemas import ErrorOut
-from purchasables.registry import registry
 from purchasables.types import PurchaseRequest
 
-catalog_router = Router(tags=["catalog"])
-payments_router = Router(tags=["payments"])
+router = Router(tags=["orders"])
 
 CREDITS_PURCHASE_TYPE = "credits"
-
-
-@catalog_router.get("/", response=CatalogOut, auth=None)
-def catalog_list(request: HttpRequest):
-    return CatalogOut(
-        purchase_types=[
-            PurchaseTypeOut(
-                name=spec.name,
-                order_type=spec.order_type,
-                label=spec.label,
-                description=spec.description,
-                catalog=registry.catalog(spec.name),
-            )
-            for spec in registry.purchase_types()
-        ]
-    )
 
 
 def _purchase_type_of(payload: OrderCreateIn) -> str:
@@ -62,7 +40,7 @@ def _purchase_type_of(payload: OrderCreateIn) -> str:
     )
 
 
-@payments_router.post(
+@router.post(
     "/create/",
     response={
         200: OrderCreateOut,
@@ -91,6 +69,7 @@ def payments_create(
         purchase=purchase,
         amount=payload.amount,
         payment_method_id=payload.payment_method_id,
+        save_payment_method=payload.save_payment_method,
         idempotency_key=idempotency_key,
     )
     order, payment = result.order, result.payment
@@ -109,7 +88,7 @@ def payments_create(
     return Status(200 if result.replayed else 201, body)
 
 
-@payments_router.get("/orders/", response=list[OrderOut])
+@router.get("/orders/", response=list[OrderOut])
 @paginate(LimitOffsetPagination)
 def payments_orders_list(request: HttpRequest):
     fulfilled = Fulfilment.objects.filter(order_id=OuterRef("pk"))
@@ -121,19 +100,19 @@ def payments_orders_list(request: HttpRequest):
     )
 
 
-@payments_router.get("/orders/{int:order_id}/", response={200: OrderOut, 404: ErrorOut})
+@router.get("/orders/{int:order_id}/", response={200: OrderOut, 404: ErrorOut})
 def payments_order_detail(request: HttpRequest, order_id: int):
     return order_get_for_user(order_id=order_id, user_id=request.user.pk)
 
 
-@payments_router.post(
+@router.post(
     "/orders/{int:order_id}/cancel/", response={200: OrderOut, 404: ErrorOut, 409: ErrorOut}
 )
 def payments_order_cancel(request: HttpRequest, order_id: int):
     return order_cancel(order_id=order_id, user_id=request.user.pk)
 
 
-@payments_router.post(
+@router.post(
     "/orders/{int:order_id}/refunds/",
     response={
         201: RefundOut,
@@ -155,13 +134,3 @@ def payments_order_refund(request: HttpRequest, order_id: int, payload: RefundCr
         initiated_by_id=request.user.pk,
     )
     return Status(201, refund)
-
-
-@payments_router.post("/webhook/", auth=None, response={200: dict, 400: ErrorOut})
-def payments_webhook(request: HttpRequest) -> HttpResponse:
-    """Stripe's webhook: verify, store, enqueue, answer. No Stripe call, no plugin code."""
-    event = gateway.webhook_event_verify(
-        payload=request.body, signature_header=request.headers.get("Stripe-Signature")
-    )
-    stored, created = event_store(event=event)
-    return {"received": True, "duplicate": not created, "id": stored.stripe_id}

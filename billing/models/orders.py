@@ -1,4 +1,4 @@
-"""Orders, their Stripe payments, fulfilments and the journal of Stripe events.
+"""Orders, their Stripe payments, fulfilments and refunds.
 
 The rule: an order's status moves only forward along `ORDER_TRANSITIONS`, under
 the order's row lock, and the move to `paid` inserts the order's one
@@ -123,53 +123,6 @@ class Fulfilment(models.Model):
 
     def __str__(self) -> str:
         return f"Fulfilment of order {self.order_id}"
-
-
-class StripeEvent(models.Model):
-    """Every verified Stripe webhook delivery, stored before it is answered."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        PROCESSING = "processing", "Processing"
-        RETRYING = "retrying", "Retrying"
-        PROCESSED = "processed", "Processed"
-        IGNORED = "ignored", "Ignored"
-        FAILED = "failed", "Failed"
-
-    stripe_id = models.CharField(max_length=255, unique=True)
-    type = models.CharField(max_length=100, db_index=True)
-    api_version = models.CharField(max_length=50, blank=True)
-    object_id = models.CharField(max_length=255, blank=True, db_index=True)
-    livemode = models.BooleanField(default=False)
-    stripe_created = models.DateTimeField(null=True, blank=True)
-    payload = models.JSONField()
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    # Due for (another) attempt at; a processing event whose lease ran out is
-    # taken again (its worker died).
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
-    received_at = models.DateTimeField(auto_now_add=True)
-    processed_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [
-            models.Index(
-                fields=["next_attempt_at"],
-                condition=models.Q(status__in=["pending", "retrying"]),
-                name="stripe_event_due_idx",
-            ),
-            models.Index(
-                fields=["lease_expires_at"],
-                condition=models.Q(status="processing"),
-                name="stripe_event_lease_idx",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.type} {self.stripe_id}"
 
 
 class Refund(models.Model):

@@ -1,0 +1,25 @@
+"""Billing's models, by subject."""
+
+from billing.models.customers import CardSetup, SavedPaymentMethod, StripeCustomer
+from billing.models.events import StripeEvent
+from billing.models.orders import (
+    ORDER_TRANSITIONS,
+    UNPAID_STATUSES,
+    Fulfilment,
+    Order,
+    Payment,
+    Refund,
+)
+
+__all__ = [
+    "ORDER_TRANSITIONS",
+    "UNPAID_STATUSES",
+    "CardSetup",
+    "Fulfilment",
+    "Order",
+    "Payment",
+    "Refund",
+    "SavedPaymentMethod",
+    "StripeCustomer",
+    "StripeEvent",
+]

@@ -1,0 +1,162 @@
+"""Stripe's objects as the project's own dataclasses, read from plain dicts.
+
+The rule: these readers accept every shape Stripe sends us: the current API
+version's and localstripe's 2017-08-15 one (an embedded charge in
+`latest_charge`, no `amount_received`, refunds embedded in charges or not).
+Nothing here talks to Stripe; `billing.gateway` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def _id(value: Any) -> str:
+    """An id from a field that may hold the id or the expanded object."""
+    return value.get("id", "") if isinstance(value, dict) else (value or "")
+
+
+@dataclass(frozen=True)
+class PaymentIntentData:
+    id: str
+    status: str
+    amount: int
+    currency: str
+    client_secret: str
+    metadata: dict[str, str]
+    amount_received: int
+    latest_charge_id: str
+    last_error_code: str
+    last_error_message: str
+
+
+@dataclass(frozen=True)
+class RefundData:
+    id: str
+    amount: int
+    currency: str
+    status: str
+    charge_id: str
+    payment_intent_id: str
+    metadata: dict[str, str]
+    failure_reason: str
+
+
+@dataclass(frozen=True)
+class CustomerData:
+    id: str
+    default_payment_method_id: str
+
+
+@dataclass(frozen=True)
+class PaymentMethodData:
+    id: str
+    customer_id: str
+    card_brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+
+
+@dataclass(frozen=True)
+class SetupIntentData:
+    id: str
+    status: str
+    client_secret: str
+    customer_id: str
+    payment_method_id: str
+    metadata: dict[str, str]
+
+
+def payment_intent_from_payload(obj: dict[str, Any]) -> PaymentIntentData:
+    """Read a PaymentIntent from a plain dict: an event's `data.object` or an API answer."""
+    charge = obj.get("latest_charge")
+    charge_id = charge.get("id", "") if isinstance(charge, dict) else (charge or "")
+    error = obj.get("last_payment_error") or {}
+    status = obj.get("status") or ""
+    amount = int(obj.get("amount") or 0)
+    received = obj.get("amount_received")
+    if received is None:  # localstripe's events omit it
+        received = amount if status == "succeeded" else 0
+    return PaymentIntentData(
+        id=obj["id"],
+        status=status,
+        amount=amount,
+        currency=(obj.get("currency") or "").lower(),
+        client_secret=obj.get("client_secret") or "",
+        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+        amount_received=int(received),
+        latest_charge_id=charge_id,
+        last_error_code=error.get("decline_code") or error.get("code") or "",
+        last_error_message=error.get("message") or "",
+    )
+
+
+def refund_from_payload(obj: dict[str, Any]) -> RefundData:
+    """Read a refund from a plain dict: a `refund.*` event's object or an API answer."""
+
+    return RefundData(
+        id=obj["id"],
+        amount=int(obj.get("amount") or 0),
+        currency=(obj.get("currency") or "").lower(),
+        status=obj.get("status") or "",
+        charge_id=_id(obj.get("charge")),
+        payment_intent_id=_id(obj.get("payment_intent")),
+        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+        failure_reason=obj.get("failure_reason") or "",
+    )
+
+
+def refunds_from_charge_payload(obj: dict[str, Any]) -> list[RefundData] | None:
+    """The refunds embedded in a charge, or None when this API version leaves them out."""
+    refunds = obj.get("refunds")
+    if not isinstance(refunds, dict) or not isinstance(refunds.get("data"), list):
+        return None
+    if refunds.get("has_more"):
+        return None
+    charge_id = obj.get("id", "")
+    intent_id = obj.get("payment_intent") or ""
+    out = []
+    for item in refunds["data"]:
+        data = refund_from_payload(item)
+        out.append(
+            RefundData(
+                **{
+                    **data.__dict__,
+                    "charge_id": data.charge_id or charge_id,
+                    "payment_intent_id": data.payment_intent_id or intent_id,
+                }
+            )
+        )
+    return out
+
+
+def customer_from_payload(obj: dict[str, Any]) -> CustomerData:
+    settings = obj.get("invoice_settings") or {}
+    return CustomerData(
+        id=obj["id"], default_payment_method_id=_id(settings.get("default_payment_method"))
+    )
+
+
+def payment_method_from_payload(obj: dict[str, Any]) -> PaymentMethodData:
+    card = obj.get("card") or {}
+    return PaymentMethodData(
+        id=obj["id"],
+        customer_id=_id(obj.get("customer")),
+        card_brand=str(card.get("brand") or ""),
+        last4=str(card.get("last4") or ""),
+        exp_month=card.get("exp_month"),
+        exp_year=card.get("exp_year"),
+    )
+
+
+def setup_intent_from_payload(obj: dict[str, Any]) -> SetupIntentData:
+    return SetupIntentData(
+        id=obj["id"],
+        status=obj.get("status") or "",
+        client_secret=obj.get("client_secret") or "",
+        customer_id=_id(obj.get("customer")),
+        payment_method_id=_id(obj.get("payment_method")),
+        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+    )
