@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# The third-party plugin examples, each its own distribution, so their entry points are real.
+	$(BIN)/python -m pip install --quiet $(patsubst %/pyproject.toml,-e %,$(wildcard examples/*/pyproject.toml))
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -8,6 +8,7 @@ at boot rather than at its first payment.
 from __future__ import annotations
 
 import os
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import dj_database_url
@@ -47,6 +48,13 @@ INSTALLED_APPS = [
     "credits",
     "bookings",
 ]
+# Purchase-type plugins that are Django apps (models, migrations, admin) name
+# their app in the `tollgate.apps` entry-point group. Only the package metadata
+# is read: importing a plugin before Django is configured would fail.
+if env_bool("TOLLGATE_PLUGINS_AUTOLOAD", True):
+    INSTALLED_APPS += sorted(
+        {ep.value for ep in entry_points(group="tollgate.apps")} - set(INSTALLED_APPS)
+    )
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
