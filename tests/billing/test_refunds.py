@@ -218,7 +218,7 @@ def test_a_webhook_that_races_our_own_refund_request_makes_one_row(paid_payment)
     post_webhook(event("refund.created", stripe_says))
     events_drain()
     # Now our own request's answer is recorded too.
-    from billing.gateway import refund_from_payload
+    from billing.stripe_objects import refund_from_payload
 
     refund_record(data=refund_from_payload(stripe_says))
     assert Refund.objects.count() == 1
