@@ -1,0 +1,255 @@
+"""Saved cards against localstripe: one customer per user, add through a SetupIntent,
+list, default, pay with, delete; another user's card is 404; events keep them in step."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import stripe
+from django.conf import settings
+from django.db import IntegrityError, connection
+
+from billing.models import CardSetup, Order, SavedPaymentMethod, StripeCustomer
+from billing.services.cards import stripe_customer_get_or_create
+from billing.services.events import events_drain
+from tests.billing.conftest import post_webhook
+from tests.stripe_events import event, fixture
+
+pytestmark = pytest.mark.django_db
+
+
+def stripe_client() -> stripe.StripeClient:
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+
+
+def new_card(number: str = "4242424242424242") -> str:
+    method = stripe_client().v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": number, "exp_month": 11, "exp_year": 2033, "cvc": "123"},
+        }
+    )
+    return method.id
+
+
+def add_card_via_setup_intent(api, number: str = "4242424242424242") -> dict:
+    """What the browser does: ask for a SetupIntent, confirm it with Stripe.js, list cards."""
+    setup = api.post("/payments/methods/setup/")
+    assert setup.status_code == 201, setup.content
+    body = setup.json()
+    assert body["client_secret"].startswith(body["setup_intent_id"])
+    stripe_client().v1.setup_intents.confirm(
+        body["setup_intent_id"], params={"payment_method": new_card(number)}
+    )
+    listing = api.get("/payments/methods/")
+    assert listing.status_code == 200, listing.content
+    return listing.json()
+
+
+def test_a_card_added_through_a_setup_intent_is_listed_and_default(api, user, stripe_server):
+    cards = add_card_via_setup_intent(api)["payment_methods"]
+    assert len(cards) == 1
+    [card] = cards
+    assert set(card) == {
+        "id",
+        "stripe_payment_method_id",
+        "card_brand",
+        "last4",
+        "exp_month",
+        "exp_year",
+        "is_default",
+    }
+    assert (card["card_brand"], card["last4"], card["exp_month"], card["exp_year"]) == (
+        "visa",
+        "4242",
+        11,
+        2033,
+    )
+    assert card["is_default"] is True
+    assert CardSetup.objects.get().completed_at is not None
+    # Stripe has it attached to the user's one customer.
+    customer = StripeCustomer.objects.get(user=user)
+    method = stripe_client().v1.payment_methods.retrieve(card["stripe_payment_method_id"])
+    assert method.customer == customer.stripe_customer_id
+
+
+def test_default_can_be_changed_and_reaches_stripe(api, user, stripe_server):
+    add_card_via_setup_intent(api)
+    second = add_card_via_setup_intent(api, "5555555555554444")["payment_methods"][1]
+    assert second["is_default"] is False
+    resp = api.post("/payments/methods/default/", {"payment_method_id": second["id"]})
+    assert resp.status_code == 200, resp.content
+    assert resp.json()["is_default"] is True
+    listing = api.get("/payments/methods/").json()["payment_methods"]
+    assert [c["is_default"] for c in listing] == [False, True]
+    customer = stripe_client().v1.customers.retrieve(
+        StripeCustomer.objects.get().stripe_customer_id
+    )
+    assert customer.invoice_settings.default_payment_method == second["stripe_payment_method_id"]
+    # By its pm_ id too.
+    first = listing[0]["stripe_payment_method_id"]
+    assert api.post("/payments/methods/default/", {"payment_method_id": first}).status_code == 200
+
+
+def test_the_database_allows_one_default_card_per_user(user):
+    SavedPaymentMethod.objects.create(user=user, stripe_payment_method_id="pm_a", is_default=True)
+    with pytest.raises(IntegrityError):
+        SavedPaymentMethod.objects.create(
+            user=user, stripe_payment_method_id="pm_b", is_default=True
+        )
+
+
+def test_pay_with_a_saved_card_then_delete_it(api, user, stripe_server):
+    card = add_card_via_setup_intent(api)["payment_methods"][0]
+    resp = api.post(
+        "/payments/create/",
+        {
+            "is_credit_purchase": True,
+            "credit_amount": 50,
+            "payment_method_id": card["stripe_payment_method_id"],
+        },
+    )
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["status"] == "paid"
+    intent = stripe_client().v1.payment_intents.retrieve(resp.json()["payment_intent_id"])
+    assert intent.customer == StripeCustomer.objects.get(user=user).stripe_customer_id
+
+    assert api.delete(f"/payments/methods/{card['id']}/").status_code == 204
+    assert api.get("/payments/methods/").json()["payment_methods"] == []
+    method = stripe_client().v1.payment_methods.retrieve(card["stripe_payment_method_id"])
+    assert method.customer is None  # detached at Stripe
+
+
+def test_save_payment_method_attaches_the_card_while_paying(api, user, stripe_server):
+    resp = api.post(
+        "/payments/create/",
+        {
+            "is_credit_purchase": True,
+            "credit_amount": 50,
+            "payment_method_id": new_card(),
+            "save_payment_method": True,
+        },
+    )
+    assert resp.status_code == 201, resp.content
+    [saved] = SavedPaymentMethod.objects.filter(user=user)
+    assert saved.is_default
+    assert saved.last4 == "4242"
+
+
+def test_save_payment_method_without_a_card_is_422(api, stripe_server):
+    resp = api.post(
+        "/payments/create/",
+        {"is_credit_purchase": True, "credit_amount": 50, "save_payment_method": True},
+    )
+    assert resp.status_code == 422
+    assert resp.json()["extra"]["field"] == "save_payment_method"
+    assert not Order.objects.exists()
+
+
+def test_another_users_saved_card_is_404_everywhere_and_nothing_reaches_stripe(
+    api, other_api, stripe_server
+):
+    card = add_card_via_setup_intent(api)["payment_methods"][0]
+    intents_before = len(stripe_client().v1.payment_intents.list(params={"limit": 100}).data)
+    pay = other_api.post(
+        "/payments/create/",
+        {
+            "is_credit_purchase": True,
+            "credit_amount": 50,
+            "payment_method_id": card["stripe_payment_method_id"],
+        },
+    )
+    assert pay.status_code == 404
+    assert not Order.objects.exists()
+    assert (
+        len(stripe_client().v1.payment_intents.list(params={"limit": 100}).data) == intents_before
+    )
+    assert other_api.delete(f"/payments/methods/{card['id']}/").status_code == 404
+    default = other_api.post("/payments/methods/default/", {"payment_method_id": card["id"]})
+    assert default.status_code == 404
+    assert other_api.get("/payments/methods/").json() == {"payment_methods": []}
+    assert SavedPaymentMethod.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_purchases_make_one_stripe_customer(user, stripe_server):
+    barrier = threading.Barrier(6)
+    results: list = []
+
+    def first_need() -> None:
+        try:
+            barrier.wait()
+            results.append(stripe_customer_get_or_create(user_id=user.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first_need) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 1
+    assert StripeCustomer.objects.count() == 1
+    customers = stripe_client().v1.customers.list(params={"limit": 100}).data
+    assert [c.id for c in customers] == results[:1]
+
+
+# --- events ------------------------------------------------------------------------
+
+
+def test_card_events_keep_saved_cards_in_step(user):
+    StripeCustomer.objects.create(user=user, stripe_customer_id="cus_events")
+    method = fixture("payment_method")
+    method.update(id="pm_from_dashboard", customer="cus_events")
+    method["card"].update(brand="mastercard", last4="4444", exp_month=1, exp_year=2031)
+    post_webhook(event("payment_method.attached", method))
+    events_drain()
+    saved = SavedPaymentMethod.objects.get(stripe_payment_method_id="pm_from_dashboard")
+    assert (saved.user_id, saved.last4) == (user.pk, "4444")
+
+    method["card"]["exp_year"] = 2035
+    post_webhook(event("payment_method.updated", method))
+    customer = fixture("customer")
+    customer.update(
+        id="cus_events", invoice_settings={"default_payment_method": "pm_from_dashboard"}
+    )
+    post_webhook(event("customer.updated", customer))
+    events_drain()
+    saved.refresh_from_db()
+    assert saved.exp_year == 2035
+    assert saved.is_default
+
+    post_webhook(event("payment_method.detached", {**method, "customer": None}))
+    events_drain()
+    assert not SavedPaymentMethod.objects.exists()
+
+
+def test_a_card_event_for_a_stranger_saves_nothing(db):
+    method = fixture("payment_method")
+    method.update(id="pm_stranger", customer="cus_not_ours")
+    post_webhook(event("payment_method.attached", method))
+    events_drain()
+    assert not SavedPaymentMethod.objects.exists()
+
+
+def test_setup_intent_succeeded_saves_the_card_without_a_listing(api, user, stripe_server):
+    setup = api.post("/payments/methods/setup/").json()
+    pm_id = new_card("5555555555554444")
+    stripe_client().v1.setup_intents.confirm(
+        setup["setup_intent_id"], params={"payment_method": pm_id}
+    )
+    intent = fixture("setup_intent")
+    intent.update(
+        id=setup["setup_intent_id"],
+        status="succeeded",
+        customer=StripeCustomer.objects.get(user=user).stripe_customer_id,
+        payment_method=pm_id,
+    )
+    post_webhook(event("setup_intent.succeeded", intent))
+    events_drain()
+    saved = SavedPaymentMethod.objects.get(user=user)
+    assert (saved.stripe_payment_method_id, saved.last4, saved.is_default) == (pm_id, "4444", True)
+    assert CardSetup.objects.get().completed_at is not None
