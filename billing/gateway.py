@@ -22,16 +22,22 @@ import stripe
 from django.conf import settings
 
 from billing.stripe_objects import (
+    CheckoutSessionData,
     CustomerData,
+    InvoiceData,
     PaymentIntentData,
     PaymentMethodData,
     RefundData,
     SetupIntentData,
+    SubscriptionData,
+    checkout_session_from_payload,
     customer_from_payload,
+    invoice_from_payload,
     payment_intent_from_payload,
     payment_method_from_payload,
     refund_from_payload,
     setup_intent_from_payload,
+    subscription_from_payload,
 )
 from kernel.errors import DomainError, ErrorCode
 
@@ -55,6 +61,13 @@ class CardDeclinedError(DomainError):
 class InvalidPaymentMethodError(DomainError):
     code = ErrorCode.INVALID_INPUT
     status = 422
+
+
+class FeatureUnavailableError(DomainError):
+    """The Stripe API in use does not offer this (localstripe has no Checkout or portal)."""
+
+    code = ErrorCode.FEATURE_UNAVAILABLE
+    status = 501
 
 
 class BadSignatureError(DomainError):
@@ -287,6 +300,144 @@ def payment_methods_list(*, customer_id: str) -> list[PaymentMethodData]:
         return [payment_method_from_payload(m.to_dict()) for m in page.auto_paging_iter()]
     except stripe.StripeError as exc:
         raise _translate(exc, action="list the cards") from exc
+
+
+# --- Checkout, subscriptions, invoices, the customer portal ---------------------------
+
+
+def _unavailable(exc: stripe.StripeError, feature: str) -> DomainError | None:
+    # A route the Stripe API in use does not have (localstripe answers a plain 404).
+    if isinstance(exc, stripe.APIError) and exc.http_status == 404:
+        return FeatureUnavailableError(
+            f"{feature} is not available from the Stripe API at {settings.STRIPE_API_BASE}. "
+            "localstripe has none; set STRIPE_SECRET_KEY (and STRIPE_PUBLISHABLE_KEY) to "
+            "Stripe test keys and unset STRIPE_API_BASE to use it.",
+            feature=feature,
+        )
+    return None
+
+
+def _line_item(*, amount: int, currency: str, name: str, recurring_price: str | None) -> dict:
+    if recurring_price:
+        return {"price": recurring_price, "quantity": 1}
+    return {
+        "price_data": {
+            "currency": currency,
+            "unit_amount": amount,
+            "product_data": {"name": name[:250]},
+        },
+        "quantity": 1,
+    }
+
+
+def checkout_session_create(
+    *,
+    mode: str,
+    amount: int,
+    currency: str,
+    name: str,
+    metadata: dict[str, str],
+    client_reference_id: str,
+    success_url: str,
+    cancel_url: str,
+    idempotency_key: str,
+    customer_id: str | None = None,
+    recurring_price: str | None = None,
+) -> CheckoutSessionData:
+    """A Checkout Session for one order (`mode=payment`) or a subscription.
+
+    The metadata goes on the session and on the object it makes
+    (`payment_intent_data` or `subscription_data`): Stripe does not copy it.
+    """
+    params: dict[str, Any] = {
+        "mode": mode,
+        "line_items": [
+            _line_item(amount=amount, currency=currency, name=name, recurring_price=recurring_price)
+        ],
+        "metadata": metadata,
+        "client_reference_id": client_reference_id,
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+    }
+    if mode == "subscription":
+        params["subscription_data"] = {"metadata": metadata}
+    else:
+        params["payment_intent_data"] = {"metadata": metadata}
+    if customer_id:
+        params["customer"] = customer_id
+    try:
+        session = _client().v1.checkout.sessions.create(
+            params=params, options={"idempotency_key": idempotency_key}
+        )
+    except stripe.StripeError as exc:
+        raise (
+            _unavailable(exc, "Stripe Checkout") or _translate(exc, action="start checkout")
+        ) from exc
+    return checkout_session_from_payload(session.to_dict())
+
+
+def _subscription_item(price_id: str) -> dict[str, str]:
+    # A legacy plan id goes in `plan` (localstripe knows only plans).
+    return {"price": price_id} if price_id.startswith("price_") else {"plan": price_id}
+
+
+def subscription_create(
+    *, customer_id: str, price_id: str, metadata: dict[str, str], idempotency_key: str
+) -> SubscriptionData:
+    """Subscribe the customer, charging their default card now and every cycle."""
+    try:
+        subscription = _client().v1.subscriptions.create(
+            params={
+                "customer": customer_id,
+                "items": [_subscription_item(price_id)],
+                "metadata": metadata,
+            },
+            options={"idempotency_key": idempotency_key},
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="start the subscription") from exc
+    return subscription_from_payload(subscription.to_dict())
+
+
+def subscription_retrieve(*, subscription_id: str) -> SubscriptionData:
+    try:
+        return subscription_from_payload(
+            _client().v1.subscriptions.retrieve(subscription_id).to_dict()
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="read the subscription") from exc
+
+
+def subscription_cancel_at_period_end(*, subscription_id: str) -> SubscriptionData:
+    try:
+        subscription = _client().v1.subscriptions.update(
+            subscription_id, params={"cancel_at_period_end": True}
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="cancel the subscription") from exc
+    return subscription_from_payload(subscription.to_dict())
+
+
+def invoices_for_subscription(*, subscription_id: str) -> list[InvoiceData]:
+    try:
+        page = _client().v1.invoices.list(params={"subscription": subscription_id, "limit": 10})
+        return [invoice_from_payload(i.to_dict()) for i in page.data]
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="list the invoices") from exc
+
+
+def billing_portal_session_create(*, customer_id: str, return_url: str) -> str:
+    """The URL of Stripe's customer portal for this customer."""
+    try:
+        session = _client().v1.billing_portal.sessions.create(
+            params={"customer": customer_id, "return_url": return_url}
+        )
+    except stripe.StripeError as exc:
+        raise (
+            _unavailable(exc, "The Stripe customer portal")
+            or _translate(exc, action="open the customer portal")
+        ) from exc
+    return session["url"]
 
 
 def webhook_event_verify(*, payload: bytes, signature_header: str | None) -> dict[str, Any]:

@@ -28,7 +28,13 @@ class OrderCreateIn(Schema):
         description='What the client expects to pay, in major units ("10.50"); '
         "409 if it differs from the server's price.",
     )
-    payment_type: Literal["intent"] = "intent"
+    payment_type: Literal["intent", "checkout"] = "intent"
+    success_url: Annotated[str, Field(max_length=2000)] | None = Field(
+        default=None, description="Checkout only; on FRONTEND_URL's origin."
+    )
+    cancel_url: Annotated[str, Field(max_length=2000)] | None = Field(
+        default=None, description="Checkout only; on FRONTEND_URL's origin."
+    )
     scheduling_data: dict[str, Any] | None = None
     service_data: dict[str, Any] | None = None
     payment_method_id: Annotated[str, Field(min_length=3, max_length=255)] | None = Field(
@@ -120,8 +126,10 @@ class OrderCreateOut(Schema):
     amount: int
     amount_display: str
     currency: str
+    payment_type: str
     payment_intent_id: str | None
     client_secret: str | None
+    checkout_url: str | None = Field(description="Checkout only: send the customer here.")
     publishable_key: str
     order: OrderOut
 
@@ -164,3 +172,52 @@ class DefaultCardIn(Schema):
     payment_method_id: StrictInt | Annotated[str, Field(min_length=3, max_length=255)] = Field(
         description="The saved card's id, or its `pm_…` id."
     )
+
+
+class SubscriptionCreateIn(Schema):
+    model_config = {"extra": "forbid"}
+
+    plan_id: Annotated[StrictInt, Field(ge=1)]
+    purchase_type: Annotated[str, Field(max_length=50)] = "subscription"
+    payment_method_id: StrictInt | Annotated[str, Field(min_length=3, max_length=255)] | None = (
+        Field(default=None, description="A saved card (its id or `pm_…` id); else the default.")
+    )
+    payment_type: Literal["intent", "checkout"] = "intent"
+    success_url: Annotated[str, Field(max_length=2000)] | None = None
+    cancel_url: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class SubscriptionOut(Schema):
+    id: int
+    plan_id: str = Field(alias="plan_ref")
+    plan_name: str
+    purchase_type: str
+    status: str
+    stripe_subscription_id: str | None
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    created_at: datetime
+
+
+class SubscriptionStartOut(Schema):
+    subscription: SubscriptionOut
+    checkout_url: str | None
+
+
+class SubscriptionSummaryOut(Schema):
+    """The seeds' "subscription summary": the live plan, if any, and when it renews or ends."""
+
+    has_active_subscription: bool
+    plan_name: str | None
+    status: str | None
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+
+
+class SubscriptionsOut(Schema):
+    subscriptions: list[SubscriptionOut]
+    summary: SubscriptionSummaryOut
+
+
+class PortalOut(Schema):
+    url: str

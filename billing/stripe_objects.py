@@ -160,3 +160,108 @@ def setup_intent_from_payload(obj: dict[str, Any]) -> SetupIntentData:
         payment_method_id=_id(obj.get("payment_method")),
         metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
     )
+
+
+@dataclass(frozen=True)
+class CheckoutSessionData:
+    id: str
+    url: str
+    mode: str
+    status: str
+    payment_status: str
+    payment_intent_id: str
+    subscription_id: str
+    customer_id: str
+    amount_total: int
+    currency: str
+    metadata: dict[str, str]
+    client_reference_id: str
+
+
+def checkout_session_from_payload(obj: dict[str, Any]) -> CheckoutSessionData:
+    return CheckoutSessionData(
+        id=obj["id"],
+        url=obj.get("url") or "",
+        mode=obj.get("mode") or "payment",
+        status=obj.get("status") or "",
+        payment_status=obj.get("payment_status") or "",
+        payment_intent_id=_id(obj.get("payment_intent")),
+        subscription_id=_id(obj.get("subscription")),
+        customer_id=_id(obj.get("customer")),
+        amount_total=int(obj.get("amount_total") or 0),
+        currency=(obj.get("currency") or "").lower(),
+        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+        client_reference_id=obj.get("client_reference_id") or "",
+    )
+
+
+@dataclass(frozen=True)
+class SubscriptionData:
+    id: str
+    status: str
+    customer_id: str
+    price_id: str
+    current_period_end: int | None
+    cancel_at_period_end: bool
+    canceled_at: int | None
+    metadata: dict[str, str]
+
+
+def subscription_from_payload(obj: dict[str, Any]) -> SubscriptionData:
+    """Both shapes: the period on the subscription (older API versions, localstripe) or
+    on its items (current), and a `price` or a legacy `plan` on the item."""
+    items = (obj.get("items") or {}).get("data") or []
+    first = items[0] if items else {}
+    price_id = _id(first.get("price")) or _id(first.get("plan")) or _id(obj.get("plan"))
+    period_end = obj.get("current_period_end")
+    if period_end is None:
+        ends = [i["current_period_end"] for i in items if i.get("current_period_end")]
+        period_end = max(ends) if ends else None
+    return SubscriptionData(
+        id=obj["id"],
+        status=obj.get("status") or "",
+        customer_id=_id(obj.get("customer")),
+        price_id=price_id,
+        current_period_end=period_end,
+        cancel_at_period_end=bool(obj.get("cancel_at_period_end")),
+        canceled_at=obj.get("canceled_at"),
+        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+    )
+
+
+@dataclass(frozen=True)
+class InvoiceData:
+    id: str
+    status: str
+    paid: bool
+    amount_paid: int
+    currency: str
+    customer_id: str
+    subscription_id: str
+    payment_intent_id: str
+    charge_id: str
+    billing_reason: str
+
+
+def invoice_from_payload(obj: dict[str, Any]) -> InvoiceData:
+    """Both shapes: `subscription`/`payment_intent`/`charge` on the invoice (older API
+    versions, localstripe) or under `parent.subscription_details` (current)."""
+    parent = (obj.get("parent") or {}).get("subscription_details") or {}
+    subscription_id = _id(obj.get("subscription")) or _id(parent.get("subscription"))
+    charge = obj.get("charge")
+    intent = _id(obj.get("payment_intent")) or (
+        _id(charge.get("payment_intent")) if isinstance(charge, dict) else ""
+    )
+    status = obj.get("status") or ""
+    return InvoiceData(
+        id=obj["id"],
+        status=status,
+        paid=bool(obj.get("paid")) or status == "paid",
+        amount_paid=int(obj.get("amount_paid") or 0),
+        currency=(obj.get("currency") or "").lower(),
+        customer_id=_id(obj.get("customer")),
+        subscription_id=subscription_id,
+        payment_intent_id=intent,
+        charge_id=_id(charge),
+        billing_reason=obj.get("billing_reason") or "",
+    )

@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     REFUND_EXCEEDS_CAPTURED = "refund_exceeds_captured"
     CARD_DECLINED = "card_declined"
     PAYMENT_GATEWAY_ERROR = "payment_gateway_error"
+    FEATURE_UNAVAILABLE = "feature_unavailable"
     RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"
 

@@ -37,6 +37,15 @@ class PurchaseRequest:
 
 
 @dataclass(frozen=True)
+class RecurringPrice:
+    """The Stripe price (or legacy plan) a subscription purchase type bills every cycle."""
+
+    stripe_price_id: str
+    interval: str
+    interval_count: int = 1
+
+
+@dataclass(frozen=True)
 class Quote:
     """The server's price for a request.
 
@@ -45,6 +54,8 @@ class Quote:
         and every Stripe object; string values only, within Stripe's limits.
     :param data: what the plugin needs again at fulfilment, stored on the order
         (JSON-serialisable).
+    :param recurring: for a subscription purchase type, what Stripe bills each
+        cycle; every paid invoice then becomes an order fulfilled by the plugin.
     """
 
     amount: int
@@ -52,6 +63,7 @@ class Quote:
     description: str
     metadata: dict[str, str] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    recurring: RecurringPrice | None = None
 
 
 @dataclass(frozen=True)

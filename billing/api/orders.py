@@ -46,8 +46,10 @@ def _purchase_type_of(payload: OrderCreateIn) -> str:
         200: OrderCreateOut,
         201: OrderCreateOut,
         402: ErrorOut,
+        404: ErrorOut,
         409: ErrorOut,
         422: ErrorOut,
+        501: ErrorOut,
         502: ErrorOut,
     },
 )
@@ -71,6 +73,9 @@ def payments_create(
         payment_method_id=payload.payment_method_id,
         save_payment_method=payload.save_payment_method,
         idempotency_key=idempotency_key,
+        payment_type=payload.payment_type,
+        success_url=payload.success_url,
+        cancel_url=payload.cancel_url,
     )
     order, payment = result.order, result.payment
     body = OrderCreateOut(
@@ -80,6 +85,8 @@ def payments_create(
         amount=order.amount,
         amount_display=format_minor(order.amount, order.currency),
         currency=order.currency,
+        payment_type=order.payment_type,
+        checkout_url=order.checkout_url or None,
         payment_intent_id=payment.stripe_payment_intent_id if payment else None,
         client_secret=payment.client_secret if payment else None,
         publishable_key=settings.STRIPE_PUBLISHABLE_KEY,

@@ -10,6 +10,7 @@ from billing.models.orders import (
     Payment,
     Refund,
 )
+from billing.models.subscriptions import Subscription
 
 __all__ = [
     "ORDER_TRANSITIONS",
@@ -22,4 +23,5 @@ __all__ = [
     "SavedPaymentMethod",
     "StripeCustomer",
     "StripeEvent",
+    "Subscription",
 ]

@@ -50,6 +50,20 @@ class Order(models.Model):
     # What the owning plugin asked to keep for fulfilment.
     data = models.JSONField(default=dict)
     # NULL, not "", for no key: the unique constraint below covers only real keys.
+    # For `payment_type=checkout`: the Checkout Session and its page.
+    stripe_checkout_session_id = models.CharField(
+        max_length=255, unique=True, null=True, blank=True
+    )
+    checkout_url = models.URLField(max_length=2000, blank=True)
+    # For a subscription cycle: the paid Stripe invoice it stands for (one order each).
+    stripe_invoice_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    subscription = models.ForeignKey(
+        "billing.Subscription",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="orders",
+    )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64, blank=True)
     failure_code = models.CharField(max_length=100, blank=True)

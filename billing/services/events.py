@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,19 +20,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from billing import gateway
-from billing.models import Order, StripeEvent
-from billing.services import cards
-from billing.services.payments import payment_record
-from billing.services.refunds import refund_record
-from billing.stripe_objects import (
-    customer_from_payload,
-    payment_intent_from_payload,
-    payment_method_from_payload,
-    refund_from_payload,
-    refunds_from_charge_payload,
-    setup_intent_from_payload,
-)
+from billing.models import StripeEvent
+from billing.services.event_handlers import HANDLERS
 
 log = logging.getLogger(__name__)
 
@@ -69,70 +57,6 @@ def event_store(*, event: dict[str, Any]) -> tuple[StripeEvent, bool]:
 
 
 # --- processing ----------------------------------------------------------------------
-
-Handler = Callable[[dict[str, Any]], str]
-
-
-def _payment_intent_handler(target: str) -> Handler:
-    def handle(event: dict[str, Any]) -> str:
-        intent = payment_intent_from_payload(event["data"]["object"])
-        return payment_record(intent=intent, target=target).reason
-
-    return handle
-
-
-def _refund_event(event: dict[str, Any]) -> str:
-    return refund_record(data=refund_from_payload(event["data"]["object"]))
-
-
-def _charge_refunded(event: dict[str, Any]) -> str:
-    """Apply each refund of the charge by its own id (never the cumulative amount)."""
-    charge = event["data"]["object"]
-    refunds = refunds_from_charge_payload(charge)
-    if refunds is None:  # this API version does not embed them: ask Stripe (worker only)
-        refunds = gateway.refunds_list_for_charge(charge_id=charge["id"])
-    return "; ".join(refund_record(data=r) for r in refunds) or "no refunds on the charge"
-
-
-def _card_event(event: dict[str, Any]) -> str:
-    obj = event["data"]["object"]
-    if event["type"] == "payment_method.detached":
-        return f"forgot {cards.card_forget(payment_method_id=obj['id'])} card(s)"
-    card = cards.card_refresh(method=payment_method_from_payload(obj))
-    return "card saved" if card else "not a customer of ours"
-
-
-def _setup_intent_succeeded(event: dict[str, Any]) -> str:
-    card = cards.card_setup_complete(setup=setup_intent_from_payload(event["data"]["object"]))
-    return "card saved" if card else "nothing to save"
-
-
-def _customer_updated(event: dict[str, Any]) -> str:
-    customer = customer_from_payload(event["data"]["object"])
-    cards.customer_default_refresh(
-        customer_id=customer.id, default_payment_method_id=customer.default_payment_method_id
-    )
-    return "default card in step"
-
-
-# One table from event type to handler; a type not listed is stored and ignored.
-HANDLERS: dict[str, Handler] = {
-    "payment_intent.succeeded": _payment_intent_handler(Order.Status.PAID),
-    "payment_intent.payment_failed": _payment_intent_handler(Order.Status.FAILED),
-    "payment_intent.canceled": _payment_intent_handler(Order.Status.CANCELED),
-    "payment_intent.processing": _payment_intent_handler(Order.Status.PROCESSING),
-    "payment_intent.requires_action": _payment_intent_handler(Order.Status.REQUIRES_ACTION),
-    "charge.refunded": _charge_refunded,
-    "refund.created": _refund_event,
-    "refund.updated": _refund_event,
-    "refund.failed": _refund_event,
-    "charge.refund.updated": _refund_event,
-    "payment_method.attached": _card_event,
-    "payment_method.updated": _card_event,
-    "payment_method.detached": _card_event,
-    "setup_intent.succeeded": _setup_intent_succeeded,
-    "customer.updated": _customer_updated,
-}
 
 
 def _due() -> Q:

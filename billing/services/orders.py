@@ -24,6 +24,7 @@ from billing.metadata import metadata_build
 from billing.models import UNPAID_STATUSES, Order, Payment
 from billing.money import MAX_MINOR, currency_get, to_minor
 from billing.services.cards import ChargeSource, charge_source_for, charge_source_ready
+from billing.services.checkout import checkout_start, redirect_urls_check
 from billing.services.payments import (
     order_info,
     order_target_status,
@@ -93,6 +94,9 @@ def order_create(
     payment_method_id: str | None = None,
     save_payment_method: bool = False,
     idempotency_key: str | None = None,
+    payment_type: str = Order.PaymentType.INTENT,
+    success_url: str | None = None,
+    cancel_url: str | None = None,
 ) -> OrderCreateResult:
     """Price `purchase`, store the order, and create (and maybe confirm) its PaymentIntent.
 
@@ -102,8 +106,22 @@ def order_create(
     """
     spec = registry.purchase_type(purchase.purchase_type)
     fingerprint = _fingerprint(
-        purchase, amount=amount, payment_method_id=payment_method_id, save=save_payment_method
+        purchase,
+        amount=amount,
+        payment_method_id=payment_method_id,
+        save=save_payment_method,
+        payment_type=payment_type,
     )
+    checkout = payment_type == Order.PaymentType.CHECKOUT
+    if checkout:
+        success_url, cancel_url = redirect_urls_check(
+            success_url=success_url, cancel_url=cancel_url
+        )
+        if payment_method_id:
+            raise InvalidInputError(
+                "Checkout collects the card on Stripe's page; leave out `payment_method_id`.",
+                field="payment_method_id",
+            )
     if save_payment_method and not payment_method_id:
         raise InvalidInputError(
             "`save_payment_method` needs a `payment_method_id`; to add a card on its own, "
@@ -133,6 +151,7 @@ def order_create(
                 data=quote.data,
                 idempotency_key=idempotency_key,
                 request_fingerprint=fingerprint,
+                payment_type=payment_type,
             )
             order.metadata = metadata_build(
                 order_id=order.pk,
@@ -150,6 +169,9 @@ def order_create(
         # A concurrent request with the same key committed first.
         first = Order.objects.get(user_id=purchase.user_id, idempotency_key=idempotency_key)
         return _replay(first, fingerprint, payment_method_id)
+    if checkout:
+        order = checkout_start(order=order, success_url=success_url, cancel_url=cancel_url)
+        return OrderCreateResult(order=order, payment=None, replayed=False)
     payment = _payment_start(order, source)
     order.refresh_from_db()
     return OrderCreateResult(order=order, payment=payment, replayed=False)
@@ -162,6 +184,14 @@ def _replay(order: Order, fingerprint: str, payment_method_id: str | None) -> Or
             "This Idempotency-Key was used for a different request.", order_id=order.pk
         )
     payment = order.payments.order_by("id").first()
+    if order.payment_type == Order.PaymentType.CHECKOUT:
+        if not order.stripe_checkout_session_id:
+            raise IdempotencyConflictError(
+                "The first request with this Idempotency-Key did not open a Checkout "
+                "Session; start a new order.",
+                order_id=order.pk,
+            )
+        return OrderCreateResult(order=order, payment=payment, replayed=True)
     if payment is None and order.status == Order.Status.PENDING:
         first_failed = bool(order.gateway_error)
         if not first_failed and timezone.now() - order.created_at < IN_FLIGHT_GRACE:

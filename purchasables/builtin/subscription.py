@@ -1,0 +1,116 @@
+"""The `subscription` purchase type: plans that grant credits every billing cycle.
+
+Billing turns every paid Stripe invoice of a subscription into an order of this
+type; fulfilment grants that cycle's credits with the order as the ledger
+reference, so an invoice reported twice (`invoice.paid` and
+`invoice.payment_succeeded`) grants once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from credits.models import CreditTransaction
+from credits.services import credits_debit_refund, credits_grant
+from kernel.errors import InvalidInputError
+from purchasables import hookimpl
+from purchasables.builtin.credit_pack import refund_debit
+from purchasables.models import Plan
+from purchasables.types import (
+    OrderInfo,
+    PurchaseRequest,
+    PurchaseType,
+    Quote,
+    RecurringPrice,
+    RefundInfo,
+)
+
+PURCHASE_TYPE = "subscription"
+
+
+@hookimpl
+def tollgate_purchase_types() -> list[PurchaseType]:
+    return [
+        PurchaseType(
+            name=PURCHASE_TYPE,
+            order_type="subscription",
+            label="Subscriptions",
+            description="Plans billed every cycle, each paid cycle granting credits.",
+        )
+    ]
+
+
+@hookimpl
+def tollgate_catalog(purchase_type: str) -> dict[str, Any]:
+    return {
+        "plans": [
+            {
+                "id": plan.pk,
+                "name": plan.name,
+                "price": plan.amount,
+                "currency": plan.currency,
+                "interval": plan.interval,
+                "interval_count": plan.interval_count,
+                "credits_per_cycle": plan.credits_per_cycle,
+            }
+            for plan in Plan.objects.filter(active=True)
+        ]
+    }
+
+
+def _plan_id(request: PurchaseRequest) -> int:
+    plan_id = request.service_id or request.service_data.get("plan_id")
+    if not isinstance(plan_id, int) or isinstance(plan_id, bool):
+        raise InvalidInputError("A subscription names its `plan_id`.", field="plan_id")
+    return plan_id
+
+
+@hookimpl
+def tollgate_quote(request: PurchaseRequest) -> Quote:
+    plan_id = _plan_id(request)
+    plan = Plan.objects.filter(pk=plan_id, active=True).first()
+    if plan is None:
+        raise InvalidInputError(f"No active plan with id {plan_id}.", field="plan_id")
+    return Quote(
+        amount=plan.amount,
+        currency=plan.currency,
+        description=f"{plan.name} subscription",
+        metadata={"plan_id": str(plan.pk)},
+        data={"plan_id": plan.pk, "credits": plan.credits_per_cycle},
+        recurring=RecurringPrice(
+            stripe_price_id=plan.stripe_price_id,
+            interval=plan.interval,
+            interval_count=plan.interval_count,
+        ),
+    )
+
+
+@hookimpl
+def tollgate_fulfil(order: OrderInfo) -> dict[str, Any]:
+    entry = credits_grant(
+        user_id=order.user_id,
+        amount=int(order.data["credits"]),
+        kind=CreditTransaction.Kind.SUBSCRIPTION,
+        reference=f"order-{order.order_id}",
+        memo=f"Subscription cycle, order {order.order_id}",
+    )
+    return {"ledger_entry_id": entry.pk, "credits": entry.amount}
+
+
+@hookimpl
+def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:
+    debit = refund_debit(
+        credits=int(order.data["credits"]),
+        order_amount=order.amount,
+        refunded_before=refund.refunded_total - refund.amount,
+        refunded_now=refund.amount,
+    )
+    if debit <= 0:
+        return {"credits": 0}
+    entry = credits_debit_refund(
+        user_id=order.user_id,
+        amount=debit,
+        reference=f"refund-{refund.refund_id}",
+        memo=f"Refund of subscription order {order.order_id}",
+    )
+    return {"ledger_entry_id": entry.pk, "credits": entry.amount}
