@@ -270,6 +270,7 @@ def _payment_start(order: Order, source: ChargeSource) -> Payment:
         )
         payment_record(intent=declined, target=Order.Status.FAILED)
         exc.extra["order_id"] = order.pk
+        exc.extra["payment_intent_id"] = intent.id
         raise
     except gateway.PaymentGatewayError as exc:
         _gateway_error_note(order, exc)

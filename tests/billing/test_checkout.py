@@ -1,0 +1,219 @@
+"""Checkout Sessions: localstripe has none, so the session-create call is faked at the
+Stripe SDK boundary (the gateway still builds the real request); the session events
+are shaped from Stripe's fixtures and signed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from billing import gateway
+from billing.models import Fulfilment, Order
+from billing.services.events import events_drain
+from credits.selectors import credits_balance_get
+from purchasables import hookimpl
+from purchasables.registry import registry
+from purchasables.types import PurchaseType, Quote
+from tests.billing.conftest import post_webhook
+from tests.stripe_events import event, fixture, new_id, payment_intent
+
+pytestmark = pytest.mark.django_db
+
+BUY_100 = {"is_credit_purchase": True, "credit_amount": 100, "payment_type": "checkout"}
+
+
+class FakeSessions:
+    """Stands in for Stripe's `/v1/checkout/sessions`, answering with the fixture's shape."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def create(self, params: dict[str, Any], options: dict[str, Any]):
+        self.calls.append({"params": params, "options": options})
+        session = fixture("checkout.session")
+        session.update(
+            id=new_id("cs_test"),
+            url="https://checkout.stripe.com/c/pay/cs_test_fake",
+            mode=params["mode"],
+            metadata=params["metadata"],
+            client_reference_id=params["client_reference_id"],
+            payment_intent=None,
+        )
+        return type("StripeObject", (), {"to_dict": lambda self: session})()
+
+
+@pytest.fixture
+def fake_checkout(monkeypatch) -> FakeSessions:
+    sessions = FakeSessions()
+    client = type("V1", (), {})()
+    client.v1 = type("Namespace", (), {})()
+    client.v1.checkout = type("Namespace", (), {})()
+    client.v1.checkout.sessions = sessions
+    monkeypatch.setattr(gateway, "_client", lambda: client)
+    return sessions
+
+
+def test_checkout_against_localstripe_is_501_with_a_way_forward(api, stripe_server):
+    resp = api.post("/payments/create/", BUY_100)
+    assert resp.status_code == 501
+    error = resp.json()
+    assert error["code"] == "feature_unavailable"
+    assert "STRIPE_SECRET_KEY" in error["message"]
+    order = Order.objects.get(pk=error["extra"]["order_id"])
+    assert order.status == Order.Status.CANCELED
+
+
+def test_checkout_creates_a_session_with_the_metadata_on_both_objects(api, user, fake_checkout):
+    resp = api.post("/payments/create/", BUY_100)
+    assert resp.status_code == 201, resp.content
+    body = resp.json()
+    assert body["payment_type"] == "checkout"
+    assert body["checkout_url"] == "https://checkout.stripe.com/c/pay/cs_test_fake"
+    assert body["client_secret"] is None
+    order = Order.objects.get(pk=body["order_id"])
+    [call] = fake_checkout.calls
+    params = call["params"]
+    assert params["metadata"] == order.metadata
+    assert params["payment_intent_data"] == {"metadata": order.metadata}
+    assert params["client_reference_id"] == str(order.pk)
+    assert params["line_items"][0]["price_data"]["unit_amount"] == 1000
+    assert params["success_url"].startswith("http://127.0.0.1:8000/")
+    assert call["options"] == {"idempotency_key": f"order-{order.pk}-checkout"}
+    assert order.stripe_checkout_session_id.startswith("cs_test_")
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        {"success_url": "https://evil.example/steal"},
+        {"cancel_url": "http://127.0.0.1:9999/other-port"},
+        {"success_url": "javascript:alert(1)"},
+        {"success_url": "//evil.example/x"},
+    ],
+)
+def test_redirects_off_the_frontend_origin_are_422_and_nothing_is_created(api, fake_checkout, urls):
+    resp = api.post("/payments/create/", {**BUY_100, **urls})
+    assert resp.status_code == 422
+    assert resp.json()["extra"]["allowed_origin"] == "http://127.0.0.1:8000"
+    assert not Order.objects.exists()
+    assert fake_checkout.calls == []
+
+
+def test_an_idempotent_replay_answers_the_same_checkout_page(api, fake_checkout):
+    first = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "co-1"})
+    again = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "co-1"})
+    assert again.status_code == 200
+    assert again.json()["checkout_url"] == first.json()["checkout_url"]
+    assert len(fake_checkout.calls) == 1
+
+
+# --- session events -------------------------------------------------------------------
+
+
+def checkout_order(api) -> Order:
+    return Order.objects.get(pk=api.post("/payments/create/", BUY_100).json()["order_id"])
+
+
+def session_event(order: Order, type: str, payment_status: str, **kw) -> dict:
+    session = fixture("checkout.session")
+    session.update(
+        id=order.stripe_checkout_session_id,
+        status="complete",
+        payment_status=payment_status,
+        amount_total=order.amount,
+        currency=order.currency,
+        metadata=order.metadata,
+        client_reference_id=str(order.pk),
+        payment_intent=new_id("pi"),
+    )
+    session.update(kw)
+    return event(type, session)
+
+
+def test_completed_and_paid_fulfils_once_with_its_payment_intent_event(api, user, fake_checkout):
+    order = checkout_order(api)
+    completed = session_event(order, "checkout.session.completed", "paid")
+    post_webhook(completed)
+    post_webhook(completed)
+    intent_id = completed["data"]["object"]["payment_intent"]
+    pi = payment_intent(id=intent_id, amount=order.amount, metadata=order.metadata)
+    post_webhook(event("payment_intent.succeeded", pi))
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
+    assert order.payments.get().stripe_payment_intent_id == intent_id
+
+
+def test_an_async_payment_waits_then_succeeds(api, user, fake_checkout):
+    order = checkout_order(api)
+    post_webhook(session_event(order, "checkout.session.completed", "unpaid"))
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PROCESSING
+    assert credits_balance_get(user_id=user.pk) == 0
+    post_webhook(session_event(order, "checkout.session.async_payment_succeeded", "paid"))
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_an_async_payment_that_fails_fails_the_order(api, user, fake_checkout):
+    order = checkout_order(api)
+    post_webhook(session_event(order, "checkout.session.completed", "unpaid"))
+    post_webhook(session_event(order, "checkout.session.async_payment_failed", "unpaid"))
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.FAILED
+    assert order.failure_code == "checkout_payment_failed"
+    assert credits_balance_get(user_id=user.pk) == 0
+
+
+def test_a_session_paid_for_the_wrong_amount_is_not_fulfilled(api, fake_checkout):
+    order = checkout_order(api)
+    post_webhook(session_event(order, "checkout.session.completed", "paid", amount_total=1))
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
+    assert not Fulfilment.objects.exists()
+
+
+class Held:
+    """A purchase type that holds stock on order and records what it gives back."""
+
+    released: list[tuple[int, str]] = []
+
+    @hookimpl
+    def tollgate_purchase_types(self):
+        return [PurchaseType(name="held", order_type="direct", label="Held")]
+
+    @hookimpl
+    def tollgate_quote(self, request):
+        return Quote(amount=700, currency="usd", description="held")
+
+    @hookimpl
+    def tollgate_reserve(self, order):
+        pass
+
+    @hookimpl
+    def tollgate_release(self, order, reason):
+        self.released.append((order.order_id, reason))
+
+
+def test_an_expired_session_cancels_the_order_and_releases_its_hold(api, fake_checkout):
+    plugin = Held()
+    plugin.released = []
+    with registry.plugin_registered(plugin, name="held"):
+        body = api.post("/payments/create/", {"purchase_type": "held", "payment_type": "checkout"})
+        order = Order.objects.get(pk=body.json()["order_id"])
+        expired = session_event(order, "checkout.session.expired", "unpaid", payment_intent=None)
+        expired["data"]["object"]["status"] = "expired"
+        post_webhook(expired)
+        post_webhook(expired)
+        events_drain()
+        order.refresh_from_db()
+        assert order.status == Order.Status.CANCELED
+        assert plugin.released == [(order.pk, "canceled")]
