@@ -81,7 +81,7 @@ def subscription_start(
     card = (
         card_get_for_user(user_id=user_id, card=payment_method_id)
         if payment_method_id is not None
-        else None
+        else SavedPaymentMethod.objects.filter(user_id=user_id, is_default=True).first()
     )
     customer_id = stripe_customer_get_or_create(user_id=user_id)
     local = Subscription.objects.create(
@@ -114,6 +114,7 @@ def subscription_start(
         )
         return local, session.url
     if card is not None:
+        # Stripe bills each cycle to the customer's default card: make it this one.
         gateway.customer_default_payment_method_set(
             customer_id=customer_id, payment_method_id=card.stripe_payment_method_id
         )
