@@ -1,7 +1,8 @@
 """Built-in purchase types: ordinary plugins, registered like third-party ones."""
 
-from purchasables.builtin import credit_pack
+from purchasables.builtin import credit_pack, subscription
 
 BUILTIN_PLUGINS = [
     ("tollgate.credits", credit_pack),
+    ("tollgate.subscriptions", subscription),
 ]
