@@ -2,7 +2,8 @@
 
 The stock `localstripe` command listens on every interface and pickles its whole
 store to a fixed file after every write; this entry point binds 127.0.0.1 only,
-starts empty and keeps the store in memory (about twice as fast).
+starts empty and keeps the store in memory (about twice as fast); with `--store`
+it starts from that file and saves to it on exit.
 
     python -m platform_core.localstripe_server --port 8420
 """
@@ -11,14 +12,29 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
+from pathlib import Path
 
 
-def serve(host: str = "127.0.0.1", port: int = 8420) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8420, store_path: Path | None = None) -> None:
+    """Serve until stopped. With `store_path`, start from that file and save to it on exit,
+    so a kept local database and its fake Stripe stay in step across restarts."""
     from aiohttp import web
     from localstripe import resources, server
 
     resources.Store.dump_to_disk = lambda self: None
     resources.store.clear()
+    if store_path is not None and store_path.exists():
+        with store_path.open("rb") as f:
+            dict.update(resources.store, pickle.load(f))  # noqa: S301 - our own file
+
+    async def save(_app: web.Application) -> None:
+        store_path.parent.mkdir(parents=True, exist_ok=True)
+        with store_path.open("wb") as f:
+            pickle.dump(dict(resources.store), f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    if store_path is not None:
+        server.app.on_cleanup.append(save)
     logging.basicConfig(level=logging.WARNING)
     web.run_app(server.app, host=host, port=port, print=None, access_log=None)
 
@@ -27,8 +43,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8420)
+    parser.add_argument("--store", type=Path, help="keep the fake Stripe's data in this file")
     args = parser.parse_args()
-    serve(args.host, args.port)
+    serve(args.host, args.port, args.store)
 
 
 if __name__ == "__main__":

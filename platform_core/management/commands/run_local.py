@@ -283,6 +283,9 @@ class Command(BaseCommand):
                         "platform_core.localstripe_server",
                         "--port",
                         str(self.stripe_port),
+                        # Kept beside the SQLite file, so the two agree after a restart.
+                        "--store",
+                        str(settings.BASE_DIR / "var" / "localstripe.pickle"),
                     ],
                 )
             )
