@@ -77,42 +77,82 @@ class BadSignatureError(DomainError):
 
 def _client() -> stripe.StripeClient:
     return _client_for(
-        settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_MAX_NETWORK_RETRIES
+        settings.STRIPE_SECRET_KEY,
+        settings.STRIPE_API_BASE,
+        settings.STRIPE_MAX_NETWORK_RETRIES,
+        settings.STRIPE_TIMEOUT,
     )
 
 
 @functools.lru_cache(maxsize=4)
-def _client_for(api_key: str, api_base: str, retries: int) -> stripe.StripeClient:
+def _client_for(api_key: str, api_base: str, retries: int, timeout: int) -> stripe.StripeClient:
     # One client per configuration keeps its HTTP connection pool warm.
     return stripe.StripeClient(
         api_key,
         stripe_version=API_VERSION,
         base_addresses={"api": api_base},
         max_network_retries=retries,
+        # stripe-python waits 80 s by default; a checkout should not.
+        http_client=stripe.RequestsClient(timeout=timeout),
     )
 
 
-def _translate(exc: stripe.StripeError, *, action: str) -> DomainError:
+# Decline codes Stripe advises never to show a customer: they are told "declined".
+_HIDDEN_DECLINE_CODES = frozenset(
+    {
+        "fraudulent",
+        "lost_card",
+        "stolen_card",
+        "pickup_card",
+        "restricted_card",
+        "merchant_blacklist",
+        "security_violation",
+    }
+)
+
+
+def _retryable(exc: stripe.StripeError) -> bool:
+    """Whether the same request may succeed later (network, rate limit, Stripe's side)."""
+    if isinstance(
+        exc, stripe.APIConnectionError | stripe.RateLimitError | stripe.AuthenticationError
+    ):
+        return True
+    status = exc.http_status or 0
+    return status >= 500 or status in (409, 429) or status == 0
+
+
+def _translate(
+    exc: stripe.StripeError, *, action: str, names_payment_method: bool = False
+) -> DomainError:
+    """Stripe's error as the project's own. `names_payment_method`: the request carried a
+    client-given payment method, so a missing object means that one."""
     body = exc.json_body or {}
     error = body.get("error") or {}
     if isinstance(exc, stripe.CardError):
         intent = error.get("payment_intent")
+        code = error.get("decline_code") or exc.code or "card_declined"
         return CardDeclinedError(
             error.get("message") or "The card was declined.",
-            decline_code=error.get("decline_code") or exc.code or "card_declined",
+            decline_code="card_declined" if code in _HIDDEN_DECLINE_CODES else code,
             payment_intent_id=intent.get("id") if isinstance(intent, dict) else None,
         )
-    if isinstance(exc, stripe.InvalidRequestError) and (
-        error.get("param") == "payment_method" or exc.http_status == 404
+    if (
+        names_payment_method
+        and isinstance(exc, stripe.InvalidRequestError)
+        and (error.get("param") == "payment_method" or exc.http_status == 404)
     ):
         return InvalidPaymentMethodError(
             "That payment method does not exist or cannot be used.",
             field="payment_method_id",
         )
     log.warning("stripe %s failed: %s %s", action, type(exc).__name__, exc.user_message or exc)
+    retryable = _retryable(exc)
     return PaymentGatewayError(
-        f"The payment provider failed to {action}; nothing was charged. Try again.",
+        f"The payment provider failed to {action}. "
+        + ("It is safe to try again." if retryable else "Trying again will not help."),
         provider_status=exc.http_status,
+        provider_code=error.get("code") or exc.code,
+        retryable=retryable,
     )
 
 
@@ -143,7 +183,7 @@ def payment_intent_create(
             params=params, options={"idempotency_key": idempotency_key}
         )
     except stripe.StripeError as exc:
-        raise _translate(exc, action="create the payment") from exc
+        raise _translate(exc, action="create the payment", names_payment_method=True) from exc
     return payment_intent_from_payload(intent.to_dict())
 
 
@@ -157,7 +197,7 @@ def payment_intent_confirm(*, payment_intent_id: str, idempotency_key: str) -> P
             payment_intent_id, options={"idempotency_key": idempotency_key}
         )
     except stripe.StripeError as exc:
-        raise _translate(exc, action="confirm the payment") from exc
+        raise _translate(exc, action="confirm the payment", names_payment_method=True) from exc
     return payment_intent_from_payload(intent.to_dict())
 
 
@@ -281,7 +321,7 @@ def payment_method_attach(*, payment_method_id: str, customer_id: str) -> Paymen
             payment_method_id, params={"customer": customer_id}
         )
     except stripe.StripeError as exc:
-        raise _translate(exc, action="save the card") from exc
+        raise _translate(exc, action="save the card", names_payment_method=True) from exc
     return payment_method_from_payload(method.to_dict())
 
 
@@ -395,7 +435,7 @@ def subscription_create(
             options={"idempotency_key": idempotency_key},
         )
     except stripe.StripeError as exc:
-        raise _translate(exc, action="start the subscription") from exc
+        raise _translate(exc, action="start the subscription", names_payment_method=True) from exc
     return subscription_from_payload(subscription.to_dict())
 
 

@@ -54,7 +54,7 @@ class Order(models.Model):
     stripe_checkout_session_id = models.CharField(
         max_length=255, unique=True, null=True, blank=True
     )
-    checkout_url = models.URLField(max_length=2000, blank=True)
+    checkout_url = models.CharField(max_length=2000, blank=True)
     # For a subscription cycle: the paid Stripe invoice it stands for (one order each).
     stripe_invoice_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     subscription = models.ForeignKey(

@@ -159,7 +159,8 @@ def test_stripe_unreachable_is_502_and_the_order_stays_pending_with_the_error(ap
     assert error["code"] == "payment_gateway_error"
     order = Order.objects.get(pk=error["extra"]["order_id"])
     assert order.status == Order.Status.PENDING
-    assert "nothing was charged" in order.gateway_error
+    assert "failed to create the payment" in order.gateway_error
+    assert error["extra"]["retryable"] is True
     assert not Payment.objects.exists()
 
 
