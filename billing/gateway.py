@@ -234,6 +234,14 @@ def refund_create(
     return refund_from_payload(refund.to_dict())
 
 
+def refunds_for_payment_intent(*, payment_intent_id: str) -> list[RefundData]:
+    try:
+        page = _client().v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100})
+        return [refund_from_payload(r.to_dict()) for r in page.auto_paging_iter()]
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="list the refunds") from exc
+
+
 def refunds_list_for_charge(*, charge_id: str) -> list[RefundData]:
     """Every refund of a charge (for `charge.refunded` events that do not embed them)."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from billing.services.events import events_drain as _events_drain
 from billing.services.refunds import refund_submit as _refund_submit
-from billing.services.refunds import refunds_submit_pending
+from billing.services.refunds import refunds_resume
 
 
 def events_drain(event_id: int | None = None) -> int:
@@ -15,7 +15,7 @@ def events_drain(event_id: int | None = None) -> int:
     """
     taken = _events_drain(first_event_id=event_id)
     if event_id is None:
-        refunds_submit_pending()
+        refunds_resume()
     return taken
 
 

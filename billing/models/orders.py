@@ -173,6 +173,14 @@ class Refund(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     failure_reason = models.CharField(max_length=500, blank=True)
+    # Set, and committed, before the first request to Stripe: a row without a
+    # Stripe id but with this set may exist at Stripe and is looked up there
+    # before it is ever sent again.
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    # False for a refund of a payment the order did not need (a second payment,
+    # or one that arrived after the order was canceled): the plugin keeps what
+    # it delivered and the order keeps its status.
+    reverses_order = models.BooleanField(default=True)
     # When the owning plugin reversed this refund's effect; set once, never cleared.
     applied_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(default=dict, blank=True)
@@ -187,7 +195,3 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return f"Refund {self.stripe_refund_id or self.pk} of order {self.order_id}"
-
-    @property
-    def counts_against_capture(self) -> bool:
-        return self.status not in (self.Status.FAILED, self.Status.CANCELED)

@@ -93,18 +93,23 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def event_process(event: StripeEvent) -> str:
-    """Run the handler for a claimed event and record how it ended."""
+    """Run the handler for a claimed event and record how it ended.
+
+    Handlers call services that own their transactions and are idempotent (a
+    refund stored is kept even when applying it must wait), so a handler that
+    fails half-way, or whose worker dies before the event is marked, is simply
+    run again.
+    """
     handler = HANDLERS.get(event.type)
     mine = StripeEvent.objects.filter(pk=event.pk, attempts=event.attempts)
     try:
-        with transaction.atomic():
-            if handler is None:
-                status, note = StripeEvent.Status.IGNORED, f"no handler for {event.type}"
-            else:
-                status, note = StripeEvent.Status.PROCESSED, handler(event.payload)
-            mine.update(
-                status=status, processed_at=timezone.now(), last_error=note, lease_expires_at=None
-            )
+        if handler is None:
+            status, note = StripeEvent.Status.IGNORED, f"no handler for {event.type}"
+        else:
+            status, note = StripeEvent.Status.PROCESSED, handler(event.payload)
+        mine.update(
+            status=status, processed_at=timezone.now(), last_error=note, lease_expires_at=None
+        )
         return status
     except Exception as exc:
         final = not getattr(exc, "retryable", True) or (

@@ -1,10 +1,14 @@
 """Refunds: started by staff or automatically, or made in Stripe's dashboard.
 
-The rule: every refund write takes the order's row lock first; one Stripe refund
-is one `Refund` row (found by its `re_…` id, or, before Stripe has answered, by
-our id in its metadata); and its effect reaches the plugin once, when Stripe
-says it succeeded, in the transaction that sets `applied_at`. Refunds are never
-derived from a charge's cumulative `amount_refunded`.
+The rules:
+- Every refund write takes the order's row lock first.
+- One Stripe refund is one `Refund` row, found by its `re_…` id or, before
+  Stripe has answered, by our id in its metadata.
+- What Stripe answered is stored and committed first; applying it to the plugin
+  is a second, retryable step, so a failure there never sends the refund again.
+- A row that may have reached Stripe is looked up there before it is resent.
+- Statuses only move forward; refunds are never derived from a charge's
+  cumulative `amount_refunded`.
 """
 
 from __future__ import annotations
@@ -29,21 +33,27 @@ from purchasables.types import RefundInfo
 log = logging.getLogger(__name__)
 
 REFUNDABLE_STATUSES = (Order.Status.PAID, Order.Status.PARTIALLY_REFUNDED)
-LIVE_REFUND_STATUSES = (
-    Refund.Status.PENDING,
-    Refund.Status.REQUIRES_ACTION,
-    Refund.Status.SUCCEEDED,
-)
+S = Refund.Status
+LIVE = (S.PENDING, S.REQUIRES_ACTION, S.SUCCEEDED)
 _STRIPE_STATUS = {
-    "succeeded": Refund.Status.SUCCEEDED,
-    "pending": Refund.Status.PENDING,
-    "requires_action": Refund.Status.REQUIRES_ACTION,
-    "failed": Refund.Status.FAILED,
-    "canceled": Refund.Status.CANCELED,
+    "succeeded": S.SUCCEEDED,
+    "pending": S.PENDING,
+    "requires_action": S.REQUIRES_ACTION,
+    "failed": S.FAILED,
+    "canceled": S.CANCELED,
 }
-# A refund row still without a Stripe id this long after it was made is
-# submitted again by the sweep (its first request died or Stripe was down).
-RESUBMIT_AFTER = timedelta(minutes=1)
+# Where a refund's status may go next; anything else is an older report.
+# `succeeded → failed` is Stripe's: a bank can return a refund days later.
+_FORWARD = {
+    S.PENDING: {S.REQUIRES_ACTION, S.SUCCEEDED, S.FAILED, S.CANCELED},
+    S.REQUIRES_ACTION: {S.SUCCEEDED, S.FAILED, S.CANCELED},
+    S.SUCCEEDED: {S.FAILED},
+    S.FAILED: set(),
+    S.CANCELED: set(),
+}
+# A refund row still without a Stripe id this long after it was made or sent
+# is taken up by the sweep (its request died, or Stripe was down).
+RESUME_AFTER = timedelta(minutes=1)
 
 
 class RefundExceedsCapturedError(DomainError):
@@ -59,14 +69,24 @@ class RefundBeforePaymentError(DomainError):
     status = 409
 
 
+class RefundFailedAfterApplyError(DomainError):
+    """Stripe failed a refund whose effect was already reversed: staff must look."""
+
+    code = ErrorCode.ORDER_STATE_CONFLICT
+    status = 409
+    retryable = False
+
+
 def _captured(order: Order) -> int:
-    total = order.payments.filter(status="succeeded").aggregate(s=Sum("amount_received"))["s"]
-    return total or 0
+    return order.payments.aggregate(s=Sum("amount_received"))["s"] or 0
 
 
-def _committed(order: Order) -> int:
-    live = order.refunds.filter(status__in=LIVE_REFUND_STATUSES)
-    return live.aggregate(s=Sum("amount"))["s"] or 0
+def _counted(order: Order, *, exclude: Refund | None = None) -> int:
+    """Refunds that hold part of the captured money: live ones, and any already applied."""
+    rows = order.refunds.filter(Q(status__in=LIVE) | Q(applied_at__isnull=False))
+    if exclude is not None:
+        rows = rows.exclude(pk=exclude.pk)
+    return rows.aggregate(s=Sum("amount"))["s"] or 0
 
 
 def refund_create(
@@ -88,8 +108,8 @@ def refund_create(
                 order_id=order.pk,
                 status=order.status,
             )
-        payment = order.payments.filter(status="succeeded").order_by("id").first()
-        refundable = _captured(order) - _committed(order)
+        payment = order.payments.filter(amount_received__gt=0).order_by("id").first()
+        refundable = _captured(order) - _counted(order)
         minor = refundable if amount is None else to_minor(amount, order.currency)
         if payment is None or minor <= 0 or minor > refundable:
             raise RefundExceedsCapturedError(
@@ -111,51 +131,55 @@ def refund_create(
 
 
 def refund_submit(*, refund_id: int) -> Refund:
-    """Ask Stripe for a stored refund (idempotent on our id) and record the answer."""
-    refund = Refund.objects.select_related("payment").get(pk=refund_id)
-    if refund.stripe_refund_id or refund.status != Refund.Status.PENDING:
-        return refund
+    """Ask Stripe for a stored refund, once: a row that may have reached Stripe is looked
+    up there first. Then record the answer and apply it."""
+    with transaction.atomic():
+        refund = Refund.objects.select_for_update().select_related("payment").get(pk=refund_id)
+        if refund.stripe_refund_id or refund.status != S.PENDING:
+            return refund
+        sent_before = refund.submitted_at is not None
+        refund.submitted_at = timezone.now()
+        refund.save(update_fields=["submitted_at", "updated_at"])
+    intent_id = refund.payment.stripe_payment_intent_id
     try:
-        data = gateway.refund_create(
-            payment_intent_id=refund.payment.stripe_payment_intent_id,
-            amount=refund.amount,
-            metadata={
-                "order_id": str(refund.order_id),
-                "refund_id": str(refund.pk),
-                "source": refund.source,
-            },
-            idempotency_key=f"refund-{refund.pk}",
-        )
-    except gateway.PaymentGatewayError as exc:
-        status = exc.extra.get("provider_status")
-        if isinstance(status, int) and 400 <= status < 500:
-            # Stripe refused it for good (already refunded, disputed, …).
-            Refund.objects.filter(pk=refund.pk).update(
-                status=Refund.Status.FAILED, failure_reason=exc.message[:500]
+        data = None
+        if sent_before:
+            data = next(
+                (
+                    r
+                    for r in gateway.refunds_for_payment_intent(payment_intent_id=intent_id)
+                    if r.metadata.get("refund_id") == str(refund.pk)
+                ),
+                None,
             )
-        else:  # Stripe unreachable: stays pending, the sweep submits it again
+        if data is None:
+            data = gateway.refund_create(
+                payment_intent_id=intent_id,
+                amount=refund.amount,
+                metadata={
+                    "order_id": str(refund.order_id),
+                    "refund_id": str(refund.pk),
+                    "source": refund.source,
+                },
+                idempotency_key=f"refund-{refund.pk}",
+            )
+    except gateway.PaymentGatewayError as exc:
+        if exc.extra.get("retryable"):
             Refund.objects.filter(pk=refund.pk).update(failure_reason=exc.message[:500])
+        else:  # Stripe refused it for good (already refunded, disputed, …)
+            Refund.objects.filter(pk=refund.pk, stripe_refund_id__isnull=True).update(
+                status=S.FAILED, failure_reason=exc.message[:500]
+            )
         raise
-    refund_record(data=data)
+    stored = _refund_store(data)
+    if stored is not None and stored.status == S.SUCCEEDED and stored.applied_at is None:
+        try:
+            refund_apply(refund_id=stored.pk)
+        except Exception:
+            # Stripe has the refund and we have its id: the sweep applies it later.
+            log.exception("refund %s: applying it failed; the sweep will retry", refund.pk)
     refund.refresh_from_db()
     return refund
-
-
-def refunds_submit_pending() -> int:
-    """Submit refunds whose first request never reached Stripe. Answers how many were sent."""
-    due = Refund.objects.filter(
-        stripe_refund_id__isnull=True,
-        status=Refund.Status.PENDING,
-        updated_at__lt=timezone.now() - RESUBMIT_AFTER,
-    ).values_list("pk", flat=True)
-    sent = 0
-    for refund_id in due:
-        try:
-            refund_submit(refund_id=refund_id)
-            sent += 1
-        except gateway.PaymentGatewayError as exc:
-            log.warning("refund %s: submit failed again: %s", refund_id, exc.message)
-    return sent
 
 
 def _payment_for(data: RefundData) -> Payment | None:
@@ -166,18 +190,20 @@ def _payment_for(data: RefundData) -> Payment | None:
         match |= Q(stripe_charge_id=data.charge_id)
     payment = Payment.objects.filter(match).first()
     if payment is None and data.metadata.get("order_id", "").isdigit():
-        payment = Payment.objects.filter(
-            order_id=int(data.metadata["order_id"]), status="succeeded"
-        ).first()
+        payment = (
+            Payment.objects.filter(order_id=int(data.metadata["order_id"]), amount_received__gt=0)
+            .order_by("id")
+            .first()
+        )
     return payment
 
 
-def refund_record(*, data: RefundData) -> str:
-    """Store what Stripe says about one refund, and apply it once it has succeeded."""
+def _refund_store(data: RefundData) -> Refund | None:
+    """Store Stripe's report of a refund (committed on its own); None if not ours."""
     with transaction.atomic():
         payment = _payment_for(data)
         if payment is None:
-            return "no payment of ours for this refund"
+            return None
         order = Order.objects.select_for_update().get(pk=payment.order_id)
         refund = Refund.objects.select_for_update().filter(stripe_refund_id=data.id).first()
         ours = data.metadata.get("refund_id", "")
@@ -193,48 +219,100 @@ def refund_record(*, data: RefundData) -> str:
                 payment=payment,
                 source=Refund.Source.STRIPE,
                 reason="Refunded in Stripe",
+                amount=data.amount,
+                currency=data.currency or order.currency,
             )
+        reported = _STRIPE_STATUS.get(data.status, S.PENDING)
         refund.stripe_refund_id = data.id
-        refund.amount = data.amount
-        refund.currency = data.currency or order.currency
-        refund.status = _STRIPE_STATUS.get(data.status, Refund.Status.PENDING)
-        if refund.status == Refund.Status.FAILED:
-            refund.failure_reason = (data.failure_reason or "failed at Stripe")[:500]
+        if refund.pk is None or reported in _FORWARD[refund.status]:
+            refund.status = reported
+            refund.amount = data.amount
+            if reported == S.FAILED:
+                refund.failure_reason = (data.failure_reason or "failed at Stripe")[:500]
         refund.save()
-        if refund.status == Refund.Status.SUCCEEDED and refund.applied_at is None:
-            _refund_apply(order, refund)
-            return f"refund {data.id} applied; order is {order.status}"
-        if refund.status == Refund.Status.FAILED and refund.applied_at is not None:
-            log.error("refund %s failed at Stripe after it was applied", data.id)
-            return f"refund {data.id} failed after it was applied: needs staff"
-        return f"refund {data.id} is {refund.status}"
+        return refund
 
 
-def _refund_apply(order: Order, refund: Refund) -> None:
-    if order.status not in REFUNDABLE_STATUSES:
-        raise RefundBeforePaymentError(
-            f"Order {order.pk} is {order.status}; its payment must be recorded before "
-            "a refund of it can be applied.",
-            order_id=order.pk,
+def refund_record(*, data: RefundData) -> str:
+    """Store what Stripe says about one refund, then apply it if it has succeeded."""
+    refund = _refund_store(data)
+    if refund is None:
+        return "no payment of ours for this refund"
+    if refund.status == S.SUCCEEDED and refund.applied_at is None:
+        return refund_apply(refund_id=refund.pk)
+    if refund.status == S.FAILED and refund.applied_at is not None:
+        raise RefundFailedAfterApplyError(
+            f"Stripe failed refund {data.id} after its effect was reversed; the customer "
+            "has not been paid back. Refund them another way or restore what was taken.",
+            refund_id=refund.pk,
+            order_id=refund.order_id,
         )
-    applied = order.refunds.filter(applied_at__isnull=False).exclude(pk=refund.pk)
-    refunded_total = (applied.aggregate(s=Sum("amount"))["s"] or 0) + refund.amount
-    if refunded_total > _captured(order):
-        raise RefundExceedsCapturedError(
-            f"Refunds of order {order.pk} would reach {refunded_total}, more than the "
-            f"{_captured(order)} captured.",
-            order_id=order.pk,
-        )
-    info = RefundInfo(
-        refund_id=refund.pk,
-        stripe_refund_id=refund.stripe_refund_id or "",
-        amount=refund.amount,
-        currency=refund.currency,
-        refunded_total=refunded_total,
-        reason=refund.reason,
+    return f"refund {data.id} is {refund.status}"
+
+
+def refund_apply(*, refund_id: int) -> str:
+    """Reverse a succeeded refund's effect through the owning plugin, exactly once."""
+    with transaction.atomic():
+        order_id = Refund.objects.values_list("order_id", flat=True).get(pk=refund_id)
+        order = Order.objects.select_for_update().get(pk=order_id)
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        if refund.applied_at is not None or refund.status != S.SUCCEEDED:
+            return f"refund {refund.stripe_refund_id} needs nothing more"
+        if refund.reverses_order and order.status not in REFUNDABLE_STATUSES:
+            raise RefundBeforePaymentError(
+                f"Order {order.pk} is {order.status}; its payment must be recorded "
+                "before a refund of it can be applied.",
+                order_id=order.pk,
+            )
+        applied = order.refunds.filter(applied_at__isnull=False).aggregate(s=Sum("amount"))
+        refunded_total = (applied["s"] or 0) + refund.amount
+        if refunded_total > _captured(order):
+            raise RefundExceedsCapturedError(
+                f"Refunds of order {order.pk} would reach {refunded_total}, more than the "
+                f"{_captured(order)} captured.",
+                order_id=order.pk,
+            )
+        if refund.reverses_order:
+            info = RefundInfo(
+                refund_id=refund.pk,
+                stripe_refund_id=refund.stripe_refund_id or "",
+                amount=refund.amount,
+                currency=refund.currency,
+                refunded_total=refunded_total,
+                reason=refund.reason,
+            )
+            refund.result = registry.refund(order_info(order), info)
+        else:
+            refund.result = {"payment_only": True}
+        refund.applied_at = timezone.now()
+        refund.save(update_fields=["result", "applied_at", "updated_at"])
+        if refund.reverses_order:
+            full = refunded_total >= order.amount
+            order_transition(
+                order, Order.Status.REFUNDED if full else Order.Status.PARTIALLY_REFUNDED
+            )
+        return f"refund {refund.stripe_refund_id} applied; order is {order.status}"
+
+
+def refunds_resume() -> int:
+    """The sweep: send refunds whose request never finished, apply stored ones that
+    succeeded. One refund's failure never stops the others. Answers how many moved."""
+    stale = timezone.now() - RESUME_AFTER
+    unsent = Refund.objects.filter(stripe_refund_id__isnull=True, status=S.PENDING).filter(
+        Q(submitted_at__lt=stale) | Q(submitted_at__isnull=True, created_at__lt=stale)
     )
-    refund.result = registry.refund(order_info(order), info)
-    refund.applied_at = timezone.now()
-    refund.save(update_fields=["result", "applied_at", "updated_at"])
-    full = refunded_total >= order.amount
-    order_transition(order, Order.Status.REFUNDED if full else Order.Status.PARTIALLY_REFUNDED)
+    unapplied = Refund.objects.filter(status=S.SUCCEEDED, applied_at__isnull=True)
+    moved = 0
+    for refund_id in unsent.values_list("pk", flat=True):
+        try:
+            refund_submit(refund_id=refund_id)
+            moved += 1
+        except Exception:
+            log.exception("refund %s: sending it again failed", refund_id)
+    for refund_id in unapplied.values_list("pk", flat=True):
+        try:
+            refund_apply(refund_id=refund_id)
+            moved += 1
+        except Exception:
+            log.exception("refund %s: applying it failed", refund_id)
+    return moved

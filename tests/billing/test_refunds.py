@@ -195,14 +195,33 @@ def test_a_failed_refund_is_recorded_and_nothing_is_reversed(paid_payment):
     assert credits_balance_get(user_id=paid_payment.order.user_id) == 100
 
 
-def test_a_refund_event_before_its_payment_is_retried_not_lost():
+def test_a_refund_event_before_its_payment_is_stored_and_applied_once_it_is_paid():
+    from django.utils import timezone
+
     payment = PaymentFactory(stripe_charge_id="ch_early")
     post_webhook(event("refund.updated", refund_obj(payment, 1000)))
     events_drain()
     stored = StripeEvent.objects.get()
     assert stored.status == StripeEvent.Status.RETRYING
     assert "RefundBeforePaymentError" in stored.last_error
-    assert not Refund.objects.exists()
+    refund = Refund.objects.get()  # Stripe's answer is kept even though it waits
+    assert (refund.status, refund.applied_at) == (Refund.Status.SUCCEEDED, None)
+
+    paid = payment_intent(
+        id=payment.stripe_payment_intent_id,
+        amount=1000,
+        metadata=payment.order.metadata,
+        latest_charge="ch_early",
+    )
+    post_webhook(event("payment_intent.succeeded", paid))
+    events_drain()
+    StripeEvent.objects.filter(pk=stored.pk).update(next_attempt_at=timezone.now())
+    events_drain()
+    refund.refresh_from_db()
+    assert refund.applied_at is not None
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.REFUNDED
+    assert CreditTransaction.objects.filter(kind="refund").count() == 1
+    assert credits_balance_get(user_id=payment.order.user_id) == 0
 
 
 def test_a_webhook_that_races_our_own_refund_request_makes_one_row(paid_payment):
@@ -332,3 +351,161 @@ def test_proportional_refund_debits_add_up_to_exactly_the_credits(credits, amoun
         refunded += part
         assert total <= credits * refunded // amount
     assert total == credits
+
+
+# --- a refund at Stripe is never sent twice ------------------------------------------
+
+
+class RefundHookFails:
+    """Credits whose refund hook fails until `healed`."""
+
+    healed = False
+
+    @hookimpl
+    def tollgate_purchase_types(self):
+        return [PurchaseType(name="fragile", order_type="credit", label="Fragile")]
+
+    @hookimpl
+    def tollgate_quote(self, request):
+        return Quote(amount=1000, currency="usd", description="fragile")
+
+    @hookimpl
+    def tollgate_fulfil(self, order):
+        return {}
+
+    @hookimpl
+    def tollgate_refund(self, order, refund):
+        if not self.healed:
+            raise RuntimeError("the refund hook fell over")
+        return {"reversed": refund.amount}
+
+
+def _age(refund_id: int) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = timezone.now() - timedelta(minutes=5)
+    Refund.objects.filter(pk=refund_id).update(created_at=old, submitted_at=old)
+
+
+def test_a_refund_whose_apply_fails_is_applied_later_and_never_sent_again(
+    api, staff_api, stripe_server
+):
+    from billing.services.refunds import refunds_resume
+
+    plugin = RefundHookFails()
+    with registry.plugin_registered(plugin, name="fragile"):
+        order_id = api.post(
+            "/payments/create/", {"purchase_type": "fragile", "payment_method_id": "pm_card_visa"}
+        ).json()["order_id"]
+        resp = staff_api.post(f"/payments/orders/{order_id}/refunds/", {"amount": "3.00"})
+        assert resp.status_code == 201, resp.content
+        assert resp.json()["status"] == "succeeded"
+        assert resp.json()["applied"] is False
+        refund = Refund.objects.get()
+        _age(refund.pk)
+        for _ in range(3):
+            refunds_resume()
+        assert len(stripe_refunds()) == 1  # never sent again
+        plugin.healed = True
+        refunds_resume()
+        refund.refresh_from_db()
+        assert refund.result == {"reversed": 300}
+        assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
+        assert len(stripe_refunds()) == 1
+
+
+def test_a_refund_that_may_have_reached_stripe_is_looked_up_not_resent(
+    staff_user, paid_order, stripe_server
+):
+    from billing.services.refunds import refunds_resume
+
+    # Our request reached Stripe, but its answer was lost before we stored the id.
+    payment = paid_order.payments.get()
+    refund = Refund.objects.create(
+        order=paid_order, payment=payment, amount=250, currency="usd", source="staff"
+    )
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    at_stripe = client.v1.refunds.create(
+        params={
+            "payment_intent": payment.stripe_payment_intent_id,
+            "amount": 250,
+            "metadata": {"refund_id": str(refund.pk)},
+        }
+    )
+    _age(refund.pk)
+    refunds_resume()
+    refund.refresh_from_db()
+    assert refund.stripe_refund_id == at_stripe.id
+    assert refund.applied_at is not None
+    assert len(stripe_refunds()) == 1
+
+
+def test_an_unreachable_stripe_leaves_the_refund_pending_for_the_sweep(
+    staff_api, paid_order, settings
+):
+    from billing.services.refunds import refunds_resume
+
+    working = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "1.00"})
+    assert resp.status_code == 502
+    assert resp.json()["extra"]["retryable"] is True
+    refund = Refund.objects.get()
+    assert refund.status == Refund.Status.PENDING
+    settings.STRIPE_API_BASE = working
+    _age(refund.pk)
+    assert refunds_resume() == 1
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.SUCCEEDED
+    assert refund.applied_at is not None
+
+
+def test_a_refund_stripe_refuses_for_good_fails_and_does_not_stop_the_sweep(
+    staff_user, paid_order, stripe_server
+):
+    from billing.services.refunds import refunds_resume
+
+    lost = PaymentFactory(order=paid_order, amount_received=0)  # a PaymentIntent Stripe lacks
+    bad = Refund.objects.create(
+        order=paid_order, payment=lost, amount=100, currency="usd", source="staff"
+    )
+    good = Refund.objects.create(
+        order=paid_order,
+        payment=paid_order.payments.first(),
+        amount=100,
+        currency="usd",
+        source="staff",
+    )
+    _age(bad.pk)
+    _age(good.pk)
+    refunds_resume()
+    bad.refresh_from_db()
+    good.refresh_from_db()
+    assert bad.status == Refund.Status.FAILED
+    assert good.status == Refund.Status.SUCCEEDED
+
+
+def test_an_older_refund_report_does_not_move_its_status_back(paid_payment):
+    refund = refund_obj(paid_payment, 500, status="failed", failure_reason="lost_or_stolen_card")
+    post_webhook(event("refund.failed", refund))
+    post_webhook(event("refund.created", {**refund, "status": "pending"}))
+    events_drain()
+    assert Refund.objects.get().status == Refund.Status.FAILED
+
+
+def test_a_refund_failing_after_it_was_applied_is_raised_to_staff(paid_payment):
+    refund = refund_obj(paid_payment, 1000)
+    post_webhook(event("refund.updated", refund))
+    events_drain()
+    assert credits_balance_get(user_id=paid_payment.order.user_id) == 0
+    post_webhook(event("refund.failed", {**refund, "status": "failed"}))
+    events_drain()
+    failed = StripeEvent.objects.get(type="refund.failed")
+    assert failed.status == StripeEvent.Status.FAILED
+    assert "RefundFailedAfterApplyError" in failed.last_error
+    assert Refund.objects.get().status == Refund.Status.FAILED
