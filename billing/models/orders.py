@@ -118,6 +118,8 @@ class Payment(models.Model):
     amount_received = models.BigIntegerField(default=0)
     stripe_charge_id = models.CharField(max_length=255, blank=True)
     client_secret = models.CharField(max_length=255, blank=True)
+    # `created` of the newest Stripe event applied: older news moves nothing.
+    stripe_event_at = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

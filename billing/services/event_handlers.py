@@ -35,7 +35,9 @@ Handler = Callable[[dict[str, Any]], str]
 def _payment_intent_handler(target: str) -> Handler:
     def handle(event: dict[str, Any]) -> str:
         intent = payment_intent_from_payload(event["data"]["object"])
-        return payment_record(intent=intent, target=target).reason
+        created = event.get("created")
+        as_of = created if isinstance(created, int) else None
+        return payment_record(intent=intent, target=target, as_of=as_of).reason
 
     return handle
 

@@ -128,9 +128,30 @@ def event_process(event: StripeEvent) -> str:
         return status
 
 
+def events_give_up_on_dead_leases() -> int:
+    """An event whose worker died (killed, timed out) during every attempt is failed.
+
+    Its attempts were counted when they were claimed, so this is the same limit a
+    handler that raises meets; without it such an event would be taken again forever.
+    """
+    max_attempts = settings.TOLLGATE["EVENT_MAX_ATTEMPTS"]
+    return StripeEvent.objects.filter(
+        status=StripeEvent.Status.PROCESSING,
+        lease_expires_at__lt=timezone.now(),
+        attempts__gte=max_attempts,
+    ).update(
+        status=StripeEvent.Status.FAILED,
+        lease_expires_at=None,
+        next_attempt_at=None,
+        last_error=f"The worker stopped during each of its {max_attempts} attempts "
+        "(killed or timed out); replay it once the cause is fixed.",
+    )
+
+
 def events_drain(*, first_event_id: int | None = None, limit: int | None = None) -> int:
     """Process due events, this one first if given; answers how many were taken."""
     limit = limit or settings.TOLLGATE["EVENT_DRAIN_BATCH"]
+    events_give_up_on_dead_leases()
     taken = 0
     if first_event_id is not None:
         event = _claim(first_event_id)

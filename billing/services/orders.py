@@ -37,9 +37,10 @@ from purchasables.types import PurchaseRequest, Quote
 
 log = logging.getLogger(__name__)
 
-# A replayed Idempotency-Key whose first request has not yet reached Stripe
-# waits this long before the replay is allowed to finish the job itself.
-IN_FLIGHT_GRACE = timedelta(seconds=30)
+# How long a new order's first request may still be talking to Stripe (three
+# attempts of STRIPE_TIMEOUT and back-off): a replay of its Idempotency-Key, or
+# a cancel, waits this long before it may act on an order without a payment.
+IN_FLIGHT_GRACE = timedelta(minutes=2)
 
 
 class QuoteMismatchError(DomainError):
@@ -299,6 +300,17 @@ def order_cancel(*, order_id: int, user_id: int) -> Order:
     if order.status not in UNPAID_STATUSES:
         raise ConflictError(
             f"Only an unpaid order can be cancelled; this one is {order.status}.",
+            order_id=order.pk,
+            status=order.status,
+        )
+    if (
+        order.status == Order.Status.PENDING
+        and not order.payments.exists()
+        and not order.gateway_error
+        and timezone.now() - order.created_at < IN_FLIGHT_GRACE
+    ):
+        raise ConflictError(
+            "The payment for this order is still being set up; try again in a minute.",
             order_id=order.pk,
             status=order.status,
         )

@@ -79,8 +79,20 @@ def order_info(order: Order) -> OrderInfo:
     )
 
 
-def payment_record(*, intent: PaymentIntentData, target: str) -> PaymentOutcome:
-    """Move the intent's order to `target` if that is forward; fulfil it on `paid`."""
+# A PaymentIntent that reached one of these never leaves it.
+_PAYMENT_FINAL = frozenset({"succeeded", "canceled"})
+
+
+def payment_record(
+    *, intent: PaymentIntentData, target: str, as_of: int | None = None
+) -> PaymentOutcome:
+    """Move the intent's order to `target` if that is forward; fulfil it on `paid`.
+
+    `as_of` is when Stripe produced this news (an event's `created`): news older
+    than what was recorded for the payment moves nothing, except to `paid`, which
+    is always the truth. A payment that succeeded for an order that can no
+    longer take it (canceled, or paid by another payment) is refunded, never kept.
+    """
     with transaction.atomic():
         order = _order_for(intent)
         if order is None:
@@ -99,12 +111,27 @@ def payment_record(*, intent: PaymentIntentData, target: str) -> PaymentOutcome:
             raise PaymentMismatchError(
                 f"PaymentIntent {intent.id} belongs to order {payment.order_id}, not {order.pk}.",
             )
-        payment.status = intent.status
+        was_succeeded = payment.status == "succeeded"
+        older = bool(as_of and payment.stripe_event_at and as_of < payment.stripe_event_at)
+        if payment.status not in _PAYMENT_FINAL and not older:
+            payment.status = intent.status
+        if as_of and not older:
+            payment.stripe_event_at = as_of
         payment.amount_received = max(payment.amount_received, intent.amount_received)
         payment.stripe_charge_id = intent.latest_charge_id or payment.stripe_charge_id
-        payment.save(update_fields=["status", "amount_received", "stripe_charge_id", "updated_at"])
+        payment.save(
+            update_fields=[
+                "status",
+                "amount_received",
+                "stripe_charge_id",
+                "stripe_event_at",
+                "updated_at",
+            ]
+        )
 
-        if target not in ORDER_TRANSITIONS[order.status]:
+        if target == Order.Status.PAID and target not in ORDER_TRANSITIONS[order.status]:
+            return _payment_unwanted(order, payment, intent, was_succeeded=was_succeeded)
+        if target not in ORDER_TRANSITIONS[order.status] or (older and target != Order.Status.PAID):
             return PaymentOutcome(order.pk, False, f"order is {order.status}; {target} is stale")
         if target == Order.Status.PAID and (
             intent.amount != order.amount or intent.currency != order.currency
@@ -121,6 +148,52 @@ def payment_record(*, intent: PaymentIntentData, target: str) -> PaymentOutcome:
             failure_message=intent.last_error_message,
         )
         return PaymentOutcome(order.pk, True, f"order is now {target}")
+
+
+def _payment_unwanted(
+    order: Order, payment: Payment, intent: PaymentIntentData, *, was_succeeded: bool
+) -> PaymentOutcome:
+    """A success the order cannot take: the same news again, or money to give back."""
+    others_paid = order.payments.exclude(pk=payment.pk).filter(status="succeeded").exists()
+    if was_succeeded or not (order.status == Order.Status.CANCELED or others_paid):
+        return PaymentOutcome(order.pk, False, f"order is {order.status}; paid is stale")
+    if payment.refunds.filter(source=Refund.Source.AUTOMATIC).exists():
+        return PaymentOutcome(order.pk, False, "this payment is already being refunded")
+    why = (
+        "The payment arrived after the order was canceled."
+        if order.status == Order.Status.CANCELED
+        else "A second payment for an order that was already paid."
+    )
+    refund_automatic(
+        order=order,
+        payment=payment,
+        amount=payment.amount_received or intent.amount,
+        reason=why,
+        reverses_order=False,
+    )
+    log.warning("order %s: %s Refunding %s.", order.pk, why, intent.id)
+    return PaymentOutcome(order.pk, False, f"{why} Refunding it.")
+
+
+def refund_automatic(
+    *, order: Order, payment: Payment, amount: int, reason: str, reverses_order: bool
+) -> Refund:
+    """Store a refund of money the platform must not keep, and queue its submission.
+
+    Enqueued inside the caller's transaction on purpose: the refund row and its
+    task commit together (django-q2's database broker).
+    """
+    refund = Refund.objects.create(
+        order=order,
+        payment=payment,
+        amount=amount,
+        currency=order.currency,
+        source=Refund.Source.AUTOMATIC,
+        reason=reason[:500],
+        reverses_order=reverses_order,
+    )
+    async_task(REFUND_SUBMIT_TASK, refund.pk, task_name=f"refund-{refund.pk}")
+    return refund
 
 
 def order_transition(
@@ -169,18 +242,13 @@ def fulfilment_create(*, order: Order) -> Fulfilment:
         order.failure_code = exc.code
         order.failure_message = exc.message[:500]
         order.save(update_fields=["failure_code", "failure_message", "updated_at"])
-        payment = order.payments.filter(status="succeeded").order_by("id").first()
-        refund = Refund.objects.create(
+        refund_automatic(
             order=order,
-            payment=payment,
+            payment=order.payments.filter(status="succeeded").order_by("id").first(),
             amount=order.amount,
-            currency=order.currency,
-            source=Refund.Source.AUTOMATIC,
-            reason=exc.message[:500],
+            reason=exc.message,
+            reverses_order=True,
         )
-        # Enqueued inside the transaction on purpose: the refund row and its task
-        # commit together (django-q2's database broker).
-        async_task(REFUND_SUBMIT_TASK, refund.pk, task_name=f"refund-{refund.pk}")
         log.warning("order %s cannot be fulfilled (%s); refunding", order.pk, exc.message)
         return fulfilment
     if result:

@@ -296,3 +296,18 @@ def test_a_retry_after_a_502_with_the_same_key_finishes_the_first_order(
     assert retry.json()["payment_intent_id"]
     assert Order.objects.count() == 1
     assert len(stripe_intents()) == 1
+
+
+def test_an_order_still_setting_up_its_payment_cannot_be_cancelled_yet(api, user, stripe_server):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.billing.factories import OrderFactory
+
+    order = OrderFactory(user=user)  # committed, its PaymentIntent request in flight
+    resp = api.post(f"/payments/orders/{order.pk}/cancel/")
+    assert resp.status_code == 409
+    assert "still being set up" in resp.json()["message"]
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(minutes=3))
+    assert api.post(f"/payments/orders/{order.pk}/cancel/").status_code == 200

@@ -407,3 +407,81 @@ def test_twenty_distinct_events_for_one_payment_processed_concurrently_fulfil_on
     assert Fulfilment.objects.count() == 1
     assert CreditTransaction.objects.count() == 1
     assert credits_balance_get(user_id=payment.order.user_id) == 100
+
+
+def test_an_event_whose_worker_dies_every_time_ends_failed(payment, settings):
+    settings.TOLLGATE = {**settings.TOLLGATE, "EVENT_MAX_ATTEMPTS": 3}
+    evt = succeeded(payment)
+    post_webhook(evt)
+    StripeEvent.objects.filter(stripe_id=evt["id"]).update(
+        status=StripeEvent.Status.PROCESSING,
+        attempts=3,
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+    )
+    assert events_drain() == 0
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.FAILED
+    assert "stopped during each of its 3 attempts" in stored.last_error
+    assert not CreditTransaction.objects.exists()
+
+
+def test_a_stale_failure_cannot_pull_back_a_payment_that_succeeded(payment):
+    post_webhook(succeeded(payment))
+    events_drain()
+    post_webhook(failed(payment))
+    events_drain()
+    payment.refresh_from_db()
+    assert payment.status == "succeeded"
+    assert payment.amount_received == 1000
+
+
+def test_older_news_does_not_move_an_unpaid_order_backwards(payment):
+    processing = event(
+        "payment_intent.processing",
+        payment_intent(
+            id=payment.stripe_payment_intent_id,
+            amount=1000,
+            status="processing",
+            metadata=payment.order.metadata,
+        ),
+    )
+    declined = failed(payment)
+    declined["created"] = processing["created"] + 5
+    post_webhook(declined)
+    events_drain()
+    post_webhook(processing)  # delivered late
+    events_drain()
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.FAILED
+
+
+def test_a_payment_that_succeeds_after_the_order_was_canceled_is_refunded(payment):
+    from billing.models import Refund
+
+    Order.objects.filter(pk=payment.order_id).update(status=Order.Status.CANCELED)
+    post_webhook(succeeded(payment))
+    events_drain()
+    order = Order.objects.get(pk=payment.order_id)
+    assert order.status == Order.Status.CANCELED
+    [refund] = Refund.objects.all()
+    assert (refund.source, refund.amount, refund.reverses_order) == ("automatic", 1000, False)
+    assert "after the order was canceled" in refund.reason
+    assert OrmQ.objects.filter(key__isnull=False).count() >= 1  # its submission is queued
+    assert not CreditTransaction.objects.exists()
+    post_webhook(succeeded(payment))  # told again: still one refund
+    events_drain()
+    assert Refund.objects.count() == 1
+
+
+def test_a_second_payment_for_a_paid_order_is_refunded_and_the_first_kept(payment):
+    from billing.models import Refund
+
+    post_webhook(succeeded(payment))
+    events_drain()
+    second = PaymentFactory(order=payment.order)
+    post_webhook(succeeded(second))
+    events_drain()
+    [refund] = Refund.objects.all()
+    assert refund.payment == second
+    assert "second payment" in refund.reason
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.PAID
+    assert CreditTransaction.objects.count() == 1
