@@ -67,11 +67,10 @@ class OrderAdmin(ReadOnlyAdmin):
     inlines = [PaymentInline, RefundInline, FulfilmentInline]
     actions = ["refund_in_full"]
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        # Read-only pages; the refund action is offered to staff who may add refunds.
-        return obj is None and request.user.has_perm("billing.add_refund")
+    def has_refund_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.add_refund")
 
-    @admin.action(description="Refund the selected orders in full")
+    @admin.action(description="Refund the selected orders in full", permissions=["refund"])
     def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         for order_id in queryset.values_list("pk", flat=True):
             try:
@@ -114,11 +113,10 @@ class StripeEventAdmin(ReadOnlyAdmin):
     search_fields = ["=stripe_id", "=object_id"]
     actions = ["replay"]
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        # Viewing is allowed; the replay action needs change permission to be offered.
-        return request.user.has_perm("billing.change_stripeevent") and obj is None
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.change_stripeevent")
 
-    @admin.action(description="Replay the selected events")
+    @admin.action(description="Replay the selected events", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
         count = 0
         for event_id in queryset.exclude(status=StripeEvent.Status.PROCESSING).values_list(

@@ -14,6 +14,7 @@ charge in `latest_charge`, no `amount_received`).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 from typing import Any
@@ -95,6 +96,16 @@ def _client_for(api_key: str, api_base: str, retries: int, timeout: int) -> stri
         # stripe-python waits 80 s by default; a checkout should not.
         http_client=stripe.RequestsClient(timeout=timeout),
     )
+
+
+def _scoped(key: str) -> str:
+    """An idempotency key made from our ids, scoped to this deployment.
+
+    Two deployments sharing one Stripe account (staging and production, say)
+    both have an order 42; the scope keeps their `order-42-pi` apart.
+    """
+    scope = hashlib.sha256(settings.SECRET_KEY.encode()).hexdigest()[:10]
+    return f"tg-{scope}-{key}"
 
 
 # Decline codes Stripe advises never to show a customer: they are told "declined".
@@ -180,7 +191,7 @@ def payment_intent_create(
     del description  # localstripe refuses `description`; kept in our metadata instead
     try:
         intent = _client().v1.payment_intents.create(
-            params=params, options={"idempotency_key": idempotency_key}
+            params=params, options={"idempotency_key": _scoped(idempotency_key)}
         )
     except stripe.StripeError as exc:
         raise _translate(exc, action="create the payment", names_payment_method=True) from exc
@@ -194,7 +205,7 @@ def payment_intent_confirm(*, payment_intent_id: str, idempotency_key: str) -> P
     """
     try:
         intent = _client().v1.payment_intents.confirm(
-            payment_intent_id, options={"idempotency_key": idempotency_key}
+            payment_intent_id, options={"idempotency_key": _scoped(idempotency_key)}
         )
     except stripe.StripeError as exc:
         raise _translate(exc, action="confirm the payment", names_payment_method=True) from exc
@@ -212,7 +223,7 @@ def payment_intent_retrieve(*, payment_intent_id: str) -> PaymentIntentData:
 def payment_intent_cancel(*, payment_intent_id: str, idempotency_key: str) -> PaymentIntentData:
     try:
         intent = _client().v1.payment_intents.cancel(
-            payment_intent_id, options={"idempotency_key": idempotency_key}
+            payment_intent_id, options={"idempotency_key": _scoped(idempotency_key)}
         )
     except stripe.StripeError as exc:
         raise _translate(exc, action="cancel the payment") from exc
@@ -227,7 +238,7 @@ def refund_create(
     try:
         refund = _client().v1.refunds.create(
             params={"payment_intent": payment_intent_id, "amount": amount, "metadata": metadata},
-            options={"idempotency_key": idempotency_key},
+            options={"idempotency_key": _scoped(idempotency_key)},
         )
     except stripe.StripeError as exc:
         raise _translate(exc, action="refund the payment") from exc
@@ -262,7 +273,7 @@ def customer_create(
     )
     try:
         customer = _client().v1.customers.create(
-            params=params, options={"idempotency_key": idempotency_key}
+            params=params, options={"idempotency_key": _scoped(idempotency_key)}
         )
     except stripe.StripeError as exc:
         raise _translate(exc, action="create the customer") from exc
@@ -298,7 +309,7 @@ def setup_intent_create(
                 "usage": "off_session",
                 "metadata": metadata,
             },
-            options={"idempotency_key": idempotency_key},
+            options={"idempotency_key": _scoped(idempotency_key)},
         )
     except stripe.StripeError as exc:
         raise _translate(exc, action="start adding a card") from exc
@@ -415,7 +426,7 @@ def checkout_session_create(
         params["customer"] = customer_id
     try:
         session = _client().v1.checkout.sessions.create(
-            params=params, options={"idempotency_key": idempotency_key}
+            params=params, options={"idempotency_key": _scoped(idempotency_key)}
         )
     except stripe.StripeError as exc:
         raise (
@@ -440,7 +451,7 @@ def subscription_create(
                 "items": [_subscription_item(price_id)],
                 "metadata": metadata,
             },
-            options={"idempotency_key": idempotency_key},
+            options={"idempotency_key": _scoped(idempotency_key)},
         )
     except stripe.StripeError as exc:
         raise _translate(exc, action="start the subscription", names_payment_method=True) from exc

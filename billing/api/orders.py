@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 from ninja import Header, Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
-from billing.models import Fulfilment, Order
 from billing.money import format_minor
 from billing.schemas import (
     OrderCreateIn,
@@ -17,7 +15,8 @@ from billing.schemas import (
     RefundCreateIn,
     RefundOut,
 )
-from billing.services.orders import order_cancel, order_create, order_get_for_user
+from billing.selectors import order_get_for_user, orders_for_user
+from billing.services.orders import order_cancel, order_create
 from billing.services.refunds import refund_create
 from kernel.errors import InvalidInputError, PermissionDeniedError
 from kernel.schemas import ErrorOut
@@ -98,13 +97,7 @@ def payments_create(
 @router.get("/orders/", response=list[OrderOut])
 @paginate(LimitOffsetPagination)
 def payments_orders_list(request: HttpRequest):
-    fulfilled = Fulfilment.objects.filter(order_id=OuterRef("pk"))
-    return (
-        Order.objects.filter(user_id=request.user.pk)
-        .annotate(is_fulfilled=Exists(fulfilled))
-        .prefetch_related("payments", "refunds")
-        .order_by("-id")
-    )
+    return orders_for_user(user_id=request.user.pk)
 
 
 @router.get("/orders/{int:order_id}/", response={200: OrderOut, 404: ErrorOut})

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import gateway
@@ -24,6 +25,27 @@ from kernel.errors import NotFoundError
 
 log = logging.getLogger(__name__)
 
+SETUP_ABANDONED_AFTER = timedelta(days=1)
+
+
+# Namespace of the PostgreSQL advisory locks taken while a user's first Stripe
+# customer is made ("tgcu").
+_CUSTOMER_LOCK_NAMESPACE = 0x74676375
+
+
+def _first_customer_lock(user_id: int) -> None:
+    """Serialise a user's first-customer creation without locking any row.
+
+    An advisory lock, not `SELECT … FOR UPDATE` on the user: that would make
+    every foreign-key insert for the user (orders, tokens) wait on Stripe.
+    SQLite's IMMEDIATE transactions already serialise writers.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", [_CUSTOMER_LOCK_NAMESPACE, user_id]
+            )
+
 
 def stripe_customer_get_or_create(*, user_id: int) -> str:
     """The user's Stripe customer id, made at Stripe on first need."""
@@ -31,7 +53,8 @@ def stripe_customer_get_or_create(*, user_id: int) -> str:
     if existing is not None:
         return existing.stripe_customer_id
     with transaction.atomic():
-        user = get_user_model().objects.select_for_update().get(pk=user_id)
+        _first_customer_lock(user_id)
+        user = get_user_model().objects.get(pk=user_id)
         existing = StripeCustomer.objects.filter(user_id=user_id).first()
         if existing is not None:
             return existing.stripe_customer_id
@@ -116,9 +139,12 @@ def cards_sync(*, user_id: int) -> list[SavedPaymentMethod]:
     customer = StripeCustomer.objects.filter(user_id=user_id).first()
     if customer is None:
         return []
-    for setup_id in CardSetup.objects.filter(
-        user_id=user_id, completed_at__isnull=True
-    ).values_list("stripe_setup_intent_id", flat=True):
+    # Setups left unfinished for a day are abandoned: stop asking Stripe about them.
+    open_setups = CardSetup.objects.filter(user_id=user_id, completed_at__isnull=True)
+    open_setups.filter(created_at__lt=timezone.now() - SETUP_ABANDONED_AFTER).update(
+        status="abandoned", completed_at=timezone.now()
+    )
+    for setup_id in open_setups.values_list("stripe_setup_intent_id", flat=True):
         card_setup_complete(setup=gateway.setup_intent_retrieve(setup_intent_id=setup_id))
     at_stripe = gateway.payment_methods_list(customer_id=customer.stripe_customer_id)
     for method in at_stripe:

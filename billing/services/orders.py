@@ -23,6 +23,7 @@ from billing import gateway
 from billing.metadata import metadata_build
 from billing.models import UNPAID_STATUSES, Order, Payment
 from billing.money import MAX_MINOR, currency_get, to_minor
+from billing.selectors import order_get_for_user
 from billing.services.cards import ChargeSource, charge_source_for, charge_source_ready
 from billing.services.checkout import checkout_start, redirect_urls_check
 from billing.services.payments import (
@@ -31,7 +32,7 @@ from billing.services.payments import (
     order_transition,
     payment_record,
 )
-from kernel.errors import ConflictError, DomainError, ErrorCode, InvalidInputError, NotFoundError
+from kernel.errors import ConflictError, DomainError, ErrorCode, InvalidInputError
 from purchasables.registry import registry
 from purchasables.types import PurchaseRequest, Quote
 
@@ -167,8 +168,13 @@ def order_create(
     except IntegrityError:
         if not idempotency_key:
             raise
-        # A concurrent request with the same key committed first.
-        first = Order.objects.get(user_id=purchase.user_id, idempotency_key=idempotency_key)
+        # A concurrent request with the same key committed first, unless the
+        # conflict was something else (a plugin's own constraint).
+        first = Order.objects.filter(
+            user_id=purchase.user_id, idempotency_key=idempotency_key
+        ).first()
+        if first is None:
+            raise
         return _replay(first, fingerprint, payment_method_id)
     if checkout:
         order = checkout_start(order=order, success_url=success_url, cancel_url=cancel_url)
@@ -285,13 +291,6 @@ def _payment_start(order: Order, source: ChargeSource) -> Payment:
             log.exception("order %s: applying the confirmed payment failed", order.pk)
     payment.refresh_from_db()
     return payment
-
-
-def order_get_for_user(*, order_id: int, user_id: int) -> Order:
-    order = Order.objects.filter(pk=order_id, user_id=user_id).first()
-    if order is None:
-        raise NotFoundError("No such order.", order_id=order_id)
-    return order
 
 
 def order_cancel(*, order_id: int, user_id: int) -> Order:

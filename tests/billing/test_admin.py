@@ -75,3 +75,49 @@ def test_a_staff_user_without_permissions_cannot_see_orders():
     client = Client()
     client.force_login(UserFactory(is_staff=True))
     assert client.get(reverse("admin:billing_order_changelist")).status_code == 403
+
+
+def test_a_viewer_without_the_refund_permission_cannot_refund_from_the_admin(stripe_server):
+    from django.contrib.auth.models import Permission
+
+    from billing.models import Refund
+
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_order"))
+    payment = PaymentFactory(status="succeeded", amount_received=1000)
+    Order.objects.filter(pk=payment.order_id).update(status=Order.Status.PAID)
+    client = Client()
+    client.force_login(viewer)
+    assert client.get(reverse("admin:billing_order_changelist")).status_code == 200
+    resp = client.post(
+        reverse("admin:billing_order_changelist"),
+        {"action": "refund_in_full", "_selected_action": [payment.order_id]},
+    )
+    assert not Refund.objects.exists()
+    assert resp.status_code in (200, 302)
+
+
+def test_the_refund_action_refunds_once_for_staff_allowed_to(staff_api, api, stripe_server):
+    from django.contrib.auth.models import Permission
+
+    from billing.models import Refund
+
+    order_id = api.post(
+        "/payments/create/",
+        {"is_credit_purchase": True, "credit_amount": 100, "payment_method_id": "pm_card_visa"},
+    ).json()["order_id"]
+    finance = UserFactory(is_staff=True)
+    finance.user_permissions.add(
+        Permission.objects.get(codename="view_order"),
+        Permission.objects.get(codename="add_refund"),
+    )
+    client = Client()
+    client.force_login(finance)
+    for _ in range(2):
+        client.post(
+            reverse("admin:billing_order_changelist"),
+            {"action": "refund_in_full", "_selected_action": [order_id]},
+        )
+    [refund] = Refund.objects.all()
+    assert (refund.amount, refund.status) == (1000, "succeeded")
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
