@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import stripe
@@ -497,6 +498,19 @@ def billing_portal_session_create(*, customer_id: str, return_url: str) -> str:
             or _translate(exc, action="open the customer portal")
         ) from exc
     return session["url"]
+
+
+# --- reconciliation ----------------------------------------------------------------
+
+
+def events_since(*, created_after: int) -> Iterator[dict[str, Any]]:
+    """Stripe's events created after a Unix time, newest first, as plain dicts."""
+    try:
+        page = _client().v1.events.list(params={"limit": 100, "created": {"gt": created_after}})
+        for evt in page.auto_paging_iter():
+            yield evt.to_dict()
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="list events") from exc
 
 
 def webhook_event_verify(*, payload: bytes, signature_header: str | None) -> dict[str, Any]:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.utils import timezone
+
 from billing.services.events import events_drain as _events_drain
+from billing.services.reconcile import reconcile as _reconcile
 from billing.services.refunds import refund_submit as _refund_submit
 from billing.services.refunds import refunds_resume
 
@@ -22,3 +27,12 @@ def events_drain(event_id: int | None = None) -> int:
 def refund_submit(refund_id: int) -> str:
     """Send a stored refund to Stripe (an automatic refund of an undeliverable order)."""
     return _refund_submit(refund_id=refund_id).status
+
+
+def reconcile(days: int = 3, stuck_minutes: int = 30) -> str:
+    """The scheduled reconciliation: recent events we missed, and orders stuck unpaid."""
+    report = _reconcile(
+        since=timezone.now() - timedelta(days=days),
+        stuck_after=timedelta(minutes=stuck_minutes),
+    )
+    return f"{report.events_new} new events, {report.orders_moved} orders moved"

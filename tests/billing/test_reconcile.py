@@ -1,0 +1,71 @@
+"""Reconciliation against localstripe: webhooks lost on purpose, then found again
+through Stripe's events API and by re-reading stuck orders."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+import stripe
+from django.conf import settings
+from django.core.management import call_command
+from django.utils import timezone
+
+from billing.models import Order, StripeEvent
+from billing.services.events import events_drain
+from billing.services.reconcile import events_reconcile, orders_stuck_recheck
+from credits.selectors import credits_balance_get
+
+pytestmark = pytest.mark.django_db
+
+BUY_100 = {"is_credit_purchase": True, "credit_amount": 100}
+
+
+def pay_in_the_browser(intent_id: str) -> None:
+    """Stripe.js confirms the payment; its webhook never reaches us."""
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    client.v1.payment_intents.update(intent_id, params={"payment_method": "pm_card_visa"})
+    client.v1.payment_intents.confirm(intent_id)
+
+
+def test_a_lost_webhook_is_found_in_stripes_events_and_fulfils_once(api, user, stripe_server):
+    body = api.post("/payments/create/", BUY_100).json()
+    pay_in_the_browser(body["payment_intent_id"])
+    assert Order.objects.get(pk=body["order_id"]).status == Order.Status.PENDING
+
+    seen, new = events_reconcile(since=timezone.now() - timedelta(days=30))
+    assert new >= 1
+    assert StripeEvent.objects.filter(
+        type="payment_intent.succeeded", object_id=body["payment_intent_id"]
+    ).exists()
+    events_drain()
+    assert Order.objects.get(pk=body["order_id"]).status == Order.Status.PAID
+    assert credits_balance_get(user_id=user.pk) == 100
+
+    again_seen, again_new = events_reconcile(since=timezone.now() - timedelta(days=30))
+    assert (again_seen, again_new) == (seen, 0)  # nothing stored twice
+    events_drain()
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_a_stuck_order_is_read_again_from_stripe(api, user, stripe_server):
+    body = api.post("/payments/create/", BUY_100).json()
+    pay_in_the_browser(body["payment_intent_id"])
+    assert orders_stuck_recheck(older_than=timedelta(minutes=30)) == (0, 0)  # not stuck yet
+    Order.objects.filter(pk=body["order_id"]).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert orders_stuck_recheck(older_than=timedelta(minutes=30)) == (1, 1)
+    assert Order.objects.get(pk=body["order_id"]).status == Order.Status.PAID
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_the_command_reports_what_it_did_with_progress(api, stripe_server):
+    body = api.post("/payments/create/", BUY_100).json()
+    pay_in_the_browser(body["payment_intent_id"])
+    out, err = StringIO(), StringIO()
+    call_command("reconcile", "--since", "1", stdout=out, stderr=err)
+    assert "were new and are queued" in out.getvalue()
+    assert "stuck orders re-read from Stripe" in out.getvalue()
+    assert "events read" in err.getvalue()
