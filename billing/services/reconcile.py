@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from billing import gateway
-from billing.models import Order
+from billing.models import Order, StripeEvent
 from billing.services.events import event_store
 from billing.services.payments import order_target_status, payment_record
 
@@ -38,12 +38,27 @@ class ReconcileReport:
 def events_reconcile(*, since: datetime, progress: Progress | None = None) -> tuple[int, int]:
     """Store every Stripe event since `since` that we do not have; answers (seen, new)."""
     seen = new = 0
+    batch: list[dict] = []
+
+    def store(events: list[dict]) -> int:
+        # One query finds the ones we have; only the rest are stored.
+        known = set(
+            StripeEvent.objects.filter(stripe_id__in=[e["id"] for e in events]).values_list(
+                "stripe_id", flat=True
+            )
+        )
+        return sum(event_store(event=e)[1] for e in events if e["id"] not in known)
+
     for event in gateway.events_since(created_after=int(since.timestamp())):
-        _, created = event_store(event=event)
+        batch.append(event)
         seen += 1
-        new += created
+        if len(batch) == 100:
+            new += store(batch)
+            batch = []
         if progress:
             progress(seen, None)
+    if batch:
+        new += store(batch)
     return seen, new
 
 
