@@ -308,6 +308,7 @@ class Command(BaseCommand):
         if self.stripe_port is not None:
             self._wait_for_port(by_name["localstripe"], self.stripe_port)
             self._register_localstripe_webhook()
+            self._create_localstripe_plans()
         self._wait_for_port(by_name["web"], self.web_port)
         self._check_api_answers()
         if by_name["worker"].exit_code() is not None:
@@ -341,6 +342,34 @@ class Command(BaseCommand):
                 f"Could not register the webhook with localstripe: {error}"
             ) from error
         say(f"==> localstripe sends webhooks to {url}")
+
+    def _create_localstripe_plans(self) -> None:
+        """Give localstripe the legacy plans the demo subscriptions bill through."""
+        from purchasables.models import Plan
+
+        for plan in Plan.objects.filter(active=True, stripe_price_id__startswith="plan_"):
+            body = urllib.parse.urlencode(
+                {
+                    "id": plan.stripe_price_id,
+                    "amount": plan.amount,
+                    "currency": plan.currency,
+                    "interval": plan.interval,
+                    "interval_count": plan.interval_count,
+                    "product[name]": plan.name,
+                }
+            ).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{self.stripe_port}/v1/plans",
+                data=body,
+                headers={"Authorization": f"Bearer {settings.STRIPE_SECRET_KEY}"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                    response.read()
+            except urllib.error.HTTPError as error:
+                if error.code != 400:  # 400: it exists already (kept from the last run)
+                    raise CommandError(f"localstripe refused plan {plan}: {error}") from error
+        say("==> localstripe has the demo plans")
 
     def _check_api_answers(self) -> None:
         url = f"http://127.0.0.1:{self.web_port}/api/v1/openapi.json"

@@ -18,6 +18,7 @@ from django.db import transaction
 
 from billing.money import format_minor
 from credits.models import CreditPack
+from purchasables.models import Plan
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ DEMO_PACKS = (
     DemoPack("Standard", credits=500, price=4500, currency="usd", sort_order=20),
     DemoPack("Pro", credits=1200, price=9900, currency="usd", sort_order=30),
 )
+
+
+# Legacy `plan_…` ids, which localstripe knows; with real Stripe, point the plan
+# at a `price_…` of your account in the admin.
+DEMO_PLANS = (("Monthly", "plan_tollgate_monthly", 1900, 500),)
 
 
 def demo_user_upsert(*, spec: DemoUser) -> bool:
@@ -79,7 +85,7 @@ def demo_pack_upsert(*, spec: DemoPack) -> tuple[CreditPack, bool]:
 
 
 class Command(BaseCommand):
-    help = "Create or repair the demo users and credit packs (development only)."
+    help = "Create or repair the demo users, credit packs and plans (development only)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -106,5 +112,16 @@ class Command(BaseCommand):
                 price = format_minor(pack.price, pack.currency)
                 self.stdout.write(
                     f"  credit pack {pack.name!r}: {pack.credits} credits for {price}: {verb}"
+                )
+            for name, price_id, amount, credits in DEMO_PLANS:
+                plan, created = Plan.objects.update_or_create(
+                    stripe_price_id=price_id,
+                    defaults={"name": name, "amount": amount, "credits_per_cycle": credits},
+                )
+                verb = "created" if created else "updated"
+                price = format_minor(plan.amount, plan.currency)
+                self.stdout.write(
+                    f"  plan {plan.name!r}: {credits} credits every {plan.interval} "
+                    f"for {price}: {verb}"
                 )
         self.stdout.write(self.style.SUCCESS("Demo data is in place."))
