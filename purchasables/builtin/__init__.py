@@ -1,8 +1,9 @@
 """Built-in purchase types: ordinary plugins, registered like third-party ones."""
 
-from purchasables.builtin import credit_pack, subscription
+from purchasables.builtin import bookable, credit_pack, subscription
 
 BUILTIN_PLUGINS = [
     ("tollgate.credits", credit_pack),
     ("tollgate.subscriptions", subscription),
+    *bookable.PLUGINS,
 ]

@@ -1,0 +1,98 @@
+"""The bookings API: public service listings with free seats, my bookings only, scheduling."""
+
+from __future__ import annotations
+
+import pytest
+
+from bookings.services.bookings import bookings_create_for_order
+from bookings.services.holds import seat_holds_create
+from tests.bookings.seat_checks import plan_for
+from tests.bookings.times import at, iso
+
+pytest_plugins = ["tests.bookings.fixtures"]
+pytestmark = pytest.mark.django_db
+
+
+def buy(service, user, order_id: int, scheduling=None):
+    plan = plan_for(service, scheduling)
+    seat_holds_create(order_id=order_id, user_id=user.pk, plan=plan)
+    return bookings_create_for_order(order_id=order_id, user_id=user.pk, plan=plan)
+
+
+def test_services_are_listed_publicly_with_prices_and_contents(anon_api, bundle, course):
+    course.active = False
+    course.save()
+    resp = anon_api.get("/bookings/services/")
+    assert resp.status_code == 200, resp.content
+    services = {s["name"]: s for s in resp.json()}
+    assert set(services) == {"Coaching call", "Sourdough workshop", "Starter bundle"}
+    starter = services["Starter bundle"]
+    assert (starter["kind"], starter["price"], starter["currency"]) == ("bundle", 15000, "usd")
+    assert [(i["name"], i["quantity"]) for i in starter["items"]] == [
+        ("Coaching call", 2),
+        ("Sourdough workshop", 1),
+    ]
+    call = services["Coaching call"]
+    assert call["duration_minutes"] == 60
+    assert [(w["start"], w["end"]) for w in call["availability"]] == [
+        (iso(at(9)).replace("+00:00", "Z"), iso(at(17)).replace("+00:00", "Z"))
+    ]
+    assert services["Sourdough workshop"]["items"] == []
+
+
+def test_sessions_show_free_seats_less_bookings_and_live_holds(anon_api, small_workshop, user):
+    session = small_workshop.sessions.get()
+    buy(small_workshop, user, 1)
+    seat_holds_create(order_id=2, user_id=user.pk, plan=plan_for(small_workshop))
+
+    resp = anon_api.get(f"/bookings/services/{small_workshop.pk}/sessions/")
+    assert resp.status_code == 200, resp.content
+    [listed] = resp.json()
+    assert (listed["id"], listed["capacity"], listed["free_seats"]) == (session.pk, 2, 0)
+
+
+def test_sessions_of_an_unknown_or_inactive_service_are_404(anon_api, workshop):
+    assert anon_api.get("/bookings/services/999999/sessions/").status_code == 404
+    workshop.active = False
+    workshop.save()
+    resp = anon_api.get(f"/bookings/services/{workshop.pk}/sessions/")
+    assert resp.status_code == 404
+    assert resp.json()["code"] == "not_found"
+
+
+def test_my_bookings_are_mine_only_and_paginated(
+    api, other_api, user, other_user, course, workshop
+):
+    parent, *children = buy(course, user, 1)
+    [theirs] = buy(workshop, other_user, 2)
+
+    resp = api.get("/bookings/")
+    assert resp.status_code == 200, resp.content
+    body = resp.json()
+    assert body["count"] == 1
+    [listed] = body["items"]
+    assert (listed["id"], listed["service_kind"], listed["order_id"]) == (parent.pk, "course", 1)
+    assert [c["id"] for c in listed["children"]] == [c.pk for c in children]
+    assert {c["status"] for c in listed["children"]} == {"confirmed"}
+
+    child = api.get(f"/bookings/{children[0].pk}/").json()
+    assert (child["parent_id"], child["session_id"]) == (parent.pk, children[0].session_id)
+    assert api.get(f"/bookings/{theirs.pk}/").status_code == 404
+    assert other_api.get(f"/bookings/{parent.pk}/").json()["code"] == "not_found"
+
+
+def test_bookings_need_a_user(anon_api):
+    assert anon_api.get("/bookings/").status_code == 401
+
+
+def test_a_package_unit_is_scheduled_over_the_api(api, user, package):
+    _, first, *_ = buy(package, user, 1)
+    path = f"/bookings/{first.pk}/schedule/"
+
+    resp = api.post(path, {"start_datetime": "tomorrow"})
+    assert resp.status_code == 422
+    assert "ISO-8601" in resp.json()["message"]
+    resp = api.post(path, {"start_datetime": iso(at(10))})
+    assert resp.status_code == 200, resp.content
+    assert resp.json()["start"] == iso(at(10)).replace("+00:00", "Z")
+    assert api.post(path, {"start_datetime": iso(at(12))}).status_code == 409
