@@ -138,6 +138,8 @@ FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://127.0.0.1:8000")
 TOLLGATE = {
     # Load third-party purchase types from the `tollgate.purchasables` entry points.
     "PLUGINS_AUTOLOAD": env_bool("TOLLGATE_PLUGINS_AUTOLOAD", True),
+    # The purchase type `is_credit_purchase: true` stands for.
+    "CREDIT_PURCHASE_TYPE": os.environ.get("TOLLGATE_CREDIT_PURCHASE_TYPE", "credits"),
     # Custom credit amounts: price per credit in the currency's minor unit.
     "CREDITS_CURRENCY": os.environ.get("TOLLGATE_CREDITS_CURRENCY", "usd"),
     "CREDITS_UNIT_AMOUNT": int(os.environ.get("TOLLGATE_CREDITS_UNIT_AMOUNT", "10")),

@@ -20,21 +20,30 @@ from billing.services.orders import order_cancel, order_create
 from billing.services.refunds import refund_create
 from kernel.errors import InvalidInputError, PermissionDeniedError
 from kernel.schemas import ErrorOut
+from purchasables.registry import registry
 from purchasables.types import PurchaseRequest
 
 router = Router(tags=["orders"])
 
-CREDITS_PURCHASE_TYPE = "credits"
 
 
 def _purchase_type_of(payload: OrderCreateIn) -> str:
     if payload.purchase_type:
         return payload.purchase_type
+    if payload.service_id is not None:
+        # The seeds' direct-purchase body names only the service; its plugin knows its type.
+        found = registry.service_purchase_type(payload.service_id)
+        if found:
+            return found
+        raise InvalidInputError(
+            f"No bookable service with id {payload.service_id}.", field="service_id"
+        )
     if payload.is_credit_purchase:
-        return CREDITS_PURCHASE_TYPE
+        # The seeds' shortcut for buying credits: which purchase type that means.
+        return settings.TOLLGATE["CREDIT_PURCHASE_TYPE"]
     raise InvalidInputError(
         "Say what to buy: `is_credit_purchase` with `credit_amount` or `pack_id`, "
-        "or a `purchase_type`.",
+        "a `service_id`, or a `purchase_type`.",
         field="purchase_type",
     )
 
