@@ -410,7 +410,7 @@ class Command(BaseCommand):
         staff = next(u for u in DEMO_USERS if u.is_staff)
         if self.stripe_port is not None:
             stripe_lines = [
-                f"  Stripe API   {settings.STRIPE_API_BASE}  (localstripe; its data is kept in var/)",
+                f"  Stripe API   {settings.STRIPE_API_BASE}  (localstripe, data in var/)",
                 f"  Webhooks     localstripe -> {web}{WEBHOOK_PATH}",
             ]
         else:

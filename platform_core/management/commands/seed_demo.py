@@ -9,14 +9,17 @@ to run with DEBUG off unless given `--force`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
+from django.utils import timezone
 
 from billing.money import format_minor
+from bookings.models import AvailabilityWindow, PackageItem, Service, ServiceSession
 from credits.models import CreditPack
 from purchasables.models import Plan
 
@@ -53,6 +56,48 @@ DEMO_PACKS = (
 # Legacy `plan_…` ids, which localstripe knows; with real Stripe, point the plan
 # at a `price_…` of your account in the admin.
 DEMO_PLANS = (("Monthly", "plan_tollgate_monthly", 1900, 500),)
+
+
+def demo_services_upsert() -> list[str]:
+    """Bookable demo services, each kind once, with sessions and availability in the
+    coming weeks (moved forward on every run so they stay bookable)."""
+    start = (timezone.now() + timedelta(days=7)).replace(hour=10, minute=0, second=0, microsecond=0)
+    made = []
+
+    def service(name: str, kind: str, price: int, **extra: Any) -> Service:
+        obj, _ = Service.objects.update_or_create(
+            name=name, defaults={"kind": kind, "price": price, "active": True, **extra}
+        )
+        made.append(f"{kind} {name!r}")
+        return obj
+
+    def sessions(obj: Service, count: int, capacity: int) -> None:
+        if obj.sessions.filter(start__gte=timezone.now()).exists():
+            return  # still bookable from an earlier run
+        for week in range(count):
+            begin = start + timedelta(weeks=week)
+            ServiceSession.objects.create(
+                service=obj, start=begin, end=begin + timedelta(hours=2), capacity=capacity
+            )
+
+    coaching = service("Coaching call", "session", 6000, duration_minutes=60)
+    AvailabilityWindow.objects.filter(service=coaching).delete()
+    for day in range(7, 21):
+        opens = (timezone.now() + timedelta(days=day)).replace(
+            hour=9, minute=0, second=0, microsecond=0
+        )
+        AvailabilityWindow.objects.create(
+            service=coaching, start=opens, end=opens + timedelta(hours=8)
+        )
+    workshop = service("Pricing workshop", "workshop", 2500)
+    sessions(workshop, count=1, capacity=10)
+    course = service("Stripe in four weeks", "course", 12000)
+    sessions(course, count=4, capacity=12)
+    package = service("Coaching bundle", "package", 15000)
+    PackageItem.objects.update_or_create(
+        package=package, item_service=coaching, defaults={"quantity": 3}
+    )
+    return made
 
 
 def demo_user_upsert(*, spec: DemoUser) -> bool:
@@ -124,4 +169,6 @@ class Command(BaseCommand):
                     f"  plan {plan.name!r}: {credits} credits every {plan.interval} "
                     f"for {price}: {verb}"
                 )
+            for made in demo_services_upsert():
+                self.stdout.write(f"  bookable {made}: in place")
         self.stdout.write(self.style.SUCCESS("Demo data is in place."))
