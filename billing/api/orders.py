@@ -26,7 +26,6 @@ from purchasables.types import PurchaseRequest
 router = Router(tags=["orders"])
 
 
-
 def _purchase_type_of(payload: OrderCreateIn) -> str:
     if payload.purchase_type:
         return payload.purchase_type
@@ -57,6 +56,7 @@ def _purchase_type_of(payload: OrderCreateIn) -> str:
         404: ErrorOut,
         409: ErrorOut,
         422: ErrorOut,
+        429: ErrorOut,
         501: ErrorOut,
         502: ErrorOut,
     },
@@ -66,6 +66,11 @@ def payments_create(
     payload: OrderCreateIn,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
 ):
+    """Create an order and its payment.
+
+    429 with `Retry-After` past the per-user rate (`TOLLGATE["RATE_LIMITS"]
+    ["payments_create"]`, applied by `platform_core.api`), before any work is done.
+    """
     purchase = PurchaseRequest(
         user_id=request.user.pk,
         purchase_type=_purchase_type_of(payload),
