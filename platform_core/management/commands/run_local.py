@@ -367,7 +367,7 @@ class Command(BaseCommand):
                 with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
                     response.read()
             except urllib.error.HTTPError as error:
-                if error.code != 400:  # 400: it exists already (kept from the last run)
+                if error.code not in (400, 409):  # it exists already (kept from the last run)
                     raise CommandError(f"localstripe refused plan {plan}: {error}") from error
         say("==> localstripe has the demo plans")
 
