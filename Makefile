@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml examples/*/pyproject.toml
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tollgate
 TEST_ENV := DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	DEBUG=0 SECRET_KEY=test-secret-key-not-for-production ALLOWED_HOSTS='*' CONN_MAX_AGE=0 \
+	SECURE_SSL_REDIRECT=0 \
 	STRIPE_SECRET_KEY=sk_test_localstripe STRIPE_PUBLISHABLE_KEY=pk_test_localstripe \
 	STRIPE_WEBHOOK_SECRET=whsec_test_primary,whsec_test_rotated \
 	STRIPE_API_BASE=http://127.0.0.1:8420
@@ -48,6 +49,12 @@ lint: $(STAMP) ## Check style with ruff
 fmt: $(STAMP) ## Format and fix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+.PHONY: client
+client: $(STAMP) ## Regenerate clients/typescript (schema.json, api.d.ts) from the API; needs npm
+	DEBUG=1 $(BIN)/python -m platform_core.web.openapi_export clients/typescript/schema.json
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error \
+		&& npx --no-install openapi-typescript schema.json -o api.d.ts
 
 .PHONY: clean
 clean: ## Remove the virtual environment and local data

@@ -288,6 +288,23 @@ def customer_retrieve(*, customer_id: str) -> CustomerData:
         raise _translate(exc, action="read the customer") from exc
 
 
+def customer_delete(*, customer_id: str) -> bool:
+    """Delete a customer at Stripe: its cards go with it and its subscriptions end.
+
+    Answers False when Stripe has no such customer (deleted already), so a
+    retried erasure is a no-op here.
+    """
+    try:
+        _client().v1.customers.delete(customer_id)
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:
+            return False
+        raise _translate(exc, action="delete the customer") from exc
+    except stripe.StripeError as exc:
+        raise _translate(exc, action="delete the customer") from exc
+    return True
+
+
 def customer_default_payment_method_set(*, customer_id: str, payment_method_id: str) -> None:
     try:
         _client().v1.customers.update(

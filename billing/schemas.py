@@ -37,7 +37,12 @@ class OrderCreateIn(Schema):
     )
     scheduling_data: dict[str, Any] | None = None
     service_data: dict[str, Any] | None = None
-    payment_method_id: Annotated[str, Field(min_length=3, max_length=255)] | None = Field(
+    # Shaped like a Stripe id (`pm_…`), so a card number pasted here is refused
+    # before it reaches Stripe or a log line.
+    payment_method_id: (
+        Annotated[str, Field(min_length=3, max_length=255, pattern=r"^[a-z]+_[A-Za-z0-9_]+$")]
+        | None
+    ) = Field(
         default=None,
         description="A saved card's `pm_…` id, or any Stripe payment method (such as "
         "pm_card_visa), to confirm with at once.",
@@ -214,7 +219,7 @@ class SubscriptionSummaryOut(Schema):
     cancel_at_period_end: bool
 
 
-class SubscriptionsOut(Schema):
+class SubscriptionListOut(Schema):
     subscriptions: list[SubscriptionOut]
     summary: SubscriptionSummaryOut
 

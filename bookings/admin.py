@@ -109,6 +109,8 @@ class BookingAdmin(admin.ModelAdmin):
     )
     def cancel_bookings(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
         count = bookings_cancel(booking_ids=list(queryset.values_list("pk", flat=True)))
+        for booking in queryset.select_related("service"):
+            self.log_change(request, booking, "Cancelled from the admin.")
         self.message_user(
             request,
             f"Cancelled {count} bookings. Refund their orders from billing if money is owed.",

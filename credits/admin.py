@@ -1,17 +1,28 @@
-"""Staff views of the credit ledger.
+"""Staff views of the credit ledger, and the grant/adjust form.
 
-The rule: the admin never writes a ledger entry or a balance. Entries and
-accounts are view-only here (a correction is a new entry, made through
-`credits.services`, e.g. the staff grant endpoint); only credit packs, which are
-catalogue data, are editable.
+The rule: the admin never edits a ledger entry or a balance. Entries and
+accounts are view-only here; a correction is a new entry, written by the
+grant/adjust form through `credits_grant_by_staff` (the same service as the
+staff API), for staff holding `credits.add_credittransaction`. Only credit
+packs, which are catalogue data, are editable.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from credits.models import CreditAccount, CreditPack, CreditTransaction
+from credits.selectors import credits_balance_get
+from credits.services import LEDGER_ENTRY_MAX, MEMO_MAX_LENGTH, credits_grant_by_staff
+from kernel.errors import DomainError
+
+GRANT_PERMISSION = "credits.add_credittransaction"
 
 
 class ViewOnlyAdmin(admin.ModelAdmin):
@@ -25,12 +36,58 @@ class ViewOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class GrantForm(forms.Form):
+    user = forms.CharField(max_length=150, help_text="The user's id or username.", label="User")
+    amount = forms.IntegerField(
+        min_value=-LEDGER_ENTRY_MAX,
+        max_value=LEDGER_ENTRY_MAX,
+        help_text="Credits: positive grants, negative takes back (never below a zero balance).",
+    )
+    memo = forms.CharField(
+        max_length=MEMO_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why: kept on the entry and in the audit log.",
+    )
+
+    def clean_user(self) -> int:
+        given = self.cleaned_data["user"].strip()
+        users = get_user_model().objects
+        user = users.filter(pk=int(given)).first() if given.isdigit() else None
+        if user is None:
+            user = users.filter(**{users.model.USERNAME_FIELD: given}).first()
+        if user is None:
+            raise forms.ValidationError("No such user.")
+        return user.pk
+
+    def clean_amount(self) -> int:
+        amount = self.cleaned_data["amount"]
+        if amount == 0:
+            raise forms.ValidationError("A grant or adjustment moves at least one credit.")
+        return amount
+
+
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ViewOnlyAdmin):
     list_display = ("id", "user", "balance", "updated_at")
     list_select_related = ("user",)
     search_fields = ("user__username", "user__email")
     readonly_fields = ("user", "balance", "updated_at")
+
+    def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):
+        account = self.get_object(request, object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "grant_url": (
+                reverse("admin:credits_credittransaction_grant") + f"?user={account.user_id}"
+                if account is not None and request.user.has_perm(GRANT_PERMISSION)
+                else None
+            ),
+            "entries_url": (
+                reverse("admin:credits_credittransaction_changelist")
+                + f"?account__id__exact={object_id}"
+            ),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(CreditTransaction)
@@ -59,6 +116,58 @@ class CreditTransactionAdmin(ViewOnlyAdmin):
         "created_by",
         "created_at",
     )
+
+    def get_urls(self):
+        grant = self.admin_site.admin_view(self.grant_view)
+        return [path("grant/", grant, name="credits_credittransaction_grant"), *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_grant": request.user.has_perm(GRANT_PERMISSION),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def grant_view(self, request: HttpRequest) -> HttpResponse:
+        """Write one new entry (a grant or an adjustment) with a memo."""
+        if not request.user.has_perm(GRANT_PERMISSION):
+            raise PermissionDenied
+        initial = {"user": request.GET.get("user", "")}
+        form = GrantForm(request.POST if request.method == "POST" else None, initial=initial)
+        if form.is_bound and form.is_valid():
+            user_id = form.cleaned_data["user"]
+            try:
+                write = credits_grant_by_staff(
+                    user_id=user_id,
+                    amount=form.cleaned_data["amount"],
+                    memo=form.cleaned_data["memo"],
+                    created_by_id=request.user.pk,
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                entry = write.entry
+                self.message_user(
+                    request,
+                    f"{entry.amount:+d} credits ({entry.kind}) for user {user_id}; "
+                    f"the balance is now {write.balance}.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:credits_credittransaction_changelist")
+                    + f"?account__id__exact={entry.account_id}"
+                )
+        user_given = request.GET.get("user", "")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Grant or adjust credits",
+            "opts": self.model._meta,
+            "form": form,
+            "balance": (
+                credits_balance_get(user_id=int(user_given)) if user_given.isdigit() else None
+            ),
+        }
+        return TemplateResponse(request, "admin/credits/credittransaction/grant_form.html", context)
 
 
 @admin.register(CreditPack)

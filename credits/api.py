@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from ninja import Router, Status
+from ninja import Field, Router, Schema, Status
 from ninja.pagination import PageNumberPagination, paginate
 
 from credits.models import CreditTransaction
@@ -32,6 +32,14 @@ TRANSACTIONS_PAGE_SIZE = 20
 TRANSACTIONS_MAX_PAGE_SIZE = 100
 
 
+class TransactionPagination(PageNumberPagination):
+    """Pages, bounded: a page far enough out made an offset past PostgreSQL's bigint (500)."""
+
+    class Input(Schema):
+        page: int = Field(1, ge=1, le=10_000_000)
+        page_size: int | None = Field(None, ge=1)
+
+
 def _entry_response(write: LedgerWrite) -> Status:
     body = {"entry": write.entry, "balance": write.balance}
     return Status(201 if write.created else 200, body)
@@ -47,7 +55,7 @@ def credits_balance(request: HttpRequest):
     response={200: list[CreditTransactionOut], 401: ErrorOut, 422: ErrorOut},
 )
 @paginate(
-    PageNumberPagination,
+    TransactionPagination,
     page_size=TRANSACTIONS_PAGE_SIZE,
     max_page_size=TRANSACTIONS_MAX_PAGE_SIZE,
 )

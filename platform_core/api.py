@@ -6,10 +6,13 @@ the right status; nothing here or below answers a bare string or a traceback.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 from http import HTTPStatus
+from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Router, Schema, Status
@@ -21,15 +24,37 @@ from credits.api import router as credits_router
 from kernel.errors import DomainError, ErrorCode
 from kernel.schemas import ErrorOut
 from platform_core.auth import api_token_create, user_auth
+from platform_core.ratelimit.services import RateLimitedError, client_ip, rate_limit_hit
 
 log = logging.getLogger(__name__)
 
 
+class NulCharacterError(ValueError):
+    """A JSON string held U+0000, which PostgreSQL cannot store in text or jsonb."""
+
+
+def _refuse_nul(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise NulCharacterError
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key)
+            _refuse_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item)
+
+
 class ExactJsonParser(Parser):
-    """Parse JSON numbers with a fraction as `Decimal`, so no amount is ever a float."""
+    """Parse JSON numbers with a fraction as `Decimal`, so no amount is ever a float;
+    refuse text holding U+0000, which would otherwise fail in the database (a 500)."""
 
     def parse_body(self, request: HttpRequest):
-        return json.loads(request.body, parse_float=Decimal)
+        data = json.loads(request.body, parse_float=Decimal)
+        if b"\\u0000" in request.body:  # only an escape can put U+0000 in JSON text
+            _refuse_nul(data)
+        return data
 
 
 api = NinjaAPI(
@@ -68,6 +93,13 @@ def _domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
     return error_response(request, exc.status, exc.code, exc.message, exc.extra)
 
 
+@api.exception_handler(RateLimitedError)
+def _rate_limited_error(request: HttpRequest, exc: RateLimitedError) -> HttpResponse:
+    response = error_response(request, exc.status, exc.code, exc.message, exc.extra)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @api.exception_handler(ValidationError)
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     errors = [
@@ -87,6 +119,10 @@ def _auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if exc.status_code == 400 and isinstance(exc.__cause__, NulCharacterError):
+        return error_response(
+            request, 422, ErrorCode.INVALID_INPUT, "Text may not contain the character U+0000."
+        )
     if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
         # django-ninja's own wording for a body its parser could not read.
         return error_response(
@@ -130,16 +166,50 @@ class TokenOut(Schema):
     prefix: str
 
 
-@auth_router.post("/token/", auth=None, response={201: TokenOut, 401: ErrorOut, 422: ErrorOut})
+@auth_router.post(
+    "/token/", auth=None, response={201: TokenOut, 401: ErrorOut, 422: ErrorOut, 429: ErrorOut}
+)
 def auth_token_create(request: HttpRequest, payload: TokenIn):
+    """A bearer token for a username and password; 429 with `Retry-After` past the rate
+    (`TOLLGATE["RATE_LIMITS"]["auth_token"]`, per client IP and username)."""
     raw, token = api_token_create(
         username=payload.username, password=payload.password, name=payload.name
     )
     return Status(201, TokenOut(token=raw, prefix=token.prefix))
 
 
+# --- rate limits ----------------------------------------------------------------------
+# Operation (function name, which is also its OpenAPI operation id) → the scope in
+# TOLLGATE["RATE_LIMITS"] and who is counted. Applied here, at the composition root,
+# so the apps need not import platform_core; each operation declares its 429.
+RATE_LIMITED_OPERATIONS: dict[str, tuple[str, Callable[..., str]]] = {
+    "auth_token_create": (
+        "auth_token",
+        lambda request, payload, **_: f"{client_ip(request)}\n{payload.username.strip().lower()}",
+    ),
+    "payments_create": ("payments_create", lambda request, **_: str(request.user.pk)),
+}
+
+
+def _rate_limit_applied(view_func: Callable[..., Any]) -> Callable[..., Any]:
+    """Count each call of a rate-limited operation before it runs (after auth and parsing)."""
+    rule = RATE_LIMITED_OPERATIONS.get(view_func.__name__)
+    if rule is None:
+        return view_func
+    scope, identity = rule
+
+    @functools.wraps(view_func)
+    def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        rate_limit_hit(scope=scope, identity=identity(request, **kwargs))
+        return view_func(request, *args, **kwargs)
+
+    return limited
+
+
+api.add_decorator(_rate_limit_applied)
 api.add_router("/auth", auth_router)
 api.add_router("/catalog", catalog_router)
 api.add_router("/payments", payments_router)
 api.add_router("/credits", credits_router)
 api.add_router("/bookings", "bookings.api.router")
+api.add_router("", "platform_core.ops.api.router")  # /admin/dashboard/, /me/export/

@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class PlatformCoreConfig(AppConfig):
     name = "platform_core"
     verbose_name = "Platform"
+
+    def ready(self) -> None:
+        from platform_core.ops.audit import audit_receivers_connect
+
+        audit_receivers_connect()

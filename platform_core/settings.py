@@ -35,7 +35,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else ""
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with Tollgate's site as `admin.site` (platform_core.ops.site).
+    "platform_core.ops.apps.TollgateAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "platform_core",
+    "platform_core.ratelimit",
     "billing",
     "purchasables",
     "credits",
@@ -58,6 +60,8 @@ if env_bool("TOLLGATE_PLUGINS_AUTOLOAD", True):
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Request id (and the user, once known) on every log line of the request.
+    "platform_core.ops.logs.LogContextMiddleware",
     "platform_core.middleware.ApiErrorShapeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -151,6 +155,17 @@ TOLLGATE = {
     "EVENT_RETRY_BACKOFF": [5, 30, 120, 600, 1800, 3600],
     # Events one drain task processes before it yields the worker.
     "EVENT_DRAIN_BATCH": 200,
+    # Requests a client may make per window ("10/min", "100/10m", "off"), counted in
+    # the database so every web process shares them (platform_core.ratelimit).
+    "RATE_LIMITS": {
+        # Per client IP and username: bounds password guessing.
+        "auth_token": os.environ.get("TOLLGATE_RATE_LIMIT_AUTH_TOKEN", "10/min"),
+        # Per user: each create may reach Stripe.
+        "payments_create": os.environ.get("TOLLGATE_RATE_LIMIT_PAYMENTS_CREATE", "30/min"),
+    },
+    # Reverse proxies in front of the web processes that append to X-Forwarded-For;
+    # 0 means clients connect directly and REMOTE_ADDR is their address.
+    "TRUSTED_PROXIES": int(os.environ.get("TOLLGATE_TRUSTED_PROXIES", "0")),
 }
 
 # --- django-q2: PostgreSQL (the ORM broker) is the queue, so enqueueing a task
@@ -170,14 +185,55 @@ Q_CLUSTER = {
     "label": "Task queue",
 }
 
+# --- HTTPS: on by default whenever DEBUG is off; each can be turned off in the
+# environment (the test suite serves plain HTTP through Django's test client and
+# live server, so its environment sets SECURE_SSL_REDIRECT=0).
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto, set
+# SECURE_PROXY_SSL_HEADER=1 so Django knows the original request was HTTPS.
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+# A year of HSTS, subdomains included, once DEBUG is off. Lower it (or set 0)
+# while first moving a domain to HTTPS: browsers remember it for that long.
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# --- Logs: one JSON object a line in production (LOG_FORMAT=json, the default with
+# DEBUG off), carrying request, user, order and event ids; plain text in development.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "platform_core.ops.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # stripe-python logs whole request and response bodies at DEBUG, client
+        # secrets included: never below INFO, whatever LOG_LEVEL says.
+        "stripe": {"level": "INFO"},
+    },
 }
+
+# --- /readyz answers 503 when the oldest task or due Stripe event has waited longer.
+READY_QUEUE_LAG_SECONDS = int(os.environ.get("READY_QUEUE_LAG_SECONDS", "300"))
+# Probes speak plain HTTP to the instance itself; they are not redirected to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 if not DEBUG:
     missing = [

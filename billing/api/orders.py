@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Header, Router, Status
+from ninja import Field, Header, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from billing.money import format_minor
@@ -24,6 +24,16 @@ from purchasables.registry import registry
 from purchasables.types import PurchaseRequest
 
 router = Router(tags=["orders"])
+
+ORDERS_MAX_LIMIT = 100
+
+
+class OrderPagination(LimitOffsetPagination):
+    """Limit and offset, bounded: an offset past PostgreSQL's bigint was a 500."""
+
+    class Input(Schema):
+        limit: int = Field(ORDERS_MAX_LIMIT, ge=1, le=2**31 - 1)
+        offset: int = Field(0, ge=0, le=2**31 - 1)
 
 
 def _purchase_type_of(payload: OrderCreateIn) -> str:
@@ -108,8 +118,8 @@ def payments_create(
     return Status(200 if result.replayed else 201, body)
 
 
-@router.get("/orders/", response=list[OrderOut])
-@paginate(LimitOffsetPagination)
+@router.get("/orders/", response={200: list[OrderOut], 422: ErrorOut})
+@paginate(OrderPagination, max_limit=ORDERS_MAX_LIMIT)
 def payments_orders_list(request: HttpRequest):
     return orders_for_user(user_id=request.user.pk)
 

@@ -9,8 +9,8 @@ from billing.models import Subscription
 from billing.schemas import (
     PortalOut,
     SubscriptionCreateIn,
+    SubscriptionListOut,
     SubscriptionOut,
-    SubscriptionsOut,
     SubscriptionStartOut,
     SubscriptionSummaryOut,
 )
@@ -20,11 +20,11 @@ from kernel.schemas import ErrorOut
 router = Router(tags=["subscriptions"])
 
 
-@router.get("/subscriptions/", response=SubscriptionsOut)
+@router.get("/subscriptions/", response=SubscriptionListOut)
 def payments_subscriptions_list(request: HttpRequest):
     mine = list(Subscription.objects.filter(user_id=request.user.pk).order_by("-id"))
     live = next((s for s in mine if s.status in Subscription.LIVE_STATUSES), None)
-    return SubscriptionsOut(
+    return SubscriptionListOut(
         subscriptions=mine,
         summary=SubscriptionSummaryOut(
             has_active_subscription=live is not None,

@@ -1,7 +1,8 @@
 """Stripe's webhook endpoint.
 
 The rule: verify, store, enqueue, answer. No Stripe call and no plugin code
-here; everything else happens in the event worker.
+here; everything else happens in the event worker. A body larger than any
+Stripe event is refused before it is read or its signature computed.
 """
 
 from __future__ import annotations
@@ -11,14 +12,36 @@ from ninja import Router
 
 from billing import gateway
 from billing.services.events import event_store
+from kernel.errors import DomainError, ErrorCode
 from kernel.schemas import ErrorOut
 
 router = Router(tags=["webhooks"])
 
+# Stripe's events are a few kilobytes; this leaves room for large objects and
+# bounds the memory and HMAC work an unauthenticated caller can cost us.
+WEBHOOK_MAX_BYTES = 512 * 1024
 
-@router.post("/webhook/", auth=None, response={200: dict, 400: ErrorOut})
+
+class WebhookTooLargeError(DomainError):
+    code = ErrorCode.INVALID_INPUT
+    status = 413
+
+
+def _declared_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+@router.post("/webhook/", auth=None, response={200: dict, 400: ErrorOut, 413: ErrorOut})
 def payments_webhook(request: HttpRequest) -> dict:
     """Stripe's webhook: verify, store, enqueue, answer. No Stripe call, no plugin code."""
+    # The declared length first, so an oversized body is never read into memory.
+    if _declared_length(request) > WEBHOOK_MAX_BYTES or len(request.body) > WEBHOOK_MAX_BYTES:
+        raise WebhookTooLargeError(
+            f"A webhook body is at most {WEBHOOK_MAX_BYTES} bytes.", limit=WEBHOOK_MAX_BYTES
+        )
     event = gateway.webhook_event_verify(
         payload=request.body, signature_header=request.headers.get("Stripe-Signature")
     )

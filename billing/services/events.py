@@ -123,7 +123,12 @@ def event_process(event: StripeEvent) -> str:
             lease_expires_at=None,
         )
         log.warning(
-            "event %s (%s) attempt %s failed: %s", event.stripe_id, event.type, event.attempts, exc
+            "event %s (%s) attempt %s failed: %s",
+            event.stripe_id,
+            event.type,
+            event.attempts,
+            exc,
+            extra={"event_id": event.pk, "stripe_event_id": event.stripe_id},
         )
         return status
 

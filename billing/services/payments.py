@@ -249,10 +249,20 @@ def fulfilment_create(*, order: Order) -> Fulfilment:
             reason=exc.message,
             reverses_order=True,
         )
-        log.warning("order %s cannot be fulfilled (%s); refunding", order.pk, exc.message)
+        log.warning(
+            "order %s cannot be fulfilled (%s); refunding",
+            order.pk,
+            exc.message,
+            extra={"order_id": order.pk, "user_id": order.user_id},
+        )
         return fulfilment
     if result:
         fulfilment.result = result
         fulfilment.save(update_fields=["result"])
-    log.info("order %s fulfilled by %s", order.pk, order.purchase_type)
+    log.info(
+        "order %s fulfilled by %s",
+        order.pk,
+        order.purchase_type,
+        extra={"order_id": order.pk, "user_id": order.user_id},
+    )
     return fulfilment

@@ -177,7 +177,11 @@ def refund_submit(*, refund_id: int) -> Refund:
             refund_apply(refund_id=stored.pk)
         except Exception:
             # Stripe has the refund and we have its id: the sweep applies it later.
-            log.exception("refund %s: applying it failed; the sweep will retry", refund.pk)
+            log.exception(
+                "refund %s: applying it failed; the sweep will retry",
+                refund.pk,
+                extra={"refund_id": refund.pk, "order_id": refund.order_id},
+            )
     refund.refresh_from_db()
     return refund
 

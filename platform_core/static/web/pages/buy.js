@@ -1,0 +1,129 @@
+// Buy credits: a pack, or a custom number of credits at the catalog's rate.
+import { balanceText, cardPicker, runPayment } from "../checkout.js";
+import { purchaseType } from "../data.js";
+import { formatMoney, minorToMajor, multiplyMinor } from "../money.js";
+import { errorNotice, h, loading, notice, section, show } from "../ui.js";
+
+export async function render(root, { isActive }) {
+  show(root, h("h1", {}, "Buy credits"), loading());
+  let credits;
+  let picker;
+  try {
+    [credits, picker] = await Promise.all([purchaseType("credits"), cardPicker("/buy")]);
+  } catch (err) {
+    show(root, h("h1", {}, "Buy credits"), errorNotice(err));
+    return;
+  }
+  if (!credits) {
+    show(root, h("h1", {}, "Buy credits"), notice("info", "This server does not sell credits."));
+    return;
+  }
+  const { packs, rate } = credits.catalog;
+  const result = h("div", { class: "messages", id: "pay-result" });
+  const buttons = [];
+
+  async function buy(body, label) {
+    const card = picker.selected();
+    if (!card) {
+      show(result, notice("error", "Add a card first."));
+      return;
+    }
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      await runPayment(
+        result,
+        { is_credit_purchase: true, ...body, payment_method_id: card },
+        { isActive, describeSuccess: async () => `${label}; ${await balanceText()}.` },
+      );
+    } finally {
+      buttons.forEach((b) => (b.disabled = false));
+    }
+  }
+
+  const packList = h(
+    "ul",
+    { class: "packs" },
+    packs.map((pack) => {
+      const price = formatMoney(pack.price, pack.currency);
+      const button = h(
+        "button",
+        {
+          type: "button",
+          "data-pack": pack.name,
+          onclick: () =>
+            buy(
+              { pack_id: pack.id, amount: minorToMajor(pack.price, pack.currency) },
+              `${pack.credits} credits added`,
+            ),
+        },
+        `Buy ${pack.name} for ${price}`,
+      );
+      buttons.push(button);
+      return h(
+        "li",
+        { class: "pack" },
+        h("h3", {}, pack.name),
+        h("p", {}, `${pack.credits} credits`),
+        h("p", { class: "price" }, price),
+        button,
+      );
+    }),
+  );
+
+  const count = h("input", {
+    type: "number",
+    name: "credit_amount",
+    id: "custom-credits",
+    min: rate.min_credits,
+    max: rate.max_credits,
+    step: 1,
+    value: rate.min_credits * 10 <= rate.max_credits ? rate.min_credits * 10 : rate.min_credits,
+  });
+  const customPrice = h("span", { class: "price", id: "custom-price" });
+  const customButton = h("button", { type: "submit" }, "Buy");
+  buttons.push(customButton);
+  const wanted = () => (/^\d+$/.test(count.value) ? Number(count.value) : NaN);
+  const valid = (n) => Number.isSafeInteger(n) && n >= rate.min_credits && n <= rate.max_credits;
+  const reprice = () => {
+    const n = wanted();
+    customPrice.textContent = valid(n)
+      ? formatMoney(multiplyMinor(rate.unit_amount, n), rate.currency)
+      : `between ${rate.min_credits} and ${rate.max_credits} credits`;
+  };
+  count.addEventListener("input", reprice);
+  reprice();
+  const custom = h(
+    "form",
+    {
+      class: "custom",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const n = wanted();
+        if (!valid(n)) {
+          show(
+            result,
+            notice("error", `Choose between ${rate.min_credits} and ${rate.max_credits} credits.`),
+          );
+          return;
+        }
+        const amount = minorToMajor(multiplyMinor(rate.unit_amount, n), rate.currency);
+        buy({ credit_amount: n, amount }, `${n} credits added`);
+      },
+    },
+    h("label", {}, "Credits ", count),
+    " for ",
+    customPrice,
+    " ",
+    customButton,
+    h("p", { class: "hint" }, `${formatMoney(rate.unit_amount, rate.currency)} per credit.`),
+  );
+
+  show(
+    root,
+    h("h1", {}, "Buy credits"),
+    section("Payment", picker.element),
+    section("Credit packs", packList),
+    section("Custom amount", custom),
+    result,
+  );
+}

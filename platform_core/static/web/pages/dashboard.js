@@ -1,0 +1,89 @@
+// Dashboard: balance, the active plan, recent orders.
+import { api } from "../api.js";
+import { formatMoney } from "../money.js";
+import { errorNotice, formatDate, formatDateTime, h, loading, section, show, statusBadge } from "../ui.js";
+
+export function ordersTable(orders) {
+  if (!orders.length) return h("p", { class: "empty" }, "No orders yet.");
+  return h(
+    "table",
+    { class: "orders" },
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        ["Order", "What", "Amount", "Status", "Created"].map((t) => h("th", {}, t)),
+      ),
+    ),
+    h(
+      "tbody",
+      {},
+      orders.map((o) =>
+        h(
+          "tr",
+          { "data-order-id": o.id },
+          h("td", {}, h("a", { href: `#/orders/${o.id}` }, `#${o.id}`)),
+          h("td", {}, o.description),
+          h("td", { class: "amount" }, formatMoney(o.amount, o.currency)),
+          h("td", {}, statusBadge(o.status)),
+          h("td", {}, formatDateTime(o.created_at)),
+        ),
+      ),
+    ),
+  );
+}
+
+export function planSummary(summary) {
+  if (!summary.has_active_subscription) {
+    return h("p", { id: "plan" }, "No active plan. ", h("a", { href: "#/subscription" }, "Choose one"));
+  }
+  const when = summary.current_period_end ? formatDate(summary.current_period_end) : "";
+  return h(
+    "p",
+    { id: "plan" },
+    h("strong", {}, summary.plan_name),
+    " ",
+    statusBadge(summary.status),
+    when ? (summary.cancel_at_period_end ? ` ends on ${when}` : ` renews on ${when}`) : "",
+  );
+}
+
+export async function render(root) {
+  show(root, h("h1", {}, "Dashboard"), loading());
+  try {
+    const [balance, subscriptions, orders] = await Promise.all([
+      api.get("/credits/balance/"),
+      api.get("/payments/subscriptions/"),
+      api.get("/payments/orders/?limit=5"),
+    ]);
+    show(
+      root,
+      h("h1", {}, "Dashboard"),
+      h(
+        "div",
+        { class: "tiles" },
+        section(
+          "Balance",
+          h(
+            "p",
+            { class: "big", id: "balance", "data-balance": balance.balance },
+            `${balance.balance} credits`,
+          ),
+          h("a", { class: "button", href: "#/buy" }, "Buy credits"),
+        ),
+        section("Plan", planSummary(subscriptions.summary)),
+      ),
+      section(
+        "Recent orders",
+        ordersTable(orders.items),
+        orders.count > orders.items.length
+          ? h("a", { href: "#/orders" }, `All ${orders.count} orders`)
+          : null,
+      ),
+    );
+  } catch (err) {
+    show(root, h("h1", {}, "Dashboard"), errorNotice(err));
+  }
+}

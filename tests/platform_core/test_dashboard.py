@@ -1,0 +1,98 @@
+"""The dashboard's figures equal figures worked out in the test, from the rows it made
+(`tests.platform_core.books`: specifications in, expected figures computed in Python)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import reverse
+
+from tests.conftest import ApiClient, client_for
+from tests.factories import UserFactory
+from tests.platform_core.books import END, START, books_make
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def books():
+    return books_make()
+
+
+@pytest.fixture
+def finance():
+    staff = UserFactory(is_staff=True)
+    staff.groups.add(Group.objects.get(name="finance"))
+    return staff
+
+
+def test_the_dashboard_api_figures_equal_the_books(books, finance):
+    resp = client_for(finance).get("/admin/dashboard/", start=START, end=END)
+    assert resp.status_code == 200, resp.content
+    got = resp.json()
+    assert got["period"] == {"start": "2025-01-10", "end": "2025-01-12", "days": 3}
+    assert {
+        r["currency"]: (r["gross"], r["refunded"], r["net"], r["orders"]) for r in got["revenue"]
+    } == books["revenue"]
+    days = {(date.fromisoformat(d["date"]), d["currency"]): d["net"] for d in got["revenue_days"]}
+    assert len(days) == 3 * len(books["revenue"])  # every day of every currency, zeros too
+    assert {k: v for k, v in days.items() if v} == {k: v for k, v in books["per_day"].items() if v}
+    assert {r["currency"]: (r["count"], r["amount"]) for r in got["refunds"]} == books["refunds"]
+    assert got["payments"] == books["payments"]
+    assert got["credits"] == books["credits"]
+    assert got["subscriptions"]["active"] == books["subscriptions"]["active"]
+    assert got["subscriptions"]["unpriced"] == books["subscriptions"]["unpriced"]
+    assert {m["currency"]: m["amount"] for m in got["subscriptions"]["mrr"]} == books[
+        "subscriptions"
+    ]["mrr"]
+    assert got["webhooks"] == books["webhooks"]
+    displays = {r["currency"]: r["net_display"] for r in got["revenue"]}
+    assert displays["usd"] == "46.00 USD"  # 10 + 25 + 19 − 5 − 3
+    assert displays["kwd"] == "1.23 KWD"  # three-decimal currency, shown to two
+    assert displays["jpy"] == "0 JPY"
+
+
+def test_the_dashboard_defaults_to_the_last_30_days(finance):
+    got = client_for(finance).get("/admin/dashboard/").json()
+    start, end = (
+        date.fromisoformat(got["period"]["start"]),
+        date.fromisoformat(got["period"]["end"]),
+    )
+    assert (end - start).days == 29 and got["period"]["days"] == 30
+    assert got["revenue"] == [] and got["payments"]["success_rate"] is None
+
+
+@pytest.mark.parametrize(
+    "query", [{"start": "2025-02-01", "end": "2025-01-01"}, {"start": "2020-01-01"}]
+)
+def test_a_period_backwards_or_too_long_is_refused(finance, query):
+    resp = client_for(finance).get("/admin/dashboard/", **query)
+    assert resp.status_code == 422 and resp.json()["code"] == "invalid_input"
+
+
+def test_the_dashboard_is_for_finance_staff_only(user, staff_user):
+    assert client_for(user).get("/admin/dashboard/").status_code == 403
+    assert client_for(staff_user).get("/admin/dashboard/").status_code == 403  # no role
+    support = UserFactory(is_staff=True)
+    support.groups.add(Group.objects.get(name="support"))
+    assert client_for(support).get("/admin/dashboard/").status_code == 403
+    assert ApiClient().get("/admin/dashboard/").status_code == 401
+
+
+def test_the_dashboard_page_shows_the_same_figures_and_charts(books, finance):
+    client = Client()
+    client.force_login(finance)
+    page = client.get(reverse("admin:ops_dashboard"), {"start": START, "end": END})
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "46.00 USD" in text and "1.23 KWD" in text
+    assert f"{books['payments']['success_rate'] * 100:.1f}%" in text
+    assert text.count('<svg class="chart"') >= len(books["revenue"]) + 3
+    assert 'class="bar"' in text
+    # A day's column: 25 + 19 paid that day, nothing refunded.
+    assert "2025-01-11: 44.00 USD net (44.00 USD paid, 0.00 USD refunded)" in text
+    bad = client.get(reverse("admin:ops_dashboard"), {"start": "not-a-date"})
+    assert bad.status_code == 200 and "is a date such as" in bad.content.decode()

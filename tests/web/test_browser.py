@@ -1,0 +1,298 @@
+"""The web client in a real browser, against a live server, localstripe and its webhooks.
+
+Headless Chromium (Debian's) runs the page served at `/`, which speaks only
+`/api/v1/`; localstripe stands in for Stripe and for Stripe.js, and sends its
+signed webhooks to the live server, where a worker thread processes them.
+Each test leaves a screenshot in test-artifacts/web/.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from stripe import StripeClient
+
+from billing.models import Order, StripeEvent
+from bookings.models import Booking, Service
+from credits.models import CreditPack
+from credits.selectors import credits_balance_get
+from purchasables.models import Plan
+from tests.billing.conftest import eventually
+from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
+from tests.conftest import PASSWORD
+from tests.web.conftest import snap
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is not installed"
+)
+expect = sync_api.expect
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+VISA = "4242424242424242"
+MASTERCARD = "5555555555554444"
+DECLINED_ON_CHARGE = "4000000000000341"
+THREE_D_SECURE = "4000002500003155"
+
+
+@pytest.fixture
+def starter_pack(db) -> CreditPack:
+    return CreditPack.objects.create(
+        name="Starter", credits=100, price=1000, currency="usd", active=True, sort_order=10
+    )
+
+
+@pytest.fixture
+def app(page, live_server, live_stripe, user):
+    """The client, logged in as `user`, on its dashboard."""
+    page.goto(live_server.url + "/")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    expect(page.locator("#balance")).to_have_text("0 credits")
+    return page
+
+
+def go(page, route: str, heading: str) -> None:
+    page.evaluate("route => { location.hash = route }", route)
+    expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+
+
+def add_card(page, number: str, *, three_d_secure: str | None = None) -> None:
+    """Type a card into Stripe.js's card element and save it (SetupIntent + confirmCardSetup)."""
+    go(page, "#/cards", "Cards")
+    form = page.locator("#card-element")
+    form.locator("input[placeholder=number]").fill(number)
+    form.locator("input[placeholder=exp_month]").fill("12")
+    form.locator("input[placeholder=exp_year]").fill("34")
+    form.locator("input[placeholder=cvc]").fill("123")
+    form.locator("input[placeholder=postal_code]").fill("10001")
+    page.get_by_role("button", name="Save card").click()
+    if three_d_secure:
+        page.get_by_role("button", name=three_d_secure).click()
+    expect(page.locator("#add-card-result")).to_contain_text("Card saved: ")
+    expect(page.locator("#add-card-result")).to_contain_text(number[-4:])
+
+
+def buy_starter(page) -> None:
+    go(page, "#/buy", "Buy credits")
+    page.get_by_role("button", name="Buy Starter for $10.00").click()
+
+
+def test_log_in_add_a_card_buy_a_pack_and_see_the_balance_rise(
+    app, request, starter_pack, user, event_worker
+):
+    page = app
+    add_card(page, VISA)
+    expect(page.locator("#saved-cards")).to_contain_text("Visa •••• 4242")
+    expect(page.locator("#saved-cards")).to_contain_text("default")
+
+    buy_starter(page)
+    result = page.locator("#pay-result [data-state=success]")
+    expect(result).to_contain_text("Paid: 100 credits added; your balance is 100 credits.")
+    snap(page, request, "paid")
+    order = Order.objects.get(user=user)
+    assert order.status == Order.Status.PAID
+
+    # Stripe's own webhook for the payment lands and is processed: no second fulfilment.
+    intent_id = order.payments.get().stripe_payment_intent_id
+
+    def webhook_processed() -> bool:
+        event = StripeEvent.objects.filter(
+            type="payment_intent.succeeded", object_id=intent_id
+        ).first()
+        return event is not None and event.status == StripeEvent.Status.PROCESSED
+
+    eventually(webhook_processed)
+    go(page, "#/", "Dashboard")
+    expect(page.locator("#balance")).to_have_text("100 credits")
+    expect(page.locator(f"tr[data-order-id='{order.pk}']")).to_contain_text("paid")
+    expect(page.locator(f"tr[data-order-id='{order.pk}']")).to_contain_text("$10.00")
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_a_declined_card_says_so_and_adds_no_credits(app, starter_pack, user, event_worker):
+    page = app
+    add_card(page, DECLINED_ON_CHARGE)  # it saves; it is the charge that is declined
+    buy_starter(page)
+    declined = page.locator("#pay-result [data-state=declined]")
+    expect(declined).to_contain_text("Card declined: Your card was declined.")
+    expect(declined).to_contain_text("Nothing was charged.")
+
+    go(page, "#/", "Dashboard")
+    expect(page.locator("#balance")).to_have_text("0 credits")
+    assert Order.objects.get(user=user).status == Order.Status.FAILED
+    assert credits_balance_get(user_id=user.pk) == 0
+
+
+def test_3d_secure_failed_then_completed_pays_after_the_webhook(
+    app, request, starter_pack, user, event_worker
+):
+    page = app
+    # localstripe's Stripe.js asks for 3-D Secure when the card is saved, too.
+    add_card(page, THREE_D_SECURE, three_d_secure="Complete authentication")
+
+    buy_starter(page)
+    expect(page.locator("#pay-result [data-state=action]")).to_contain_text("3-D Secure")
+    snap(page, request, "3ds-step")
+    page.get_by_role("button", name="Fail authentication").click()
+    expect(page.locator("#pay-result [data-state=auth-failed]")).to_contain_text(
+        "3-D Secure failed"
+    )
+    assert credits_balance_get(user_id=user.pk) == 0
+
+    page.get_by_role("button", name="Buy Starter for $10.00").click()
+    page.get_by_role("button", name="Complete authentication").click()
+    # Paid only once Stripe's payment_intent.succeeded webhook has reached the worker.
+    expect(page.locator("#pay-result [data-state=success]")).to_contain_text(
+        "your balance is 100 credits", timeout=20_000
+    )
+    paid = Order.objects.get(user=user, status=Order.Status.PAID)
+    assert StripeEvent.objects.filter(
+        type="payment_intent.succeeded",
+        object_id=paid.payments.get().stripe_payment_intent_id,
+        status=StripeEvent.Status.PROCESSED,
+    ).exists()
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_book_a_workshop_seat_and_see_it_in_bookings(app, request, user, event_worker):
+    workshop = ServiceFactory(name="Pottery workshop", kind=Service.Kind.WORKSHOP, price=2500)
+    session = ServiceSessionFactory(
+        service=workshop, capacity=3, start=timezone.now() + timedelta(days=5)
+    )
+    page = app
+    add_card(page, VISA)
+    go(page, "#/book", "Book")
+    seat = page.locator(f"li[data-session-id='{session.pk}']")
+    expect(seat).to_contain_text("3 of 3 seats free")
+    seat.get_by_role("button", name="Book a seat").click()
+    expect(page.locator("#book-result [data-state=success]")).to_contain_text(
+        "A seat at Pottery workshop"
+    )
+    snap(page, request, "booked")
+
+    go(page, "#/bookings", "Bookings")
+    booking = page.locator("#bookings li.booking").first
+    expect(booking).to_contain_text("Pottery workshop")
+    expect(booking).to_contain_text("confirmed")
+    assert Booking.objects.get(user=user).session_id == session.pk
+
+    go(page, "#/book", "Book")
+    expect(page.locator(f"li[data-session-id='{session.pk}']")).to_contain_text("2 of 3 seats free")
+
+
+def test_saved_cards_change_the_default_and_delete(app, user):
+    page = app
+    add_card(page, VISA)
+    add_card(page, MASTERCARD)
+    cards = page.locator("#saved-cards")
+    visa = cards.locator("li[data-last4='4242']")
+    mastercard = cards.locator("li[data-last4='4444']")
+    expect(visa).to_contain_text("default")
+
+    mastercard.get_by_role("button", name="Make default").click()
+    expect(page.locator("#cards-result")).to_contain_text("is now your default card")
+    expect(cards.locator("li[data-last4='4444']")).to_contain_text("default")
+
+    cards.locator("li[data-last4='4242']").get_by_role("button", name="Delete").click()
+    cards.locator("li[data-last4='4242']").get_by_role("button", name="Yes, delete").click()
+    expect(page.locator("#cards-result")).to_contain_text("Visa •••• 4242 deleted.")
+    expect(cards.locator("li.saved-card")).to_have_count(1)
+    expect(cards).not_to_contain_text("4242")
+
+
+def test_network_errors_say_so_and_a_retry_is_safe(app, starter_pack, user):
+    page = app
+    add_card(page, VISA)
+    go(page, "#/buy", "Buy credits")
+    page.route("**/api/v1/payments/create/", lambda route: route.abort())
+    buy = page.get_by_role("button", name="Buy Starter for $10.00")
+    buy.click()
+    expect(page.locator("#pay-result [data-state=network]")).to_contain_text(
+        "Could not reach Tollgate"
+    )
+    assert not Order.objects.filter(user=user).exists()
+
+    page.unroute("**/api/v1/payments/create/")
+    buy.click()
+    expect(page.locator("#pay-result [data-state=success]")).to_contain_text("100 credits")
+    assert Order.objects.filter(user=user).count() == 1
+
+
+def test_subscribe_cancel_and_the_portal_answers_501_locally(app, request, user, event_worker):
+    plan = Plan.objects.create(
+        name="Monthly", stripe_price_id="plan_web_monthly", amount=1900, credits_per_cycle=500
+    )
+    StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    ).v1.plans.create(
+        params={
+            "id": plan.stripe_price_id,
+            "amount": plan.amount,
+            "currency": "usd",
+            "interval": "month",
+            "product": {"name": plan.name},
+        }
+    )
+    page = app
+    add_card(page, VISA)
+    go(page, "#/subscription", "Subscription")
+    expect(page.get_by_text("$19.00 every month")).to_be_visible()
+    page.get_by_role("button", name="Subscribe to Monthly").click()
+    expect(page.locator("#subscription-result [data-state=success]")).to_contain_text(
+        "Subscribed to Monthly"
+    )
+    go(page, "#/", "Dashboard")
+    expect(page.locator("#plan")).to_contain_text("Monthly")
+    expect(page.locator("#plan")).to_contain_text("renews on")
+
+    go(page, "#/subscription", "Subscription")
+    page.get_by_role("button", name="Cancel at period end").click()
+    expect(page.locator("#subscription-result [data-state=success]")).to_contain_text("ends on")
+    expect(page.locator("#plan")).to_contain_text("ends on")
+
+    page.get_by_role("button", name="Manage billing in Stripe's portal").click()
+    expect(page.locator("#subscription-result [data-state=error]")).to_contain_text(
+        "The billing portal is not available"
+    )
+    snap(page, request, "portal-501")
+
+
+def test_amounts_are_formatted_per_currency_without_floats(page, live_server):
+    page.goto(live_server.url + "/")
+    formatted = page.evaluate(
+        """async () => {
+            const m = await import("/static/web/money.js");
+            return {
+                usd: m.formatMoney(1050, "usd"),
+                big: m.minorToMajor(99999999, "usd"),
+                jpy: m.formatMoney(500, "jpy"),
+                kwd: m.minorToMajor(1230, "kwd"),
+                isk: m.minorToMajor(50000, "isk"),
+                ugx: m.formatMoney(50000, "ugx"),
+                cents: m.minorToMajor(5, "eur"),
+                negative: m.minorToMajor(-1999, "gbp"),
+                custom: m.minorToMajor(m.multiplyMinor(10, 250), "usd"),
+                unsafe: (() => { try { m.minorToMajor(0.1 + 0.2, "usd"); return "accepted"; }
+                                 catch (e) { return "refused"; } })(),
+            };
+        }"""
+    )
+    assert formatted == {
+        "usd": "$10.50",
+        "big": "999999.99",
+        "jpy": "¥500",
+        "kwd": "1.23",
+        "isk": "500",
+        "ugx": "UGX\xa0500",
+        "cents": "0.05",
+        "negative": "-19.99",
+        "custom": "25.00",
+        "unsafe": "refused",
+    }
