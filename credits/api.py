@@ -106,8 +106,8 @@ def credits_grant_create(request: HttpRequest, payload: CreditGrantIn):
 
     201 when written, 200 with the first entry when the `reference` was used before.
     """
-    if not request.user.is_staff:
-        raise PermissionDeniedError("Granting credits is for staff only.")
+    if not (request.user.is_staff and request.user.has_perm("credits.add_credittransaction")):
+        raise PermissionDeniedError("Granting credits is for finance staff only.")
     write = credits_grant_by_staff(
         user_id=payload.user_id,
         amount=payload.amount,

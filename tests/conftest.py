@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import socket
 import subprocess
@@ -61,8 +62,44 @@ def other_user(db):
 
 
 @pytest.fixture
-def staff_user(db):
-    return UserFactory(is_staff=True)
+def staff_groups(db):
+    """The "finance" and "support" groups, as their migration makes them (a
+    transactional test's flush deletes what migrations wrote)."""
+    from django.contrib.auth.models import Group, Permission
+
+    groups = {}
+    definitions = importlib.import_module("platform_core.migrations.0004_staff_groups").GROUPS
+    for name, wanted in definitions.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.set(
+            [
+                p
+                for app, codename in wanted
+                if (
+                    p := Permission.objects.filter(
+                        content_type__app_label=app, codename=codename
+                    ).first()
+                )
+            ]
+        )
+        groups[name] = group
+    return groups
+
+
+@pytest.fixture
+def staff_user(staff_groups):
+    """A member of the "finance" staff group (refunds, grants, the dashboard)."""
+    user = UserFactory(is_staff=True)
+    user.groups.add(staff_groups["finance"])
+    return user
+
+
+@pytest.fixture
+def support_user(staff_groups):
+    """A member of the "support" staff group: reads, never moves money."""
+    user = UserFactory(is_staff=True)
+    user.groups.add(staff_groups["support"])
+    return user
 
 
 def client_for(user) -> ApiClient:

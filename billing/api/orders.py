@@ -148,9 +148,10 @@ def payments_order_cancel(request: HttpRequest, order_id: int):
     },
 )
 def payments_order_refund(request: HttpRequest, order_id: int, payload: RefundCreateIn):
-    """Staff: refund all (no `amount`) or part of a paid order at Stripe."""
-    if not request.user.is_staff:
-        raise PermissionDeniedError("Refunds are for staff only.")
+    """Staff with the refund permission (the "finance" group): refund all (no `amount`)
+    or part of a paid order at Stripe."""
+    if not (request.user.is_staff and request.user.has_perm("billing.add_refund")):
+        raise PermissionDeniedError("Refunds are for finance staff only.")
     refund = refund_create(
         order_id=order_id,
         amount=payload.amount,

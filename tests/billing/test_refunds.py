@@ -509,3 +509,11 @@ def test_a_refund_failing_after_it_was_applied_is_raised_to_staff(paid_payment):
     assert failed.status == StripeEvent.Status.FAILED
     assert "RefundFailedAfterApplyError" in failed.last_error
     assert Refund.objects.get().status == Refund.Status.FAILED
+
+
+def test_support_staff_cannot_refund_through_the_api(support_user, paid_order):
+    from tests.conftest import client_for
+
+    resp = client_for(support_user).post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    assert resp.status_code == 403
+    assert not Refund.objects.exists()

@@ -347,3 +347,14 @@ def test_anonymous_is_401(anon_api, method, path):
 def test_an_unknown_token_is_401(anon_api):
     anon_api.token = "tg_not-a-real-token"
     assert_error(anon_api.get("/credits/balance/"), 401, "not_authenticated")
+
+
+def test_support_staff_cannot_grant_through_the_api(support_user, user):
+    from credits.models import CreditTransaction
+    from tests.conftest import client_for
+
+    resp = client_for(support_user).post(
+        "/credits/grant/", {"user_id": user.pk, "amount": 10, "memo": "goodwill"}
+    )
+    assert resp.status_code == 403
+    assert not CreditTransaction.objects.exists()
