@@ -22,6 +22,7 @@ from django_q.tasks import async_task
 
 from billing.models import StripeEvent
 from billing.services.event_handlers import HANDLERS
+from kernel.log_context import log_ids
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,9 @@ def event_process(event: StripeEvent) -> str:
         if handler is None:
             status, note = StripeEvent.Status.IGNORED, f"no handler for {event.type}"
         else:
-            status, note = StripeEvent.Status.PROCESSED, handler(event.payload)
+            with log_ids(event_id=event.pk, stripe_event_id=event.stripe_id, event_type=event.type):
+                note = handler(event.payload)
+            status = StripeEvent.Status.PROCESSED
         mine.update(
             status=status, processed_at=timezone.now(), last_error=note, lease_expires_at=None
         )

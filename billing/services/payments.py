@@ -19,6 +19,7 @@ from django_q.tasks import async_task
 from billing.models import ORDER_TRANSITIONS, Fulfilment, Order, Payment, Refund
 from billing.stripe_objects import PaymentIntentData
 from kernel.errors import DomainError, ErrorCode
+from kernel.log_context import log_ids
 from purchasables.errors import FulfilmentImpossibleError
 from purchasables.registry import registry
 from purchasables.types import OrderInfo
@@ -97,57 +98,65 @@ def payment_record(
         order = _order_for(intent)
         if order is None:
             return PaymentOutcome(None, False, "no order of ours for this PaymentIntent")
-        payment, _ = Payment.objects.select_for_update().get_or_create(
-            stripe_payment_intent_id=intent.id,
-            defaults={
-                "order": order,
-                "status": intent.status,
-                "amount": intent.amount,
-                "currency": intent.currency,
-                "client_secret": intent.client_secret,
-            },
-        )
-        if payment.order_id != order.pk:
-            raise PaymentMismatchError(
-                f"PaymentIntent {intent.id} belongs to order {payment.order_id}, not {order.pk}.",
-            )
-        was_succeeded = payment.status == "succeeded"
-        older = bool(as_of and payment.stripe_event_at and as_of < payment.stripe_event_at)
-        if payment.status not in _PAYMENT_FINAL and not older:
-            payment.status = intent.status
-        if as_of and not older:
-            payment.stripe_event_at = as_of
-        payment.amount_received = max(payment.amount_received, intent.amount_received)
-        payment.stripe_charge_id = intent.latest_charge_id or payment.stripe_charge_id
-        payment.save(
-            update_fields=[
-                "status",
-                "amount_received",
-                "stripe_charge_id",
-                "stripe_event_at",
-                "updated_at",
-            ]
-        )
+        with log_ids(order_id=order.pk, user_id=order.user_id, payment_intent_id=intent.id):
+            return _payment_apply(order, intent, target, as_of)
 
-        if target == Order.Status.PAID and target not in ORDER_TRANSITIONS[order.status]:
-            return _payment_unwanted(order, payment, intent, was_succeeded=was_succeeded)
-        if target not in ORDER_TRANSITIONS[order.status] or (older and target != Order.Status.PAID):
-            return PaymentOutcome(order.pk, False, f"order is {order.status}; {target} is stale")
-        if target == Order.Status.PAID and (
-            intent.amount != order.amount or intent.currency != order.currency
-        ):
-            raise PaymentMismatchError(
-                f"Stripe charged {intent.amount} {intent.currency} for order {order.pk}, "
-                f"which costs {order.amount} {order.currency}.",
-                order_id=order.pk,
-            )
-        order_transition(
-            order,
-            target,
-            failure_code=intent.last_error_code,
-            failure_message=intent.last_error_message,
+
+def _payment_apply(
+    order: Order, intent: PaymentIntentData, target: str, as_of: int | None
+) -> PaymentOutcome:
+    """`payment_record` with the order found and locked."""
+    payment, _ = Payment.objects.select_for_update().get_or_create(
+        stripe_payment_intent_id=intent.id,
+        defaults={
+            "order": order,
+            "status": intent.status,
+            "amount": intent.amount,
+            "currency": intent.currency,
+            "client_secret": intent.client_secret,
+        },
+    )
+    if payment.order_id != order.pk:
+        raise PaymentMismatchError(
+            f"PaymentIntent {intent.id} belongs to order {payment.order_id}, not {order.pk}.",
         )
-        return PaymentOutcome(order.pk, True, f"order is now {target}")
+    was_succeeded = payment.status == "succeeded"
+    older = bool(as_of and payment.stripe_event_at and as_of < payment.stripe_event_at)
+    if payment.status not in _PAYMENT_FINAL and not older:
+        payment.status = intent.status
+    if as_of and not older:
+        payment.stripe_event_at = as_of
+    payment.amount_received = max(payment.amount_received, intent.amount_received)
+    payment.stripe_charge_id = intent.latest_charge_id or payment.stripe_charge_id
+    payment.save(
+        update_fields=[
+            "status",
+            "amount_received",
+            "stripe_charge_id",
+            "stripe_event_at",
+            "updated_at",
+        ]
+    )
+
+    if target == Order.Status.PAID and target not in ORDER_TRANSITIONS[order.status]:
+        return _payment_unwanted(order, payment, intent, was_succeeded=was_succeeded)
+    if target not in ORDER_TRANSITIONS[order.status] or (older and target != Order.Status.PAID):
+        return PaymentOutcome(order.pk, False, f"order is {order.status}; {target} is stale")
+    if target == Order.Status.PAID and (
+        intent.amount != order.amount or intent.currency != order.currency
+    ):
+        raise PaymentMismatchError(
+            f"Stripe charged {intent.amount} {intent.currency} for order {order.pk}, "
+            f"which costs {order.amount} {order.currency}.",
+            order_id=order.pk,
+        )
+    order_transition(
+        order,
+        target,
+        failure_code=intent.last_error_code,
+        failure_message=intent.last_error_message,
+    )
+    return PaymentOutcome(order.pk, True, f"order is now {target}")
 
 
 def _payment_unwanted(

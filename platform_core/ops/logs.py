@@ -22,6 +22,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
+from kernel.log_context import log_ids_bound
+
 # Ids a line may carry, from `extra=` or the request context, in this order.
 CONTEXT_FIELDS = (
     "request_id",
@@ -91,7 +93,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": scrub(record.getMessage()),
         }
-        context = _context.get() or {}
+        # The request's context, then the ids the money path bound (kernel.log_context).
+        context = {**(_context.get() or {}), **log_ids_bound()}
         for key in CONTEXT_FIELDS:
             value = getattr(record, key, None)
             if value is None:

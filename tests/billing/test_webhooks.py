@@ -485,3 +485,33 @@ def test_a_second_payment_for_a_paid_order_is_refunded_and_the_first_kept(paymen
     assert "second payment" in refund.reason
     assert Order.objects.get(pk=payment.order_id).status == Order.Status.PAID
     assert CreditTransaction.objects.count() == 1
+
+
+def test_the_workers_log_lines_name_the_event_and_the_order(payment):
+    import io
+    import json
+    import logging
+
+    from platform_core.ops.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("billing")
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        evt = succeeded(payment)
+        post_webhook(evt)
+        events_drain()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    fulfilled = next(line for line in lines if "fulfilled" in line["message"])
+    assert fulfilled["stripe_event_id"] == evt["id"]
+    assert fulfilled["event_type"] == "payment_intent.succeeded"
+    assert fulfilled["order_id"] == payment.order_id
+    assert fulfilled["user_id"] == payment.order.user_id
+    assert fulfilled["payment_intent_id"] == payment.stripe_payment_intent_id
