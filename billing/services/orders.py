@@ -31,6 +31,7 @@ from billing.services.payments import (
     order_target_status,
     order_transition,
     payment_record,
+    payment_row_for,
 )
 from kernel.errors import ConflictError, DomainError, ErrorCode, InvalidInputError
 from purchasables.registry import registry
@@ -252,16 +253,7 @@ def _payment_start(order: Order, source: ChargeSource) -> Payment:
     except gateway.PaymentGatewayError as exc:
         _gateway_error_note(order, exc)
         raise
-    payment, _ = Payment.objects.get_or_create(
-        stripe_payment_intent_id=intent.id,
-        defaults={
-            "order": order,
-            "status": intent.status,
-            "amount": intent.amount,
-            "currency": intent.currency,
-            "client_secret": intent.client_secret,
-        },
-    )
+    payment = payment_row_for(order=order, intent=intent, locked=False)
     if not payment_method_id:
         return payment
     try:

@@ -102,11 +102,10 @@ def payment_record(
             return _payment_apply(order, intent, target, as_of)
 
 
-def _payment_apply(
-    order: Order, intent: PaymentIntentData, target: str, as_of: int | None
-) -> PaymentOutcome:
-    """`payment_record` with the order found and locked."""
-    payment, _ = Payment.objects.select_for_update().get_or_create(
+def payment_row_for(*, order: Order, intent: PaymentIntentData, locked: bool) -> Payment:
+    """The `Payment` row of a PaymentIntent, made from it on first sight."""
+    rows = Payment.objects.select_for_update() if locked else Payment.objects
+    payment, _ = rows.get_or_create(
         stripe_payment_intent_id=intent.id,
         defaults={
             "order": order,
@@ -116,6 +115,14 @@ def _payment_apply(
             "client_secret": intent.client_secret,
         },
     )
+    return payment
+
+
+def _payment_apply(
+    order: Order, intent: PaymentIntentData, target: str, as_of: int | None
+) -> PaymentOutcome:
+    """`payment_record` with the order found and locked."""
+    payment = payment_row_for(order=order, intent=intent, locked=True)
     if payment.order_id != order.pk:
         raise PaymentMismatchError(
             f"PaymentIntent {intent.id} belongs to order {payment.order_id}, not {order.pk}.",

@@ -122,10 +122,12 @@ def refund_debit(
     return after - before
 
 
-@hookimpl
-def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:
+def credits_refund_reverse(
+    *, order: OrderInfo, refund: RefundInfo, credits: int, memo: str
+) -> dict[str, Any]:
+    """Take back the credits a refund stands for: its proportional share of `credits`."""
     debit = refund_debit(
-        credits=int(order.data["credits"]),
+        credits=credits,
         order_amount=order.amount,
         refunded_before=refund.refunded_total - refund.amount,
         refunded_now=refund.amount,
@@ -133,9 +135,16 @@ def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:
     if debit <= 0:
         return {"credits": 0}
     entry = credits_debit_refund(
-        user_id=order.user_id,
-        amount=debit,
-        reference=f"refund-{refund.refund_id}",
-        memo=f"Refund {refund.stripe_refund_id or refund.refund_id} of order {order.order_id}",
+        user_id=order.user_id, amount=debit, reference=f"refund-{refund.refund_id}", memo=memo
     )
     return {"ledger_entry_id": entry.pk, "credits": entry.amount}
+
+
+@hookimpl
+def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:
+    return credits_refund_reverse(
+        order=order,
+        refund=refund,
+        credits=int(order.data["credits"]),
+        memo=f"Refund {refund.stripe_refund_id or refund.refund_id} of order {order.order_id}",
+    )

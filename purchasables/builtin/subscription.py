@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from credits.models import CreditTransaction
-from credits.services import credits_debit_refund, credits_grant
+from credits.services import credits_grant
 from kernel.errors import InvalidInputError
 from purchasables import hookimpl
-from purchasables.builtin.credit_pack import refund_debit
+from purchasables.builtin.credit_pack import credits_refund_reverse
 from purchasables.models import Plan
 from purchasables.types import (
     OrderInfo,
@@ -99,18 +99,9 @@ def tollgate_fulfil(order: OrderInfo) -> dict[str, Any]:
 
 @hookimpl
 def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:
-    debit = refund_debit(
+    return credits_refund_reverse(
+        order=order,
+        refund=refund,
         credits=int(order.data["credits"]),
-        order_amount=order.amount,
-        refunded_before=refund.refunded_total - refund.amount,
-        refunded_now=refund.amount,
-    )
-    if debit <= 0:
-        return {"credits": 0}
-    entry = credits_debit_refund(
-        user_id=order.user_id,
-        amount=debit,
-        reference=f"refund-{refund.refund_id}",
         memo=f"Refund of subscription order {order.order_id}",
     )
-    return {"ledger_entry_id": entry.pk, "credits": entry.amount}
