@@ -16,7 +16,20 @@ from billing.money import format_minor
 class OrderCreateIn(Schema):
     """The seeds' create body. `amount` is in major units ("10.50"); the server's quote wins."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {
+        "extra": "forbid",
+        # Shown in the API docs, and where schemathesis starts from valid requests.
+        "json_schema_extra": {
+            "examples": [
+                {"is_credit_purchase": True, "credit_amount": 100, "amount": "10.00"},
+                {
+                    "is_credit_purchase": True,
+                    "credit_amount": 100,
+                    "payment_method_id": "pm_card_visa",
+                },
+            ]
+        },
+    }
 
     purchase_type: Annotated[str, Field(max_length=50)] | None = None
     is_credit_purchase: StrictBool = False

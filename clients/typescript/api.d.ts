@@ -127,7 +127,8 @@ export interface paths {
         put?: never;
         /**
          * Payments Order Refund
-         * @description Staff: refund all (no `amount`) or part of a paid order at Stripe.
+         * @description Staff with the refund permission (the "finance" group): refund all (no `amount`)
+         *     or part of a paid order at Stripe.
          */
         post: operations["billing_api_orders_payments_order_refund"];
         delete?: never;
@@ -687,6 +688,16 @@ export interface components {
         /**
          * OrderCreateIn
          * @description The seeds' create body. `amount` is in major units ("10.50"); the server's quote wins.
+         * @example {
+         *       "amount": "10.00",
+         *       "credit_amount": 100,
+         *       "is_credit_purchase": true
+         *     }
+         * @example {
+         *       "credit_amount": 100,
+         *       "is_credit_purchase": true,
+         *       "payment_method_id": "pm_card_visa"
+         *     }
          */
         OrderCreateIn: {
             /** Purchase Type */

@@ -56,7 +56,7 @@ def assert_rate_limited(resp, period: int = 3600) -> int:
 
 def fresh_window(period: int) -> None:
     """Wait for the next window if this one ends within two seconds, so a test's
-    requests all fall in one window (the tests use hour windows, where this never waits)."""
+    requests all fall in one window."""
     left = period - time.time() % period
     if left < 2:
         time.sleep(left + 0.05)
@@ -99,7 +99,7 @@ def test_the_token_limit_is_per_ip_and_username(limits, user, other_user):
     assert token_request(Client(), user.username.upper()).status_code == 429
 
 
-def test_a_forged_forwarded_for_header_does_not_reset_the_count(limits, user, settings):
+def test_a_forged_forwarded_for_header_does_not_reset_the_count(limits, user):
     limits(auth_token="1/hour")
     assert token_request(Client(), user.username).status_code == 201
     forged = token_request(Client(), user.username, HTTP_X_FORWARDED_FOR="203.0.113.7")

@@ -64,6 +64,19 @@ def test_an_oversized_body_is_refused_before_its_signature_is_checked():
     assert resp.json()["extra"]["limit"] == WEBHOOK_MAX_BYTES
 
 
+def test_a_declared_length_over_the_limit_is_refused_without_reading_the_body():
+    body = encode(event("customer.created", {"id": new_id("cus")}))
+    resp = Client().generic(
+        "POST",
+        WEBHOOK_PATH,
+        body,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign(body)},
+        CONTENT_LENGTH=str(WEBHOOK_MAX_BYTES + 1),
+    )
+    assert_refused(resp, 413, "invalid_input")
+
+
 def test_a_body_of_exactly_the_limit_is_accepted():
     evt = event("customer.created", {"id": new_id("cus")})
     body = padded(evt, WEBHOOK_MAX_BYTES)
