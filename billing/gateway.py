@@ -555,6 +555,13 @@ def webhook_event_verify(*, payload: bytes, signature_header: str | None) -> dic
         event = json.loads(payload)
     except ValueError:
         raise BadSignatureError("The signed body is not JSON.") from None
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+    created = event.get("created") if isinstance(event, dict) else None
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("id"), str)
+        or not 0 < len(event["id"]) <= 255
+        or not isinstance(event.get("type", ""), str)
+        or (created is not None and not (isinstance(created, int) and 0 <= created < 2**33))
+    ):
         raise BadSignatureError("The signed body is not a Stripe event.")
     return event

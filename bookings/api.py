@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Router, Status
-from ninja.pagination import PageNumberPagination, paginate
+from ninja.pagination import paginate
 
 from bookings.models import Booking, Service
 from bookings.schemas import BookingOut, BookingScheduleIn, ServiceOut, ServiceSessionOut
@@ -24,6 +24,7 @@ from bookings.selectors import (
     services_for_sale,
 )
 from bookings.services.bookings import booking_schedule
+from kernel.pagination import BoundedPageNumberPagination
 from kernel.schemas import ErrorOut
 
 router = Router(tags=["bookings"])
@@ -50,7 +51,11 @@ def bookings_service_sessions(request: HttpRequest, service_id: int):
 
 
 @router.get("/", response={200: list[BookingOut], 401: ErrorOut, 422: ErrorOut})
-@paginate(PageNumberPagination, page_size=BOOKINGS_PAGE_SIZE, max_page_size=BOOKINGS_MAX_PAGE_SIZE)
+@paginate(
+    BoundedPageNumberPagination,
+    page_size=BOOKINGS_PAGE_SIZE,
+    max_page_size=BOOKINGS_MAX_PAGE_SIZE,
+)
 def bookings_list(request: HttpRequest) -> QuerySet[Booking]:
     """My bookings, newest first; courses, packages and bundles with their children."""
     return bookings_for_user(user_id=request.user.pk)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from ninja import Field, Router, Schema, Status
-from ninja.pagination import PageNumberPagination, paginate
+from ninja import Router, Status
+from ninja.pagination import paginate
 
 from credits.models import CreditTransaction
 from credits.schemas import (
@@ -24,20 +24,13 @@ from credits.schemas import (
 from credits.selectors import credits_balance_get, credits_transactions_for_user
 from credits.services import LedgerWrite, credits_grant_by_staff, credits_spend_or_replay
 from kernel.errors import PermissionDeniedError
+from kernel.pagination import BoundedPageNumberPagination
 from kernel.schemas import ErrorOut
 
 router = Router(tags=["credits"])
 
 TRANSACTIONS_PAGE_SIZE = 20
 TRANSACTIONS_MAX_PAGE_SIZE = 100
-
-
-class TransactionPagination(PageNumberPagination):
-    """Pages, bounded: a page far enough out made an offset past PostgreSQL's bigint (500)."""
-
-    class Input(Schema):
-        page: int = Field(1, ge=1, le=10_000_000)
-        page_size: int | None = Field(None, ge=1)
 
 
 def _entry_response(write: LedgerWrite) -> Status:
@@ -55,7 +48,7 @@ def credits_balance(request: HttpRequest):
     response={200: list[CreditTransactionOut], 401: ErrorOut, 422: ErrorOut},
 )
 @paginate(
-    TransactionPagination,
+    BoundedPageNumberPagination,
     page_size=TRANSACTIONS_PAGE_SIZE,
     max_page_size=TRANSACTIONS_MAX_PAGE_SIZE,
 )

@@ -83,7 +83,12 @@ def period_parse(*, start: str | date | None, end: str | date | None, today: dat
             raise InvalidInputError(f"`{name}` is a date such as 2025-01-31.", field=name) from None
 
     end_day = parsed(end, "end") or today
-    start_day = parsed(start, "start") or end_day - timedelta(days=DEFAULT_DAYS - 1)
+    start_day = parsed(start, "start")
+    if start_day is None:
+        try:
+            start_day = end_day - timedelta(days=DEFAULT_DAYS - 1)
+        except OverflowError:  # an `end` in the first days of year 1
+            start_day = date.min
     if start_day > end_day:
         raise InvalidInputError("`start` is after `end`.", field="start")
     if (end_day - start_day).days + 1 > MAX_DAYS:

@@ -96,3 +96,7 @@ def test_a_package_unit_is_scheduled_over_the_api(api, user, package):
     assert resp.status_code == 200, resp.content
     assert resp.json()["start"] == iso(at(10)).replace("+00:00", "Z")
     assert api.post(path, {"start_datetime": iso(at(12))}).status_code == 409
+
+
+def test_a_page_beyond_any_offset_is_422_not_500(api):
+    assert api.get("/bookings/", page=10**20).status_code == 422

@@ -97,3 +97,8 @@ def test_the_dashboard_page_shows_the_same_figures_and_charts(books, finance):
     assert "2025-01-11: 44.00 USD net (44.00 USD paid, 0.00 USD refunded)" in text
     bad = client.get(reverse("admin:ops_dashboard"), {"start": "not-a-date"})
     assert bad.status_code == 200 and "is a date such as" in bad.content.decode()
+
+
+def test_an_end_in_the_first_days_of_year_one_is_not_a_500(staff_user):
+    resp = client_for(staff_user).get("/admin/dashboard/", end="0001-01-01")
+    assert resp.status_code == 200

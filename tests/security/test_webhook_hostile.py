@@ -190,3 +190,24 @@ def test_the_answer_never_echoes_the_body_or_the_secret():
     assert_refused(resp)
     assert PRIMARY_SECRET.encode() not in resp.content
     assert json.loads(resp.content)["extra"] == {}
+
+
+@pytest.mark.parametrize(
+    "change", [{"id": "evt_" + "x" * 300}, {"created": 10**20}, {"id": ""}, {"type": 7}]
+)
+def test_a_signed_body_no_stripe_event_could_have_is_refused(db, change):
+    from django.test import Client
+
+    from billing.models import StripeEvent
+    from tests.stripe_events import encode, event, sign
+
+    evt = {**event("customer.created", {"id": "cus_1", "object": "customer"}), **change}
+    body = encode(evt)
+    resp = Client().post(
+        "/api/v1/payments/webhook/",
+        body,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign(body)},
+    )
+    assert resp.status_code == 400
+    assert not StripeEvent.objects.exists()
