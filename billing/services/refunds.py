@@ -241,7 +241,14 @@ def refund_record(*, data: RefundData) -> str:
     """Store what Stripe says about one refund, then apply it if it has succeeded."""
     refund = _refund_store(data)
     if refund is None:
-        return "no payment of ours for this refund"
+        # Not ours, or ours before the event that records its payment (a refund of
+        # a subscription cycle can overtake `invoice.paid`). Dropping it could lose
+        # a refund, so it is retried with back-off and, if its payment never
+        # appears, ends `failed` and visible rather than silently ignored.
+        raise RefundBeforePaymentError(
+            f"No payment of ours has refund {data.id}'s PaymentIntent or charge yet.",
+            refund=data.id,
+        )
     if refund.status == S.SUCCEEDED and refund.applied_at is None:
         return refund_apply(refund_id=refund.pk)
     if refund.status == S.FAILED and refund.applied_at is not None:

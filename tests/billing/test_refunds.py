@@ -517,3 +517,30 @@ def test_support_staff_cannot_refund_through_the_api(support_user, paid_order):
     resp = client_for(support_user).post(f"/payments/orders/{paid_order.pk}/refunds/", {})
     assert resp.status_code == 403
     assert not Refund.objects.exists()
+
+
+def test_a_refund_that_overtakes_its_payment_event_is_kept_for_it(user):
+    """A subscription cycle's refund can arrive before the `invoice.paid` that makes its
+    order: it must wait for it, not be dropped as someone else's."""
+    from django.utils import timezone
+
+    early_intent = new_id("pi")
+    refund = fixture("refund")
+    refund.update(id=new_id("re"), amount=500, status="succeeded", payment_intent=early_intent)
+    post_webhook(event("refund.created", refund))
+    events_drain()
+    waiting = StripeEvent.objects.get(type="refund.created")
+    assert waiting.status == StripeEvent.Status.RETRYING
+
+    payment = PaymentFactory(
+        stripe_payment_intent_id=early_intent, order__user=user, status="requires_payment_method"
+    )
+    paid = payment_intent(id=early_intent, amount=1000, metadata=payment.order.metadata)
+    post_webhook(event("payment_intent.succeeded", paid))
+    events_drain()
+    StripeEvent.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now())
+    events_drain()
+    waiting.refresh_from_db()
+    assert waiting.status == StripeEvent.Status.PROCESSED
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.PARTIALLY_REFUNDED
+    assert credits_balance_get(user_id=user.pk) == 50
