@@ -40,6 +40,14 @@ run: $(STAMP) ## Run the platform locally: SQLite, localstripe, a worker, demo d
 test: $(STAMP) ## Run the whole suite on PostgreSQL (DATABASE_URL), with localstripe
 	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: $(STAMP) ## Benchmark the money path on real processes: one table, bench/results.json (BENCH_ARGS=--quick, --profile, --help)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+.PHONY: storm
+storm: $(STAMP) ## Storm test: shuffled, repeated webhooks while workers are killed; checks every money invariant (STORM_ARGS=--help)
+	$(BIN)/python -m bench.storm $(STORM_ARGS)
+
 .PHONY: lint
 lint: $(STAMP) ## Check style with ruff
 	$(BIN)/ruff check .

@@ -1,0 +1,143 @@
+"""Invariant checks, as SQL over the stack's database (Django must be set up).
+
+Each check answers a count of violations, so 0 is the only passing figure. They
+read the whole tables, not only the rows a run made, so history loaded by
+`bench.seed.background_fill` is checked too.
+
+The rule: a check never trusts a counter the application keeps about itself
+when the rows it summarises can be counted instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import connection
+
+
+def _one(sql: str, params: Iterable = ()) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        row = cursor.fetchone()
+    return int(row[0] or 0)
+
+
+def fulfilled_twice() -> int:
+    """Orders with more than one fulfilment, or more than one purchase/cycle ledger entry."""
+    return _one(
+        "SELECT count(*) FROM (SELECT order_id FROM billing_fulfilment "
+        "GROUP BY order_id HAVING count(*) > 1) f"
+    ) + _one(
+        "SELECT count(*) FROM (SELECT account_id, reference FROM credits_credittransaction "
+        "WHERE reference LIKE 'order-%%' GROUP BY 1, 2 HAVING count(*) > 1) t"
+    )
+
+
+def paid_not_fulfilled() -> int:
+    """Orders that reached paid (or a refund of it) with no fulfilment row."""
+    return _one(
+        "SELECT count(*) FROM billing_order o LEFT JOIN billing_fulfilment f "
+        "ON f.order_id = o.id WHERE o.status IN ('paid','partially_refunded','refunded') "
+        "AND f.id IS NULL"
+    )
+
+
+def credit_orders_without_entry() -> int:
+    """Fulfilled credit or subscription orders whose credits never reached the ledger."""
+    return _one(
+        "SELECT count(*) FROM billing_fulfilment f JOIN billing_order o ON o.id = f.order_id "
+        "WHERE o.order_type IN ('credit','subscription') AND NOT EXISTS ("
+        "  SELECT 1 FROM credits_credittransaction t "
+        "  WHERE t.reference = 'order-' || o.id::text)"
+    )
+
+
+def ledger_mismatches() -> int:
+    """Accounts whose balance differs from the sum of their ledger entries."""
+    return _one(
+        "SELECT count(*) FROM credits_creditaccount a LEFT JOIN ("
+        "  SELECT account_id, sum(amount) AS s FROM credits_credittransaction GROUP BY 1) t "
+        "ON t.account_id = a.id WHERE a.balance <> coalesce(t.s, 0)"
+    )
+
+
+def running_balance_breaks() -> int:
+    """Entries whose `balance_after` is not the running sum of the account's ledger."""
+    return _one(
+        "SELECT count(*) FROM (SELECT balance_after, sum(amount) OVER "
+        "(PARTITION BY account_id ORDER BY id) AS running FROM credits_credittransaction) t "
+        "WHERE balance_after <> running"
+    )
+
+
+def negative_spends() -> int:
+    """Spends (or staff adjustments) that took a balance below zero."""
+    return _one(
+        "SELECT count(*) FROM credits_credittransaction "
+        "WHERE kind IN ('spend','adjustment') AND balance_after < 0"
+    )
+
+
+def refunds_applied_twice() -> int:
+    """Refunds reversed more than once, or orders refunded beyond what was captured."""
+    twice = _one(
+        "SELECT count(*) FROM (SELECT account_id, reference FROM credits_credittransaction "
+        "WHERE kind = 'refund' GROUP BY 1, 2 HAVING count(*) > 1) t"
+    )
+    stripe_twice = _one(
+        "SELECT count(*) FROM (SELECT stripe_refund_id FROM billing_refund "
+        "WHERE stripe_refund_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1) r"
+    )
+    beyond = _one(
+        "SELECT count(*) FROM billing_order o JOIN ("
+        "  SELECT order_id, sum(amount) AS s FROM billing_refund "
+        "  WHERE applied_at IS NOT NULL GROUP BY 1) r ON r.order_id = o.id "
+        "WHERE r.s > (SELECT coalesce(sum(amount_received), 0) FROM billing_payment p "
+        "             WHERE p.order_id = o.id)"
+    )
+    entries = _one(
+        "SELECT count(*) FROM billing_refund r WHERE r.applied_at IS NOT NULL "
+        "AND (SELECT count(*) FROM credits_credittransaction t "
+        "     WHERE t.reference = 'refund-' || r.id::text) > 1"
+    )
+    return twice + stripe_twice + beyond + entries
+
+
+def events_unfinished() -> int:
+    """Stored events not yet processed or ignored (pending, processing, retrying, failed)."""
+    return _one(
+        "SELECT count(*) FROM billing_stripeevent WHERE status NOT IN ('processed','ignored')"
+    )
+
+
+def events_by_status() -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT status, count(*) FROM billing_stripeevent GROUP BY 1 ORDER BY 1")
+        return {status: n for status, n in cursor.fetchall()}
+
+
+def overbooked_sessions() -> int | None:
+    """Sessions holding more seat-taking bookings than their capacity (None: no bookings app)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('bookings_servicesession')")
+        if cursor.fetchone()[0] is None:
+            return None
+    return _one(
+        "SELECT count(*) FROM (SELECT s.id FROM bookings_servicesession s "
+        "JOIN bookings_booking b ON b.session_id = s.id "
+        "AND b.status IN ('confirmed','partially_refunded','completed') "
+        "GROUP BY s.id, s.capacity HAVING count(*) > s.capacity) x"
+    )
+
+
+def all_invariants() -> dict[str, int | None]:
+    return {
+        "fulfilled twice": fulfilled_twice(),
+        "paid but not fulfilled": paid_not_fulfilled(),
+        "fulfilled without ledger entry": credit_orders_without_entry(),
+        "ledger != balance (accounts)": ledger_mismatches(),
+        "running balance breaks": running_balance_breaks(),
+        "spends below zero": negative_spends(),
+        "refunds applied twice": refunds_applied_twice(),
+        "overbooked sessions": overbooked_sessions(),
+    }

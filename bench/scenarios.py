@@ -1,0 +1,524 @@
+"""The measurements behind `make bench`, one function per row group of the table.
+
+Each scenario takes a running `Stack` (and Django set up against its database),
+does bounded work (a fixed count of requests, a deadline for every wait) and
+answers a plain dict of figures, checks included, for the table and
+`bench/results.json`.
+
+The rule: figures are measured from outside the application — the client's
+clock, the proxy's clock, the database's rows, /proc — never from counters the
+application keeps about itself.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import statistics
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from django.db import connection
+from django.db.models import Max, Min
+
+from bench import checks, loadgen, procs, seed
+from bench.stack import WEBHOOK_SECRET, Stack
+from billing.models import Fulfilment, Order, StripeEvent
+from credits.models import CreditAccount, CreditTransaction
+from credits.services import credits_grant
+from tests.stripe_events import encode
+
+WEBHOOK = "/api/v1/payments/webhook/"
+
+
+def cpu_meter(stack: Stack) -> procs.CpuMeter:
+    return procs.CpuMeter(
+        {
+            "web": stack.web_pids,
+            "queue": stack.queue_pids,
+            "postgres": lambda: procs.pids_named("postgres"),
+            "stripe": stack.stripe_pids,
+        }
+    )
+
+
+def _webhook(evt: dict[str, Any]) -> loadgen.Request:
+    return loadgen.Request(WEBHOOK, encode(evt), webhook_secret=WEBHOOK_SECRET, tag=evt["id"])
+
+
+def webhook_deliveries(
+    events: list[dict[str, Any]], *, dup_ratio: float, rng: random.Random
+) -> tuple[list[list[loadgen.Request]], int]:
+    """Every event once; `dup_ratio` of them again, half at the same moment, half later."""
+    reqs = [_webhook(e) for e in events]
+    dup = rng.sample(range(len(reqs)), int(len(reqs) * dup_ratio))
+    simultaneous = set(dup[: len(dup) // 2])
+    later = dup[len(dup) // 2 :]
+    deliveries = [[r, r] if i in simultaneous else [r] for i, r in enumerate(reqs)]
+    for i in later:  # resent after the original, like Stripe's retry of a slow answer
+        at = rng.randint(min(i + 1, len(deliveries)), len(deliveries))
+        deliveries.insert(at, [reqs[i]])
+    return deliveries, len(dup)
+
+
+def _stored(stripe_ids: list[str]) -> int:
+    return StripeEvent.objects.filter(stripe_id__in=stripe_ids).count()
+
+
+def ingest(
+    stack: Stack,
+    orders: list[seed.SeededOrder],
+    senders: int,
+    *,
+    dup_ratio: float,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """Signed payment_intent.succeeded webhooks for existing orders, queue workers stopped."""
+    events = [seed.payment_event(o) for o in orders]
+    deliveries, dups = webhook_deliveries(events, dup_ratio=dup_ratio, rng=rng)
+    meter = cpu_meter(stack)
+    meter.begin()
+    result = loadgen.run(stack.web_url, deliveries, senders)
+    cpu = meter.end()
+    stored = _stored([e["id"] for e in events])
+    return {
+        "senders": senders,
+        "distinct_events": len(events),
+        "duplicates_sent": dups,
+        "requests": len(result.samples),
+        "wall_s": round(result.wall, 2),
+        "accepted_per_s": round(result.rate(), 1),
+        "distinct_per_s": round(stored / result.wall, 1),
+        "latency_ms": result.latency(),
+        "statuses": result.statuses,
+        "stored": stored,
+        "lost": len(events) - stored,
+        "loadgen_cpu_pct": result.cpu_share,
+        "cpu_pct": cpu,
+    }
+
+
+def wait_until(predicate, *, timeout: float, every: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
+
+
+def drain(stack: Stack, order_ids: list[int], *, workers: int, timeout: float) -> dict[str, Any]:
+    """Start the queue on a backlog of stored events and time until every order is fulfilled."""
+    backlog = StripeEvent.objects.filter(status__in=["pending", "retrying"]).count()
+    meter = cpu_meter(stack)
+    t0 = time.time()
+    stack.start_queue(workers)
+    meter.begin()
+    done = wait_until(
+        lambda: (
+            Fulfilment.objects.filter(order_id__in=order_ids).count() >= len(order_ids)
+            and checks.events_unfinished() == 0
+        ),
+        timeout=timeout,
+    )
+    cpu = meter.end()
+    # From the first event the workers finished to the last: the queue's own rate,
+    # without the cluster's start-up.
+    span_row = StripeEvent.objects.filter(processed_at__gte=datetime.fromtimestamp(t0, UTC))
+    agg = span_row.aggregate(first=Min("processed_at"), last=Max("processed_at"))
+    span = (agg["last"] - agg["first"]).total_seconds() if agg["first"] else None
+    return {
+        "workers": workers,
+        "backlog_events": backlog,
+        "orders": len(order_ids),
+        "finished": done,
+        "seconds": round(span, 2) if span else None,
+        "events_per_s": round(backlog / span, 1) if span else None,
+        "cpu_pct": cpu,
+    }
+
+
+def _lags(pi_ids: list[str]) -> dict[str, Any]:
+    """Receipt → processed and receipt → fulfilment, per event, from the rows themselves."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT extract(epoch FROM e.processed_at - e.received_at) * 1000, "
+            "       extract(epoch FROM f.created_at - e.received_at) * 1000 "
+            "FROM billing_stripeevent e "
+            "JOIN billing_payment p ON p.stripe_payment_intent_id = e.object_id "
+            "JOIN billing_fulfilment f ON f.order_id = p.order_id "
+            "WHERE e.object_id = ANY(%s) AND e.type = 'payment_intent.succeeded'",
+            [pi_ids],
+        )
+        rows = cursor.fetchall()
+    processed = [float(r[0]) for r in rows if r[0] is not None]
+    fulfilled = [float(r[1]) for r in rows if r[1] is not None]
+    return {
+        "receipt_to_processed_ms": loadgen.percentiles(processed, (50, 95, 99)),
+        "receipt_to_fulfilment_ms": loadgen.percentiles(fulfilled, (50, 95, 99)),
+    }
+
+
+def end_to_end(
+    stack: Stack,
+    orders: list[seed.SeededOrder],
+    *,
+    workers: int,
+    senders: int,
+    timeout: float,
+    rng: random.Random,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """Paid events sent while `workers` queue workers run: time until every order is fulfilled.
+
+    With `rate`, deliveries are paced (events/s) to show the lag under a steady load
+    the workers keep up with, instead of the lag of a backlog.
+    """
+    if stack.clusters and stack.clusters[0].workers != workers:
+        stack.stop_queues()
+    if not stack.clusters:
+        stack.start_queue(workers)
+    events = [seed.payment_event(o) for o in orders]
+    deliveries = [[_webhook(e)] for e in events]
+    order_ids = [o.order_id for o in orders]
+    meter = cpu_meter(stack)
+    meter.begin()
+    t0 = time.time()
+    if rate:
+        result = _paced(stack, deliveries, senders, rate)
+    else:
+        result = loadgen.run(stack.web_url, deliveries, senders)
+    done = wait_until(
+        lambda: Fulfilment.objects.filter(order_id__in=order_ids).count() >= len(order_ids),
+        timeout=timeout,
+    )
+    cpu = meter.end()
+    fulfilled = Fulfilment.objects.filter(order_id__in=order_ids).count()
+    last = Fulfilment.objects.filter(order_id__in=order_ids).aggregate(m=Max("created_at"))["m"]
+    span = (last.timestamp() - t0) if last else None
+    paid = Order.objects.filter(pk__in=order_ids, status=Order.Status.PAID).count()
+    return {
+        "workers": workers,
+        "senders": senders,
+        "paced_per_s": rate,
+        "orders": len(orders),
+        "paid": paid,
+        "fulfilled": fulfilled,
+        "finished": done,
+        "seconds": round(span, 2) if span else None,
+        "fulfilled_per_s": round(fulfilled / span, 1) if span else None,
+        "ingest_per_s": round(result.rate(), 1),
+        "statuses": result.statuses,
+        **_lags([o.payment_intent_id for o in orders]),
+        "loadgen_cpu_pct": result.cpu_share,
+        "cpu_pct": cpu,
+    }
+
+
+def _paced(stack: Stack, deliveries, senders: int, rate: float) -> loadgen.LoadResult:
+    """Send in one-second slices of `rate` deliveries, so the offered load is steady."""
+    samples, cpu, wall = [], 0.0, 0.0
+    step = max(1, int(rate))
+    for i in range(0, len(deliveries), step):
+        t0 = time.perf_counter()
+        part = loadgen.run(stack.web_url, deliveries[i : i + step], senders)
+        samples += part.samples
+        cpu += part.cpu
+        time.sleep(max(0.0, 1.0 - (time.perf_counter() - t0)))
+        wall += time.perf_counter() - t0
+    return loadgen.LoadResult(samples, wall, cpu)
+
+
+# --- order creation -------------------------------------------------------------------
+
+_ORDER_KEY = re.compile(r"order-(\d+)-")
+
+
+def _proxy_records(stack: Stack, since: float) -> list[dict[str, Any]]:
+    out = []
+    for line in stack.proxy_log.read_text().splitlines():
+        rec = json.loads(line)
+        if rec["start"] >= since:
+            out.append(rec)
+    return out
+
+
+def _localstripe_direct(stack: Stack, n: int) -> dict[str, Any]:
+    """localstripe's own latency for a PaymentIntent create, direct and through the proxy."""
+    out = {}
+    auth = {"Authorization": "Bearer sk_test_bench_localstripe"}
+    form = {"amount": "1000", "currency": "usd", "metadata[order_id]": "0"}
+    for name, base in (
+        ("direct", stack.stripe_url),
+        ("via_proxy", f"http://127.0.0.1:{stack.proxy_port}"),
+    ):
+        with requests.Session() as s:
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                s.post(base + "/v1/payment_intents", data=form, headers=auth, timeout=10)
+                times.append((time.perf_counter() - t0) * 1000)
+        out[name] = loadgen.percentiles(times, (50, 95))
+    out["proxy_hop_ms_p50"] = round(out["via_proxy"]["p50"] - out["direct"]["p50"], 2)
+    return out
+
+
+def order_creation(stack: Stack, *, n: int, confirm: bool) -> dict[str, Any]:
+    """POST /payments/create/ one at a time; each request's time split into Stripe's and ours."""
+    _, token = seed.user_with_token(prefix="buyer")
+    body = {
+        "is_credit_purchase": True,
+        "credit_amount": 100,
+        "amount": "10.00",
+        "payment_type": "intent",
+    }
+    if confirm:
+        body["payment_method_id"] = "pm_card_visa"
+    since = time.time()
+    results = []
+    meter = cpu_meter(stack)
+    meter.begin()
+    with requests.Session() as s:
+        s.headers["Authorization"] = f"Bearer {token}"
+        for _ in range(n):
+            t0 = time.perf_counter()
+            resp = s.post(stack.web_url + "/api/v1/payments/create/", json=body, timeout=30)
+            ms = (time.perf_counter() - t0) * 1000
+            order_id = resp.json().get("order_id") if resp.status_code in (200, 201) else None
+            results.append((resp.status_code, order_id, ms))
+    cpu = meter.end()
+    stripe_ms: dict[int, float] = {}
+    calls: dict[int, int] = {}
+    for rec in _proxy_records(stack, since):
+        m = _ORDER_KEY.search(rec["key"])
+        if m:
+            oid = int(m.group(1))
+            stripe_ms[oid] = stripe_ms.get(oid, 0.0) + rec["ms"]
+            calls[oid] = calls.get(oid, 0) + 1
+    ok = [(oid, ms) for status, oid, ms in results if oid is not None]
+    totals = [ms for _, ms in ok]
+    stripes = [stripe_ms.get(oid, 0.0) for oid, _ in ok]
+    ours = [ms - stripe_ms.get(oid, 0.0) for oid, ms in ok]
+    statuses: dict[str, int] = {}
+    for status, _, _ in results:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    return {
+        "confirm": confirm,
+        "orders": n,
+        "statuses": statuses,
+        "stripe_calls_per_order": round(statistics.mean(calls.values()), 2) if calls else 0,
+        "total_ms": loadgen.percentiles(totals, (50, 95)),
+        "stripe_ms": loadgen.percentiles(stripes, (50, 95)),
+        "tollgate_ms": loadgen.percentiles(ours, (50, 95)),
+        "cpu_pct": cpu,
+    }
+
+
+# --- hot account ----------------------------------------------------------------------
+
+
+def hot_account(stack: Stack, *, spends: int, senders: int) -> dict[str, Any]:
+    """Concurrent 1-credit spends on one account, granted 90% of what they ask for.
+
+    Exactly the granted number must succeed, the rest be refused (409), and the
+    balance end at 0, equal to its ledger, never below zero on the way.
+    """
+    user_id, token = seed.user_with_token(prefix="hot")
+    granted = spends - spends // 10
+    credits_grant(user_id=user_id, amount=granted, reference="bench-hot-grant", memo="bench")
+    auth = {"Authorization": f"Bearer {token}"}
+    deliveries = [
+        [
+            loadgen.Request(
+                "/api/v1/credits/spend/",
+                json.dumps({"amount": 1, "reference": f"hot-{i}"}).encode(),
+                headers=auth,
+                tag=i,
+            )
+        ]
+        for i in range(spends)
+    ]
+    meter = cpu_meter(stack)
+    meter.begin()
+    result = loadgen.run(stack.web_url, deliveries, senders)
+    cpu = meter.end()
+    account = CreditAccount.objects.get(user_id=user_id)
+    entries = CreditTransaction.objects.filter(account=account)
+    ledger = sum(entries.values_list("amount", flat=True))
+    spent = entries.filter(kind="spend").count()
+    negative = entries.filter(balance_after__lt=0).count()
+    ok = result.statuses.get("201", 0)
+    return {
+        "senders": senders,
+        "requests": spends,
+        "granted": granted,
+        "spent_201": ok,
+        "refused_409": result.statuses.get("409", 0),
+        "statuses": result.statuses,
+        "spends_per_s": round(ok / result.wall, 1),
+        "requests_per_s": round(len(result.samples) / result.wall, 1),
+        "latency_ms": result.latency(),
+        "final_balance": account.balance,
+        "ledger_sum": ledger,
+        "ledger_spend_entries": spent,
+        "negative_balances": negative,
+        "ok": account.balance == ledger == 0 and spent == ok == granted and negative == 0,
+        "loadgen_cpu_pct": result.cpu_share,
+        "cpu_pct": cpu,
+    }
+
+
+# --- memory ---------------------------------------------------------------------------
+
+
+class RssPeaks:
+    """Peak RSS (VmHWM) of web and queue worker processes, kept over the whole run."""
+
+    def __init__(self) -> None:
+        self.web_kb = 0
+        self.queue_kb = 0
+
+    def sample(self, stack: Stack) -> None:
+        for pid in stack.web_worker_pids():
+            self.web_kb = max(self.web_kb, procs.rss_kb(pid)[1])
+        for pid in stack.queue_worker_pids():
+            self.queue_kb = max(self.queue_kb, procs.rss_kb(pid)[1])
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "web_worker_mib": round(self.web_kb / 1024, 1),
+            "queue_worker_mib": round(self.queue_kb / 1024, 1),
+        }
+
+
+def table_counts() -> dict[str, int]:
+    return {
+        "orders": Order.objects.count(),
+        "events": StripeEvent.objects.count(),
+    }
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# --- the PostgreSQL ceiling ------------------------------------------------------------
+
+_CEILING_SQL = """BEGIN;
+INSERT INTO bench_ceiling_event (stripe_id, type, api_version, object_id, livemode, \
+stripe_created, payload, status, attempts, last_error, next_attempt_at, received_at) \
+VALUES ('evt_' || md5(random()::text), 'payment_intent.succeeded', '2026-10-28.endive', \
+'pi_' || md5(random()::text), false, now(), '{payload}', 'pending', 0, '', now(), now());
+INSERT INTO bench_ceiling_queue (key, payload, lock) VALUES ('tollgate', '{task}', now());
+COMMIT;
+"""
+
+
+def pg_ceiling(
+    stack: Stack,
+    *,
+    clients: tuple[int, ...] = (1, 8, 32),
+    seconds: int = 4,
+    minimal_indexes: bool = False,
+) -> dict[str, Any]:
+    """pgbench: one transaction = one event row (the real table's shape and indexes) plus one
+    queue row, as the webhook writes them; the most any webhook code can store here."""
+    import shutil
+    import subprocess
+    from urllib.parse import urlsplit
+
+    pgbench = shutil.which("pgbench")
+    if not pgbench:
+        return {"skipped": "pgbench is not installed"}
+    order = seed.SeededOrder(1, 1, 1000, "usd", {"order_id": "1", "user_id": "1"}, "pi_x", 100)
+    payload = json.dumps(seed.payment_event(order)).replace("'", "''")
+    task = "gAWV" + "x" * 380  # a pickled, signed django-q2 task is about this long
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_ceiling_event, bench_ceiling_queue")
+        if minimal_indexes:
+            cursor.execute(
+                "CREATE TABLE bench_ceiling_event (LIKE billing_stripeevent INCLUDING DEFAULTS "
+                "INCLUDING IDENTITY INCLUDING CONSTRAINTS)"
+            )
+            cursor.execute("ALTER TABLE bench_ceiling_event ADD PRIMARY KEY (id)")
+            cursor.execute("CREATE UNIQUE INDEX ON bench_ceiling_event (stripe_id)")
+        else:
+            cursor.execute(
+                "CREATE TABLE bench_ceiling_event (LIKE billing_stripeevent INCLUDING ALL)"
+            )
+        cursor.execute("CREATE TABLE bench_ceiling_queue (LIKE django_q_ormq INCLUDING ALL)")
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    script = stack.run_dir / "ceiling.sql"
+    script.write_text(_CEILING_SQL.replace("{payload}", payload).replace("{task}", task))
+    url = urlsplit(stack.db_url)
+    env = {
+        "PGHOST": url.hostname or "127.0.0.1",
+        "PGPORT": str(url.port or 5432),
+        "PGUSER": url.username or "postgres",
+        "PATH": "/usr/bin:/bin",
+    }
+    if url.password:
+        env["PGPASSWORD"] = url.password
+    out: dict[str, Any] = {"minimal_indexes": minimal_indexes}
+    try:
+        for n in clients:
+            proc = subprocess.run(  # noqa: S603 - pgbench with our own arguments
+                [pgbench, "-n", "-f", str(script), "-c", str(n), "-j", str(min(n, 2)),
+                 "-T", str(seconds), url.path.lstrip("/")],
+                env=env, capture_output=True, text=True, timeout=seconds + 30, check=False,
+            )  # fmt: skip
+            tps = re.search(r"tps = ([\d.]+)", proc.stdout)
+            out[str(n)] = round(float(tps.group(1))) if tps else None
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS bench_ceiling_event, bench_ceiling_queue")
+    return out
+
+
+# --- the event worker's claim query ----------------------------------------------------
+
+
+def claim_plan(*, analyze_first: bool = True) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of the query the event worker runs to take the next due event.
+
+    With `analyze_first`, the table's statistics are refreshed first, as autovacuum
+    would while traffic is flowing (some events pending): the plan PostgreSQL then
+    picks is the one production gets after its next auto-analyze. The query runs in
+    a transaction that is rolled back, so its row lock is released at once.
+    """
+    from django.db import transaction
+
+    try:
+        from billing.services.events import _due
+    except ImportError:
+        return {"skipped": "billing.services.events._due is gone; update bench.scenarios"}
+    qs = StripeEvent.objects.select_for_update(skip_locked=True).filter(_due()).order_by("id")
+    with connection.cursor() as cursor:
+        if analyze_first:
+            cursor.execute("ANALYZE billing_stripeevent")
+        with transaction.atomic():
+            sql, params = qs[:1].query.get_compiler(using="default").as_sql()
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0]
+            transaction.set_rollback(True)
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    root = plan[0]
+
+    def scans(node):
+        if "Scan" in node.get("Node Type", ""):
+            yield node
+        for kid in node.get("Plans", []):
+            yield from scans(kid)
+
+    found = list(scans(root["Plan"]))
+    first = found[0] if found else {}
+    return {
+        "ms": round(root.get("Execution Time", 0.0), 2),
+        "scan": f"{first.get('Node Type', '?')}"
+        + (f" on {first['Index Name']}" if first.get("Index Name") else ""),
+        "rows_removed": sum(n.get("Rows Removed by Filter", 0) for n in found),
+    }

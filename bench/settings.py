@@ -1,0 +1,29 @@
+"""Settings for the benchmark and storm stacks: production settings, rate limits off.
+
+The rule: everything comes from `platform_core.settings` and the environment the
+harness sets (DEBUG=0, a real-looking SECRET_KEY, localstripe as Stripe,
+CONN_MAX_AGE=600, TLS taken as terminated in front of the app, so
+SECURE_SSL_REDIRECT=0); the one change made here is that request rate limits are
+off, because a load generator is one client sending thousands of requests a
+second on purpose. (The harness also sets TOLLGATE_RATE_LIMIT_*=off; this covers
+a limit added later without its own variable.) `BENCH_EVENT_RETRY_BACKOFF`, set
+only by `python -m bench.storm --small`, shortens the retry back-off.
+"""
+
+from __future__ import annotations
+
+import os
+
+from platform_core.settings import *  # noqa: F403
+from platform_core.settings import TOLLGATE
+
+if isinstance(TOLLGATE.get("RATE_LIMITS"), dict):
+    TOLLGATE = {**TOLLGATE, "RATE_LIMITS": dict.fromkeys(TOLLGATE["RATE_LIMITS"], "off")}
+
+# The small storm inside `make test` compresses the retry back-off (seconds, comma-separated)
+# so that an event which arrived before what it depends on is retried within its minute.
+if os.environ.get("BENCH_EVENT_RETRY_BACKOFF"):
+    TOLLGATE = {
+        **TOLLGATE,
+        "EVENT_RETRY_BACKOFF": [int(x) for x in os.environ["BENCH_EVENT_RETRY_BACKOFF"].split(",")],
+    }
