@@ -108,6 +108,8 @@ def order_create(
     after the order is marked failed).
     """
     spec = registry.purchase_type(purchase.purchase_type)
+    # A blank header is no key: stored, it would make every later blank key a conflict.
+    idempotency_key = (idempotency_key or "").strip() or None
     fingerprint = _fingerprint(
         purchase,
         amount=amount,

@@ -311,3 +311,12 @@ def test_an_order_still_setting_up_its_payment_cannot_be_cancelled_yet(api, user
     assert "still being set up" in resp.json()["message"]
     Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(minutes=3))
     assert api.post(f"/payments/orders/{order.pk}/cancel/").status_code == 200
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_idempotency_key_is_no_key(api, stripe_server, blank):
+    first = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": blank})
+    second = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": blank})
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["order_id"] != second.json()["order_id"]
+    assert list(Order.objects.values_list("idempotency_key", flat=True)) == [None, None]
