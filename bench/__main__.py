@@ -24,7 +24,7 @@ import traceback
 from typing import Any
 
 from bench import procs, report
-from bench.stack import ROOT, Stack, StackConfig
+from bench.stack import ROOT, RUN_ROOT, Stack, StackConfig
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         web_workers=args.web_workers,
         web_worker_class=args.worker_class,
         web_threads=args.threads,
-        run_dir=ROOT / "var" / "bench",
+        run_dir=RUN_ROOT / args.db,
     )
     busy_before = _machine_busy(2.0)
     waited = 0.0

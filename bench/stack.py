@@ -18,6 +18,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,9 @@ from urllib.parse import urlsplit, urlunsplit
 from bench import procs
 
 ROOT = Path(__file__).resolve().parent.parent
+# logs and scratch files of a run: outside the checkout, where `make clean` or a
+# `make run` that resets var/ cannot pull them from under a running stack.
+RUN_ROOT = Path(tempfile.gettempdir()) / "tollgate-bench"
 WEBHOOK_SECRET = "whsec_bench_" + "b3nch" * 6
 DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432/"
 
@@ -50,7 +54,7 @@ class StackConfig:
     web_worker_class: str = "sync"
     web_threads: int = 1
     with_stripe: bool = True
-    run_dir: Path = ROOT / "var" / "bench"
+    run_dir: Path = RUN_ROOT / "tollgate_bench"
     # Extra environment for every process (e.g. TOLLGATE_EVENT_MAX_ATTEMPTS).
     extra_env: dict[str, str] = field(default_factory=dict)
 

@@ -229,6 +229,10 @@ def storm(stack: Stack, args: argparse.Namespace, killer_cls, started: float):
         f"  load generator CPU              {result.cpu_share}% of the machine; "
         f"other processes {other_share(cpu, result.cpu_share)}%",
     ]
+    lines.append(
+        f"  retry back-off {args.backoff or 'the platform default'} s, at most "
+        f"{args.max_attempts} attempts; lease {storm_plan_lease()} s"
+    )
     for k in killer.log:
         at = k["at"] - started
         lines.append(

@@ -60,12 +60,27 @@ def event_store(*, event: dict[str, Any]) -> tuple[StripeEvent, bool]:
 # --- processing ----------------------------------------------------------------------
 
 
-def _due() -> Q:
+def _claimable(event_id: int | None) -> list[tuple[Q, str]]:
+    """Where to look for work, in order: events due, then events whose worker died.
+
+    Each is one partial index's condition with that index's own order, so the
+    query reads only live rows; an `OR` of the two ordered by id made PostgreSQL
+    walk every finished event, slower with each one stored (128 ms at 100k).
+    """
     now = timezone.now()
-    return Q(
-        status__in=[StripeEvent.Status.PENDING, StripeEvent.Status.RETRYING],
-        next_attempt_at__lte=now,
-    ) | Q(status=StripeEvent.Status.PROCESSING, lease_expires_at__lt=now)
+    scopes = [
+        (
+            Q(
+                status__in=[StripeEvent.Status.PENDING, StripeEvent.Status.RETRYING],
+                next_attempt_at__lte=now,
+            ),
+            "next_attempt_at",
+        ),
+        (Q(status=StripeEvent.Status.PROCESSING, lease_expires_at__lt=now), "lease_expires_at"),
+    ]
+    if event_id is not None:
+        scopes = [(condition & Q(pk=event_id), order) for condition, order in scopes]
+    return scopes
 
 
 def _claim(event_id: int | None = None) -> StripeEvent | None:
@@ -75,10 +90,16 @@ def _claim(event_id: int | None = None) -> StripeEvent | None:
     mid-event still used up an attempt and a poison event cannot loop forever.
     """
     with transaction.atomic():
-        candidates = StripeEvent.objects.select_for_update(skip_locked=True).filter(_due())
-        if event_id is not None:
-            candidates = candidates.filter(pk=event_id)
-        event = candidates.order_by("id").first()
+        event = None
+        for condition, order in _claimable(event_id):
+            event = (
+                StripeEvent.objects.select_for_update(skip_locked=True)
+                .filter(condition)
+                .order_by(order)
+                .first()
+            )
+            if event is not None:
+                break
         if event is None:
             return None
         event.status = StripeEvent.Status.PROCESSING
