@@ -482,43 +482,58 @@ def pg_ceiling(
 
 
 def claim_plan(*, analyze_first: bool = True) -> dict[str, Any]:
-    """EXPLAIN ANALYZE of the query the event worker runs to take the next due event.
+    """EXPLAIN ANALYZE of the queries the event worker runs to take the next due event.
 
-    With `analyze_first`, the table's statistics are refreshed first, as autovacuum
-    would while traffic is flowing (some events pending): the plan PostgreSQL then
-    picks is the one production gets after its next auto-analyze. The query runs in
-    a transaction that is rolled back, so its row lock is released at once.
+    The worker's own `_claim` runs once inside a transaction that is rolled back,
+    its `SELECT … FOR UPDATE` statements are captured and each is explained (also
+    rolled back), so whatever the claim's code becomes, the figure follows it. With
+    `analyze_first`, the table's statistics are refreshed first, as autovacuum would
+    while traffic is flowing: the plan PostgreSQL then picks is the one production
+    gets after its next auto-analyze.
     """
     from django.db import transaction
+    from django.test.utils import CaptureQueriesContext
 
     try:
-        from billing.services.events import _due
+        from billing.services.events import _claim
     except ImportError:
-        return {"skipped": "billing.services.events._due is gone; update bench.scenarios"}
-    qs = StripeEvent.objects.select_for_update(skip_locked=True).filter(_due()).order_by("id")
+        return {"skipped": "billing.services.events._claim is gone; update bench.scenarios"}
     with connection.cursor() as cursor:
         if analyze_first:
             cursor.execute("ANALYZE billing_stripeevent")
-        with transaction.atomic():
-            sql, params = qs[:1].query.get_compiler(using="default").as_sql()
-            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as ctx:
+            _claim()
+        transaction.set_rollback(True)
+    selects = [q["sql"] for q in ctx.captured_queries if "FOR UPDATE" in q["sql"]]
+    ms, removed, scans = 0.0, 0, []
+    for sql in selects:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
             plan = cursor.fetchone()[0]
             transaction.set_rollback(True)
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    root = plan[0]
-
-    def scans(node):
-        if "Scan" in node.get("Node Type", ""):
-            yield node
-        for kid in node.get("Plans", []):
-            yield from scans(kid)
-
-    found = list(scans(root["Plan"]))
-    first = found[0] if found else {}
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        root = plan[0]
+        ms += root.get("Execution Time", 0.0)
+        found = list(_scans(root["Plan"]))
+        removed += sum(n.get("Rows Removed by Filter", 0) for n in found)
+        if found:
+            first = found[0]
+            scans.append(
+                first.get("Node Type", "?")
+                + (f" on {first['Index Name']}" if first.get("Index Name") else "")
+            )
     return {
-        "ms": round(root.get("Execution Time", 0.0), 2),
-        "scan": f"{first.get('Node Type', '?')}"
-        + (f" on {first['Index Name']}" if first.get("Index Name") else ""),
-        "rows_removed": sum(n.get("Rows Removed by Filter", 0) for n in found),
+        "ms": round(ms, 2),
+        "queries": len(selects),
+        "scan": " + ".join(scans) or "?",
+        "rows_removed": removed,
     }
+
+
+def _scans(node: dict[str, Any]):
+    if "Scan" in node.get("Node Type", ""):
+        yield node
+    for kid in node.get("Plans", []):
+        yield from _scans(kid)
