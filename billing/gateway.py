@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +47,11 @@ from kernel.errors import DomainError, ErrorCode
 log = logging.getLogger(__name__)
 
 API_VERSION = stripe.api_version
+
+# Seconds of clock difference allowed when looking up what Stripe made since a moment.
+LOOKUP_CLOCK_SLACK = 300
+# The first pause before a create is resent (doubling, at most 2 s).
+RESEND_DELAY = 0.25
 
 
 class PaymentGatewayError(DomainError):
@@ -177,8 +183,17 @@ def payment_intent_create(
     payment_method: str | None = None,
     customer: str | None = None,
     description: str | None = None,
+    created_after: int | None = None,
 ) -> PaymentIntentData:
-    """Create an unconfirmed card PaymentIntent (confirm it with `payment_intent_confirm`)."""
+    """Create an unconfirmed card PaymentIntent (confirm it with `payment_intent_confirm`).
+
+    Never two for one order: when a send may have reached Stripe without its answer
+    reaching us (a dropped connection, a timeout, a 5xx), the order's PaymentIntent is
+    looked up by its metadata before the request is sent again, instead of trusting
+    the idempotency key alone (it expires after 24 hours, and localstripe ignores it).
+    `created_after` (a Unix time) says an earlier request may already have made it:
+    then the look-up comes first.
+    """
     params: dict[str, Any] = {
         "amount": amount,
         "currency": currency,
@@ -190,13 +205,92 @@ def payment_intent_create(
     if customer:
         params["customer"] = customer
     del description  # localstripe refuses `description`; kept in our metadata instead
+    since = int(time.time()) - LOOKUP_CLOCK_SLACK if created_after is None else created_after
+    if created_after is not None:
+        found = payment_intent_find(metadata=metadata, created_after=since)
+        if found is not None:
+            return found
+    resends = settings.STRIPE_MAX_NETWORK_RETRIES
+    for attempt in range(resends + 1):
+        try:
+            intent = _client().v1.payment_intents.create(
+                params=params,
+                # The SDK's own retries would resend blind; this loop looks first.
+                options={"idempotency_key": _scoped(idempotency_key), "max_network_retries": 0},
+            )
+        except stripe.StripeError as exc:
+            if not _maybe_delivered(exc):
+                raise _translate(
+                    exc, action="create the payment", names_payment_method=True
+                ) from exc
+            found = _payment_intent_find_quietly(metadata=metadata, created_after=since)
+            if found is not None:
+                log.warning("stripe create the payment: answer lost, found %s", found.id)
+                return found
+            if attempt == resends:
+                raise _translate(
+                    exc, action="create the payment", names_payment_method=True
+                ) from exc
+            time.sleep(min(RESEND_DELAY * 2**attempt, 2.0))
+        else:
+            return payment_intent_from_payload(intent.to_dict())
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _maybe_delivered(exc: stripe.StripeError) -> bool:
+    """Whether a failed request may still have been carried out by Stripe.
+
+    A connection dropped or timed out after the request was sent, and a 5xx, leave it
+    unknown; any other answer says it was not done.
+    """
+    if isinstance(exc, stripe.APIConnectionError):
+        return True
+    return isinstance(exc, stripe.APIError) and (exc.http_status or 500) >= 500
+
+
+def _payment_intent_find_quietly(
+    *, metadata: dict[str, str], created_after: int
+) -> PaymentIntentData | None:
     try:
-        intent = _client().v1.payment_intents.create(
-            params=params, options={"idempotency_key": _scoped(idempotency_key)}
-        )
+        return payment_intent_find(metadata=metadata, created_after=created_after)
+    except PaymentGatewayError:
+        return None  # the send is retried, or its own error raised, as if not found
+
+
+def payment_intent_find(
+    *, metadata: dict[str, str], created_after: int
+) -> PaymentIntentData | None:
+    """The PaymentIntent carrying exactly this order's metadata, made after `created_after`.
+
+    It lists PaymentIntents (consistent at once, where Stripe's Search lags by up to a
+    minute) created since then and matches every metadata key, so another deployment's
+    order with the same number does not match. The oldest match wins. localstripe
+    refuses the `created` filter, so against it the whole (small) list is read.
+    """
+    client = _client()
+    try:
+        try:
+            page = client.v1.payment_intents.list(
+                params={"created": {"gte": created_after}, "limit": 100}
+            )
+        except stripe.InvalidRequestError as exc:
+            if "Unexpected" not in str(exc.user_message or exc):
+                raise
+            page = client.v1.payment_intents.list(params={"limit": 100})
+        matches = [
+            obj
+            for obj in (item.to_dict() for item in page.auto_paging_iter())
+            if all((obj.get("metadata") or {}).get(k) == v for k, v in metadata.items())
+            and int(obj.get("created") or created_after) >= created_after
+        ]
     except stripe.StripeError as exc:
-        raise _translate(exc, action="create the payment", names_payment_method=True) from exc
-    return payment_intent_from_payload(intent.to_dict())
+        raise _translate(exc, action="look up the payment") from exc
+    if not matches:
+        return None
+    if len(matches) > 1:
+        log.error("order %s has %d PaymentIntents", metadata.get("order_id"), len(matches))
+    oldest = min(matches, key=lambda obj: (int(obj.get("created") or 0), obj["id"]))
+    return payment_intent_from_payload(oldest)
 
 
 def payment_intent_confirm(*, payment_intent_id: str, idempotency_key: str) -> PaymentIntentData:

@@ -33,6 +33,7 @@ from billing.services.payments import (
     payment_record,
     payment_row_for,
 )
+from billing.stripe_objects import PaymentIntentData
 from kernel.errors import ConflictError, DomainError, ErrorCode, InvalidInputError
 from purchasables.registry import registry
 from purchasables.types import PurchaseRequest, Quote
@@ -212,7 +213,8 @@ def _replay(order: Order, fingerprint: str, payment_method_id: str | None) -> Or
         source = charge_source_for(
             user_id=order.user_id, payment_method_id=payment_method_id, save=False
         )
-        payment = _payment_start(order, source)
+        # The first request may have made the PaymentIntent and lost Stripe's answer.
+        payment = _payment_start(order, source, resume=True)
         order.refresh_from_db()
     return OrderCreateResult(order=order, payment=payment, replayed=True)
 
@@ -228,7 +230,9 @@ def _gateway_error_note(order: Order, exc: DomainError) -> None:
     exc.extra["order_id"] = order.pk
 
 
-def _payment_start(order: Order, source: ChargeSource) -> Payment:
+def _payment_start(order: Order, source: ChargeSource, *, resume: bool = False) -> Payment:
+    """Create (or, when `resume`, first look for) the order's PaymentIntent, and confirm it
+    when a payment method was given."""
     try:
         source = charge_source_ready(user_id=order.user_id, source=source)
     except gateway.InvalidPaymentMethodError as exc:
@@ -247,6 +251,9 @@ def _payment_start(order: Order, source: ChargeSource) -> Payment:
             idempotency_key=f"order-{order.pk}-pi",
             payment_method=payment_method_id,
             customer=source.customer_id,
+            created_after=(
+                int(order.created_at.timestamp()) - gateway.LOOKUP_CLOCK_SLACK if resume else None
+            ),
         )
     except gateway.InvalidPaymentMethodError as exc:
         _order_fail(order, code="invalid_payment_method", message=exc.message)
@@ -258,6 +265,21 @@ def _payment_start(order: Order, source: ChargeSource) -> Payment:
     payment = payment_row_for(order=order, intent=intent, locked=False)
     if not payment_method_id:
         return payment
+    if intent.status == "requires_confirmation":  # not when resuming a confirmed one
+        intent = _payment_confirm(order, intent)
+    target = order_target_status(intent)
+    if target is not None:
+        try:
+            payment_record(intent=intent, target=target)
+        except Exception:
+            # The webhook carries the same news; its worker retries this.
+            log.exception("order %s: applying the confirmed payment failed", order.pk)
+    payment.refresh_from_db()
+    return payment
+
+
+def _payment_confirm(order: Order, intent: PaymentIntentData) -> PaymentIntentData:
+    """Confirm the order's PaymentIntent; a decline fails the order (402)."""
     try:
         intent = gateway.payment_intent_confirm(
             payment_intent_id=intent.id, idempotency_key=f"order-{order.pk}-pi-confirm"
@@ -276,15 +298,7 @@ def _payment_start(order: Order, source: ChargeSource) -> Payment:
     except gateway.PaymentGatewayError as exc:
         _gateway_error_note(order, exc)
         raise
-    target = order_target_status(intent)
-    if target is not None:
-        try:
-            payment_record(intent=intent, target=target)
-        except Exception:
-            # The webhook carries the same news; its worker retries this.
-            log.exception("order %s: applying the confirmed payment failed", order.pk)
-    payment.refresh_from_db()
-    return payment
+    return intent
 
 
 def order_cancel(*, order_id: int, user_id: int) -> Order:

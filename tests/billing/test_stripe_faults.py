@@ -1,0 +1,200 @@
+"""Stripe faults while an order is created: the answer lost, a timeout, a 5xx.
+
+A real HTTP proxy on 127.0.0.1 stands between Tollgate and localstripe. It
+forwards every request, so localstripe really makes the PaymentIntent, and then,
+for the faults it is given, loses the answer: it closes the connection without
+one, holds it past the client's timeout, or answers 500 instead. localstripe
+ignores idempotency keys (a repeated key makes a second object), so only the
+look-up by the order's metadata stands between a retry and a second
+PaymentIntent: these tests fail without it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+
+from billing import gateway
+from billing.models import Order, Payment
+from tests.billing.test_orders import BUY_100, stripe_intents
+
+CREATE = ("POST", "/v1/payment_intents")
+LIST = ("GET", "/v1/payment_intents")
+
+
+class FaultyProxy:
+    """Forwards to `upstream`; the next requests matching a fault's route lose their answer."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self.faults: list[tuple[tuple[str, str], str]] = []
+        self.seen: Counter[tuple[str, str]] = Counter()
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _any(self) -> None:
+                proxy.handle(self)
+
+            do_GET = do_POST = do_DELETE = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def fail_next(self, route: tuple[str, str], how: str, times: int = 1) -> None:
+        with self.lock:
+            self.faults.extend([(route, how)] * times)
+
+    def _fault_for(self, route: tuple[str, str]) -> str | None:
+        with self.lock:
+            self.seen[route] += 1
+            for i, (r, how) in enumerate(self.faults):
+                if r == route:
+                    del self.faults[i]
+                    return how
+        return None
+
+    def handle(self, req: BaseHTTPRequestHandler) -> None:
+        body = req.rfile.read(int(req.headers.get("Content-Length") or 0))
+        route = (req.command, urlsplit(req.path).path)
+        fault = self._fault_for(route)
+        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=10)
+        headers = {k: v for k, v in req.headers.items() if k.lower() not in ("host", "connection")}
+        conn.request(req.command, req.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        payload = resp.read()
+        conn.close()
+        if fault == "drop":  # Stripe did it; the answer never arrives
+            req.close_connection = True
+            return
+        if fault == "timeout":  # the answer comes after the client gave up
+            time.sleep(2.5)
+            req.close_connection = True
+            return
+        if fault == "500":
+            payload = b'{"error": {"type": "api_error", "message": "An unknown error occurred"}}'
+            status = 500
+        else:
+            status = resp.status
+        req.send_response(status)
+        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", str(len(payload)))
+        req.end_headers()
+        req.wfile.write(payload)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy(stripe_server, settings) -> Iterator[FaultyProxy]:
+    proxy = FaultyProxy(stripe_server.base)
+    settings.STRIPE_API_BASE = proxy.base
+    settings.STRIPE_TIMEOUT = 1
+    yield proxy
+    proxy.close()
+
+
+def _intents_of(order_id: int) -> list:
+    return [i for i in stripe_intents() if i.metadata["order_id"] == str(order_id)]
+
+
+@pytest.mark.parametrize("fault", ["drop", "timeout", "500"])
+def test_a_lost_create_answer_is_found_by_metadata_not_sent_again(api, settings, proxy, fault):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 2
+    proxy.fail_next(CREATE, fault)
+    resp = api.post("/payments/create/", BUY_100)
+    assert resp.status_code == 201, resp.content
+    order = Order.objects.get()
+    [intent] = _intents_of(order.pk)
+    assert resp.json()["payment_intent_id"] == intent.id
+    assert Payment.objects.get().stripe_payment_intent_id == intent.id
+    assert proxy.seen[CREATE] == 1  # the look-up found it; nothing was sent twice
+
+
+@pytest.mark.parametrize("fault", ["drop", "timeout", "500"])
+def test_a_retry_after_a_502_resumes_the_payment_intent_stripe_made(api, settings, proxy, fault):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    proxy.fail_next(CREATE, fault)
+    proxy.fail_next(LIST, "drop")  # and the look-up right after it: the client gets a 502
+    first = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "lost-answer"})
+    assert first.status_code == 502, first.content
+    assert first.json()["extra"]["retryable"] is True
+    order = Order.objects.get(pk=first.json()["extra"]["order_id"])
+    assert order.status == Order.Status.PENDING
+    assert "failed to create the payment" in order.gateway_error
+    [made] = _intents_of(order.pk)  # Stripe made it; we never heard
+
+    retry = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "lost-answer"})
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["order_id"] == order.pk
+    assert retry.json()["payment_intent_id"] == made.id
+    assert [i.id for i in _intents_of(order.pk)] == [made.id]
+    assert proxy.seen[CREATE] == 1
+
+
+def test_a_resumed_order_with_a_card_is_confirmed_once_and_paid(api, settings, proxy):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    body = {**BUY_100, "payment_method_id": "pm_card_visa"}
+    proxy.fail_next(CREATE, "drop")
+    proxy.fail_next(LIST, "drop")
+    first = api.post("/payments/create/", body, headers={"Idempotency-Key": "lost-card"})
+    assert first.status_code == 502
+    retry = api.post("/payments/create/", body, headers={"Idempotency-Key": "lost-card"})
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["status"] == "paid"
+    order = Order.objects.get()
+    [intent] = _intents_of(order.pk)
+    assert intent.status == "succeeded"
+    assert proxy.seen[CREATE] == 1
+    assert proxy.seen[("POST", f"/v1/payment_intents/{intent.id}/confirm")] == 1
+
+
+def test_when_stripe_made_nothing_the_retry_creates_it(api, settings, proxy):
+    """Stripe was never reached: the retry's look-up finds nothing, so it sends the create."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    working = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens: never reached Stripe
+    first = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "never-sent"})
+    assert first.status_code == 502
+    settings.STRIPE_API_BASE = working
+    retry = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "never-sent"})
+    assert retry.status_code == 200, retry.content
+    [intent] = _intents_of(first.json()["extra"]["order_id"])
+    assert retry.json()["payment_intent_id"] == intent.id
+    assert proxy.seen[CREATE] == 1
+
+
+def test_the_look_up_matches_every_metadata_key(stripe_server):
+    """Another deployment's order 1 (same number, other user) is not ours."""
+    base = {"order_id": "1", "user_id": "7", "order_type": "credit_pack"}
+    theirs = gateway.payment_intent_create(
+        amount=1000,
+        currency="usd",
+        metadata={**base, "user_id": "8"},
+        idempotency_key="theirs",
+    )
+    since = int(time.time()) - 60
+    assert gateway.payment_intent_find(metadata=base, created_after=since) is None
+    ours = gateway.payment_intent_create(
+        amount=1000, currency="usd", metadata=base, idempotency_key="ours"
+    )
+    found = gateway.payment_intent_find(metadata=base, created_after=since)
+    assert found is not None and found.id == ours.id != theirs.id
+    assert gateway.payment_intent_find(metadata=base, created_after=int(time.time()) + 60) is None
