@@ -13,6 +13,7 @@ charge in `latest_charge`, no `amount_received`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -174,6 +175,24 @@ def _translate(
     )
 
 
+@contextlib.contextmanager
+def _stripe(
+    action: str, *, names_payment_method: bool = False, feature: str | None = None
+) -> Iterator[None]:
+    """Around one Stripe call: its errors leave as the project's own (see `_translate`).
+
+    `feature` names what a Stripe API without that route (localstripe) cannot do: its
+    404 becomes `FeatureUnavailableError` (501).
+    """
+    try:
+        yield
+    except stripe.StripeError as exc:
+        unavailable = _unavailable(exc, feature) if feature else None
+        raise unavailable or _translate(
+            exc, action=action, names_payment_method=names_payment_method
+        ) from exc
+
+
 def payment_intent_create(
     *,
     amount: int,
@@ -268,7 +287,7 @@ def payment_intent_find(
     refuses the `created` filter, so against it the whole (small) list is read.
     """
     client = _client()
-    try:
+    with _stripe("look up the payment"):
         try:
             page = client.v1.payment_intents.list(
                 params={"created": {"gte": created_after}, "limit": 100}
@@ -283,8 +302,6 @@ def payment_intent_find(
             if all((obj.get("metadata") or {}).get(k) == v for k, v in metadata.items())
             and int(obj.get("created") or created_after) >= created_after
         ]
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="look up the payment") from exc
     if not matches:
         return None
     if len(matches) > 1:
@@ -298,30 +315,24 @@ def payment_intent_confirm(*, payment_intent_id: str, idempotency_key: str) -> P
 
     A decline raises `CardDeclinedError`; 3-D Secure answers `requires_action`.
     """
-    try:
+    with _stripe("confirm the payment", names_payment_method=True):
         intent = _client().v1.payment_intents.confirm(
             payment_intent_id, options={"idempotency_key": _scoped(idempotency_key)}
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="confirm the payment", names_payment_method=True) from exc
     return payment_intent_from_payload(intent.to_dict())
 
 
 def payment_intent_retrieve(*, payment_intent_id: str) -> PaymentIntentData:
-    try:
+    with _stripe("read the payment"):
         intent = _client().v1.payment_intents.retrieve(payment_intent_id)
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="read the payment") from exc
     return payment_intent_from_payload(intent.to_dict())
 
 
 def payment_intent_cancel(*, payment_intent_id: str, idempotency_key: str) -> PaymentIntentData:
-    try:
+    with _stripe("cancel the payment"):
         intent = _client().v1.payment_intents.cancel(
             payment_intent_id, options={"idempotency_key": _scoped(idempotency_key)}
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="cancel the payment") from exc
     return payment_intent_from_payload(intent.to_dict())
 
 
@@ -330,31 +341,25 @@ def refund_create(
 ) -> RefundData:
     """Refund `amount` of a PaymentIntent's charge. (`reason` is kept in our own records:
     localstripe refuses it.)"""
-    try:
+    with _stripe("refund the payment"):
         refund = _client().v1.refunds.create(
             params={"payment_intent": payment_intent_id, "amount": amount, "metadata": metadata},
             options={"idempotency_key": _scoped(idempotency_key)},
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="refund the payment") from exc
     return refund_from_payload(refund.to_dict())
 
 
 def refunds_for_payment_intent(*, payment_intent_id: str) -> list[RefundData]:
-    try:
+    with _stripe("list the refunds"):
         page = _client().v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100})
         return [refund_from_payload(r.to_dict()) for r in page.auto_paging_iter()]
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="list the refunds") from exc
 
 
 def refunds_list_for_charge(*, charge_id: str) -> list[RefundData]:
     """Every refund of a charge (for `charge.refunded` events that do not embed them)."""
-    try:
+    with _stripe("list the refunds"):
         page = _client().v1.refunds.list(params={"charge": charge_id, "limit": 100})
         return [refund_from_payload(r.to_dict()) for r in page.auto_paging_iter()]
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="list the refunds") from exc
 
 
 # --- customers and saved cards -------------------------------------------------------
@@ -366,20 +371,16 @@ def customer_create(
     params = (
         {"email": email, "name": name, "metadata": metadata} if email else {"metadata": metadata}
     )
-    try:
+    with _stripe("create the customer"):
         customer = _client().v1.customers.create(
             params=params, options={"idempotency_key": _scoped(idempotency_key)}
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="create the customer") from exc
     return customer_from_payload(customer.to_dict())
 
 
 def customer_retrieve(*, customer_id: str) -> CustomerData:
-    try:
+    with _stripe("read the customer"):
         return customer_from_payload(_client().v1.customers.retrieve(customer_id).to_dict())
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="read the customer") from exc
 
 
 def customer_delete(*, customer_id: str) -> bool:
@@ -388,32 +389,29 @@ def customer_delete(*, customer_id: str) -> bool:
     Answers False when Stripe has no such customer (deleted already), so a
     retried erasure is a no-op here.
     """
-    try:
-        _client().v1.customers.delete(customer_id)
-    except stripe.InvalidRequestError as exc:
-        if exc.http_status == 404:
-            return False
-        raise _translate(exc, action="delete the customer") from exc
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="delete the customer") from exc
+    with _stripe("delete the customer"):
+        try:
+            _client().v1.customers.delete(customer_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return False
+            raise
     return True
 
 
 def customer_default_payment_method_set(*, customer_id: str, payment_method_id: str) -> None:
-    try:
+    with _stripe("set the default card"):
         _client().v1.customers.update(
             customer_id,
             params={"invoice_settings": {"default_payment_method": payment_method_id}},
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="set the default card") from exc
 
 
 def setup_intent_create(
     *, customer_id: str, metadata: dict[str, str], idempotency_key: str
 ) -> SetupIntentData:
     """A SetupIntent for adding a card to be charged later, with or without the user present."""
-    try:
+    with _stripe("start adding a card"):
         intent = _client().v1.setup_intents.create(
             params={
                 "customer": customer_id,
@@ -423,54 +421,42 @@ def setup_intent_create(
             },
             options={"idempotency_key": _scoped(idempotency_key)},
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="start adding a card") from exc
     return setup_intent_from_payload(intent.to_dict())
 
 
 def setup_intent_retrieve(*, setup_intent_id: str) -> SetupIntentData:
-    try:
+    with _stripe("read the card setup"):
         return setup_intent_from_payload(
             _client().v1.setup_intents.retrieve(setup_intent_id).to_dict()
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="read the card setup") from exc
 
 
 def payment_method_retrieve(*, payment_method_id: str) -> PaymentMethodData:
-    try:
+    with _stripe("read the card"):
         return payment_method_from_payload(
             _client().v1.payment_methods.retrieve(payment_method_id).to_dict()
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="read the card") from exc
 
 
 def payment_method_attach(*, payment_method_id: str, customer_id: str) -> PaymentMethodData:
-    try:
+    with _stripe("save the card", names_payment_method=True):
         method = _client().v1.payment_methods.attach(
             payment_method_id, params={"customer": customer_id}
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="save the card", names_payment_method=True) from exc
     return payment_method_from_payload(method.to_dict())
 
 
 def payment_method_detach(*, payment_method_id: str) -> None:
-    try:
+    with _stripe("remove the card"):
         _client().v1.payment_methods.detach(payment_method_id)
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="remove the card") from exc
 
 
 def payment_methods_list(*, customer_id: str) -> list[PaymentMethodData]:
-    try:
+    with _stripe("list the cards"):
         page = _client().v1.payment_methods.list(
             params={"customer": customer_id, "type": "card", "limit": 100}
         )
         return [payment_method_from_payload(m.to_dict()) for m in page.auto_paging_iter()]
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="list the cards") from exc
 
 
 # --- Checkout, subscriptions, invoices, the customer portal ---------------------------
@@ -536,14 +522,10 @@ def checkout_session_create(
         params["payment_intent_data"] = {"metadata": metadata}
     if customer_id:
         params["customer"] = customer_id
-    try:
+    with _stripe("start checkout", feature="Stripe Checkout"):
         session = _client().v1.checkout.sessions.create(
             params=params, options={"idempotency_key": _scoped(idempotency_key)}
         )
-    except stripe.StripeError as exc:
-        raise (
-            _unavailable(exc, "Stripe Checkout") or _translate(exc, action="start checkout")
-        ) from exc
     return checkout_session_from_payload(session.to_dict())
 
 
@@ -556,7 +538,7 @@ def subscription_create(
     *, customer_id: str, price_id: str, metadata: dict[str, str], idempotency_key: str
 ) -> SubscriptionData:
     """Subscribe the customer, charging their default card now and every cycle."""
-    try:
+    with _stripe("start the subscription", names_payment_method=True):
         subscription = _client().v1.subscriptions.create(
             params={
                 "customer": customer_id,
@@ -565,49 +547,36 @@ def subscription_create(
             },
             options={"idempotency_key": _scoped(idempotency_key)},
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="start the subscription", names_payment_method=True) from exc
     return subscription_from_payload(subscription.to_dict())
 
 
 def subscription_retrieve(*, subscription_id: str) -> SubscriptionData:
-    try:
+    with _stripe("read the subscription"):
         return subscription_from_payload(
             _client().v1.subscriptions.retrieve(subscription_id).to_dict()
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="read the subscription") from exc
 
 
 def subscription_cancel_at_period_end(*, subscription_id: str) -> SubscriptionData:
-    try:
+    with _stripe("cancel the subscription"):
         subscription = _client().v1.subscriptions.update(
             subscription_id, params={"cancel_at_period_end": True}
         )
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="cancel the subscription") from exc
     return subscription_from_payload(subscription.to_dict())
 
 
 def invoices_for_subscription(*, subscription_id: str) -> list[InvoiceData]:
-    try:
+    with _stripe("list the invoices"):
         page = _client().v1.invoices.list(params={"subscription": subscription_id, "limit": 10})
         return [invoice_from_payload(i.to_dict()) for i in page.data]
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="list the invoices") from exc
 
 
 def billing_portal_session_create(*, customer_id: str, return_url: str) -> str:
     """The URL of Stripe's customer portal for this customer."""
-    try:
+    with _stripe("open the customer portal", feature="The Stripe customer portal"):
         session = _client().v1.billing_portal.sessions.create(
             params={"customer": customer_id, "return_url": return_url}
         )
-    except stripe.StripeError as exc:
-        raise (
-            _unavailable(exc, "The Stripe customer portal")
-            or _translate(exc, action="open the customer portal")
-        ) from exc
     return session["url"]
 
 
@@ -616,12 +585,10 @@ def billing_portal_session_create(*, customer_id: str, return_url: str) -> str:
 
 def events_since(*, created_after: int) -> Iterator[dict[str, Any]]:
     """Stripe's events created after a Unix time, newest first, as plain dicts."""
-    try:
+    with _stripe("list events"):
         page = _client().v1.events.list(params={"limit": 100, "created": {"gt": created_after}})
         for evt in page.auto_paging_iter():
             yield evt.to_dict()
-    except stripe.StripeError as exc:
-        raise _translate(exc, action="list events") from exc
 
 
 def webhook_event_verify(*, payload: bytes, signature_header: str | None) -> dict[str, Any]:
