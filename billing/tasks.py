@@ -7,6 +7,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from billing.services.events import events_drain as _events_drain
+from billing.services.events import events_drain_queued as _events_drain_queued
+from billing.services.events import queued_drains_forget
 from billing.services.reconcile import reconcile as _reconcile
 from billing.services.refunds import refund_submit as _refund_submit
 from billing.services.refunds import refunds_resume
@@ -15,13 +17,20 @@ from billing.services.refunds import refunds_resume
 def events_drain(event_id: int | None = None) -> int:
     """Process this event first, then whatever else is due (retries, dead leases).
 
-    Run for every stored event and, by the schedule, every minute; the scheduled
-    run also resubmits refunds whose first request never reached Stripe.
+    Run for a replayed event and, by the schedule, every minute; the scheduled
+    run also resubmits refunds whose first request never reached Stripe and
+    forgets queued drains whose task was lost.
     """
     taken = _events_drain(first_event_id=event_id)
     if event_id is None:
+        queued_drains_forget()
         refunds_resume()
     return taken
+
+
+def events_drain_queued(drain_id: int) -> int:
+    """Process the events stored while this task was queued, and whatever else is due."""
+    return _events_drain_queued(drain_id=drain_id)
 
 
 def refund_submit(refund_id: int) -> str:

@@ -1,9 +1,11 @@
 """Writes to the credit ledger.
 
-The rule: every change goes through `_ledger_append`, which takes the account's
-row lock, appends one entry and moves the balance by the same amount in one
-transaction. A repeated `reference` returns the first entry instead of writing
-a second one, so retries and duplicate deliveries never count twice.
+The rule: every change takes the account's row lock, appends one entry and
+moves the balance by the same amount in one transaction: `_ledger_append` in
+general, and on PostgreSQL a single statement for the busiest writes, a
+client's spend (`_spend_sql`) and a grant of credits (`_grant_sql`). A
+repeated `reference` returns the first entry instead of writing a second one,
+so retries and duplicate deliveries never count twice.
 
 References the outside world chooses (a client's spend, a staff grant) are
 stored under their own prefix, so they can never take a reference the system
@@ -12,12 +14,16 @@ writes itself (`order-<id>`, a refund's) and so block a fulfilment or a refund.
 
 from __future__ import annotations
 
+import functools
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F
+from django.db.models.signals import post_save
+from django.utils import timezone
 
 from credits.errors import CreditReferenceConflictError, InsufficientCreditsError
 from credits.models import CreditAccount, CreditTransaction
@@ -117,6 +123,84 @@ def _ledger_append(
         return LedgerWrite(entry=entry, created=True, balance=new_balance)
 
 
+@functools.cache
+def _grant_sql(alias: str) -> str:
+    """One statement that adds credits under the account's row lock.
+
+    The upsert makes the account if the user has none, locks it and moves the
+    balance; the `INSERT` appends the entry with the balance it returned, or
+    nothing when the reference was written before (`_grant_once` then undoes the
+    move, still under the lock).
+    """
+    quote = connections[alias].ops.quote_name
+    account, entry = (
+        quote(CreditAccount._meta.db_table),
+        quote(CreditTransaction._meta.db_table),
+    )
+    columns = ", ".join(quote(f.column) for f in CreditTransaction._meta.concrete_fields)
+    return (
+        f"WITH account AS (INSERT INTO {account} AS a (user_id, balance, updated_at) "  # noqa: S608 - names are ours
+        f"VALUES (%(user_id)s, %(amount)s, %(now)s) ON CONFLICT (user_id) DO UPDATE "
+        f"SET balance = a.balance + EXCLUDED.balance, updated_at = EXCLUDED.updated_at "
+        f"RETURNING id, balance) "
+        f"INSERT INTO {entry} (account_id, amount, kind, reference, balance_after, memo, "
+        f"created_by_id, created_at) SELECT id, %(amount)s, %(kind)s, %(reference)s, balance, "
+        f"%(memo)s, %(created_by_id)s, %(now)s FROM account "
+        f"ON CONFLICT (account_id, reference) DO NOTHING RETURNING {columns}"
+    )
+
+
+def _grant_once(
+    *, user_id: int, amount: int, kind: str, reference: str, memo: str, created_by_id: int | None
+) -> CreditTransaction:
+    """Add `amount` (> 0) credits in one statement; a repeated reference answers its entry.
+
+    Inside the caller's transaction it needs no savepoint: no statement here can
+    fail on the reference, and a conflicting repeat is undone before it raises.
+    """
+    connection = connections[CreditTransaction.objects.db]
+    params = {
+        "user_id": user_id,
+        "amount": amount,
+        "kind": str(kind),
+        "reference": reference,
+        "memo": memo[:MEMO_MAX_LENGTH],
+        "created_by_id": created_by_id,
+        "now": timezone.now(),
+    }
+    # In autocommit the undo below must commit with the statement it undoes.
+    guard = (
+        nullcontext() if connection.in_atomic_block else transaction.atomic(using=connection.alias)
+    )
+    with guard:
+        with connection.cursor() as cursor:
+            cursor.execute(_grant_sql(connection.alias), params)
+            row = cursor.fetchone()
+        if row is not None:
+            fields = CreditTransaction._meta.concrete_fields
+            entry = CreditTransaction.from_db(connection.alias, [f.attname for f in fields], row)
+            # What `save()` would have told its listeners (the audit trail among them).
+            post_save.send(
+                sender=CreditTransaction,
+                instance=entry,
+                created=True,
+                update_fields=None,
+                raw=False,
+                using=connection.alias,
+            )
+            return entry
+        # The reference was written before: take the balance back, answer the first entry.
+        CreditAccount.objects.filter(user_id=user_id).update(balance=F("balance") - amount)
+        existing = CreditTransaction.objects.get(account__user_id=user_id, reference=reference)
+        if existing.amount != amount or existing.kind != kind:
+            raise CreditReferenceConflictError(
+                f"Reference {reference!r} was already used for a different entry.",
+                reference=reference,
+                entry_id=existing.pk,
+            )
+        return existing
+
+
 def credits_grant(
     *,
     user_id: int,
@@ -130,8 +214,25 @@ def credits_grant(
 
     `reference` is stored as given: callers here are the system (`order-<id>`).
     A negative adjustment may not take the balance below zero; refund debits use
-    `credits_debit_refund`, which may.
+    `credits_debit_refund`, which may. On PostgreSQL adding credits is one
+    statement (`_grant_sql`) and, inside the caller's transaction (a
+    fulfilment), no savepoint.
     """
+    if (
+        isinstance(amount, int)
+        and not isinstance(amount, bool)
+        and 0 < amount <= LEDGER_ENTRY_MAX
+        and 0 < len(reference or "") <= REFERENCE_MAX_LENGTH
+        and connections[CreditTransaction.objects.db].vendor == "postgresql"
+    ):
+        return _grant_once(
+            user_id=user_id,
+            amount=amount,
+            kind=kind,
+            reference=reference,
+            memo=memo,
+            created_by_id=created_by_id,
+        )
     return _ledger_append(
         user_id=user_id,
         amount=amount,
@@ -180,6 +281,97 @@ def credits_grant_by_staff(
     )
 
 
+_REFERENCE_UNIQUE = "credit_txn_reference_unique"
+
+
+@functools.cache
+def _spend_sql(alias: str) -> str:
+    """One statement that spends under the account's row lock, or does nothing.
+
+    The `UPDATE` takes the lock and moves the balance only if it covers the spend
+    and the reference is unused; the `INSERT` appends the entry with the balance
+    the `UPDATE` returned. In autocommit the lock lasts exactly this statement.
+    A concurrent spend of the same reference that committed first makes the
+    `INSERT` break the unique key, which undoes the whole statement.
+    """
+    quote = connections[alias].ops.quote_name
+    account, entry = (
+        quote(CreditAccount._meta.db_table),
+        quote(CreditTransaction._meta.db_table),
+    )
+    columns = ", ".join(quote(f.column) for f in CreditTransaction._meta.concrete_fields)
+    return (
+        f"WITH account AS (UPDATE {account} SET balance = balance - %(amount)s "  # noqa: S608 - names are ours
+        f"WHERE user_id = %(user_id)s AND balance >= %(amount)s AND NOT EXISTS "
+        f"(SELECT 1 FROM {entry} e WHERE e.account_id = {account}.id "
+        f"AND e.reference = %(reference)s) RETURNING id, balance) "
+        f"INSERT INTO {entry} (account_id, amount, kind, reference, balance_after, memo, "
+        f"created_by_id, created_at) SELECT id, -%(amount)s, %(kind)s, %(reference)s, balance, "
+        f"%(memo)s, NULL, %(now)s FROM account RETURNING {columns}"
+    )
+
+
+def _spend_once(*, user_id: int, amount: int, reference: str, memo: str) -> LedgerWrite | None:
+    """Spend in one statement; None when nothing was written (see `_spend_refused`)."""
+    connection = connections[CreditTransaction.objects.db]
+    params = {
+        "user_id": user_id,
+        "amount": amount,
+        "reference": reference,
+        "kind": CreditTransaction.Kind.SPEND.value,
+        "memo": memo[:MEMO_MAX_LENGTH],
+        "now": timezone.now(),
+    }
+    # Inside a caller's transaction a savepoint keeps a unique-key failure from
+    # breaking it; in autocommit the statement is its own transaction.
+    guard = (
+        transaction.atomic(using=connection.alias) if connection.in_atomic_block else nullcontext()
+    )
+    try:
+        with guard, connection.cursor() as cursor:
+            cursor.execute(_spend_sql(connection.alias), params)
+            row = cursor.fetchone()
+    except IntegrityError as exc:
+        if _REFERENCE_UNIQUE not in str(exc):
+            raise
+        return None  # the same reference, spent concurrently: a replay now
+    if row is None:
+        return None
+    fields = CreditTransaction._meta.concrete_fields
+    entry = CreditTransaction.from_db(connection.alias, [f.attname for f in fields], row)
+    return LedgerWrite(entry=entry, created=True, balance=entry.balance_after)
+
+
+def _spend_refused(*, user_id: int, amount: int, reference: str) -> LedgerWrite | None:
+    """Why a spend wrote nothing: a replay (the first entry), a conflict, or too little.
+
+    Answers None when the balance now covers the spend (credits arrived since), so
+    the caller tries again.
+    """
+    account = CreditAccount.objects.filter(user_id=user_id).only("id", "balance").first()
+    balance = account.balance if account is not None else 0
+    existing = (
+        CreditTransaction.objects.filter(account=account, reference=reference).first()
+        if account is not None
+        else None
+    )
+    if existing is not None:
+        if existing.amount != -amount or existing.kind != CreditTransaction.Kind.SPEND:
+            raise CreditReferenceConflictError(
+                f"Reference {reference!r} was already used for a different entry.",
+                reference=reference,
+                entry_id=existing.pk,
+            )
+        return LedgerWrite(entry=existing, created=False, balance=balance)
+    if balance >= amount:
+        return None
+    raise InsufficientCreditsError(
+        f"The balance is {balance} credits; {amount} are needed.",
+        balance=balance,
+        required=amount,
+    )
+
+
 def credits_spend_or_replay(
     *, user_id: int, amount: int, reference: str, memo: str = ""
 ) -> LedgerWrite:
@@ -187,23 +379,46 @@ def credits_spend_or_replay(
 
     The reference is stored as `spend:<reference>`. Refuses with
     `InsufficientCreditsError` rather than take the balance below zero (an account
-    in debt cannot spend), and with `CreditReferenceConflictError` when the
-    reference was already spent with another amount.
+    in debt cannot spend, and no account means no credits), and with
+    `CreditReferenceConflictError` when the reference was already spent with
+    another amount.
+
+    On PostgreSQL a spend is one statement (`_spend_sql`): the account's row is
+    locked for that statement only, so spends on one busy account follow each
+    other as fast as the database can run it. Elsewhere it takes the general path.
     """
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidInputError("A spend is a positive whole number of credits.", amount=amount)
+    if amount > LEDGER_ENTRY_MAX:
+        raise InvalidInputError(
+            f"One entry moves at most {LEDGER_ENTRY_MAX} credits.", amount=amount
+        )
     if not reference or len(reference) > SPEND_REFERENCE_MAX_LENGTH:
         raise InvalidInputError(
             f"A spend reference is 1 to {SPEND_REFERENCE_MAX_LENGTH} characters.",
             field="reference",
         )
-    return _ledger_append(
-        user_id=user_id,
-        amount=-amount,
-        kind=CreditTransaction.Kind.SPEND,
-        reference=SPEND_REFERENCE_PREFIX + reference,
-        memo=memo,
-        allow_negative=False,
+    reference = SPEND_REFERENCE_PREFIX + reference
+    if connections[CreditTransaction.objects.db].vendor != "postgresql":
+        # SQLite (the embedded default) cannot put an UPDATE inside WITH; its
+        # IMMEDIATE transactions serialise writers anyway.
+        return _ledger_append(
+            user_id=user_id,
+            amount=-amount,
+            kind=CreditTransaction.Kind.SPEND,
+            reference=reference,
+            memo=memo,
+            allow_negative=False,
+        )
+    for _ in range(3):
+        written = _spend_once(user_id=user_id, amount=amount, reference=reference, memo=memo)
+        if written is None:
+            written = _spend_refused(user_id=user_id, amount=amount, reference=reference)
+        if written is not None:
+            return written
+    # The balance kept moving between the attempt and the look (grants racing a spend).
+    raise InsufficientCreditsError(
+        "The balance changed while spending; try again.", required=amount
     )
 
 

@@ -1,7 +1,7 @@
 """Billing's models, by subject."""
 
 from billing.models.customers import CardSetup, SavedPaymentMethod, StripeCustomer
-from billing.models.events import StripeEvent
+from billing.models.events import QueuedDrain, StripeEvent
 from billing.models.orders import (
     ORDER_TRANSITIONS,
     UNPAID_STATUSES,
@@ -19,6 +19,7 @@ __all__ = [
     "Fulfilment",
     "Order",
     "Payment",
+    "QueuedDrain",
     "Refund",
     "SavedPaymentMethod",
     "StripeCustomer",

@@ -7,6 +7,7 @@ The rule: a row is never edited by hand; its status moves only through
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Now
 
 
 class StripeEvent(models.Model):
@@ -54,3 +55,21 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.stripe_id}"
+
+
+class QueuedDrain(models.Model):
+    """An event-drain task that is queued and has not started yet.
+
+    Events stored while it is open ride on it instead of each enqueuing a task
+    of their own, holding this row `FOR KEY SHARE` until they commit. Its task
+    first closes it (no new riders) and then deletes it: the delete waits for
+    the riders that came before, so each of their events is committed before the
+    drain looks. See `billing.services.events`.
+    """
+
+    created_at = models.DateTimeField(db_default=Now())
+    # Riders take it until then (the database's clock); NULL once its task has started.
+    open_until = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return f"queued drain {self.pk}"

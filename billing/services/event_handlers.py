@@ -1,9 +1,13 @@
 """What each Stripe event type does: one table from type to handler.
 
-The rule: a handler runs inside the event's processing transaction and moves
-money state only through the services (`payment_record`, `refund_record`,
-`invoice_record`, …), which lock what they change; a type not in `HANDLERS`
-is stored and ignored. Handlers run in the worker only, so they may call Stripe.
+The rule: a handler moves money state only through the services
+(`payment_record`, `refund_record`, `invoice_record`, …), which lock what they
+change; a type not in `HANDLERS` is stored and ignored. Handlers run in the
+worker only, so they may call Stripe. A type in `HANDLED_IN_EVENT_TRANSACTION`
+runs inside the transaction that marks its event processed (its service is one
+transaction anyway); the others own their transactions, because they commit
+what Stripe said before a second, retryable step (a refund is stored, then
+applied).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from billing import gateway
 from billing.models import Order
 from billing.services import cards, subscriptions
 from billing.services.checkout import checkout_session_record
-from billing.services.payments import payment_record
+from billing.services.payments import payment_apply
 from billing.services.refunds import refund_record
 from billing.stripe_objects import (
     checkout_session_from_payload,
@@ -37,7 +41,7 @@ def _payment_intent_handler(target: str) -> Handler:
         intent = payment_intent_from_payload(event["data"]["object"])
         created = event.get("created")
         as_of = created if isinstance(created, int) else None
-        return payment_record(intent=intent, target=target, as_of=as_of).reason
+        return payment_apply(intent=intent, target=target, as_of=as_of).reason
 
     return handle
 
@@ -128,3 +132,9 @@ HANDLERS: dict[str, Handler] = {
     "invoice.payment_succeeded": _invoice_paid,
     "invoice.payment_failed": _invoice_payment_failed,
 }
+
+# `payment_record`'s work in the event's own transaction: the payment, the order
+# and its fulfilment commit with the event's "processed", or none of it does.
+HANDLED_IN_EVENT_TRANSACTION: frozenset[str] = frozenset(
+    name for name in HANDLERS if name.startswith("payment_intent.")
+)
