@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from ninja import Schema
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
-from billing.models import Fulfilment, Order, Refund
+from billing.models import UNPAID_STATUSES, Fulfilment, Order, Payment, Refund
 from billing.money import format_minor
 
 
@@ -108,6 +108,10 @@ class RefundCreateIn(Schema):
 class OrderOut(Schema):
     """An order, rendered from the model (with `is_fulfilled` annotated when listing)."""
 
+    # What the caller already holds is not read again: `is_fulfilled` (the order
+    # list annotates it), and `known_payments` / `known_refunds`, which an
+    # order's create sets for the order it has just made.
+
     id: int
     purchase_type: str
     order_type: str
@@ -134,7 +138,20 @@ class OrderOut(Schema):
         annotated = getattr(order, "is_fulfilled", None)
         if annotated is not None:
             return annotated
+        if order.status in UNPAID_STATUSES:
+            # An order is fulfilled in its move to paid, and never moves back.
+            return False
         return Fulfilment.objects.filter(order_id=order.pk).exists()
+
+    @staticmethod
+    def resolve_payments(order: Order) -> list[Payment]:
+        known = getattr(order, "known_payments", None)
+        return list(order.payments.all()) if known is None else known
+
+    @staticmethod
+    def resolve_refunds(order: Order) -> list[Refund]:
+        known = getattr(order, "known_refunds", None)
+        return list(order.refunds.all()) if known is None else known
 
 
 class OrderCreateOut(Schema):

@@ -1,13 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from platform_core.api import api
+from platform_core.api import api, stripe_webhook
 from platform_core.ops.health import healthz, readyz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    # Ahead of the API: Stripe's deliveries skip django-ninja (see `stripe_webhook`).
+    path("api/v1/payments/webhook/", stripe_webhook, name="stripe_webhook"),
     path("api/v1/", api.urls),
     path("", include("platform_core.web.urls")),
 ]

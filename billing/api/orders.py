@@ -7,6 +7,7 @@ from django.http import HttpRequest
 from ninja import Field, Header, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
+from billing.models import UNPAID_STATUSES
 from billing.money import format_minor
 from billing.schemas import (
     OrderCreateIn,
@@ -101,6 +102,11 @@ def payments_create(
         cancel_url=payload.cancel_url,
     )
     order, payment = result.order, result.payment
+    if not result.replayed and order.status in UNPAID_STATUSES:
+        # A new order that no payment has reached holds only the payment just made
+        # and no refund: the answer need not read them back.
+        order.known_payments = [payment] if payment else []
+        order.known_refunds = []
     body = OrderCreateOut(
         order_id=order.pk,
         status=order.status,

@@ -184,7 +184,8 @@ def order_create(
         order = checkout_start(order=order, success_url=success_url, cancel_url=cancel_url)
         return OrderCreateResult(order=order, payment=None, replayed=False)
     payment = _payment_start(order, source)
-    order.refresh_from_db()
+    if source.payment_method_id:  # confirmed: the order moved
+        order.refresh_from_db()
     return OrderCreateResult(order=order, payment=payment, replayed=False)
 
 

@@ -6,6 +6,8 @@ default cache is per process, so with several web processes each would allow
 the full rate, and Django's database cache increments with a read and a write
 that race. The database is what every web process already shares (DESIGN.md:
 "every guarantee comes from the database"), and one upsert is one round trip.
+On PostgreSQL the table is UNLOGGED (migration 0002), so that upsert's commit
+does not wait for the disk; a crash only resets the counters.
 
 The rule: a limited operation calls `rate_limit_hit` before it does any work,
 so a refused request costs one statement and reaches neither the password

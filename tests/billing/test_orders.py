@@ -9,6 +9,7 @@ import pytest
 import stripe
 from django.conf import settings
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from billing.models import Order, Payment
 from credits.models import CreditPack
@@ -320,3 +321,36 @@ def test_a_blank_idempotency_key_is_no_key(api, stripe_server, blank):
     assert (first.status_code, second.status_code) == (201, 201)
     assert first.json()["order_id"] != second.json()["order_id"]
     assert list(Order.objects.values_list("idempotency_key", flat=True)) == [None, None]
+
+
+def test_the_answer_to_a_create_does_not_read_the_new_order_back(api, stripe_server):
+    """A new order's payments are the one just made, it has no refund and no fulfilment:
+    the answer says so without asking the database again."""
+    with CaptureQueriesContext(connection) as ctx:
+        resp = api.post("/payments/create/", BUY_100)
+
+    assert resp.status_code == 201, resp.content
+    read_back = [
+        q["sql"]
+        for q in ctx.captured_queries
+        if "billing_refund" in q["sql"] or "billing_fulfilment" in q["sql"]
+    ]
+    assert read_back == []
+    body = resp.json()
+    payment = Payment.objects.get(order_id=body["order_id"])
+    [shown] = body["order"]["payments"]
+    assert shown["stripe_payment_intent_id"] == payment.stripe_payment_intent_id
+    assert shown["status"] == payment.status
+    assert body["order"]["refunds"] == []
+    assert body["order"]["fulfilled"] is False
+
+
+def test_a_replayed_create_answers_what_the_database_holds(api, stripe_server):
+    headers = {"Idempotency-Key": "replay-reads"}
+    first = api.post("/payments/create/", BUY_100, headers=headers).json()
+    Payment.objects.filter(order_id=first["order_id"]).update(status="processing")
+
+    again = api.post("/payments/create/", BUY_100, headers=headers)
+
+    assert again.status_code == 200, again.content
+    assert [p["status"] for p in again.json()["order"]["payments"]] == ["processing"]

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
-from platform_core.auth import api_token_create, api_token_revoke
+from platform_core.auth import api_token_create, api_token_lookup, api_token_revoke
 from platform_core.models import ApiToken
 from tests.conftest import PASSWORD, ApiClient
 from tests.factories import UserFactory
@@ -247,3 +249,59 @@ def test_an_unauthenticated_post_is_401_even_with_csrf_enforced(user, authorizat
     response = client.post(CANCEL_MISSING_ORDER, content_type="application/json", headers=headers)
 
     assert_error(response, 401, "not_authenticated")
+
+
+# --- the bearer lookup ------------------------------------------------------------------
+
+
+def test_a_bearer_request_authenticates_with_one_statement(user, api):
+    """One query for the token and its user; the session is not read, even when the
+    browser that sends the token also holds a logged-in session cookie."""
+    browser = Client()
+    browser.force_login(user)
+    headers = {"Authorization": f"Bearer {api.token}"}
+    browser.get("/api/v1/credits/balance/", headers=headers)  # the token's first use noted
+
+    with CaptureQueriesContext(connection) as ctx:
+        response = browser.get("/api/v1/credits/balance/", headers=headers)
+
+    assert response.status_code == 200, response.content
+    token_lookups = [q for q in ctx.captured_queries if "platform_core_apitoken" in q["sql"]]
+    assert len(token_lookups) == 1
+    assert "auth_user" in token_lookups[0]["sql"]  # the user comes with it
+    assert not [q for q in ctx.captured_queries if "django_session" in q["sql"]]
+
+
+def test_the_looked_up_token_and_user_are_what_the_orm_reads(user):
+    raw, _ = api_token_create(username=user.username, password=PASSWORD, name="laptop")
+
+    found = api_token_lookup(raw)
+
+    expected = ApiToken.objects.select_related("user").get(user=user)
+    for field in ApiToken._meta.concrete_fields:
+        assert getattr(found, field.attname) == getattr(expected, field.attname), field.name
+    for field in type(user)._meta.concrete_fields:
+        assert getattr(found.user, field.attname) == getattr(expected.user, field.attname)
+    assert not found._state.adding and not found.user._state.adding
+    assert found.user.is_authenticated
+
+
+def test_nothing_is_remembered_between_requests(user):
+    """Each request reads the token again: revoking it, or deactivating or demoting its
+    user, counts from the very next request, in every web process."""
+    raw, token = api_token_create(username=user.username, password=PASSWORD)
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    assert api_token_lookup(raw).user.is_staff
+    user.is_staff = False
+    user.save(update_fields=["is_staff"])
+    assert not api_token_lookup(raw).user.is_staff
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    assert api_token_lookup(raw) is None
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    assert api_token_lookup(raw) is not None
+    api_token_revoke(token=token)
+    assert api_token_lookup(raw) is None
+    assert api_token_lookup(raw + "x") is None

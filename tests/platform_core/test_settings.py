@@ -135,3 +135,51 @@ def test_several_webhook_secrets_for_rotation():
     loaded = started(start_django(**{**PRODUCTION, "STRIPE_WEBHOOK_SECRET": "a, b"}))
 
     assert loaded["STRIPE_WEBHOOK_SECRETS"] == ["a", "b"]
+
+
+DATABASE_OPTIONS_SCRIPT = """
+import json, os, django
+os.environ['DJANGO_SETTINGS_MODULE'] = 'platform_core.settings'
+django.setup()
+from django.conf import settings
+print(json.dumps(settings.DATABASES['default'].get('OPTIONS', {})))
+"""
+
+
+def database_options(**env: str) -> dict:
+    clean = {key: value for key, value in os.environ.items() if key not in UNDER_TEST}
+    result = subprocess.run(
+        [sys.executable, "-c", DATABASE_OPTIONS_SCRIPT],
+        env={**clean, **PRODUCTION, **env},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return started(result)
+
+
+def test_postgresql_statements_are_prepared_unless_turned_off():
+    url = "postgres://tollgate@db.example.com:5432/tollgate"
+    on = database_options(DATABASE_URL=url)
+    assert on["server_side_binding"] is True
+    assert on["prepare_threshold"] == 5
+    off = database_options(DATABASE_URL=url, DATABASE_PREPARED_STATEMENTS="0")
+    assert "server_side_binding" not in off
+    assert "prepare_threshold" not in off
+    assert "server_side_binding" not in database_options(DATABASE_URL="sqlite:///x.sqlite3")
+
+
+@pytest.mark.django_db
+def test_a_statement_run_often_is_prepared_on_its_connection():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are configured for PostgreSQL")
+    for _ in range(6):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM auth_user WHERE id > %s", [0])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("FROM auth_user WHERE id > $1" in statement for statement in prepared), prepared
