@@ -20,4 +20,5 @@ RUN pip install '.[local]' \
 
 USER tollgate
 EXPOSE 8000
-CMD ["gunicorn", "platform_core.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-"]
+# Workers, bind address and logging: gunicorn.conf.py (WEB_CONCURRENCY sets the count).
+CMD ["gunicorn", "platform_core.wsgi"]

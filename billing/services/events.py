@@ -106,7 +106,10 @@ def event_store(*, event: dict[str, Any]) -> tuple[StripeEvent, bool]:
             )
             _drain_ride_or_enqueue()
     except IntegrityError:
-        first = StripeEvent.objects.filter(stripe_id=event["id"]).first()
+        # The payload is not read back: a duplicate answers only who came first.
+        first = (
+            StripeEvent.objects.filter(stripe_id=event["id"]).only("stripe_id", "status").first()
+        )
         if first is None:  # not a duplicate: something else broke
             raise
         return first, False
