@@ -5,14 +5,18 @@ Sync workers, two per core: a worker waiting on PostgreSQL leaves its core to
 another. On the 2-core machine of docs/performance.md, webhook ingest at 32
 senders went from about 700 to 760–810 events/s with 4 workers instead of 2;
 there the queue workers share those cores, and end to end fell by about a fifth,
-so `make bench` keeps 2 (`--web-workers`). `WEB_CONCURRENCY` sets the count.
+so `make bench` keeps 2 (`--web-workers`). `WEB_CONCURRENCY` sets the count;
+by default it is two per core, at most 8.
 """
 
-import multiprocessing
 import os
 
+# The CPUs this process may run on (a container's cpuset; a CPU quota is not seen,
+# so the default is capped: each worker holds a PostgreSQL connection).
+_CORES = len(os.sched_getaffinity(0))
+
 bind = os.environ.get("BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * multiprocessing.cpu_count())
+workers = int(os.environ.get("WEB_CONCURRENCY") or min(2 * _CORES, 8))
 accesslog = "-"
 # Longer than the Stripe client's own timeout (STRIPE_TIMEOUT, 30 s by default).
 timeout = 60

@@ -52,6 +52,12 @@ API_VERSION = stripe.api_version
 
 # Seconds of clock difference allowed when looking up what Stripe made since a moment.
 LOOKUP_CLOCK_SLACK = 300
+# How long after an order's creation its first PaymentIntent can have been made (the
+# first request's sends and their timeouts), clock slack included: a look-up on a
+# client's retry reads only PaymentIntents made in that window.
+LOOKUP_WINDOW = 1200
+# At most this many PaymentIntents are read by one look-up (100 per page).
+LOOKUP_MAX_PAGES = 20
 # The first pause before a create is resent (doubling, at most 2 s).
 RESEND_DELAY = 0.25
 
@@ -239,9 +245,17 @@ def payment_intent_create(
     if customer:
         params["customer"] = customer
     del description  # localstripe refuses `description`; kept in our metadata instead
-    since = int(time.time()) - LOOKUP_CLOCK_SLACK if created_after is None else created_after
-    if created_after is not None:
-        found = payment_intent_find(metadata=metadata, created_after=since)
+    wanted = {
+        "metadata": metadata,
+        "amount": amount,
+        "currency": currency,
+        "customer": customer,
+    }
+    if created_after is None:  # only a send of this call can have made it
+        window = (int(time.time()) - LOOKUP_CLOCK_SLACK, None)
+    else:
+        window = (created_after, created_after + LOOKUP_WINDOW)
+        found = payment_intent_find(**wanted, created_after=window[0], created_before=window[1])
         if found is not None:
             return found
     resends = settings.STRIPE_MAX_NETWORK_RETRIES
@@ -257,7 +271,9 @@ def payment_intent_create(
                 raise _translate(
                     exc, action="create the payment", names_payment_method=True
                 ) from exc
-            found = _payment_intent_find_quietly(metadata=metadata, created_after=since)
+            found = _payment_intent_find_quietly(
+                **wanted, created_after=window[0], created_before=window[1]
+            )
             if found is not None:
                 log.warning("stripe create the payment: answer lost, found %s", found.id)
                 return found
@@ -282,41 +298,72 @@ def _maybe_delivered(exc: stripe.StripeError) -> bool:
     return isinstance(exc, stripe.APIError) and (exc.http_status or 500) >= 500
 
 
-def _payment_intent_find_quietly(
-    *, metadata: dict[str, str], created_after: int
-) -> PaymentIntentData | None:
+def _payment_intent_find_quietly(**kwargs: Any) -> PaymentIntentData | None:
     try:
-        return payment_intent_find(metadata=metadata, created_after=created_after)
+        return payment_intent_find(**kwargs)
     except PaymentGatewayError:
         return None  # the send is retried, or its own error raised, as if not found
 
 
 def payment_intent_find(
-    *, metadata: dict[str, str], created_after: int
+    *,
+    metadata: dict[str, str],
+    amount: int,
+    currency: str,
+    customer: str | None,
+    created_after: int,
+    created_before: int | None = None,
 ) -> PaymentIntentData | None:
-    """The PaymentIntent carrying exactly this order's metadata, made after `created_after`.
+    """The PaymentIntent made for this order, or None: the same amount, currency,
+    customer and every (non-empty) metadata key, made inside the window.
 
     It lists PaymentIntents (consistent at once, where Stripe's Search lags by up to a
-    minute) created since then and matches every metadata key, so another deployment's
-    order with the same number does not match. The oldest match wins. localstripe
-    refuses the `created` filter, so against it the whole (small) list is read.
+    minute) created in the window, at most `LOOKUP_MAX_PAGES` pages. The window and
+    the match together keep another deployment's order with the same number, user
+    and purchase, made at another time, from matching. The oldest match wins.
+    localstripe refuses the list's filters, so against it the whole (small) list is
+    read and filtered here.
     """
+    created: dict[str, int] = {"gte": created_after}
+    if created_before is not None:
+        created["lte"] = created_before
+    params: dict[str, Any] = {"created": created, "limit": 100}
+    if customer:
+        params["customer"] = customer
+    # Stripe drops metadata keys whose value is empty, so they cannot be matched on.
+    expected = {k: v for k, v in metadata.items() if v != ""}
+
+    def ours(obj: dict[str, Any]) -> bool:
+        made = int(obj.get("created") or created_after)
+        return (
+            all((obj.get("metadata") or {}).get(k) == v for k, v in expected.items())
+            and obj.get("amount") == amount
+            and (obj.get("currency") or "").lower() == currency.lower()
+            and (obj.get("customer") or None) == (customer or None)
+            and made >= created_after
+            and (created_before is None or made <= created_before)
+        )
+
     client = _client()
     with _stripe("look up the payment"):
         try:
-            page = client.v1.payment_intents.list(
-                params={"created": {"gte": created_after}, "limit": 100}
-            )
+            page = client.v1.payment_intents.list(params=params)
         except stripe.InvalidRequestError as exc:
             if "Unexpected" not in str(exc.user_message or exc):
                 raise
             page = client.v1.payment_intents.list(params={"limit": 100})
-        matches = [
-            obj
-            for obj in (item.to_dict() for item in page.auto_paging_iter())
-            if all((obj.get("metadata") or {}).get(k) == v for k, v in metadata.items())
-            and int(obj.get("created") or created_after) >= created_after
-        ]
+        matches = []
+        for read, item in enumerate(page.auto_paging_iter()):
+            if read == 100 * LOOKUP_MAX_PAGES:
+                log.warning(
+                    "payment look-up for order %s stopped after %d PaymentIntents",
+                    metadata.get("order_id"),
+                    read,
+                )
+                break
+            obj = item.to_dict()
+            if ours(obj):
+                matches.append(obj)
     if not matches:
         return None
     if len(matches) > 1:

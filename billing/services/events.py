@@ -70,9 +70,11 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 # Events claimed by one statement; each is then processed in its own transaction.
 CLAIM_BATCH = 25
-# A drain claims no new batch after this long and hands the rest to a new task,
-# well inside django-q2's task timeout.
-DRAIN_TIME_BUDGET = timedelta(seconds=60)
+# A drain starts no new event after this long and hands the rest to a new task. One
+# event that calls Stripe can take (retries + 1) × STRIPE_TIMEOUT = 90 s by default;
+# budget + that stays inside django-q2's task timeout (120 s), so a slow last event
+# does not get the whole drain killed with its unstarted events still claimed.
+DRAIN_TIME_BUDGET = timedelta(seconds=20)
 # How long a queued drain task takes riders (see the module docstring).
 RIDE_WINDOW = timedelta(milliseconds=250)
 DRAIN_TASK = "billing.tasks.events_drain"
@@ -285,7 +287,8 @@ _FINISH_SQL = (
 def _event_finish(event: StripeEvent, status: str, note: str) -> str:
     """Record how a claimed event ended, unless a later attempt has taken it since."""
     with connection.cursor() as cursor:
-        cursor.execute(_FINISH_SQL, [str(status), timezone.now(), note, event.pk, event.attempts])
+        now = connection.ops.adapt_datetimefield_value(timezone.now())  # as the ORM stores it
+        cursor.execute(_FINISH_SQL, [str(status), now, note, event.pk, event.attempts])
     return status
 
 
@@ -391,8 +394,12 @@ def events_drain(*, first_event_id: int | None = None, limit: int | None = None)
         size = min(CLAIM_BATCH, limit - taken)
         batch, retaken = _claim_batch(first_event_id if taken == 0 else None, size)
         if hand_on and not helped and len(batch) == size:
-            # More is due than one batch: queue a drain another worker can take.
-            events_drain_enqueue()
+            # More is due than one batch: queue a drain another worker can take. If
+            # that fails, the batch is still processed (and the sweep helps later).
+            try:
+                events_drain_enqueue()
+            except Exception:
+                log.exception("could not queue a second drain")
             helped = True
         done, finished = _batch_process(batch, deadline)
         taken += done

@@ -181,20 +181,30 @@ def test_when_stripe_made_nothing_the_retry_creates_it(api, settings, proxy):
     assert proxy.seen[CREATE] == 1
 
 
-def test_the_look_up_matches_every_metadata_key(stripe_server):
-    """Another deployment's order 1 (same number, other user) is not ours."""
-    base = {"order_id": "1", "user_id": "7", "order_type": "credit_pack"}
-    theirs = gateway.payment_intent_create(
-        amount=1000,
-        currency="usd",
-        metadata={**base, "user_id": "8"},
-        idempotency_key="theirs",
-    )
+def test_the_look_up_matches_the_whole_order_inside_its_window(stripe_server):
+    """Another deployment's order 1 (same number, other user or other amount) is not
+    ours, nor is anything made outside the window; an empty metadata value, which
+    Stripe drops, does not stop a match."""
+    base = {"order_id": "1", "user_id": "7", "order_type": "credit", "service_name": ""}
+    want = {"metadata": base, "amount": 1000, "currency": "usd", "customer": None}
+
+    def make(key: str, **changes):
+        made = {**want, **changes}
+        return gateway.payment_intent_create(
+            amount=made["amount"],
+            currency=made["currency"],
+            metadata=made["metadata"],
+            idempotency_key=key,
+        )
+
+    make("other-user", metadata={**base, "user_id": "8"})
+    make("other-amount", amount=2000)
     since = int(time.time()) - 60
-    assert gateway.payment_intent_find(metadata=base, created_after=since) is None
-    ours = gateway.payment_intent_create(
-        amount=1000, currency="usd", metadata=base, idempotency_key="ours"
-    )
-    found = gateway.payment_intent_find(metadata=base, created_after=since)
-    assert found is not None and found.id == ours.id != theirs.id
-    assert gateway.payment_intent_find(metadata=base, created_after=int(time.time()) + 60) is None
+    assert gateway.payment_intent_find(**want, created_after=since) is None
+    ours = make("ours")
+    found = gateway.payment_intent_find(**want, created_after=since)
+    assert found is not None and found.id == ours.id
+    later = int(time.time()) + 60
+    assert gateway.payment_intent_find(**want, created_after=later) is None
+    before = since - 3600
+    assert gateway.payment_intent_find(**want, created_after=before, created_before=since) is None
