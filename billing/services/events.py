@@ -284,11 +284,22 @@ _FINISH_SQL = (
 )
 
 
-def _event_finish(event: StripeEvent, status: str, note: str) -> str:
-    """Record how a claimed event ended, unless a later attempt has taken it since."""
+class LeaseLostError(Exception):
+    """A later attempt took the event while this one ran (its lease ran out)."""
+
+
+def _event_finish(event: StripeEvent, status: str, note: str, *, owned: bool = False) -> str:
+    """Record how a claimed event ended, unless a later attempt has taken it since.
+
+    With `owned` (called inside the handler's transaction), a lost lease raises, so
+    the handler's work is rolled back and only the attempt that owns the event
+    commits its outcome.
+    """
     with connection.cursor() as cursor:
         now = connection.ops.adapt_datetimefield_value(timezone.now())  # as the ORM stores it
         cursor.execute(_FINISH_SQL, [str(status), now, note, event.pk, event.attempts])
+        if owned and cursor.rowcount == 0:
+            raise LeaseLostError(f"event {event.pk}: attempt {event.attempts} lost its lease")
     return status
 
 
@@ -309,7 +320,7 @@ def event_process(event: StripeEvent) -> str:
         with log_ids(event_id=event.pk, stripe_event_id=event.stripe_id, event_type=event.type):
             if event.type in HANDLED_IN_EVENT_TRANSACTION:
                 with transaction.atomic():
-                    return _event_finish(event, S.PROCESSED, handler(event.payload))
+                    return _event_finish(event, S.PROCESSED, handler(event.payload), owned=True)
             note = handler(event.payload)
         return _event_finish(event, S.PROCESSED, note)
     except Exception as exc:

@@ -460,3 +460,19 @@ def test_payment_apply_refuses_to_run_outside_a_transaction():
     with pytest.raises(RuntimeError, match="inside a transaction"):
         payment_apply(intent=intent, target=Order.Status.PAID)
     assert Order.objects.get(pk=payment.order_id).status == Order.Status.PENDING
+
+
+def test_an_attempt_that_lost_its_lease_rolls_back_its_work():
+    """The worker was slow; its lease ran out and another attempt took the event. This
+    attempt's fulfilment must not commit: only the owner's outcome counts."""
+    payment = PaymentFactory()
+    event_store(event=succeeded(payment))
+    [claimed] = _claim()
+    StripeEvent.objects.filter(pk=claimed.pk).update(attempts=claimed.attempts + 1)  # retaken
+    event_process(claimed)
+    payment.order.refresh_from_db()
+    assert payment.order.status == Order.Status.PENDING
+    assert not Fulfilment.objects.exists()
+    assert not CreditTransaction.objects.exists()
+    stored = StripeEvent.objects.get(pk=claimed.pk)
+    assert (stored.status, stored.attempts) == (StripeEvent.Status.PROCESSING, claimed.attempts + 1)
