@@ -270,7 +270,7 @@ def test_a_drain_stopped_by_its_batch_limit_hands_the_rest_on(settings):
     assert events_drain() == 1
 
 
-def test_a_drain_with_more_than_a_batch_to_do_queues_a_helper():
+def test_a_drain_with_more_than_a_batch_to_do_queues_a_second_drain():
     stored_events(events.CLAIM_BATCH + 1)
     OrmQ.objects.all().delete()
     assert events_drain() == events.CLAIM_BATCH + 1
