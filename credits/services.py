@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connections, transaction
 from django.db.models import F
-from django.db.models.signals import post_save
 from django.utils import timezone
 
 from credits.errors import CreditReferenceConflictError, InsufficientCreditsError
 from credits.models import CreditAccount, CreditTransaction
 from kernel.errors import InvalidInputError, NotFoundError
+from kernel.rows import instance_from_row, saved
 
 # One entry moves at most this many credits: larger is a typo, and the cap keeps
 # any balance far from the 64-bit column's limit.
@@ -123,6 +123,16 @@ def _ledger_append(
         return LedgerWrite(entry=entry, created=True, balance=new_balance)
 
 
+def _ledger_names(alias: str) -> tuple[str, str, str]:
+    """The account and entry tables, and every entry column, quoted for `alias`."""
+    quote = connections[alias].ops.quote_name
+    return (
+        quote(CreditAccount._meta.db_table),
+        quote(CreditTransaction._meta.db_table),
+        ", ".join(quote(f.column) for f in CreditTransaction._meta.concrete_fields),
+    )
+
+
 @functools.cache
 def _grant_sql(alias: str) -> str:
     """One statement that adds credits under the account's row lock.
@@ -132,12 +142,7 @@ def _grant_sql(alias: str) -> str:
     nothing when the reference was written before (`_grant_once` then undoes the
     move, still under the lock).
     """
-    quote = connections[alias].ops.quote_name
-    account, entry = (
-        quote(CreditAccount._meta.db_table),
-        quote(CreditTransaction._meta.db_table),
-    )
-    columns = ", ".join(quote(f.column) for f in CreditTransaction._meta.concrete_fields)
+    account, entry, columns = _ledger_names(alias)
     return (
         f"WITH account AS (INSERT INTO {account} AS a (user_id, balance, updated_at) "  # noqa: S608 - names are ours
         f"VALUES (%(user_id)s, %(amount)s, %(now)s) ON CONFLICT (user_id) DO UPDATE "
@@ -177,17 +182,8 @@ def _grant_once(
             cursor.execute(_grant_sql(connection.alias), params)
             row = cursor.fetchone()
         if row is not None:
-            fields = CreditTransaction._meta.concrete_fields
-            entry = CreditTransaction.from_db(connection.alias, [f.attname for f in fields], row)
-            # What `save()` would have told its listeners (the audit trail among them).
-            post_save.send(
-                sender=CreditTransaction,
-                instance=entry,
-                created=True,
-                update_fields=None,
-                raw=False,
-                using=connection.alias,
-            )
+            entry = instance_from_row(CreditTransaction, row, alias=connection.alias)
+            saved(entry, using=connection.alias, created=True)  # the audit trail listens
             return entry
         # The reference was written before: take the balance back, answer the first entry.
         CreditAccount.objects.filter(user_id=user_id).update(balance=F("balance") - amount)
@@ -294,12 +290,7 @@ def _spend_sql(alias: str) -> str:
     A concurrent spend of the same reference that committed first makes the
     `INSERT` break the unique key, which undoes the whole statement.
     """
-    quote = connections[alias].ops.quote_name
-    account, entry = (
-        quote(CreditAccount._meta.db_table),
-        quote(CreditTransaction._meta.db_table),
-    )
-    columns = ", ".join(quote(f.column) for f in CreditTransaction._meta.concrete_fields)
+    account, entry, columns = _ledger_names(alias)
     return (
         f"WITH account AS (UPDATE {account} SET balance = balance - %(amount)s "  # noqa: S608 - names are ours
         f"WHERE user_id = %(user_id)s AND balance >= %(amount)s AND NOT EXISTS "
@@ -337,8 +328,7 @@ def _spend_once(*, user_id: int, amount: int, reference: str, memo: str) -> Ledg
         return None  # the same reference, spent concurrently: a replay now
     if row is None:
         return None
-    fields = CreditTransaction._meta.concrete_fields
-    entry = CreditTransaction.from_db(connection.alias, [f.attname for f in fields], row)
+    entry = instance_from_row(CreditTransaction, row, alias=connection.alias)
     return LedgerWrite(entry=entry, created=True, balance=entry.balance_after)
 
 

@@ -14,18 +14,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.contrib.auth import authenticate, get_user_model
 from django.db import connections
-from django.db.models import Model
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import HttpBearer, SessionAuth
 
 from kernel.errors import DomainError, ErrorCode, PermissionDeniedError
+from kernel.rows import instance_from_row
 from platform_core.models import ApiToken
 
 TOKEN_PREFIX = "tg_"
@@ -56,43 +54,12 @@ def api_token_revoke(*, token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
-@dataclass(frozen=True)
-class _RowShape:
-    """How to turn one model's raw columns into an instance, as the ORM would."""
-
-    model: type[Model]
-    attnames: list[str]
-    # Per column: the converters the backend and the field apply, and the column they expect.
-    converters: list[tuple[tuple, Any]]
-
-    @classmethod
-    def of(cls, model: type[Model], alias: str) -> _RowShape:
-        connection = connections[alias]
-        fields = model._meta.concrete_fields
-        converters = []
-        for field in fields:
-            col = field.get_col(model._meta.db_table)
-            found = (*connection.ops.get_db_converters(col), *field.get_db_converters(connection))
-            converters.append((found, col))
-        return cls(model, [f.attname for f in fields], converters)
-
-    def build(self, values: tuple, alias: str) -> Any:
-        connection = connections[alias]
-        converted = []
-        for value, (found, col) in zip(values, self.converters, strict=True):
-            for convert in found:
-                value = convert(value, col, connection)
-            converted.append(value)
-        return self.model.from_db(alias, self.attnames, converted)
-
-
 @functools.cache
-def _token_lookup_plan(alias: str) -> tuple[str, _RowShape, _RowShape]:
+def _token_lookup_sql(alias: str) -> str:
     """`SELECT <token columns>, <user columns> … WHERE digest = %s` for a live token of
-    an active user, and the shapes to build both instances from its row."""
+    an active user."""
     quote = connections[alias].ops.quote_name
     user_model = get_user_model()
-    token, user = _RowShape.of(ApiToken, alias), _RowShape.of(user_model, alias)
     columns = [f"t.{quote(f.column)}" for f in ApiToken._meta.concrete_fields]
     columns += [f"u.{quote(f.column)}" for f in user_model._meta.concrete_fields]
     sql = (
@@ -103,21 +70,20 @@ def _token_lookup_plan(alias: str) -> tuple[str, _RowShape, _RowShape]:
         f"AND t.{quote(ApiToken._meta.get_field('revoked_at').column)} IS NULL "
         f"AND u.{quote(user_model._meta.get_field('is_active').column)}"
     )
-    return sql, token, user
+    return sql
 
 
 def api_token_lookup(raw: str) -> ApiToken | None:
     """The live token with this raw value, its active user loaded (`token.user`); or None."""
     alias = ApiToken.objects.db
-    sql, token_shape, user_shape = _token_lookup_plan(alias)
     with connections[alias].cursor() as cursor:
-        cursor.execute(sql, [_digest(raw)])
+        cursor.execute(_token_lookup_sql(alias), [_digest(raw)])
         row = cursor.fetchone()
     if row is None:
         return None
-    split = len(token_shape.attnames)
-    token = token_shape.build(row[:split], alias)
-    token.user = user_shape.build(row[split:], alias)
+    split = len(ApiToken._meta.concrete_fields)
+    token = instance_from_row(ApiToken, row[:split], alias=alias)
+    token.user = instance_from_row(get_user_model(), row[split:], alias=alias)
     return token
 
 

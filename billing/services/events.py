@@ -62,6 +62,7 @@ from django_q.tasks import async_task
 from billing.models import QueuedDrain, StripeEvent
 from billing.services.event_handlers import HANDLED_IN_EVENT_TRANSACTION, HANDLERS
 from kernel.log_context import log_ids
+from kernel.rows import instance_from_row
 
 log = logging.getLogger(__name__)
 
@@ -214,15 +215,12 @@ def _claim_batch(first_event_id: int | None, size: int) -> tuple[list[StripeEven
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM_SQL, params)
             rows = cursor.fetchall()
-        payload_field = StripeEvent._meta.get_field("payload")
         names = [f.attname for f in _CLAIMED_FIELDS]
-        payload_at = names.index("payload")
-        events, retaken = [], False
-        for row in rows:
-            values = list(row[:-1])
-            values[payload_at] = payload_field.from_db_value(values[payload_at], None, connection)
-            events.append(StripeEvent.from_db(connection.alias, names, values))
-            retaken = retaken or row[-1]
+        events = [
+            instance_from_row(StripeEvent, row[:-1], alias=connection.alias, attnames=names)
+            for row in rows
+        ]
+        retaken = any(row[-1] for row in rows)
     # The named event first, then the order they arrived in.
     events.sort(key=lambda e: (e.pk != first_event_id, e.pk))
     return events, retaken

@@ -12,11 +12,9 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import Field, Model
-from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -24,6 +22,7 @@ from billing.models import ORDER_TRANSITIONS, Fulfilment, Order, Payment, Refund
 from billing.stripe_objects import PaymentIntentData
 from kernel.errors import DomainError, ErrorCode
 from kernel.log_context import log_ids
+from kernel.rows import instance_from_row, saved, saving
 from purchasables.errors import FulfilmentImpossibleError
 from purchasables.registry import registry
 from purchasables.types import OrderInfo
@@ -76,22 +75,13 @@ def _row_update(instance: Model, fields: list[str]) -> None:
     connection = connections[alias]
     sql, columns = _update_sql(model, tuple(fields), alias)
     update_fields = frozenset(fields)
-    pre_save.send(
-        sender=model, instance=instance, raw=False, using=alias, update_fields=update_fields
-    )
+    saving(instance, using=alias, update_fields=update_fields)
     values = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in columns]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*values, instance.pk])
         if cursor.rowcount != 1:
             raise DatabaseError("Save with update_fields did not affect any rows.")
-    post_save.send(
-        sender=model,
-        instance=instance,
-        created=False,
-        update_fields=update_fields,
-        raw=False,
-        using=alias,
-    )
+    saved(instance, using=alias, created=False, update_fields=update_fields)
 
 
 @functools.cache
@@ -115,15 +105,13 @@ def _row_insert(instance: Model) -> Model:
         instance.save()
         return instance
     sql, columns = _insert_sql(model, alias)
-    pre_save.send(sender=model, instance=instance, raw=False, using=alias, update_fields=None)
+    saving(instance, using=alias)
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in columns]
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         instance.pk = cursor.fetchone()[0]
     instance._state.adding, instance._state.db = False, alias
-    post_save.send(
-        sender=model, instance=instance, created=True, update_fields=None, raw=False, using=alias
-    )
+    saved(instance, using=alias, created=True)
     return instance
 
 
@@ -140,15 +128,6 @@ _PAYMENT_AND_ORDER_SQL = (
     f"FROM {Order._meta.db_table} o JOIN {Payment._meta.db_table} p ON p.order_id = o.id "
     "WHERE p.stripe_payment_intent_id = %s FOR UPDATE OF o, p"
 )
-
-
-def _from_row(model: type[Model], values: list[Any], connection: Any) -> Any:
-    fields = model._meta.concrete_fields
-    values = [
-        f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v
-        for f, v in zip(fields, values, strict=True)
-    ]
-    return model.from_db(connection.alias, [f.attname for f in fields], values)
 
 
 def _payment_and_order_locked(intent_id: str) -> Payment | None:
@@ -171,8 +150,8 @@ def _payment_and_order_locked(intent_id: str) -> Payment | None:
     if row is None:
         return None
     split = len(Payment._meta.concrete_fields)
-    payment = _from_row(Payment, list(row[:split]), connection)
-    payment.order = _from_row(Order, list(row[split:]), connection)
+    payment = instance_from_row(Payment, row[:split], alias=connection.alias)
+    payment.order = instance_from_row(Order, row[split:], alias=connection.alias)
     return payment
 
 
