@@ -52,6 +52,19 @@ def _uid() -> str:
     return uuid.uuid4().hex[:24]
 
 
+def _payment_for(order: Order) -> Payment:
+    """An unsaved PaymentIntent record for a seeded order, as order creation makes it."""
+    pi = f"pi_{_uid()}"
+    return Payment(
+        order=order,
+        stripe_payment_intent_id=pi,
+        status="requires_payment_method",
+        amount=order.amount,
+        currency=order.currency,
+        client_secret=f"{pi}_secret_{_uid()[:12]}",
+    )
+
+
 def users_create(n: int, *, prefix: str) -> list[int]:
     User = get_user_model()
     tag = _uid()[:8]
@@ -112,17 +125,8 @@ def orders_create(user_ids: list[int], n: int, *, rng: random.Random) -> list[Se
                 plugin_metadata=quotes[order.data["credits"]].metadata,
                 scheduling_data=None,
             )
-            pi = f"pi_{_uid()}"
-            payments.append(
-                Payment(
-                    order=order,
-                    stripe_payment_intent_id=pi,
-                    status="requires_payment_method",
-                    amount=order.amount,
-                    currency=order.currency,
-                    client_secret=f"{pi}_secret_{_uid()[:12]}",
-                )
-            )
+            payments.append(_payment_for(order))
+            pi = payments[-1].stripe_payment_intent_id
             out.append(
                 SeededOrder(
                     order.pk,
@@ -184,15 +188,9 @@ def orders_create_bookable(
             )
             order.save(update_fields=["metadata"])
             registry.reserve(order_info(order))
-            pi = f"pi_{_uid()}"
-            Payment.objects.create(
-                order=order,
-                stripe_payment_intent_id=pi,
-                status="requires_payment_method",
-                amount=order.amount,
-                currency=order.currency,
-                client_secret=f"{pi}_secret_{_uid()[:12]}",
-            )
+            payment = _payment_for(order)
+            payment.save()
+            pi = payment.stripe_payment_intent_id
         out.append(
             SeededOrder(order.pk, user_id, order.amount, order.currency, order.metadata, pi, 0)
         )
