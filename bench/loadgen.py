@@ -1,4 +1,6 @@
-"""A light asynchronous load generator (plain asyncio), measuring itself as well as the server.
+"""A light asynchronous load generator (asyncio, on uvloop where installed).
+
+It measures itself as well as the server.
 
 Work is a list of *deliveries*; a delivery is one or more requests sent at the
 same moment (a webhook and its simultaneous duplicate are one delivery of two).
@@ -18,7 +20,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -96,12 +98,13 @@ async def _http_post(
     ]
     head += [f"{k}: {v}" for k, v in headers.items()]
     request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    try:
-        writer.write(request)
-        raw = await asyncio.wait_for(reader.read(-1), timeout)
-    finally:
-        writer.close()
+    async with asyncio.timeout(timeout):  # one deadline, not a task per wait (`wait_for`)
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(request)
+            raw = await reader.read(-1)
+        finally:
+            writer.close()
     if not raw.startswith(b"HTTP/"):
         raise ConnectionResetError("no HTTP answer")
     status = int(raw[9:12])
@@ -175,6 +178,16 @@ async def _run(
     return samples
 
 
+def _event_loop_run(main: Coroutine[Any, Any, list[Sample]]) -> list[Sample]:
+    """`asyncio.run`, on uvloop where it is installed (`.[dev]`): about half the CPU per
+    request of asyncio's own loop, which is CPU taken from the server under test."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def run(
     base: str,
     deliveries: Sequence[Sequence[Request]],
@@ -192,7 +205,7 @@ def run(
     that acts part-way through, such as the storm's kills).
     """
     cpu0, t0 = time.process_time(), time.perf_counter()
-    samples = asyncio.run(
+    samples = _event_loop_run(
         _run(
             base,
             deliveries,

@@ -244,6 +244,7 @@ class CpuMeter:
         self.groups = groups  # name -> function answering the pids now
         self.start: dict[str, dict[int, float]] = {}
         self.t0 = 0.0
+        self.wall = 0.0  # the last window's length, set by `end`
         self.machine0 = (0.0, 0.0)
 
     def begin(self) -> None:
@@ -256,6 +257,7 @@ class CpuMeter:
     def end(self) -> dict[str, float]:
         """Each group's share of the machine's CPU capacity (cores × wall time), in %."""
         wall = time.monotonic() - self.t0
+        self.wall = wall
         capacity = wall * (os.cpu_count() or 1)
         out = {}
         for name, pids in self.groups.items():

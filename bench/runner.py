@@ -8,6 +8,7 @@ which makes the run exit non-zero.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 from contextlib import ExitStack
@@ -143,6 +144,29 @@ def run_all(
             )
         )
 
+    last = results["ingest"][-1] if results["ingest"] else None
+    if last and last["senders"] == 32:
+        rows.append(_cpu_row("1", "  CPU per delivery, 32 senders", last, "cpu_ms_per_delivery"))
+        if budget.allows(60):
+            floor = scenarios.http_floor(
+                stack, ingest_orders[offset - last["distinct_events"] : offset], 32
+            )
+            results["http_floor"] = floor
+            rows.append(
+                Row(
+                    "1",
+                    "  HTTP floor: gunicorn, an app that only reads the body",
+                    f"{floor['accepted_per_s']:.0f} req/s",
+                    _fmt_lat(floor["latency_ms"]),
+                    f"{_statuses(floor['statuses'])}; CPU per delivery: "
+                    + _cpu_sum(floor["cpu_ms_per_delivery"])[0],
+                    "",
+                    None,
+                    floor["loadgen_cpu_pct"],
+                    other_share(floor["cpu_pct"], floor["loadgen_cpu_pct"]),
+                )
+            )
+
     if args.profile:
         counts = sqlcount.capture(stack, users, profiling.PROFILE_DIR / "sql.txt")
         results["sql_per_operation"] = counts
@@ -227,6 +251,10 @@ def run_all(
                 r["loadgen_cpu_pct"],
                 other_share(r["cpu_pct"], r["loadgen_cpu_pct"]),
             )
+        )
+    if results["e2e"] and results["e2e"][-1]["workers"] == 2:
+        rows.append(
+            _cpu_row("2", "  CPU per order, 2 workers", results["e2e"][-1], "cpu_ms_per_order")
         )
     if args.paced and budget.allows(60):
         n = int(args.paced * 8)
@@ -482,6 +510,31 @@ def run_all(
         )
     )
     return rows
+
+
+_GROUPS = {"postgres": "PostgreSQL", "load generator": "generator"}
+
+
+def _cpu_sum(each: dict[str, float]) -> tuple[str, float]:
+    """`web 1.10 + PostgreSQL 0.30 + generator 0.25 = 1.65 ms`, and the total."""
+    total = sum(each.values())
+    parts = " + ".join(f"{_GROUPS.get(k, k)} {v:.2f}" for k, v in each.items() if v)
+    return f"{parts} = {total:.2f} ms", total
+
+
+def _cpu_row(section: str, name: str, r: dict[str, Any], key: str) -> Row:
+    """Where one unit's CPU went, and the rate the machine would reach spending only that."""
+    text, total = _cpu_sum(r[key])
+    cores = os.cpu_count() or 1
+    busy = r["cpu_pct"].get("machine busy", 0.0)
+    return Row(
+        section,
+        name,
+        text,
+        "",
+        f"machine {busy:.0f}% busy; {cores} cores / {total:.2f} ms = "
+        f"{cores * 1000 / total:,.0f}/s with every core on this work alone",
+    )
 
 
 def _claim_ms(busy: dict, idle: dict) -> str:

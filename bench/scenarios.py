@@ -13,6 +13,7 @@ application keeps about itself.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import statistics
@@ -25,7 +26,7 @@ from django.db import connection
 from django.db.models import Max, Min
 
 from bench import checks, loadgen, procs, seed
-from bench.stack import WEBHOOK_SECRET, Stack
+from bench.stack import ROOT, WEBHOOK_SECRET, Stack
 from billing.models import Fulfilment, Order, StripeEvent
 from credits.models import CreditAccount, CreditTransaction
 from credits.services import credits_grant
@@ -43,6 +44,23 @@ def cpu_meter(stack: Stack) -> procs.CpuMeter:
             "stripe": stack.stripe_pids,
         }
     )
+
+
+def cpu_ms_each(
+    cpu: dict[str, float], wall: float, units: int, loadgen_cpu_s: float
+) -> dict[str, float]:
+    """CPU milliseconds that each unit of work (a delivery, an order) cost each group of
+    processes over a `CpuMeter` window of `wall` seconds, the load generator's included."""
+    if not units:
+        return {}
+    capacity_ms = wall * (os.cpu_count() or 1) * 1000
+    each = {
+        name: round(pct / 100 * capacity_ms / units, 2)
+        for name, pct in cpu.items()
+        if name != "machine busy" and pct
+    }
+    each["load generator"] = round(loadgen_cpu_s * 1000 / units, 2)
+    return each
 
 
 def _webhook(evt: dict[str, Any]) -> loadgen.Request:
@@ -84,6 +102,7 @@ def ingest(
     result = loadgen.run(stack.web_url, deliveries, senders)
     cpu = meter.end()
     stored = _stored([e["id"] for e in events])
+    each = cpu_ms_each(cpu, meter.wall, len(result.samples), result.cpu)
     return {
         "senders": senders,
         "distinct_events": len(events),
@@ -98,6 +117,38 @@ def ingest(
         "lost": len(events) - stored,
         "loadgen_cpu_pct": result.cpu_share,
         "cpu_pct": cpu,
+        "cpu_ms_per_delivery": each,
+    }
+
+
+def http_floor(stack: Stack, orders: list[seed.SeededOrder], senders: int) -> dict[str, Any]:
+    """The same deliveries as `ingest`, to gunicorn serving `bench.http_floor` instead of
+    Tollgate: the ceiling of the HTTP server and the load generator on this machine."""
+    port = procs.free_port()
+    argv = stack.web_argv("bench.http_floor:application", port)
+    floor = procs.start("gunicorn-floor", argv, env=stack.env(), log_dir=stack.log_dir, cwd=ROOT)
+    try:
+        procs.wait_for_port(port, timeout=60, proc=floor)
+        workers = stack.config.web_workers
+        wait_until(lambda: len(procs.children(floor.pid)) >= workers, timeout=60, every=0.1)
+        deliveries = [[_webhook(seed.payment_event(o))] for o in orders]
+        url = f"http://127.0.0.1:{port}"
+        loadgen.run(url, deliveries[: len(deliveries) // 10], senders)  # warm
+        meter = procs.CpuMeter({"web": lambda: [floor.pid, *procs.children(floor.pid)]})
+        meter.begin()
+        result = loadgen.run(url, deliveries, senders)
+        cpu = meter.end()
+    finally:
+        procs.stop_together([floor], grace=5.0)
+    return {
+        "senders": senders,
+        "requests": len(result.samples),
+        "accepted_per_s": round(result.rate(), 1),
+        "latency_ms": result.latency(),
+        "statuses": result.statuses,
+        "loadgen_cpu_pct": result.cpu_share,
+        "cpu_pct": cpu,
+        "cpu_ms_per_delivery": cpu_ms_each(cpu, meter.wall, len(result.samples), result.cpu),
     }
 
 
@@ -196,6 +247,7 @@ def end_to_end(
         timeout=timeout,
     )
     cpu = meter.end()
+    each = cpu_ms_each(cpu, meter.wall, len(orders), result.cpu)
     fulfilled = Fulfilment.objects.filter(order_id__in=order_ids).count()
     last = Fulfilment.objects.filter(order_id__in=order_ids).aggregate(m=Max("created_at"))["m"]
     span = (last.timestamp() - t0) if last else None
@@ -215,6 +267,7 @@ def end_to_end(
         **_lags([o.payment_intent_id for o in orders]),
         "loadgen_cpu_pct": result.cpu_share,
         "cpu_pct": cpu,
+        "cpu_ms_per_order": each,
     }
 
 

@@ -2,9 +2,10 @@
 
 The same code the stack runs, called through Django's test client and the
 services against the stack's database, with `CaptureQueriesContext`: a webhook
-delivery (new and duplicate), processing one event, a credit spend, an order
-create. Written to `bench/profiles/sql.txt`, to read next to the py-spy
-profiles: a round trip to PostgreSQL costs the same whether a profile calls it
+delivery (a new event that enqueues a drain task, one that rides on it, a
+duplicate), processing one event, a credit spend, an order create. Written to
+`bench/profiles/sql.txt`, to read next to the py-spy profiles: a round trip to
+PostgreSQL costs the same whether a profile calls it
 CPU or waiting.
 
 The rule: it runs while the queue workers are stopped, so the event it
@@ -23,7 +24,7 @@ from django.test.utils import CaptureQueriesContext
 
 from bench import seed
 from bench.stack import WEBHOOK_SECRET, Stack
-from billing.models import StripeEvent
+from billing.models import QueuedDrain, StripeEvent
 from credits.services import credits_grant
 from tests.stripe_events import encode, sign
 
@@ -45,18 +46,23 @@ def capture(stack: Stack, users: list[int], out: Path) -> dict[str, int]:
     client = Client(HTTP_HOST="127.0.0.1")
     lines: list[str] = []
     counts: dict[str, int] = {}
-    order = seed.orders_create(users, 1, rng=random.Random(1))[0]  # noqa: S311
-    body = encode(seed.payment_event(order))
-    for name in ("webhook, new event", "webhook, duplicate event"):
+    first, second = seed.orders_create(users, 2, rng=random.Random(1))  # noqa: S311
+    body = encode(seed.payment_event(first))
+    rider = encode(seed.payment_event(second))
+    for name, sent in (("new event", body), ("new event", rider), ("duplicate event", rider)):
+        drains = QueuedDrain.objects.count()
         with CaptureQueriesContext(connection) as ctx:
             resp = client.post(
                 "/api/v1/payments/webhook/",
-                body,
+                sent,
                 content_type="application/json",
-                HTTP_STRIPE_SIGNATURE=sign(body, WEBHOOK_SECRET),
+                HTTP_STRIPE_SIGNATURE=sign(sent, WEBHOOK_SECRET),
             )
-        counts[name] = len(ctx.captured_queries)
-        lines += _block(name, ctx, resp.status_code)
+        if name == "new event":  # which way it went: a task of its own, or riding on one
+            enqueued = QueuedDrain.objects.count() > drains
+            name += " enqueuing a drain task" if enqueued else " riding on a queued drain"
+        counts[f"webhook, {name}"] = len(ctx.captured_queries)
+        lines += _block(f"webhook, {name}", ctx, resp.status_code)
     event_id = StripeEvent.objects.get(stripe_id=json.loads(body)["id"]).pk
     with CaptureQueriesContext(connection) as ctx:
         events_drain(first_event_id=event_id, limit=1)

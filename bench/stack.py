@@ -228,11 +228,12 @@ class Stack:
         procs.wait_for_port(self.stripe_port, timeout=30, proc=self.localstripe)
         procs.wait_for_port(self.proxy_port, timeout=30, proc=self.proxy)
 
-    def start_web(self) -> None:
+    def web_argv(self, app: str, port: int) -> list[str]:
+        """gunicorn as this stack runs it, serving `app` on `port`."""
         c = self.config
-        argv = [
-            sys.executable, "-m", "gunicorn", "platform_core.wsgi:application",
-            "--bind", f"127.0.0.1:{self.web_port}",
+        return [
+            sys.executable, "-m", "gunicorn", app,
+            "--bind", f"127.0.0.1:{port}",
             "--workers", str(c.web_workers),
             "--worker-class", c.web_worker_class,
             "--threads", str(c.web_threads),
@@ -240,6 +241,10 @@ class Stack:
             "--timeout", "60",
             "--graceful-timeout", "5",
         ]  # fmt: skip
+
+    def start_web(self) -> None:
+        c = self.config
+        argv = self.web_argv("platform_core.wsgi:application", self.web_port)
         self.web = procs.start("gunicorn", argv, env=self.env(), log_dir=self.log_dir, cwd=ROOT)
         procs.wait_for_port(self.web_port, timeout=60, proc=self.web)
         deadline = time.monotonic() + 60

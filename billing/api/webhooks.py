@@ -49,7 +49,11 @@ def webhook_receive(request: HttpRequest) -> dict:
     event = gateway.webhook_event_verify(
         payload=request.body, signature_header=request.META.get("HTTP_STRIPE_SIGNATURE")
     )
-    stored, created = event_store(event=event)
+    try:
+        body = request.body.decode()
+    except UnicodeDecodeError:  # JSON in another encoding: stored as parsed
+        body = None
+    stored, created = event_store(event=event, body=body)
     return {"received": True, "duplicate": not created, "id": stored.stripe_id}
 
 

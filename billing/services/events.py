@@ -46,6 +46,7 @@ stored event enqueues its own task.
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 from datetime import UTC, datetime, timedelta
@@ -62,7 +63,7 @@ from django_q.tasks import async_task
 from billing.models import QueuedDrain, StripeEvent
 from billing.services.event_handlers import HANDLED_IN_EVENT_TRANSACTION, HANDLERS
 from kernel.log_context import log_ids
-from kernel.rows import instance_from_row
+from kernel.rows import instance_from_row, saved
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +90,49 @@ _DRAINS = QueuedDrain._meta.db_table
 S = StripeEvent.Status
 
 
-def event_store(*, event: dict[str, Any]) -> tuple[StripeEvent, bool]:
-    """Insert a verified event and make sure a drain runs after it; a duplicate is a no-op."""
+def _event_columns(event: dict[str, Any]) -> dict[str, Any]:
+    """The columns a received event is stored with, from its verified body."""
     data_object = (event.get("data") or {}).get("object") or {}
     created = event.get("created")
+    return {
+        "stripe_id": event["id"],
+        "type": str(event.get("type") or "")[:100],
+        "api_version": str(event.get("api_version") or "")[:50],
+        "object_id": str(data_object.get("id") or "")[:255],
+        "livemode": bool(event.get("livemode")),
+        "stripe_created": (
+            datetime.fromtimestamp(created, tz=UTC) if isinstance(created, int) else None
+        ),
+    }
+
+
+def event_store(*, event: dict[str, Any], body: str | None = None) -> tuple[StripeEvent, bool]:
+    """Insert a verified event and make sure a drain runs after it; a duplicate is a no-op.
+
+    `body` is the event's JSON as received, stored as it is instead of serialising
+    `event` again.
+    """
+    columns = _event_columns(event)
+    if connection.vendor == "postgresql":
+        ridden = _store_riding(columns, body if body is not None else json.dumps(event))
+        if ridden is not None:
+            stored_id, received_at = ridden
+            stored = StripeEvent(
+                id=stored_id,
+                **columns,
+                payload=event,
+                status=S.PENDING,
+                next_attempt_at=received_at,
+                received_at=received_at,
+            )
+            if stored_id is None:  # a duplicate: it answers only who came first
+                return stored, False
+            saved(stored, using=connection.alias, created=True)
+            return stored, True
     try:
         with transaction.atomic():
             stored = StripeEvent.objects.create(
-                stripe_id=event["id"],
-                type=str(event.get("type") or "")[:100],
-                api_version=str(event.get("api_version") or "")[:50],
-                object_id=str(data_object.get("id") or "")[:255],
-                livemode=bool(event.get("livemode")),
-                stripe_created=(
-                    datetime.fromtimestamp(created, tz=UTC) if isinstance(created, int) else None
-                ),
-                payload=event,
-                next_attempt_at=timezone.now(),
+                **columns, payload=event, next_attempt_at=timezone.now()
             )
             _drain_ride_or_enqueue()
     except IntegrityError:
@@ -117,6 +144,37 @@ def event_store(*, event: dict[str, Any]) -> tuple[StripeEvent, bool]:
             raise
         return first, False
     return stored, True
+
+
+# The usual way an event is stored on PostgreSQL: one statement, so one round trip
+# and, outside a transaction, its own commit. It inserts the event only while a
+# queued drain is open to ride on, and holds that drain `FOR KEY SHARE` until it
+# commits. No row: no drain was open, and the caller stores the event with a task
+# of its own. A row whose second column is NULL: a duplicate (the insert waited
+# for the first delivery's transaction, if it was still running, and did nothing).
+_STORE_RIDING_SQL = f"""
+WITH ride AS (
+    SELECT id FROM {_DRAINS} WHERE open_until > STATEMENT_TIMESTAMP()
+    ORDER BY id DESC LIMIT 1 FOR KEY SHARE
+), stored AS (
+    INSERT INTO {_EVENTS} (stripe_id, type, api_version, object_id, livemode, stripe_created,
+        payload, status, attempts, last_error, next_attempt_at, received_at)
+    SELECT %(stripe_id)s, %(type)s, %(api_version)s, %(object_id)s, %(livemode)s,
+        %(stripe_created)s, %(payload)s::jsonb, '{S.PENDING}', 0, '',
+        STATEMENT_TIMESTAMP(), STATEMENT_TIMESTAMP()
+    WHERE EXISTS (SELECT 1 FROM ride)
+    ON CONFLICT (stripe_id) DO NOTHING
+    RETURNING id, received_at
+)
+SELECT stored.id, stored.received_at FROM ride LEFT JOIN stored ON true
+"""  # noqa: S608 - the names are ours
+
+
+def _store_riding(columns: dict[str, Any], payload: str) -> tuple[int | None, datetime] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_STORE_RIDING_SQL, {**columns, "payload": payload})
+        row = cursor.fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 def _drain_ride_or_enqueue() -> None:

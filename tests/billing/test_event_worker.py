@@ -26,7 +26,7 @@ from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get, credits_ledger_sum
 from credits.services import credits_grant
 from tests.billing.factories import PaymentFactory
-from tests.stripe_events import event, new_id, payment_intent
+from tests.stripe_events import encode, event, new_id, payment_intent
 
 pytestmark = pytest.mark.django_db
 
@@ -296,6 +296,44 @@ def test_events_stored_together_ride_on_one_queued_task():
     assert tasks.events_drain_queued(drain.pk) == 3
     assert not QueuedDrain.objects.exists()
     assert Fulfilment.objects.count() == 3
+
+
+def test_an_event_riding_on_a_queued_task_is_stored_by_one_statement_as_received():
+    first, second = PaymentFactory(), PaymentFactory()
+    event_store(event=succeeded(first))
+    evt = succeeded(second)
+    body = encode(evt)
+    with CaptureQueriesContext(connection) as ctx:
+        stored, created = event_store(event=evt, body=body.decode())
+    assert created
+    assert len(ctx.captured_queries) == 1
+    assert OrmQ.objects.count() == 1  # it rode on the first event's task
+    row = StripeEvent.objects.get(pk=stored.pk)
+    assert (row.stripe_id, row.type, row.object_id) == (
+        evt["id"],
+        "payment_intent.succeeded",
+        second.stripe_payment_intent_id,
+    )
+    assert row.payload == evt
+    assert row.status == StripeEvent.Status.PENDING
+    assert row.next_attempt_at == row.received_at == stored.received_at
+    with CaptureQueriesContext(connection) as ctx:
+        again, created = event_store(event=evt, body=body.decode())
+    assert not created
+    assert again.stripe_id == evt["id"]
+    assert len(ctx.captured_queries) == 1
+    assert StripeEvent.objects.filter(stripe_id=evt["id"]).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_deliveries_riding_on_one_task_store_the_event_once(monkeypatch):
+    monkeypatch.setattr(events, "RIDE_WINDOW", timedelta(minutes=1))
+    event_store(event=succeeded(PaymentFactory()))
+    evt = succeeded(PaymentFactory())
+    created = in_threads(8, lambda i: event_store(event=evt, body=encode(evt).decode())[1])
+    assert sorted(created) == [False] * 7 + [True]
+    assert StripeEvent.objects.filter(stripe_id=evt["id"]).count() == 1
+    assert OrmQ.objects.count() == 1
 
 
 def test_a_queued_task_takes_riders_only_for_its_window():
