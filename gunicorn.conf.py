@@ -1,12 +1,12 @@
 """gunicorn's settings for Tollgate's web process (gunicorn reads this file from its
 working directory; the Docker image and docker-compose start it there).
 
-Sync workers, two per core: a worker waiting on PostgreSQL leaves its core to
-another. On the 2-core machine of docs/performance.md, webhook ingest at 32
-senders went from about 700 to 760–810 events/s with 4 workers instead of 2;
-there the queue workers share those cores, and end to end fell by about a fifth,
-so `make bench` keeps 2 (`--web-workers`). `WEB_CONCURRENCY` sets the count;
-by default it is two per core, at most 8.
+Sync workers, two per core: a worker waiting on PostgreSQL, or for its client
+to close the connection, leaves its core to another. On the 2-core machine of
+docs/performance.md, webhook ingest at 32 senders went from 1,030 events/s with
+2 workers (the machine 81% busy) to 1,094 with 4 (97% busy), and end to end
+stayed at 382–385 orders/s. `make bench` starts what this file gives.
+`WEB_CONCURRENCY` sets the count; by default it is two per core, at most 8.
 """
 
 import os

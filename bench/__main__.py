@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import runpy
 import shlex
 import sys
 import time
@@ -55,7 +56,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--scale-ingest", type=int, default=600, help="events ingested per size")
     p.add_argument("--scale-e2e", type=int, default=400, help="orders end to end per size")
-    p.add_argument("--web-workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", 2)))
+    p.add_argument(
+        "--web-workers",
+        type=int,
+        default=int(os.environ.get("BENCH_WEB_WORKERS") or _deployed_web_workers()),
+        help="gunicorn workers (default: what gunicorn.conf.py starts on this machine)",
+    )
     p.add_argument("--worker-class", default=os.environ.get("BENCH_WORKER_CLASS", "sync"))
     p.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", 1)))
     p.add_argument("--db", default=os.environ.get("BENCH_DB", "tollgate_bench"))
@@ -78,6 +84,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.ingest, args.e2e, args.create, args.hot = "200,500,800", 500, 30, 600
         args.scale, args.scale_ingest, args.scale_e2e, args.paced = "3000,10000", 300, 200, 50.0
     return args
+
+
+def _deployed_web_workers() -> int:
+    """The worker count `gunicorn.conf.py` gives a deployment here (`WEB_CONCURRENCY` too)."""
+    return int(runpy.run_path(str(ROOT / "gunicorn.conf.py"))["workers"])
 
 
 class Budget:
