@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import Field, Model
@@ -26,6 +27,8 @@ from kernel.rows import instance_from_row, saved, saving
 from purchasables.errors import FulfilmentImpossibleError
 from purchasables.registry import registry
 from purchasables.types import OrderInfo
+
+M = TypeVar("M", bound=Model)
 
 log = logging.getLogger(__name__)
 
@@ -85,31 +88,45 @@ def _row_update(instance: Model, fields: list[str]) -> None:
 
 
 @functools.cache
-def _insert_sql(model: type[Model], alias: str) -> tuple[str, list[Field]]:
+def _insert_sql(
+    model: type[Model], alias: str, unless_exists: str | None
+) -> tuple[str, list[Field]]:
     quote = connections[alias].ops.quote_name
     meta = model._meta
     columns = [f for f in meta.concrete_fields if not f.primary_key]
+    conflict = f"ON CONFLICT ({quote(unless_exists)}) DO NOTHING " if unless_exists else ""
     return (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(columns))}) RETURNING {quote(meta.pk.column)}",
+        f"VALUES ({', '.join(['%s'] * len(columns))}) {conflict}"
+        f"RETURNING {quote(meta.pk.column)}",
         columns,
     )
 
 
-def _row_insert(instance: Model) -> Model:
-    """`instance.save()` of a new row (PostgreSQL), the INSERT compiled once per model."""
+def _row_insert(instance: M, *, unless_exists: str | None = None) -> M | None:
+    """`instance.save()` of a new row, the INSERT compiled once per model (PostgreSQL).
+
+    With `unless_exists` (a column with a unique constraint), nothing is inserted
+    when a row with the same value exists (or is being inserted by a transaction
+    that then commits): the answer is None, and no `post_save` is sent.
+    """
     model = type(instance)
     alias = router.db_for_write(model, instance=instance)
     connection = connections[alias]
     if connection.vendor != "postgresql":
+        if unless_exists:
+            raise NotImplementedError("unless_exists is for PostgreSQL")
         instance.save()
         return instance
-    sql, columns = _insert_sql(model, alias)
+    sql, columns = _insert_sql(model, alias, unless_exists)
     saving(instance, using=alias)
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in columns]
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
-        instance.pk = cursor.fetchone()[0]
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instance.pk = row[0]
     instance._state.adding, instance._state.db = False, alias
     saved(instance, using=alias, created=True)
     return instance
@@ -238,19 +255,26 @@ def payment_apply(
 
 
 def payment_row_for(*, order: Order, intent: PaymentIntentData, locked: bool) -> Payment:
-    """The `Payment` row of a PaymentIntent, made from it on first sight."""
+    """The `Payment` row of a PaymentIntent, made from it on first sight.
+
+    On PostgreSQL one `INSERT … ON CONFLICT DO NOTHING`: the usual case, a new
+    PaymentIntent, is one statement instead of `get_or_create`'s read, savepoint,
+    insert and release. A row it inserted is its transaction's alone until commit.
+    """
+    fields = {
+        "order": order,
+        "status": intent.status,
+        "amount": intent.amount,
+        "currency": intent.currency,
+        "client_secret": intent.client_secret,
+    }
     rows = Payment.objects.select_for_update() if locked else Payment.objects
-    payment, _ = rows.get_or_create(
-        stripe_payment_intent_id=intent.id,
-        defaults={
-            "order": order,
-            "status": intent.status,
-            "amount": intent.amount,
-            "currency": intent.currency,
-            "client_secret": intent.client_secret,
-        },
-    )
-    return payment
+    if connections[router.db_for_write(Payment)].vendor != "postgresql":
+        return rows.get_or_create(stripe_payment_intent_id=intent.id, defaults=fields)[0]
+    payment = Payment(stripe_payment_intent_id=intent.id, **fields)
+    if _row_insert(payment, unless_exists="stripe_payment_intent_id") is not None:
+        return payment
+    return rows.get(stripe_payment_intent_id=intent.id)
 
 
 def _payment_apply(

@@ -20,12 +20,12 @@ from billing import tasks
 from billing.models import Fulfilment, Order, Payment, QueuedDrain, StripeEvent
 from billing.services import events
 from billing.services.events import _claim, event_process, event_store, events_drain
-from billing.services.payments import payment_apply, payment_record
+from billing.services.payments import payment_apply, payment_record, payment_row_for
 from billing.stripe_objects import payment_intent_from_payload
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get, credits_ledger_sum
 from credits.services import credits_grant
-from tests.billing.factories import PaymentFactory
+from tests.billing.factories import OrderFactory, PaymentFactory
 from tests.stripe_events import encode, event, new_id, payment_intent
 
 pytestmark = pytest.mark.django_db
@@ -123,6 +123,25 @@ def test_a_grant_inside_a_transaction_is_one_statement(user):
     assert len(ctx.captured_queries) == 1  # no savepoint of its own, no second read
     assert (entry.amount, entry.balance_after, entry.kind) == (7, 12, "purchase")
     assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 12
+
+
+def test_a_new_payment_row_is_one_statement_and_a_known_one_is_found():
+    order = OrderFactory()
+    intent = payment_intent_from_payload(
+        payment_intent(id=new_id("pi"), amount=order.amount, status="requires_payment_method")
+    )
+    with CaptureQueriesContext(connection) as ctx:
+        first = payment_row_for(order=order, intent=intent, locked=False)
+    assert len(ctx.captured_queries) == 1
+    assert "ON CONFLICT" in ctx.captured_queries[0]["sql"]
+    again = payment_row_for(order=order, intent=intent, locked=False)
+    assert again.pk == first.pk
+    assert Payment.objects.filter(stripe_payment_intent_id=intent.id).count() == 1
+    assert (again.order_id, again.status, again.amount) == (
+        order.pk,
+        "requires_payment_method",
+        order.amount,
+    )
 
 
 # --- claims ---------------------------------------------------------------------------
