@@ -114,19 +114,17 @@ def event_store(*, event: dict[str, Any], body: str | None = None) -> tuple[Stri
     """
     columns = _event_columns(event)
     if connection.vendor == "postgresql":
-        ridden = _store_riding(columns, body if body is not None else json.dumps(event))
-        if ridden is not None:
-            stored_id, received_at = ridden
+        now = timezone.now()
+        row = _store_riding({**columns, "now": now}, body or json.dumps(event))
+        if row is not None:
+            if row[0] is None:  # a duplicate: it answers only who came first
+                return StripeEvent(stripe_id=event["id"]), False
             stored = StripeEvent(
-                id=stored_id,
-                **columns,
-                payload=event,
-                status=S.PENDING,
-                next_attempt_at=received_at,
-                received_at=received_at,
+                id=row[0], **columns, payload=event, next_attempt_at=now, received_at=now
             )
-            if stored_id is None:  # a duplicate: it answers only who came first
-                return stored, False
+            stored._state.adding, stored._state.db = False, connection.alias
+            # `post_save` as `create()` sends it (`pre_save` is not: the statement may
+            # store nothing, and then the path below sends its own).
             saved(stored, using=connection.alias, created=True)
             return stored, True
     try:
@@ -150,8 +148,8 @@ def event_store(*, event: dict[str, Any], body: str | None = None) -> tuple[Stri
 # and, outside a transaction, its own commit. It inserts the event only while a
 # queued drain is open to ride on, and holds that drain `FOR KEY SHARE` until it
 # commits. No row: no drain was open, and the caller stores the event with a task
-# of its own. A row whose second column is NULL: a duplicate (the insert waited
-# for the first delivery's transaction, if it was still running, and did nothing).
+# of its own. A row of NULLs: a duplicate (the insert waited for the first
+# delivery's transaction, if it was still running, and did nothing).
 _STORE_RIDING_SQL = f"""
 WITH ride AS (
     SELECT id FROM {_DRAINS} WHERE open_until > STATEMENT_TIMESTAMP()
@@ -161,20 +159,20 @@ WITH ride AS (
         payload, status, attempts, last_error, next_attempt_at, received_at)
     SELECT %(stripe_id)s, %(type)s, %(api_version)s, %(object_id)s, %(livemode)s,
         %(stripe_created)s, %(payload)s::jsonb, '{S.PENDING}', 0, '',
-        STATEMENT_TIMESTAMP(), STATEMENT_TIMESTAMP()
+        %(now)s, %(now)s
     WHERE EXISTS (SELECT 1 FROM ride)
     ON CONFLICT (stripe_id) DO NOTHING
-    RETURNING id, received_at
+    RETURNING id
 )
-SELECT stored.id, stored.received_at FROM ride LEFT JOIN stored ON true
+SELECT stored.id FROM ride LEFT JOIN stored ON true
 """  # noqa: S608 - the names are ours
 
 
-def _store_riding(columns: dict[str, Any], payload: str) -> tuple[int | None, datetime] | None:
+def _store_riding(params: dict[str, Any], payload: str) -> tuple[int | None] | None:
+    """`(id,)` stored, `(None,)` a duplicate, None when no drain was open to ride on."""
     with connection.cursor() as cursor:
-        cursor.execute(_STORE_RIDING_SQL, {**columns, "payload": payload})
-        row = cursor.fetchone()
-    return None if row is None else (row[0], row[1])
+        cursor.execute(_STORE_RIDING_SQL, {**params, "payload": payload})
+        return cursor.fetchone()
 
 
 def _drain_ride_or_enqueue() -> None:
