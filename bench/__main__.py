@@ -54,8 +54,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default="10000,100000",
         help="existing orders+events for the scaling runs ('' to skip)",
     )
-    p.add_argument("--scale-ingest", type=int, default=600, help="events ingested per size")
-    p.add_argument("--scale-e2e", type=int, default=400, help="orders end to end per size")
+    p.add_argument("--scale-ingest", type=int, default=1500, help="events ingested per size")
+    p.add_argument("--scale-e2e", type=int, default=1000, help="orders end to end per size")
     p.add_argument(
         "--web-workers",
         type=int,
