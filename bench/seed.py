@@ -15,6 +15,7 @@ quote, `metadata_build`), never with shapes a test author imagined.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -24,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from billing.metadata import metadata_build
 from billing.models import Fulfilment, Order, Payment, StripeEvent
@@ -356,7 +357,12 @@ def background_fill(n: int, *, users: int = 500, rng: random.Random) -> float:
         _copy(StripeEvent, events)
         for user_id, balance in balances.items():
             CreditAccount.objects.filter(user_id=user_id).update(balance=balance)
+    # Settle the load before anything is measured on it: without this, autovacuum (which
+    # PostgreSQL starts after many inserts) and the checkpoint that writes the loaded
+    # pages ran during the next measured row (one ingest at 100k rows: p99 360 ms, -16%).
     with connection.cursor() as cursor:
         for model in (Order, Payment, CreditTransaction, Fulfilment, StripeEvent, CreditAccount):
-            cursor.execute(f'ANALYZE "{model._meta.db_table}"')
+            cursor.execute(f'VACUUM (ANALYZE) "{model._meta.db_table}"')
+        with contextlib.suppress(DatabaseError):  # needs a superuser or pg_checkpoint
+            cursor.execute("CHECKPOINT")
     return time.perf_counter() - t0
