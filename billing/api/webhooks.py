@@ -12,6 +12,8 @@ operation below documents it in the OpenAPI schema and calls the same function.
 
 from __future__ import annotations
 
+import json
+
 from django.http import HttpRequest
 from ninja import Router
 
@@ -49,10 +51,10 @@ def webhook_receive(request: HttpRequest) -> dict:
     event = gateway.webhook_event_verify(
         payload=request.body, signature_header=request.META.get("HTTP_STRIPE_SIGNATURE")
     )
-    try:
-        body = request.body.decode()
-    except UnicodeDecodeError:  # JSON in another encoding: stored as parsed
-        body = None
+    # Stored as received when it is plain UTF-8 (Stripe's); JSON in another encoding,
+    # or with a byte-order mark, is stored as parsed.
+    raw = request.body
+    body = raw.decode() if json.detect_encoding(raw) == "utf-8" else None
     stored, created = event_store(event=event, body=body)
     return {"received": True, "duplicate": not created, "id": stored.stripe_id}
 

@@ -76,6 +76,16 @@ def test_a_signed_event_is_stored_and_queued_then_processed(payment):
     assert credits_balance_get(user_id=payment.order.user_id) == 100
 
 
+def test_a_body_with_a_byte_order_mark_is_stored_as_parsed(payment):
+    """Stored by the one-statement path (a drain is open), not from its raw text."""
+    post_webhook(succeeded(PaymentFactory()))  # opens a drain to ride on
+    evt = succeeded(payment)
+    resp = post_webhook(b"\xef\xbb\xbf" + encode(evt))
+    assert resp.status_code == 200
+    assert StripeEvent.objects.get(stripe_id=evt["id"]).payload == evt
+    assert OrmQ.objects.count() == 1
+
+
 def test_the_same_event_twice_is_stored_once_and_fulfils_once(payment):
     evt = succeeded(payment)
     assert post_webhook(evt).json()["duplicate"] is False
