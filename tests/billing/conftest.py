@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from billing.models import StripeEvent
@@ -54,3 +56,26 @@ def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("condition not reached in time")
+
+
+def in_threads(n: int, work: Callable[[int], Any]) -> list:
+    """`work(i)` in `n` threads started together, each on its own connection (closed
+    after); the answers, or the exceptions raised, in thread order."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[i] = work(i)
+        except Exception as exc:  # surfaced by the assertions
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results

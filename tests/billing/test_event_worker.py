@@ -25,6 +25,7 @@ from billing.stripe_objects import payment_intent_from_payload
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get, credits_ledger_sum
 from credits.services import credits_grant
+from tests.billing.conftest import in_threads
 from tests.billing.factories import OrderFactory, PaymentFactory
 from tests.stripe_events import encode, event, new_id, payment_intent
 
@@ -55,27 +56,6 @@ def stored_events(n: int, *, status: str = StripeEvent.Status.PENDING, **fields)
         for i in range(n)
     ]
     return [e.pk for e in StripeEvent.objects.bulk_create(rows)]
-
-
-def in_threads(n: int, work) -> list:
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[i] = work(i)
-        except Exception as exc:  # surfaced by the assertions
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
 
 
 # --- what one event costs ----------------------------------------------------------------

@@ -3,12 +3,10 @@ signed exactly as Stripe signs them."""
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from django_q.models import OrmQ
@@ -20,7 +18,7 @@ from credits.selectors import credits_balance_get, credits_ledger_sum
 from purchasables import hookimpl
 from purchasables.registry import registry
 from purchasables.types import PurchaseType, Quote
-from tests.billing.conftest import post_webhook
+from tests.billing.conftest import in_threads, post_webhook
 from tests.billing.factories import PaymentFactory
 from tests.stripe_events import ROTATED_SECRET, encode, event, payment_intent, sign
 
@@ -360,27 +358,6 @@ def test_an_event_whose_worker_died_is_taken_again_after_its_lease(payment):
 # --- concurrency (real threads, real PostgreSQL transactions) --------------------------
 
 
-def _in_threads(n: int, work) -> list:
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except Exception as exc:  # surfaced by the assertions below
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 @pytest.mark.django_db(transaction=True)
 def test_twenty_concurrent_deliveries_of_one_event_store_it_once_and_fulfil_once():
     payment = PaymentFactory()
@@ -396,9 +373,9 @@ def test_twenty_concurrent_deliveries_of_one_event_store_it_once_and_fulfil_once
         )
         return resp.status_code
 
-    assert _in_threads(20, deliver) == [200] * 20
+    assert in_threads(20, deliver) == [200] * 20
     assert StripeEvent.objects.count() == 1
-    assert _in_threads(20, lambda i: events_drain()).count(1) == 1
+    assert in_threads(20, lambda i: events_drain()).count(1) == 1
     assert Fulfilment.objects.count() == 1
     assert CreditTransaction.objects.count() == 1
     assert credits_balance_get(user_id=payment.order.user_id) == 100
@@ -410,7 +387,7 @@ def test_twenty_distinct_events_for_one_payment_processed_concurrently_fulfil_on
     for _ in range(20):
         post_webhook(succeeded(payment))
     assert StripeEvent.objects.count() == 20
-    taken = _in_threads(20, lambda i: events_drain(limit=1))
+    taken = in_threads(20, lambda i: events_drain(limit=1))
     assert all(isinstance(t, int) for t in taken), taken
     assert sum(taken) == 20
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
