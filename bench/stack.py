@@ -198,7 +198,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "platform_core.localstripe_server",
+                "devstripe",
                 "--port",
                 str(self.stripe_port),
             ],

@@ -182,7 +182,7 @@ def localstripe() -> Iterator[LocalStripe]:
 
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "platform_core.localstripe_server", "--port", str(port)],
+        [sys.executable, "-m", "devstripe", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -280,7 +280,7 @@ class Command(BaseCommand):
                     [
                         python,
                         "-m",
-                        "platform_core.localstripe_server",
+                        "devstripe",
                         "--port",
                         str(self.stripe_port),
                         # Kept beside the SQLite file, so the two agree after a restart.

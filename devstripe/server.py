@@ -1,19 +1,23 @@
-"""Run localstripe, the fake Stripe API used by `make run` and the tests, on loopback.
+"""Serve the development Stripe: localstripe plus this package's feature modules.
 
 The stock `localstripe` command listens on every interface and pickles its whole
 store to a fixed file after every write; this entry point binds 127.0.0.1 only,
 starts empty and keeps the store in memory (about twice as fast); with `--store`
 it starts from that file and saves to it on exit.
 
-    python -m platform_core.localstripe_server --port 8420
+    python -m devstripe --port 8420
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import pickle
 from pathlib import Path
+
+# The feature modules, each with `install(app)`, installed in this order.
+FEATURES: tuple[str, ...] = ()
 
 
 def serve(host: str = "127.0.0.1", port: int = 8420, store_path: Path | None = None) -> None:
@@ -35,6 +39,8 @@ def serve(host: str = "127.0.0.1", port: int = 8420, store_path: Path | None = N
 
     if store_path is not None:
         server.app.on_cleanup.append(save)
+    for name in FEATURES:
+        importlib.import_module(f"devstripe.{name}").install(server.app)
     logging.basicConfig(level=logging.WARNING)
     web.run_app(server.app, host=host, port=port, print=None, access_log=None)
 
