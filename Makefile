@@ -5,10 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml examples/*/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 
-# The suite's database: the local PostgreSQL unless DATABASE_URL says otherwise.
-TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tollgate
-TEST_ENV := DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
-	DEBUG=0 SECRET_KEY=test-secret-key-not-for-production ALLOWED_HOSTS='*' CONN_MAX_AGE=0 \
+# The suite's settings. Its database: DATABASE_URL when set, else the PostgreSQL at
+# 127.0.0.1:5432 when one answers, else an embedded one (devstack/database.py).
+TEST_ENV := DEBUG=0 SECRET_KEY=test-secret-key-not-for-production ALLOWED_HOSTS='*' CONN_MAX_AGE=0 \
 	SECURE_SSL_REDIRECT=0 \
 	STRIPE_SECRET_KEY=sk_test_localstripe STRIPE_PUBLISHABLE_KEY=pk_test_localstripe \
 	STRIPE_WEBHOOK_SECRET=whsec_test_primary,whsec_test_rotated \
@@ -33,12 +32,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install Tollgate with its development tools
 
 .PHONY: run
-run: $(STAMP) ## Run the platform locally: SQLite, localstripe, a worker, demo data
-	$(BIN)/python -m platform_core.run_local
+run: $(STAMP) ## Run the platform locally: embedded PostgreSQL, the development Stripe, a worker, demo data
+	$(BIN)/python -m devstack.run
 
 .PHONY: test
-test: $(STAMP) ## Run the whole suite on PostgreSQL (DATABASE_URL), with localstripe
-	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) ## Run the whole suite on PostgreSQL (DATABASE_URL, 127.0.0.1:5432 or embedded), with the development Stripe
+	$(TEST_ENV) $(BIN)/python -m devstack.database run --for tests -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: $(STAMP) ## Benchmark the money path on real processes: one table, bench/results.json (BENCH_ARGS=--quick, --profile, --help)

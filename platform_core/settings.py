@@ -89,18 +89,24 @@ TEMPLATES = [
     },
 ]
 
-# The embedded default is one SQLite file; PostgreSQL for tests and production.
+# PostgreSQL everywhere. Without DATABASE_URL, development (DEBUG on) uses the server
+# at 127.0.0.1:5432; `make run` and `make test` always set it, starting an embedded
+# server when no other is given.
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'tollgate.sqlite3'}"),
+        DATABASE_URL or "postgres://postgres@127.0.0.1:5432/tollgate",
         # django-q2 closes "old" connections around every enqueue and task: with
         # the default of 0 that is a new PostgreSQL connection each time.
         conn_max_age=int(os.environ.get("CONN_MAX_AGE", "600")),
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
-    "DATABASE_PREPARED_STATEMENTS", True
-):
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        f"DATABASE_URL names a {DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} database; "
+        "Tollgate runs on PostgreSQL only (postgres://user:password@host:5432/name)."
+    )
+if env_bool("DATABASE_PREPARED_STATEMENTS", True):
     # Parameters travel apart from the SQL, and a statement a connection has run
     # five times is prepared: PostgreSQL then skips parsing and planning it, which
     # was half of its work for a credit spend and a third for a webhook. Turn this
@@ -110,16 +116,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
         **DATABASES["default"].get("OPTIONS", {}),
         "server_side_binding": True,
         "prepare_threshold": 5,
-    }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The web process and the worker both write: WAL lets readers run beside the
-    # writer, and IMMEDIATE transactions take the write lock up front instead of
-    # failing with "database is locked" when a read turns into a write.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"] = {
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -261,6 +257,7 @@ if not DEBUG:
             ("STRIPE_PUBLISHABLE_KEY", STRIPE_PUBLISHABLE_KEY),
             ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRETS),
             ("ALLOWED_HOSTS", ALLOWED_HOSTS),
+            ("DATABASE_URL", DATABASE_URL),
         ]
         if not value
     ]

@@ -32,6 +32,7 @@ PRODUCTION = {
     "STRIPE_SECRET_KEY": "sk_test_settings",
     "STRIPE_PUBLISHABLE_KEY": "pk_test_settings",
     "STRIPE_WEBHOOK_SECRET": "whsec_settings",
+    "DATABASE_URL": "postgres://tollgate@db.example.com:5432/tollgate",
 }
 SCRIPT = """
 import json, os, django
@@ -86,6 +87,7 @@ def test_production_without_secrets_refuses_to_start():
         "STRIPE_SECRET_KEY",
         "STRIPE_PUBLISHABLE_KEY",
         "STRIPE_WEBHOOK_SECRET",
+        "DATABASE_URL",
     }
 
 
@@ -98,6 +100,7 @@ def test_debug_unset_means_production():
         "STRIPE_PUBLISHABLE_KEY",
         "STRIPE_WEBHOOK_SECRET",
         "ALLOWED_HOSTS",
+        "DATABASE_URL",
     }
 
 
@@ -107,8 +110,9 @@ def test_debug_unset_means_production():
         ({"SECRET_KEY": "django-insecure-tollgate-development-only"}, "SECRET_KEY"),
         ({"STRIPE_WEBHOOK_SECRET": " , "}, "STRIPE_WEBHOOK_SECRET"),
         ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
+        ({"DATABASE_URL": ""}, "DATABASE_URL"),
     ],
-    ids=["dev-secret-key", "blank-webhook-secrets", "no-allowed-hosts"],
+    ids=["dev-secret-key", "blank-webhook-secrets", "no-allowed-hosts", "no-database"],
 )
 def test_production_names_the_one_bad_setting(override, named):
     assert refused_names(start_django(**{**PRODUCTION, **override})) == {named}
@@ -167,15 +171,18 @@ def test_postgresql_statements_are_prepared_unless_turned_off():
     off = database_options(DATABASE_URL=url, DATABASE_PREPARED_STATEMENTS="0")
     assert "server_side_binding" not in off
     assert "prepare_threshold" not in off
-    assert "server_side_binding" not in database_options(DATABASE_URL="sqlite:///x.sqlite3")
+
+
+def test_a_database_other_than_postgresql_is_refused():
+    result = start_django(DEBUG="1", DATABASE_URL="sqlite:///x.sqlite3")
+    assert result.returncode != 0
+    assert "PostgreSQL only" in result.stderr
 
 
 @pytest.mark.django_db
 def test_a_statement_run_often_is_prepared_on_its_connection():
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are configured for PostgreSQL")
     for _ in range(6):
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM auth_user WHERE id > %s", [0])

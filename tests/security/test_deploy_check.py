@@ -38,7 +38,7 @@ def production(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "billing.example.com",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'deploy-check.sqlite3'}",
+        "DATABASE_URL": "postgres://tollgate@db.example.com:5432/tollgate",
         "STRIPE_SECRET_KEY": "sk_live_" + secrets.token_hex(24),
         "STRIPE_PUBLISHABLE_KEY": "pk_live_" + secrets.token_hex(24),
         "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),

@@ -1,11 +1,11 @@
-"""`manage.py run_local`: the whole platform on one machine, for development (`make run`).
+"""The supervisor of `make run`: the whole platform on one machine, for development.
 
 It migrates the database, seeds the demo data, then starts and supervises three
-children: localstripe (only when `STRIPE_API_BASE` is a loopback address), the
-django-q2 worker and the web server; it registers the webhook receiver with
-localstripe and prints the URLs and demo logins. Start it through
-`python -m platform_core.run_local`, which sets the development environment
-before Django reads its settings.
+children: the development Stripe (only when `STRIPE_API_BASE` is a loopback
+address), the django-q2 worker and the web server; it registers the webhook
+receiver with the development Stripe and prints the URLs and demo logins. Start
+it through `python -m devstack.run`, which sets the development environment (and
+starts the embedded database) before Django reads its settings.
 
 The one rule: every child runs in its own process group and is stopped by this
 process, whatever happens (Ctrl-C, SIGTERM, a child dying, an error while
@@ -29,15 +29,15 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError
 from django.db import connections
 
+from devstack.run import DEFAULT_WEB_PORT, port_from_env
 from platform_core.management.commands.seed_demo import DEMO_USERS
-from platform_core.run_local import DEFAULT_WEB_PORT, port_from_env
 
 WEBHOOK_PATH = "/api/v1/payments/webhook/"
 LOCALSTRIPE_RECEIVER = "tollgate"
@@ -156,24 +156,19 @@ class Child:
             self.pump.join(timeout=2)
 
 
-class Command(BaseCommand):
-    help = (
-        "Run Tollgate locally: migrate, seed demo data, start localstripe, the worker and "
-        "the web server, and stop them all on Ctrl-C. Start it with `make run`."
-    )
-    requires_system_checks = []  # migrate and runserver run the checks themselves
+class Supervisor:
+    """Migrate, seed the demo data, start the children, and stop them all on Ctrl-C."""
+
     _stop_signal: int | None = None  # set by the signal handler, read at safe points
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--no-seed", action="store_true", help="Do not create or repair the demo data."
-        )
+    def __init__(self, *, database_label: str) -> None:
+        self.database_label = database_label
 
-    def handle(self, *args: Any, no_seed: bool = False, **options: Any) -> None:
+    def run(self, *, no_seed: bool = False) -> None:
         if not settings.DEBUG:
             raise CommandError(
-                "run_local is for development and needs DEBUG on. Start it with `make run` "
-                "(python -m platform_core.run_local), which sets the development defaults."
+                "The development stack needs DEBUG on. Start it with `make run` "
+                "(python -m devstack.run), which sets the development defaults."
             )
         if not settings.STRIPE_SECRET_KEY:
             raise CommandError(
@@ -240,26 +235,13 @@ class Command(BaseCommand):
             raise CommandError("Cannot start: " + "; ".join(busy) + ".")
 
     def _prepare_database(self, *, seed: bool) -> None:
-        database = settings.DATABASES["default"]
-        if database["ENGINE"] == "django.db.backends.sqlite3":
-            Path(database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-        say(f"==> database: {self._database_label()}; applying migrations")
+        say(f"==> database: {self.database_label}; applying migrations")
         call_command("migrate", interactive=False, verbosity=0)
         if seed:
             say("==> demo data")
             call_command("seed_demo")
         # The children open their own connections; this process keeps none open.
         connections.close_all()
-
-    def _database_label(self) -> str:
-        database = settings.DATABASES["default"]
-        if database["ENGINE"] == "django.db.backends.sqlite3":
-            name = Path(database["NAME"])
-            return str(
-                name.relative_to(self.base_dir) if name.is_relative_to(self.base_dir) else name
-            )
-        vendor = database["ENGINE"].rsplit(".", 1)[-1]
-        return f"{vendor} database {database.get('NAME')} on {database.get('HOST') or 'localhost'}"
 
     # --- the children ---------------------------------------------------------------
 
@@ -283,7 +265,7 @@ class Command(BaseCommand):
                         "devstripe",
                         "--port",
                         str(self.stripe_port),
-                        # Kept beside the SQLite file, so the two agree after a restart.
+                        # Kept beside the database's data, so the two agree after a restart.
                         "--store",
                         str(settings.BASE_DIR / "var" / "localstripe.pickle"),
                     ],
@@ -436,7 +418,7 @@ class Command(BaseCommand):
             f"  Admin        {web}/admin/",
             *stripe_lines,
             "  Worker       django-q2 (manage.py qcluster)",
-            f"  Database     {self._database_label()}",
+            f"  Database     {self.database_label}",
             "",
             f"  Demo login   {demo.username} / {demo.password}",
             f"  Staff login  {staff.username} / {staff.password}   (also for the admin)",

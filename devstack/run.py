@@ -1,12 +1,14 @@
 """`make run`'s entry point: put development defaults in the environment, then start Django.
 
-    python -m platform_core.run_local
+    python -m devstack.run [--no-seed]
 
 Django reads its settings once, at import, and with DEBUG off they refuse to
 start without production secrets; so the defaults have to be in `os.environ`
 before Django is imported. This module sets them, never overriding a variable
-the user already set, and then runs `manage.py run_local` (the orchestrator) in
-this same process; the children it starts inherit the same environment.
+the user already set, starts the embedded PostgreSQL when no `DATABASE_URL` is
+given (its data in `var/pgdata`, kept across runs, stopped on exit), and then
+runs the supervisor (`devstack.supervisor`) in this same process; the children
+it starts inherit the same environment.
 
 Which Stripe: without `STRIPE_SECRET_KEY` in the environment, localstripe (the
 fake Stripe server) on 127.0.0.1; with it, real Stripe, and nothing Stripe-related
@@ -18,9 +20,12 @@ environment.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import MutableMapping
+
+from devstack.database import database_url
 
 # Development-only values; settings.py refuses them when DEBUG is off.
 DEV_SECRET_KEY = "django-insecure-tollgate-make-run"
@@ -68,12 +73,35 @@ def development_defaults(environ: MutableMapping[str, str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Set the development defaults, then run `manage.py run_local` with `argv`."""
+    """Set the development defaults and the database, then supervise the platform."""
+    parser = argparse.ArgumentParser(prog="make run", description=__doc__)
+    parser.add_argument(
+        "--no-seed", action="store_true", help="do not create or repair the demo data"
+    )
+    args = parser.parse_args(argv)
     os.environ.update(development_defaults(os.environ))
+    label = "DATABASE_URL"
+    server = None
+    if not os.environ.get("DATABASE_URL", "").strip():
+        print("==> starting the embedded PostgreSQL (data in var/pgdata)", flush=True)
+        url, server = database_url("run")
+        os.environ["DATABASE_URL"] = url
+        label = "embedded PostgreSQL, data in var/pgdata"
 
-    from django.core.management import execute_from_command_line
+    import django
+    from django.core.management.base import CommandError
 
-    execute_from_command_line(["manage.py", "run_local", *(sys.argv[1:] if argv is None else argv)])
+    django.setup()
+    from devstack.supervisor import Supervisor
+
+    try:
+        Supervisor(database_label=label).run(no_seed=args.no_seed)
+    except CommandError as error:
+        sys.exit(f"==> {error}")
+    finally:
+        if server is not None:
+            print("==> stopping the embedded PostgreSQL", flush=True)
+            server.cleanup()
 
 
 if __name__ == "__main__":
