@@ -80,6 +80,18 @@ def _url(server, database: str) -> str:
     return f"postgres://postgres@{quote(socket_dir, safe='')}/{database}"
 
 
+def url_for(settings_dict: dict, name: str | None = None) -> str:
+    """The URL of a Django database (a TCP host or a socket folder), for another process."""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    host = quote(host, safe="") if host.startswith("/") else host
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    password = (
+        f":{quote(settings_dict['PASSWORD'], safe='')}" if settings_dict.get("PASSWORD") else ""
+    )
+    user = f"{settings_dict.get('USER') or 'postgres'}{password}"
+    return f"postgres://{user}@{host}{port}/{name or settings_dict['NAME']}"
+
+
 def database_url(purpose: str, environ: dict[str, str] | os._Environ = os.environ):
     """The URL to use and the embedded server started for it (None when none was needed)."""
     given = environ.get("DATABASE_URL", "").strip()

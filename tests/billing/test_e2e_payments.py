@@ -17,6 +17,7 @@ from billing.models import Fulfilment, Order, StripeEvent
 from billing.services.events import events_drain
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get, credits_ledger_sum
+from devstack.database import url_for
 from platform_core.auth import api_token_create
 from tests.billing.conftest import eventually, wait_for_event
 from tests.conftest import PASSWORD
@@ -163,7 +164,7 @@ def test_a_real_worker_processes_the_queued_webhook(http, live_stripe, user):
     db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": url_for(db),
         "Q_WORKERS": "1",
     }
     worker = subprocess.Popen(

@@ -16,19 +16,12 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from devstack.database import url_for
 from tests.conftest import _free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # What the suite's own environment sets that `make run` must not inherit.
 NOT_INHERITED = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "CONN_MAX_AGE", "SECURE_SSL_REDIRECT")
-
-
-def _server_url(database: str) -> str:
-    db = settings.DATABASES["default"]
-    host = db["HOST"] or "127.0.0.1"
-    if host.startswith("/"):
-        host = urllib.request.quote(host, safe="")
-    return f"postgres://{db['USER']}@{host}:{db['PORT'] or 5432}/{database}"
 
 
 @pytest.fixture
@@ -42,7 +35,7 @@ def run_database():
     with psycopg.connect(**conninfo, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield _server_url(name)
+    yield url_for(admin, name)
     with psycopg.connect(**conninfo, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
