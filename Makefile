@@ -48,9 +48,10 @@ storm: $(STAMP) ## Storm test: shuffled, repeated webhooks while workers are kil
 	$(BIN)/python -m bench.storm $(STORM_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## Check style with ruff
+lint: $(STAMP) ## Check style with ruff, and the layout's import rules with import-linter
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and fix with ruff
