@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand, CommandParser, OutputWrapper
+from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from billing.services.reconcile import events_reconcile, orders_stuck_recheck
-
-
-def _bar(out: OutputWrapper, label: str) -> Callable[[int, int | None], None]:
-    """A one-line progress display: a bar when the total is known, a count when not."""
-
-    def show(done: int, total: int | None) -> None:
-        if total:
-            filled = int(30 * done / total)
-            out.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", ending="")
-        else:
-            out.write(f"\r{label} {done}", ending="")
-        out.flush()
-
-    return show
+from kernel.progress import progress_bar
 
 
 class Command(BaseCommand):
@@ -38,15 +24,15 @@ class Command(BaseCommand):
     def handle(self, *args, since: int, stuck_minutes: int, **options) -> None:
         seen, new = events_reconcile(
             since=timezone.now() - timedelta(days=since),
-            progress=_bar(self.stderr, "events read  "),
+            progress=progress_bar(self.stderr, "events read  "),
         )
-        self.stderr.write("")
+        if self.stderr.isatty():  # end the line the display redrew
+            self.stderr.write("")
         self.stdout.write(f"{seen} Stripe events read, {new} were new and are queued.")
         checked, moved = orders_stuck_recheck(
             older_than=timedelta(minutes=stuck_minutes),
-            progress=_bar(self.stderr, "stuck orders "),
+            progress=progress_bar(self.stderr, "stuck orders "),
         )
-        self.stderr.write("")
         self.stdout.write(
             self.style.SUCCESS(f"{checked} stuck orders re-read from Stripe, {moved} moved on.")
         )

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kernel.errors import DomainError
 from platform_core.ops.data_rights import user_erase
-from platform_core.ops.progress import progress_bar
+from kernel.progress import progress_bar
 
 
 class Command(BaseCommand):

@@ -14,7 +14,7 @@ from django.db import transaction
 from billing.models import StripeEvent
 from billing.services.events import event_replay
 from platform_core.ops.audit import audit_record
-from platform_core.ops.progress import progress_bar
+from kernel.progress import progress_bar
 
 
 class Command(BaseCommand):
