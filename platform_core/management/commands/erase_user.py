@@ -14,8 +14,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kernel.errors import DomainError
-from platform_core.ops.data_rights import user_erase
 from kernel.progress import progress_bar
+from platform_core.ops.data_rights import user_erase
 
 
 class Command(BaseCommand):

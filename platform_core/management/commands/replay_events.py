@@ -13,8 +13,8 @@ from django.db import transaction
 
 from billing.models import StripeEvent
 from billing.services.events import event_replay
-from platform_core.ops.audit import audit_record
 from kernel.progress import progress_bar
+from platform_core.ops.audit import audit_record
 
 
 class Command(BaseCommand):
