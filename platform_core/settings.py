@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Serves the interactive API docs (Swagger UI) from its own static files, not a CDN.
+    "ninja",
     "django_q",
     "platform_core",
     "platform_core.ratelimit",

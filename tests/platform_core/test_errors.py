@@ -118,3 +118,16 @@ def test_a_good_token_request_is_not_an_error(user, anon_api):
 
     assert response.status_code == 201
     assert "code" not in response.json()
+
+
+def test_the_interactive_api_docs_need_no_internet(anon_api):
+    """Swagger UI comes from the project's own static files, never a CDN."""
+    from django.contrib.staticfiles import finders
+
+    page = anon_api.client.get("/api/v1/docs")
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "cdn.jsdelivr.net" not in html
+    assert "/static/ninja/swagger-ui-bundle.js" in html
+    assert finders.find("ninja/swagger-ui-bundle.js")
