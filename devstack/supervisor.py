@@ -414,6 +414,7 @@ class Supervisor:
             rule,
             "  Tollgate is running.  Ctrl-C stops everything.",
             "",
+            f"  Web client   {web}/   (log in as the demo user and buy)",
             f"  API docs     {web}/api/v1/docs",
             f"  Admin        {web}/admin/",
             *stripe_lines,

@@ -76,6 +76,7 @@ def test_make_run_serves_the_platform_and_stops_everything_on_ctrl_c(run_databas
             assert time.monotonic() < deadline, "".join(lines)
             time.sleep(0.2)
         banner = "".join(lines)
+        assert f"Web client   http://127.0.0.1:{web_port}/ " in banner
         assert f"http://127.0.0.1:{web_port}/api/v1/docs" in banner
         assert "demo / demo-password-123" in banner
 
