@@ -267,7 +267,8 @@ class Supervisor:
                         str(self.stripe_port),
                         # Kept beside the database's data, so the two agree after a restart.
                         "--store",
-                        str(settings.BASE_DIR / "var" / "localstripe.pickle"),
+                        os.environ.get("DEVSTRIPE_STORE")
+                        or str(settings.BASE_DIR / "var" / "localstripe.pickle"),
                     ],
                 )
             )

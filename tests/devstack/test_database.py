@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import psycopg
 import pytest
 
@@ -24,8 +27,17 @@ def test_nothing_listens_on_a_closed_port():
     assert database.server_answers(("127.0.0.1", 1)) is False
 
 
-def test_without_a_server_an_embedded_one_starts_keeps_its_data_and_stops(tmp_path, monkeypatch):
-    monkeypatch.setattr(database, "data_dir", lambda purpose: tmp_path / purpose / "pgdata")
+@pytest.fixture
+def data_folder():
+    """A folder under var/, as `make run` uses: run as root, the embedded server runs as
+    a user of its own, which cannot enter pytest's private temporary folders."""
+    folder = database.BASE_DIR / "var" / f"test-embedded-{os.getpid()}"
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_without_a_server_an_embedded_one_starts_keeps_its_data_and_stops(data_folder, monkeypatch):
+    monkeypatch.setattr(database, "data_dir", lambda purpose: data_folder / purpose)
     monkeypatch.setattr(database, "server_answers", lambda *a, **k: False)
 
     url, server = database.database_url("tests", {})

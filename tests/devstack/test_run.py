@@ -57,6 +57,8 @@ def test_make_run_serves_the_platform_and_stops_everything_on_ctrl_c(run_databas
         "DATABASE_URL": run_database,
         "TOLLGATE_PORT": str(web_port),
         "LOCALSTRIPE_PORT": str(stripe_port),
+        # Not the developer's own var/localstripe.pickle.
+        "DEVSTRIPE_STORE": str(tmp_path / "stripe.pickle"),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack.run"],
@@ -93,6 +95,7 @@ def test_make_run_serves_the_platform_and_stops_everything_on_ctrl_c(run_databas
     output = "".join(lines)
     assert code == 0, output
     assert "all processes stopped" in output
+    assert (tmp_path / "stripe.pickle").exists()  # the development Stripe kept its data
     for port in (web_port, stripe_port):
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
