@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import requests
-from django.test import Client
 from hypothesis import settings as hypothesis_settings
 
 from platform_core.auth import api_token_create
 from tests.factories import UserFactory
+from tollgate_testing.api import ApiClient
+from tollgate_testing.stripe_server import DevStripe
 
 PASSWORD = "correct-horse-battery"
 
@@ -27,30 +21,6 @@ PASSWORD = "correct-horse-battery"
 hypothesis_settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
-
-
-class ApiClient:
-    """Django's test client speaking JSON to /api/v1/, optionally with a bearer token."""
-
-    def __init__(self, token: str | None = None) -> None:
-        self.client = Client()
-        self.token = token
-
-    def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
-        out = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return {**out, **(headers or {})}
-
-    def get(self, path: str, **params: Any):
-        return self.client.get("/api/v1" + path, params, headers=self._headers(None))
-
-    def post(self, path: str, body: Any = None, *, raw: bytes | None = None, headers=None):
-        data = raw if raw is not None else json.dumps(body if body is not None else {})
-        return self.client.post(
-            "/api/v1" + path, data, content_type="application/json", headers=self._headers(headers)
-        )
-
-    def delete(self, path: str):
-        return self.client.delete("/api/v1" + path, headers=self._headers(None))
 
 
 @pytest.fixture(autouse=True)
@@ -135,80 +105,26 @@ def anon_api() -> ApiClient:
     return ApiClient()
 
 
-# --- localstripe -----------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LocalStripe:
-    def __init__(self, base: str) -> None:
-        self.base = base
-
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> bytes:
-        resp = requests.request(
-            method,
-            self.base + path,
-            data=form,
-            headers={"Authorization": "Bearer sk_test_localstripe"},
-            timeout=10,
-        )
-        resp.raise_for_status()
-        return resp.content
-
-    def clear(self) -> None:
-        self.request("DELETE", "/_config/data")
-
-    def register_webhook(self, name: str, url: str, secret: str) -> None:
-        self.request("POST", f"/_config/webhooks/{name}", {"url": url, "secret": secret})
-
-    def authenticate_3ds(self, payment_intent_id: str, client_secret: str, success: bool) -> None:
-        """What the customer does in Stripe's 3-D Secure modal (localstripe's own route)."""
-        flag = "true" if success else "false"
-        self.request(
-            "POST",
-            f"/v1/payment_intents/{payment_intent_id}/_authenticate?success={flag}",
-            {"client_secret": client_secret},
-        )
+# --- the development Stripe -----------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def localstripe() -> Iterator[LocalStripe]:
-    """A localstripe process of this test session's own, on a free loopback port."""
+def localstripe() -> Iterator[DevStripe]:
+    """The development Stripe of this test session's own, on a free loopback port."""
     from django.conf import settings
 
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstripe", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("localstripe did not start") from None
-            time.sleep(0.05)
+    server = DevStripe.start()
     previous = settings.STRIPE_API_BASE
-    settings.STRIPE_API_BASE = base
+    settings.STRIPE_API_BASE = server.base
     try:
-        yield LocalStripe(base)
+        yield server
     finally:
         settings.STRIPE_API_BASE = previous
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 @pytest.fixture
-def stripe_server(localstripe: LocalStripe) -> LocalStripe:
-    """localstripe, emptied for this test."""
+def stripe_server(localstripe: DevStripe) -> DevStripe:
+    """The development Stripe, emptied for this test."""
     localstripe.clear()
     return localstripe

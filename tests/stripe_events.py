@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -13,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import stripe
+
+from tollgate_testing.events import sign as kit_sign
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "stripe" / "fixtures3.json"
 PRIMARY_SECRET = "whsec_test_primary"
@@ -71,10 +71,8 @@ def event(type: str, obj: dict[str, Any], *, id: str | None = None) -> dict[str,
 
 
 def sign(payload: bytes, secret: str = PRIMARY_SECRET, timestamp: int | None = None) -> str:
-    """The `Stripe-Signature` header Stripe would send: t=<ts>,v1=HMAC-SHA256(secret, "ts.body")."""
-    ts = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{ts}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={ts},v1={mac}"
+    """The `Stripe-Signature` header Stripe would send (the test kit's, with our secret)."""
+    return kit_sign(payload, secret, timestamp)
 
 
 def encode(evt: dict[str, Any]) -> bytes:

@@ -11,8 +11,10 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from billing.models import StripeEvent
 from tests.stripe_events import PRIMARY_SECRET, encode, sign
+from tollgate_testing.events import wait_for_event
+
+__all__ = ["wait_for_event"]
 
 WEBHOOK_PATH = "/api/v1/payments/webhook/"
 
@@ -36,17 +38,6 @@ def live_stripe(live_server, stripe_server):
     stripe_server.register_webhook("tollgate-tests", live_server.url + WEBHOOK_PATH, PRIMARY_SECRET)
     yield stripe_server
     stripe_server.register_webhook("tollgate-tests", "http://127.0.0.1:9/", PRIMARY_SECRET)
-
-
-def wait_for_event(type: str, object_id: str, timeout: float = 10.0) -> StripeEvent:
-    """Wait until localstripe's delivery of `type` for `object_id` has been stored."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = StripeEvent.objects.filter(type=type, object_id=object_id).first()
-        if found is not None:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"no {type} event for {object_id} arrived within {timeout}s")
 
 
 def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:

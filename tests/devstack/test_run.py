@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings
 
 from devstack.database import url_for
-from tests.conftest import _free_port
+from tollgate_testing.stripe_server import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # What the suite's own environment sets that `make run` must not inherit.
@@ -47,7 +47,7 @@ def _get(url: str) -> tuple[int, bytes]:
 
 @pytest.mark.e2e
 def test_make_run_serves_the_platform_and_stops_everything_on_ctrl_c(run_database, tmp_path):
-    web_port, stripe_port = _free_port(), _free_port()
+    web_port, stripe_port = free_port(), free_port()
     env = {
         key: value
         for key, value in os.environ.items()
