@@ -105,6 +105,13 @@ class RefundCreateIn(Schema):
     reason: Annotated[str, Field(max_length=500)] = ""
 
 
+class DeliveryOut(Schema):
+    """One thing an order delivered, as its buyer sees it."""
+
+    label: str
+    value: str
+
+
 class OrderOut(Schema):
     """An order, rendered from the model (with `is_fulfilled` annotated when listing)."""
 
@@ -128,10 +135,20 @@ class OrderOut(Schema):
     paid_at: datetime | None
     payments: list[PaymentOut]
     refunds: list[RefundOut]
+    delivered: list[DeliveryOut] | None = Field(
+        None,
+        description="What the order delivered, shown by its plugin (a gift card's code, a "
+        "booking); on one order's page only, null in lists.",
+    )
 
     @staticmethod
     def resolve_amount_display(order: Order) -> str:
         return format_minor(order.amount, order.currency)
+
+    @staticmethod
+    def resolve_delivered(order: Order) -> list | None:
+        lines = getattr(order, "delivered", None)
+        return None if lines is None else [{"label": x.label, "value": x.value} for x in lines]
 
     @staticmethod
     def resolve_fulfilled(order: Order) -> bool:

@@ -18,7 +18,14 @@ from typing import Any
 import pluggy
 
 from purchasables import PROJECT_NAME
-from purchasables.types import OrderInfo, PurchaseRequest, PurchaseType, Quote, RefundInfo
+from purchasables.types import (
+    DeliveryLine,
+    OrderInfo,
+    PurchaseRequest,
+    PurchaseType,
+    Quote,
+    RefundInfo,
+)
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -134,4 +141,22 @@ def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any] | No
     refund, by the event worker or the staff refund request, inside the
     transaction that marks the refund applied. Also called for an order whose
     fulfilment was impossible, which has nothing to reverse.
+    """
+
+
+@hookspec(firstresult=True)
+def tollgate_delivered(order: OrderInfo, fulfilment: dict[str, Any] | None) -> list[DeliveryLine]:
+    """Show the buyer what their order delivered: a gift card's code, a booking, credits.
+
+    :param order: one of the buyer's orders, in any status.
+    :param fulfilment: what `tollgate_fulfil` returned for it, or None while it
+        is not fulfilled.
+    :return: the lines to show, in order (empty for nothing). They appear as
+        `delivered` in `GET /api/v1/payments/orders/{id}/` and on the web
+        client's order page; only the order's owner (and staff) see them, so a
+        line may carry what only the buyer should read (a gift card's code).
+
+    firstresult; called only on the owning plugin, when one order is read, outside
+    any transaction. Read only and cheap: it must not write or call the network.
+    A plugin with nothing to show need not implement it.
     """

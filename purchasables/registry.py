@@ -17,7 +17,14 @@ from django.core.exceptions import ImproperlyConfigured
 
 from kernel.errors import DomainError, ErrorCode
 from purchasables import ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
-from purchasables.types import OrderInfo, PurchaseRequest, PurchaseType, Quote, RefundInfo
+from purchasables.types import (
+    DeliveryLine,
+    OrderInfo,
+    PurchaseRequest,
+    PurchaseType,
+    Quote,
+    RefundInfo,
+)
 
 
 class UnknownPurchaseTypeError(DomainError):
@@ -143,6 +150,16 @@ class PluginRegistry:
     def refund(self, order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:
         hook = self._owner_hook("tollgate_refund", order.purchase_type)
         return hook(order=order, refund=refund) or {}
+
+    def delivered(self, order: OrderInfo, fulfilment: dict[str, Any] | None) -> list[DeliveryLine]:
+        hook = self._owner_hook("tollgate_delivered", order.purchase_type)
+        lines = hook(order=order, fulfilment=fulfilment) or []
+        if not all(isinstance(line, DeliveryLine) for line in lines):
+            raise TypeError(
+                f"The plugin for {order.purchase_type!r} returned {lines!r} from "
+                "tollgate_delivered instead of a list of DeliveryLine."
+            )
+        return list(lines)
 
     # --- questions for every plugin ----------------------------------------------------
     def service_purchase_type(self, service_id: int) -> str | None:

@@ -98,3 +98,15 @@ class RefundInfo:
 
     def is_full(self, order: OrderInfo) -> bool:
         return self.refunded_total >= order.amount
+
+
+@dataclass(frozen=True)
+class DeliveryLine:
+    """One thing an order delivered, as its buyer sees it: `Gift card code: ABCD-…`.
+
+    :param label: what it is, short ("Credits added", "Booking").
+    :param value: the detail, as text ("100", "Tue 12 Jan 10:00, seat confirmed").
+    """
+
+    label: str
+    value: str

@@ -16,7 +16,7 @@ from billing.schemas import (
     RefundCreateIn,
     RefundOut,
 )
-from billing.selectors import order_get_for_user, orders_for_user
+from billing.selectors import order_get_for_user_shown, orders_for_user
 from billing.services.orders import order_cancel, order_create
 from billing.services.refunds import refund_create
 from kernel.errors import InvalidInputError, PermissionDeniedError
@@ -132,7 +132,7 @@ def payments_orders_list(request: HttpRequest):
 
 @router.get("/orders/{int:order_id}/", response={200: OrderOut, 404: ErrorOut})
 def payments_order_detail(request: HttpRequest, order_id: int):
-    return order_get_for_user(order_id=order_id, user_id=request.user.pk)
+    return order_get_for_user_shown(order_id=order_id, user_id=request.user.pk)
 
 
 @router.post(

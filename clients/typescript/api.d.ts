@@ -561,6 +561,16 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /**
+         * DeliveryOut
+         * @description One thing an order delivered, as its buyer sees it.
+         */
+        DeliveryOut: {
+            /** Label */
+            label: string;
+            /** Value */
+            value: string;
+        };
         /** OrderCreateOut */
         OrderCreateOut: {
             /** Order Id */
@@ -638,6 +648,11 @@ export interface components {
             payments: components["schemas"]["PaymentOut"][];
             /** Refunds */
             refunds: components["schemas"]["RefundOut"][];
+            /**
+             * Delivered
+             * @description What the order delivered, shown by its plugin (a gift card's code, a booking); on one order's page only, null in lists.
+             */
+            delivered?: components["schemas"]["DeliveryOut"][] | null;
         };
         /** PaymentOut */
         PaymentOut: {

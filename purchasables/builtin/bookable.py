@@ -18,7 +18,12 @@ from typing import Any
 
 from bookings.errors import SeatsUnavailableError
 from bookings.models import Service
-from bookings.selectors import service_kind_get, service_sessions_upcoming, services_for_sale
+from bookings.selectors import (
+    bookings_for_order,
+    service_kind_get,
+    service_sessions_upcoming,
+    services_for_sale,
+)
 from bookings.services.bookings import (
     bookings_cancel_for_order,
     bookings_create_for_order,
@@ -28,7 +33,14 @@ from bookings.services.holds import seat_holds_create, seat_holds_release
 from bookings.services.plans import PlanNode, booking_plan_build
 from purchasables import hookimpl
 from purchasables.errors import FulfilmentImpossibleError
-from purchasables.types import OrderInfo, PurchaseRequest, PurchaseType, Quote, RefundInfo
+from purchasables.types import (
+    DeliveryLine,
+    OrderInfo,
+    PurchaseRequest,
+    PurchaseType,
+    Quote,
+    RefundInfo,
+)
 
 Kind = Service.Kind
 # Stripe's limit on one metadata value.
@@ -163,6 +175,24 @@ class BookablePlugin:
                 **exc.extra,
             ) from exc
         return {"booking_id": made[0].pk, "bookings": len(made)}
+
+    @hookimpl
+    def tollgate_delivered(
+        self, order: OrderInfo, fulfilment: dict[str, Any] | None
+    ) -> list[DeliveryLine]:
+        return [
+            DeliveryLine(
+                f"Booking #{booking.pk}",
+                f"{booking.service.name}, "
+                + (
+                    booking.start.strftime("%a %d %b %Y %H:%M UTC")
+                    if booking.start
+                    else "to be scheduled"
+                )
+                + f" ({booking.get_status_display().lower()})",
+            )
+            for booking in bookings_for_order(order_id=order.order_id).select_related("service")
+        ]
 
     @hookimpl
     def tollgate_refund(self, order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:

@@ -17,7 +17,14 @@ from credits.selectors import credit_packs_active
 from credits.services import credits_debit_refund, credits_grant
 from kernel.errors import InvalidInputError
 from purchasables import hookimpl
-from purchasables.types import OrderInfo, PurchaseRequest, PurchaseType, Quote, RefundInfo
+from purchasables.types import (
+    DeliveryLine,
+    OrderInfo,
+    PurchaseRequest,
+    PurchaseType,
+    Quote,
+    RefundInfo,
+)
 
 PURCHASE_TYPE = "credits"
 
@@ -106,6 +113,18 @@ def tollgate_fulfil(order: OrderInfo) -> dict[str, Any]:
         memo=f"Order {order.order_id}",
     )
     return {"ledger_entry_id": entry.pk, "credits": entry.amount}
+
+
+@hookimpl
+def tollgate_delivered(order: OrderInfo, fulfilment: dict[str, Any] | None) -> list[DeliveryLine]:
+    return credits_delivered(fulfilment, label="Credits added")
+
+
+def credits_delivered(fulfilment: dict[str, Any] | None, *, label: str) -> list[DeliveryLine]:
+    """The credits a fulfilment granted, as a line for the buyer."""
+    if not fulfilment or "credits" not in fulfilment:
+        return []
+    return [DeliveryLine(label, str(fulfilment["credits"]))]
 
 
 def refund_debit(

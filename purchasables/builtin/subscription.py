@@ -14,9 +14,10 @@ from credits.models import CreditTransaction
 from credits.services import credits_grant
 from kernel.errors import InvalidInputError
 from purchasables import hookimpl
-from purchasables.builtin.credit_pack import credits_refund_reverse
+from purchasables.builtin.credit_pack import credits_delivered, credits_refund_reverse
 from purchasables.models import Plan
 from purchasables.types import (
+    DeliveryLine,
     OrderInfo,
     PurchaseRequest,
     PurchaseType,
@@ -95,6 +96,11 @@ def tollgate_fulfil(order: OrderInfo) -> dict[str, Any]:
         memo=f"Subscription cycle, order {order.order_id}",
     )
     return {"ledger_entry_id": entry.pk, "credits": entry.amount}
+
+
+@hookimpl
+def tollgate_delivered(order: OrderInfo, fulfilment: dict[str, Any] | None) -> list[DeliveryLine]:
+    return credits_delivered(fulfilment, label="Credits for this cycle")
 
 
 @hookimpl

@@ -44,6 +44,9 @@ def test_a_card_is_bought_paid_and_issued_once(
     assert body["status"] == "paid"
     card = GiftCard.objects.get()
     assert (card.order_id, card.value, card.status) == (body["order_id"], 2500, "active")
+    # The buyer, and only the buyer, reads the card's code on their order.
+    shown = tollgate_buyer.api.get(f"/payments/orders/{body['order_id']}/").json()["delivered"]
+    assert {"label": "Gift card code", "value": card.code} in shown
     # Stripe's own webhook for the same payment arrives, is processed, and issues nothing more.
     stored = tollgate_wait_for_event("payment_intent.succeeded", body["payment_intent_id"])
     tollgate_process(stored.stripe_id)

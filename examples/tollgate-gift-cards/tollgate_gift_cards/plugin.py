@@ -12,7 +12,15 @@ from typing import Any
 
 from kernel.errors import InvalidInputError
 from purchasables import hookimpl
-from purchasables.types import OrderInfo, PurchaseRequest, PurchaseType, Quote, RefundInfo
+from purchasables.types import (
+    DeliveryLine,
+    OrderInfo,
+    PurchaseRequest,
+    PurchaseType,
+    Quote,
+    RefundInfo,
+)
+from tollgate_gift_cards.models import GiftCard
 from tollgate_gift_cards.rules import GiftCardRules, gift_card_rules
 from tollgate_gift_cards.services import gift_card_issue, gift_card_refund_apply
 
@@ -148,6 +156,19 @@ def tollgate_fulfil(order: OrderInfo) -> dict[str, Any]:
     )
     # The code is a bearer secret: billing's fulfilment record keeps its last four only.
     return {"gift_card_id": card.pk, "code_last4": card.code[-4:], "value": card.value}
+
+
+@hookimpl
+def tollgate_delivered(order: OrderInfo, fulfilment: dict[str, Any] | None) -> list[DeliveryLine]:
+    """The card's code for its buyer, who alone reads their order."""
+    card = GiftCard.objects.filter(order_id=order.order_id).first()
+    if card is None:
+        return []
+    return [
+        DeliveryLine("Gift card code", card.code),
+        DeliveryLine("Value", gift_card_rules().display(card.value)),
+        DeliveryLine("Status", card.get_status_display()),
+    ]
 
 
 @hookimpl

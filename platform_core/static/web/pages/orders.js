@@ -61,6 +61,16 @@ function detail(order, cancel) {
       { class: "facts" },
       rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
     ),
+    order.delivered && order.delivered.length
+      ? section(
+          "What you got",
+          h(
+            "dl",
+            { class: "facts", id: "order-delivered" },
+            order.delivered.map((line) => [h("dt", {}, line.label), h("dd", {}, line.value)]),
+          ),
+        )
+      : null,
     order.payments.length
       ? section(
           "Payments",
