@@ -33,10 +33,10 @@ from billing.models import (
     StripeEvent,
     Subscription,
 )
-from billing.money import format_minor
 from billing.services.events import event_replay
 from billing.services.refunds import refund_create
 from kernel.errors import DomainError
+from kernel.money import format_minor
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

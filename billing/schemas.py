@@ -10,7 +10,7 @@ from ninja import Schema
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from billing.models import UNPAID_STATUSES, Fulfilment, Order, Payment, Refund
-from billing.money import format_minor
+from kernel.money import format_minor
 
 
 class OrderCreateIn(Schema):

@@ -8,7 +8,6 @@ from ninja import Field, Header, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from billing.models import UNPAID_STATUSES
-from billing.money import format_minor
 from billing.schemas import (
     OrderCreateIn,
     OrderCreateOut,
@@ -20,6 +19,7 @@ from billing.selectors import order_get_for_user_shown, orders_for_user
 from billing.services.orders import order_cancel, order_create
 from billing.services.refunds import refund_create
 from kernel.errors import InvalidInputError, PermissionDeniedError
+from kernel.money import format_minor
 from kernel.schemas import ErrorOut
 from purchasables.registry import registry
 from purchasables.types import PurchaseRequest

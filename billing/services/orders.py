@@ -22,7 +22,6 @@ from django.utils import timezone
 from billing import gateway
 from billing.metadata import metadata_build
 from billing.models import UNPAID_STATUSES, Order, Payment
-from billing.money import MAX_MINOR, currency_get, to_minor
 from billing.selectors import order_get_for_user
 from billing.services.cards import ChargeSource, charge_source_for, charge_source_ready
 from billing.services.checkout import checkout_start, redirect_urls_check
@@ -35,6 +34,7 @@ from billing.services.payments import (
 )
 from billing.stripe_objects import PaymentIntentData
 from kernel.errors import ConflictError, DomainError, ErrorCode, InvalidInputError
+from kernel.money import MAX_MINOR, currency_get, to_minor
 from purchasables.registry import registry
 from purchasables.types import PurchaseRequest, Quote
 

@@ -23,10 +23,10 @@ from django.utils import timezone
 
 from billing import gateway
 from billing.models import Order, Payment, Refund
-from billing.money import to_minor
 from billing.services.payments import order_info, order_transition
 from billing.stripe_objects import RefundData
 from kernel.errors import ConflictError, DomainError, ErrorCode, NotFoundError
+from kernel.money import to_minor
 from purchasables.registry import registry
 from purchasables.types import RefundInfo
 

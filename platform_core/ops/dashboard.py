@@ -33,9 +33,9 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Quer
 from django.db.models.functions import TruncDate
 
 from billing.models import Order, Refund, StripeEvent, Subscription
-from billing.money import currency_get, format_minor
 from credits.models import CreditTransaction
 from kernel.errors import InvalidInputError
+from kernel.money import currency_get, format_minor
 from purchasables.models import Plan
 
 DEFAULT_DAYS = 30

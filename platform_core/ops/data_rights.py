@@ -23,11 +23,11 @@ from django.utils import timezone
 
 from billing import gateway
 from billing.models import CardSetup, SavedPaymentMethod, StripeCustomer, Subscription
-from billing.money import format_minor
 from billing.selectors import orders_for_user
 from bookings.selectors import bookings_for_user
 from credits.selectors import credits_balance_get, credits_transactions_for_user
 from kernel.errors import NotFoundError
+from kernel.money import format_minor
 from platform_core.models import ApiToken
 from platform_core.ops.audit import audit_record
 

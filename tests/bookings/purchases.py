@@ -9,8 +9,8 @@ import stripe
 from django.conf import settings
 
 from billing.models import Order
-from billing.money import from_minor
 from bookings.models import Service
+from kernel.money import from_minor
 from platform_core.auth import api_token_create
 from tests.bookings.times import at, iso
 from tests.conftest import PASSWORD

@@ -1,10 +1,10 @@
 """Money conversion, property-based (DESIGN.md invariant 4).
 
-For every currency in `billing.money.CURRENCIES`: a major-unit amount written at
+For every currency in `kernel.money.CURRENCIES`: a major-unit amount written at
 the currency's precision converts to Stripe's minor unit and back exactly, in
 every form a client may send it; anything more precise is refused, never
 rounded. The precision each currency takes is written out here from Stripe's
-currency table (docs.stripe.com/currencies), not read from `billing.money`, so a
+currency table (docs.stripe.com/currencies), not read from `kernel.money`, so a
 wrong table entry fails instead of agreeing with itself.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.money import CURRENCIES, MAX_MINOR, InvalidAmountError, from_minor, to_minor
+from kernel.money import CURRENCIES, MAX_MINOR, InvalidAmountError, from_minor, to_minor
 
 ZERO_DECIMAL = {
     "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga",

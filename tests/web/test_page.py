@@ -58,7 +58,7 @@ def test_the_clients_currency_table_is_billings():
     """money.js formats amounts with the same Stripe currency table billing charges with."""
     from django.conf import settings
 
-    from billing.money import THREE_DECIMAL, WHOLE_UNITS_SENT_X100, ZERO_DECIMAL
+    from kernel.money import THREE_DECIMAL, WHOLE_UNITS_SENT_X100, ZERO_DECIMAL
 
     source = (settings.BASE_DIR / "platform_core/static/web/money.js").read_text(encoding="utf-8")
 

@@ -1,7 +1,8 @@
 """What a gift card may be worth, from `settings.TOLLGATE_GIFT_CARDS` over the defaults.
 
 The rule: every amount is an integer in the currency's Stripe minor unit
-(2500 is 25.00 USD); nothing here is ever a float.
+(2500 is 25.00 USD); nothing here is ever a float. Tollgate's money helper
+(`kernel.money`) knows each currency's minor unit, for display and input.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from kernel.money import format_minor
+
 DEFAULTS = {
     "CURRENCY": "usd",
-    # Digits after the decimal point in CURRENCY, for messages only (0 for JPY).
-    "CURRENCY_DECIMALS": 2,
     "MIN_VALUE": 500,
     "MAX_VALUE": 50_000,
     # Values go in whole steps of this many minor units (100: whole dollars).
@@ -26,26 +27,20 @@ DEFAULTS = {
 @dataclass(frozen=True)
 class GiftCardRules:
     currency: str
-    currency_decimals: int
     min_value: int
     max_value: int
     step: int
     amounts: tuple[int, ...]
 
     def display(self, amount: int) -> str:
-        """`2500` as `25.00 USD`, with integer arithmetic."""
-        code = self.currency.upper()
-        if not self.currency_decimals:
-            return f"{amount} {code}"
-        unit = 10**self.currency_decimals
-        return f"{amount // unit}.{amount % unit:0{self.currency_decimals}d} {code}"
+        """`2500` as `25.00 USD` (`2500` JPY as `2500 JPY`)."""
+        return format_minor(amount, self.currency)
 
 
 def gift_card_rules() -> GiftCardRules:
     conf = {**DEFAULTS, **getattr(settings, "TOLLGATE_GIFT_CARDS", {})}
     return GiftCardRules(
         currency=str(conf["CURRENCY"]).lower(),
-        currency_decimals=int(conf["CURRENCY_DECIMALS"]),
         min_value=int(conf["MIN_VALUE"]),
         max_value=int(conf["MAX_VALUE"]),
         step=int(conf["STEP"]),

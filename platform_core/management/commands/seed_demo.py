@@ -18,9 +18,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from billing.money import format_minor
 from bookings.models import AvailabilityWindow, PackageItem, Service, ServiceSession
 from credits.models import CreditPack
+from kernel.money import format_minor
 from purchasables.models import Plan
 
 

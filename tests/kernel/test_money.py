@@ -1,7 +1,7 @@
 """Money conversion against Stripe's currency table (DESIGN.md invariant 4).
 
 The expectations here are written out from Stripe's documentation
-(docs.stripe.com/currencies), not derived from `billing.money`, so a wrong
+(docs.stripe.com/currencies), not derived from `kernel.money`, so a wrong
 entry in the module's table fails a test instead of agreeing with itself.
 """
 
@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.money import (
+from kernel.money import (
     CURRENCIES,
     InvalidAmountError,
     UnsupportedCurrencyError,
