@@ -296,3 +296,13 @@ def test_amounts_are_formatted_per_currency_without_floats(page, live_server):
         "custom": "25.00",
         "unsafe": "refused",
     }
+
+
+def test_logged_out_pages_show_no_navigation_or_log_out(page, live_server, request):
+    """The navigation is for a logged-in reader; the log-in page offers only the form."""
+    page.goto(live_server.url + "/")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+    expect(page.locator("#nav")).to_be_hidden()
+    expect(page.get_by_role("button", name="Log out")).to_be_hidden()
+    snap(page, request, "logged-out")
