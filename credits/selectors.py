@@ -23,3 +23,9 @@ def credits_ledger_sum(*, user_id: int) -> int:
 
 def credit_packs_active() -> QuerySet[CreditPack]:
     return CreditPack.objects.filter(active=True)
+
+
+def credits_frozen_get(*, user_id: int) -> int:
+    """Credits of the balance held by open freezes (a disputed purchase): not spendable."""
+    account = CreditAccount.objects.filter(user_id=user_id).only("frozen").first()
+    return account.frozen if account else 0

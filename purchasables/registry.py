@@ -17,7 +17,14 @@ from django.core.exceptions import ImproperlyConfigured
 
 from kernel.errors import DomainError, ErrorCode
 from purchasables import ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
-from purchasables.types import OrderInfo, PurchaseRequest, PurchaseType, Quote, RefundInfo
+from purchasables.types import (
+    DisputeInfo,
+    OrderInfo,
+    PurchaseRequest,
+    PurchaseType,
+    Quote,
+    RefundInfo,
+)
 
 
 class UnknownPurchaseTypeError(DomainError):
@@ -143,6 +150,10 @@ class PluginRegistry:
     def refund(self, order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:
         hook = self._owner_hook("tollgate_refund", order.purchase_type)
         return hook(order=order, refund=refund) or {}
+
+    def dispute(self, order: OrderInfo, dispute: DisputeInfo) -> dict[str, Any]:
+        hook = self._owner_hook("tollgate_dispute", order.purchase_type)
+        return hook(order=order, dispute=dispute) or {}
 
     # --- questions for every plugin ----------------------------------------------------
     def service_purchase_type(self, service_id: int) -> str | None:
