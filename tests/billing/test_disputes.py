@@ -247,6 +247,7 @@ def test_a_won_dispute_restores_the_workshop_booking(api, user, stripe_server, w
     dp = dispute_obj(order)
     t0 = int(time.time())
     deliver("charge.dispute.created", dp, at=t0)
+    assert Booking.objects.get().disputed_at is not None
     deliver("charge.dispute.closed", {**dp, "status": "won"}, at=t0 + 1)
     booking = Booking.objects.get()
     assert (booking.status, booking.disputed_at) == (Booking.Status.CONFIRMED, None)
