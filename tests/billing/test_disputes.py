@@ -16,11 +16,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.models import Dispute, Order, Refund, StripeEvent
+from billing.services.disputes import dispute_record
 from billing.services.events import events_drain
+from billing.stripe_objects import dispute_from_payload
 from bookings.models import Booking
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get, credits_frozen_get, credits_ledger_sum
-from tests.billing.conftest import post_webhook
+from tests.billing.conftest import in_threads, post_webhook
+from tests.billing.factories import OrderFactory, PaymentFactory
 from tests.bookings.purchases import purchase
 from tests.stripe_events import event, fixture, new_id, payment_intent
 
@@ -251,3 +254,119 @@ def test_a_won_dispute_restores_the_workshop_booking(api, user, stripe_server, w
     deliver("charge.dispute.closed", {**dp, "status": "won"}, at=t0 + 1)
     booking = Booking.objects.get()
     assert (booking.status, booking.disputed_at) == (Booking.Status.CONFIRMED, None)
+
+
+# --- what the reader takes, and the harder paths ------------------------------------
+
+
+def test_the_reader_takes_the_current_shape_and_older_ones():
+    current = dispute_from_payload(fixture("dispute"))  # Stripe's own, current version
+    assert (current.id, current.amount, current.currency) == (
+        "dp_1Pgc71B7WZ01zgkWMevJiAUx",
+        1000,
+        "usd",
+    )
+    assert (current.charge_id, current.payment_intent_id) == ("ch_1PgafuB7WZ01zgkWXYmPNZs8", "")
+    assert (current.status, current.reason, current.evidence_due_by) == (
+        "warning_needs_response",
+        "general",
+        1723679999,
+    )
+    with_intent = dispute_from_payload({**fixture("dispute"), "payment_intent": "pi_123"})
+    assert with_intent.payment_intent_id == "pi_123"
+    # An older version: the charge expanded with its PaymentIntent, the deadline at the
+    # top level, no `evidence_details`, a closing status of its own.
+    old = {
+        "id": "dp_old",
+        "object": "dispute",
+        "amount": 500,
+        "currency": "EUR",
+        "charge": {"id": "ch_old", "object": "charge", "payment_intent": {"id": "pi_old"}},
+        "evidence_due_by": 1500000000,
+        "status": "charge_refunded",
+        "reason": "duplicate",
+        "created": 1490000000,
+    }
+    read = dispute_from_payload(old)
+    assert (read.charge_id, read.payment_intent_id, read.currency) == ("ch_old", "pi_old", "eur")
+    assert (read.evidence_due_by, read.created, read.status) == (
+        1500000000,
+        1490000000,
+        "charge_refunded",
+    )
+
+
+def test_a_dispute_after_a_partial_refund_freezes_and_takes_only_what_is_left(
+    api, staff_api, user, paid_order
+):
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "4.00"})
+    assert resp.status_code == 201, resp.content
+    assert credits_balance_get(user_id=user.pk) == 60
+    dp = dispute_obj(paid_order)  # the customer disputes all 10.00 anyway
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    assert credits_frozen_get(user_id=user.pk) == 60
+
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+    reversal = Refund.objects.get(source=Refund.Source.DISPUTE)
+    assert reversal.amount == 600  # what the refund had not given back already
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+    assert credits_frozen_get(user_id=user.pk) == 0
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.REFUNDED
+
+
+def test_a_dispute_of_ours_with_no_payment_row_yet_waits_and_is_not_called_foreign(
+    stripe_server,
+):
+    """Stripe's PaymentIntent names an order of ours (same amount and currency) that has
+    not recorded it: the dispute waits for it instead of being written off."""
+    order = OrderFactory(amount=1000, currency="usd")
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 1000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"order_id": str(order.pk)},
+        }
+    ).to_dict()
+    dp = fixture("dispute")
+    dp.update(id=new_id("dp"), amount=1000, charge="ch_unknown", payment_intent=intent["id"])
+    deliver("charge.dispute.created", dp, at=int(time.time()))
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.RETRYING
+    assert "DisputeBeforePaymentError" in stored.last_error
+    assert not Dispute.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_reports_of_one_lost_dispute_reverse_it_once(user):
+    """Four workers apply the open and the closing news of one dispute at once."""
+    payment = PaymentFactory(order__user=user)
+    paid = payment_intent(
+        id=payment.stripe_payment_intent_id, amount=1000, metadata=payment.order.metadata
+    )
+    deliver("payment_intent.succeeded", paid, at=int(time.time()))
+    order = Order.objects.get(pk=payment.order_id)
+    assert order.status == Order.Status.PAID
+    dp = dispute_obj(order)
+    t0 = int(time.time())
+    reports = [
+        (dispute_from_payload(dp), t0),
+        (dispute_from_payload({**dp, "status": "lost"}), t0 + 2),
+        (dispute_from_payload({**dp, "status": "under_review"}), t0 + 1),
+        (dispute_from_payload({**dp, "status": "lost"}), t0 + 2),
+    ]
+    results = in_threads(4, lambda i: dispute_record(data=reports[i][0], as_of=reports[i][1]))
+    assert not [r for r in results if isinstance(r, Exception)], results
+
+    dispute = Dispute.objects.get()
+    assert (dispute.status, dispute.outcome) == ("lost", "lost")
+    assert Refund.objects.filter(source=Refund.Source.DISPUTE).count() == 1
+    assert CreditTransaction.objects.filter(kind="refund").count() == 1
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+    assert credits_frozen_get(user_id=user.pk) == 0
