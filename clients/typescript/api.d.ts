@@ -910,6 +910,12 @@ export interface components {
             /** Balance */
             balance: number;
             /**
+             * Frozen
+             * @description Credits of the balance held while a purchase is disputed: they cannot be spent until the dispute is resolved.
+             * @default 0
+             */
+            frozen: number;
+            /**
              * Currency Unit
              * @default credits
              * @constant

@@ -86,6 +86,7 @@ def test_an_open_dispute_freezes_the_credits_until_it_is_won(api, user, paid_ord
     # Nothing left the ledger: the balance is still its sum.
     assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 100
     assert credits_frozen_get(user_id=user.pk) == 100
+    assert api.get("/credits/balance/").json()["frozen"] == 100
     dispute = Dispute.objects.get()
     assert (dispute.order_id, dispute.outcome, dispute.amount) == (paid_order.pk, "open", 1000)
     assert dispute.evidence_due_by is not None
@@ -97,7 +98,11 @@ def test_an_open_dispute_freezes_the_credits_until_it_is_won(api, user, paid_ord
 
     assert spend(api, 30, "after-it-was-won").status_code == 201
     assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 70
-    assert credits_frozen_get(user_id=user.pk) == 0
+    assert api.get("/credits/balance/").json() == {
+        "balance": 70,
+        "frozen": 0,
+        "currency_unit": "credits",
+    }
     dispute.refresh_from_db()
     assert (dispute.status, dispute.outcome) == ("won", "won")
     assert dispute.released_at is not None and dispute.reversed_at is None
