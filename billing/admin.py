@@ -1,4 +1,5 @@
-"""Staff views of orders, payments, refunds, Stripe events, customers, cards and subscriptions.
+"""Staff views of orders, payments, refunds, disputes, Stripe events, customers, cards and
+subscriptions.
 
 The rule: money records are read-only here. They change only through the
 services (a refund through `refund_create`, a replay through `event_replay`), so
@@ -24,6 +25,7 @@ from django.utils.html import format_html, format_html_join
 
 from billing.models import (
     CardSetup,
+    Dispute,
     Fulfilment,
     Order,
     Payment,
@@ -72,6 +74,33 @@ class RefundInline(admin.TabularInline):
         return False
 
 
+class DisputeInline(admin.TabularInline):
+    model = Dispute
+    fk_name = "order"
+    extra = 0
+    can_delete = False
+    fields = [
+        "dispute_link",
+        "amount",
+        "reason",
+        "status",
+        "outcome",
+        "evidence_due_by",
+        "opened_at",
+        "closed_at",
+        "refund",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Dispute")
+    def dispute_link(self, dispute: Dispute) -> str:
+        url = reverse("admin:billing_dispute_change", args=[dispute.pk])
+        return format_html('<a href="{}">{}</a>', url, dispute.stripe_dispute_id)
+
+
 class FulfilmentInline(admin.StackedInline):
     model = Fulfilment
     extra = 0
@@ -95,6 +124,7 @@ def events_for_order(order: Order) -> QuerySet[StripeEvent]:
         )
     )
     ids |= {i for i in (order.stripe_checkout_session_id, order.stripe_invoice_id) if i}
+    ids |= set(order.disputes.values_list("stripe_dispute_id", flat=True))
     return StripeEvent.objects.filter(object_id__in=ids).order_by("received_at", "id")
 
 
@@ -161,11 +191,12 @@ class OrderAdmin(ReadOnlyAdmin):
         "=payments__stripe_charge_id",
         "=stripe_checkout_session_id",
         "=stripe_invoice_id",
+        "=disputes__stripe_dispute_id",
     ]
     date_hierarchy = "created_at"
     list_select_related = ["user"]
     readonly_fields = ["stripe_events"]
-    inlines = [PaymentInline, RefundInline, FulfilmentInline]
+    inlines = [PaymentInline, RefundInline, DisputeInline, FulfilmentInline]
     actions = ["refund_in_full", "refund_with_form"]
 
     def has_refund_permission(self, request: HttpRequest) -> bool:
@@ -294,6 +325,61 @@ class RefundAdmin(ReadOnlyAdmin):
     @admin.display(description="Amount", ordering="amount")
     def amount_shown(self, refund: Refund) -> str:
         return format_minor(refund.amount, refund.currency)
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdmin):
+    """Disputes as Stripe reported them; evidence is answered in Stripe's dashboard."""
+
+    list_display = [
+        "stripe_dispute_id",
+        "order",
+        "amount_shown",
+        "reason",
+        "status",
+        "outcome",
+        "evidence_due_by",
+        "opened_at",
+        "closed_at",
+    ]
+    list_filter = ["outcome", "status", "reason", "currency"]
+    search_fields = [
+        "=stripe_dispute_id",
+        "=stripe_charge_id",
+        "=stripe_payment_intent_id",
+        "=order__id",
+    ]
+    list_select_related = ["order"]
+    readonly_fields = [
+        "stripe_dispute_id",
+        "order",
+        "payment",
+        "stripe_charge_id",
+        "stripe_payment_intent_id",
+        "amount",
+        "currency",
+        "reason",
+        "status",
+        "outcome",
+        "evidence_due_by",
+        "opened_at",
+        "closed_at",
+        "stripe_event_at",
+        "frozen_at",
+        "released_at",
+        "reversed_at",
+        "refund",
+        "result",
+        "created_at",
+        "updated_at",
+    ]
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_shown(self, dispute: Dispute) -> str:
+        try:
+            return format_minor(dispute.amount, dispute.currency)
+        except Exception:  # another system's dispute, in a currency we do not sell in
+            return f"{dispute.amount} {dispute.currency.upper()} (minor units)"
 
 
 @admin.register(Fulfilment)

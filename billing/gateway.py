@@ -424,6 +424,15 @@ def refunds_list_for_charge(*, charge_id: str) -> list[RefundData]:
         return [refund_from_payload(r.to_dict()) for r in page.auto_paging_iter()]
 
 
+def charge_payment_intent_id(*, charge_id: str) -> str:
+    """The PaymentIntent a charge belongs to, or "" for a charge made without one (not
+    one of ours: every payment here is a PaymentIntent)."""
+    with _stripe("read the charge"):
+        charge = _client().v1.charges.retrieve(charge_id).to_dict()
+    intent = charge.get("payment_intent")
+    return (intent.get("id", "") if isinstance(intent, dict) else intent) or ""
+
+
 # --- customers and saved cards -------------------------------------------------------
 
 

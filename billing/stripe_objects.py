@@ -265,3 +265,40 @@ def invoice_from_payload(obj: dict[str, Any]) -> InvoiceData:
         charge_id=_id(charge),
         billing_reason=obj.get("billing_reason") or "",
     )
+
+
+@dataclass(frozen=True)
+class DisputeData:
+    id: str
+    amount: int
+    currency: str
+    reason: str
+    status: str
+    charge_id: str
+    payment_intent_id: str
+    evidence_due_by: int | None
+    created: int | None
+
+
+def dispute_from_payload(obj: dict[str, Any]) -> DisputeData:
+    """Every shape: `payment_intent` on the dispute (current API versions), or only the
+    `charge` (older ones, and payments made without a PaymentIntent), id or expanded; the
+    evidence deadline under `evidence_details.due_by` or, in the oldest, `evidence_due_by`."""
+    charge = obj.get("charge")
+    intent = _id(obj.get("payment_intent")) or (
+        _id(charge.get("payment_intent")) if isinstance(charge, dict) else ""
+    )
+    details = obj.get("evidence_details") or {}
+    due_by = details.get("due_by") or obj.get("evidence_due_by")
+    created = obj.get("created")
+    return DisputeData(
+        id=obj["id"],
+        amount=int(obj.get("amount") or 0),
+        currency=(obj.get("currency") or "").lower(),
+        reason=str(obj.get("reason") or ""),
+        status=str(obj.get("status") or ""),
+        charge_id=_id(charge),
+        payment_intent_id=intent,
+        evidence_due_by=due_by if isinstance(due_by, int) else None,
+        created=created if isinstance(created, int) else None,
+    )

@@ -78,7 +78,17 @@ class ServiceSessionAdmin(admin.ModelAdmin):
 
 @admin.register(Booking)
 class BookingAdmin(admin.ModelAdmin):
-    list_display = ("id", "user", "service", "session", "status", "start", "order_id", "parent")
+    list_display = (
+        "id",
+        "user",
+        "service",
+        "session",
+        "status",
+        "start",
+        "order_id",
+        "parent",
+        "disputed_at",
+    )
     list_filter = ("status", "service__kind")
     list_select_related = ("user", "service", "session__service", "parent__service")
     search_fields = ("user__username", "user__email", "service__name", "=order_id")
@@ -92,6 +102,7 @@ class BookingAdmin(admin.ModelAdmin):
         "end",
         "scheduling_data",
         "order_id",
+        "disputed_at",
         "created_at",
         "updated_at",
     )

@@ -159,6 +159,10 @@ class Booking(models.Model):
     scheduling_data = models.JSONField(default=dict, blank=True)
     # The billing order it came from; a plain id, since bookings knows nothing of billing.
     order_id = models.PositiveBigIntegerField(db_index=True)
+    # Set while the payment of its order is disputed: the booking keeps its seat
+    # but cannot be scheduled; cleared when the dispute is won, kept (as the
+    # reason) when a lost dispute cancels it.
+    disputed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -69,6 +69,10 @@ class BookingChildOut(Schema):
     end: datetime | None
     scheduling_data: dict[str, Any]
     order_id: int
+    disputed_at: datetime | None = Field(
+        description="Set while the payment for it is disputed: it keeps its seat but "
+        "cannot be scheduled."
+    )
     created_at: datetime
 
 

@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from credits.models import CreditAccount, CreditPack, CreditTransaction
+from credits.models import CreditAccount, CreditFreeze, CreditPack, CreditTransaction
 from credits.selectors import credits_balance_get
 from credits.services import LEDGER_ENTRY_MAX, MEMO_MAX_LENGTH, credits_grant_by_staff
 from kernel.errors import DomainError
@@ -68,10 +68,10 @@ class GrantForm(forms.Form):
 
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ViewOnlyAdmin):
-    list_display = ("id", "user", "balance", "updated_at")
+    list_display = ("id", "user", "balance", "frozen", "updated_at")
     list_select_related = ("user",)
     search_fields = ("user__username", "user__email")
-    readonly_fields = ("user", "balance", "updated_at")
+    readonly_fields = ("user", "balance", "frozen", "updated_at")
 
     def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):
         account = self.get_object(request, object_id)
@@ -88,6 +88,33 @@ class CreditAccountAdmin(ViewOnlyAdmin):
             ),
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(CreditFreeze)
+class CreditFreezeAdmin(ViewOnlyAdmin):
+    """Credits held while a purchase is disputed; made and released only by the services."""
+
+    list_display = (
+        "id",
+        "account",
+        "reference",
+        "amount",
+        "requested",
+        "created_at",
+        "released_at",
+    )
+    list_select_related = ("account__user",)
+    list_filter = (("released_at", admin.EmptyFieldListFilter),)
+    search_fields = ("reference", "account__user__username")
+    readonly_fields = (
+        "account",
+        "reference",
+        "requested",
+        "amount",
+        "memo",
+        "created_at",
+        "released_at",
+    )
 
 
 @admin.register(CreditTransaction)

@@ -21,7 +21,7 @@ from credits.schemas import (
     CreditSpendIn,
     CreditTransactionOut,
 )
-from credits.selectors import credits_balance_get, credits_transactions_for_user
+from credits.selectors import credits_balance_and_frozen_get, credits_transactions_for_user
 from credits.services import LedgerWrite, credits_grant_by_staff, credits_spend_or_replay
 from kernel.errors import PermissionDeniedError
 from kernel.pagination import BoundedPageNumberPagination
@@ -40,7 +40,8 @@ def _entry_response(write: LedgerWrite) -> Status:
 
 @router.get("/balance/", response={200: CreditBalanceOut, 401: ErrorOut})
 def credits_balance(request: HttpRequest):
-    return Status(200, CreditBalanceOut(balance=credits_balance_get(user_id=request.user.pk)))
+    balance, frozen = credits_balance_and_frozen_get(user_id=request.user.pk)
+    return Status(200, CreditBalanceOut(balance=balance, frozen=frozen))
 
 
 @router.get(

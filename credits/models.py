@@ -3,6 +3,8 @@
 The rule: a balance changes only through `credits.services`, which appends one
 immutable `CreditTransaction` and updates `CreditAccount.balance` in the same
 transaction under the account's row lock, so balance = sum of the ledger always.
+Frozen credits (`CreditFreeze`) stay in the balance; only what spending may take
+changes.
 """
 
 from __future__ import annotations
@@ -18,10 +20,26 @@ class CreditAccount(models.Model):
     # Kept equal to the sum of the ledger; may go below zero only through a
     # refund debit (a debt that blocks spending).
     balance = models.BigIntegerField(default=0)
+    # Credits held by open `CreditFreeze`s (a disputed purchase): part of the
+    # balance, but no spend or adjustment may take them. Kept equal to the sum
+    # of the account's unreleased freezes, under the same row lock.
+    frozen = models.BigIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(frozen__gte=0), name="credit_account_frozen_not_negative"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} ({self.balance} credits)"
+
+    @property
+    def available(self) -> int:
+        """What a spend may take: the balance less the frozen credits (never below zero)."""
+        return max(0, self.balance - self.frozen)
 
 
 class CreditTransaction(models.Model):
@@ -68,6 +86,41 @@ class CreditTransaction(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Ledger entries are immutable; append a correcting entry instead.")
+
+
+class CreditFreeze(models.Model):
+    """Credits held on an account so they cannot be spent (a purchase under dispute).
+
+    A freeze writes nothing to the ledger: the balance stays the ledger's sum,
+    and `CreditAccount.frozen` is what spending must leave alone. It holds at
+    most what was available when it was made; releasing it is done once.
+    """
+
+    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="freezes")
+    # Makes a freeze idempotent: one freeze per reference on an account.
+    reference = models.CharField(max_length=120)
+    # What was asked, and what was available to hold (amount <= requested).
+    requested = models.BigIntegerField()
+    amount = models.BigIntegerField()
+    memo = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "reference"], name="credit_freeze_reference_unique"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount__gte=0) & models.Q(amount__lte=models.F("requested")),
+                name="credit_freeze_amount_within_request",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "released" if self.released_at else "held"
+        return f"{self.amount} credits frozen ({self.reference}, {state})"
 
 
 class CreditPack(models.Model):

@@ -24,6 +24,11 @@ from credits.services import (
 
 class CreditBalanceOut(Schema):
     balance: int
+    frozen: int = Field(
+        0,
+        description="Credits of the balance held while a purchase is disputed: "
+        "they cannot be spent until the dispute is resolved.",
+    )
     currency_unit: Literal["credits"] = "credits"
 
 

@@ -23,3 +23,15 @@ def credits_ledger_sum(*, user_id: int) -> int:
 
 def credit_packs_active() -> QuerySet[CreditPack]:
     return CreditPack.objects.filter(active=True)
+
+
+def credits_frozen_get(*, user_id: int) -> int:
+    """Credits of the balance held by open freezes (a disputed purchase): not spendable."""
+    account = CreditAccount.objects.filter(user_id=user_id).only("frozen").first()
+    return account.frozen if account else 0
+
+
+def credits_balance_and_frozen_get(*, user_id: int) -> tuple[int, int]:
+    """The balance and the part of it frozen, in one read."""
+    account = CreditAccount.objects.filter(user_id=user_id).only("balance", "frozen").first()
+    return (account.balance, account.frozen) if account else (0, 0)

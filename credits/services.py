@@ -7,6 +7,10 @@ client's spend (`_spend_sql`) and a grant of credits (`_grant_sql`). A
 repeated `reference` returns the first entry instead of writing a second one,
 so retries and duplicate deliveries never count twice.
 
+Frozen credits (a purchase under dispute) stay in the balance, but neither a
+spend nor a staff adjustment may take them: both check `balance - frozen`.
+A refund debit may, as it may go past zero.
+
 References the outside world chooses (a client's spend, a staff grant) are
 stored under their own prefix, so they can never take a reference the system
 writes itself (`order-<id>`, a refund's) and so block a fulfilment or a refund.
@@ -25,7 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from credits.errors import CreditReferenceConflictError, InsufficientCreditsError
-from credits.models import CreditAccount, CreditTransaction
+from credits.models import CreditAccount, CreditFreeze, CreditTransaction
 from kernel.errors import InvalidInputError, NotFoundError
 from kernel.rows import instance_from_row, saved
 
@@ -98,12 +102,8 @@ def _ledger_append(
         if existing is not None:
             return LedgerWrite(entry=existing, created=False, balance=account.balance)
         new_balance = account.balance + amount
-        if amount < 0 and new_balance < 0 and not allow_negative:
-            raise InsufficientCreditsError(
-                f"The balance is {account.balance} credits; {-amount} are needed.",
-                balance=account.balance,
-                required=-amount,
-            )
+        if amount < 0 and new_balance < account.frozen and not allow_negative:
+            raise _insufficient(account.balance, account.frozen, -amount)
         try:
             with transaction.atomic():
                 entry = CreditTransaction.objects.create(
@@ -293,7 +293,7 @@ def _spend_sql(alias: str) -> str:
     account, entry, columns = _ledger_names(alias)
     return (
         f"WITH account AS (UPDATE {account} SET balance = balance - %(amount)s "  # noqa: S608 - names are ours
-        f"WHERE user_id = %(user_id)s AND balance >= %(amount)s AND NOT EXISTS "
+        f"WHERE user_id = %(user_id)s AND balance - frozen >= %(amount)s AND NOT EXISTS "
         f"(SELECT 1 FROM {entry} e WHERE e.account_id = {account}.id "
         f"AND e.reference = %(reference)s) RETURNING id, balance) "
         f"INSERT INTO {entry} (account_id, amount, kind, reference, balance_after, memo, "
@@ -338,8 +338,9 @@ def _spend_refused(*, user_id: int, amount: int, reference: str) -> LedgerWrite 
     Answers None when the balance now covers the spend (credits arrived since), so
     the caller tries again.
     """
-    account = CreditAccount.objects.filter(user_id=user_id).only("id", "balance").first()
+    account = CreditAccount.objects.filter(user_id=user_id).only("id", "balance", "frozen").first()
     balance = account.balance if account is not None else 0
+    frozen = account.frozen if account is not None else 0
     existing = (
         CreditTransaction.objects.filter(account=account, reference=reference).first()
         if account is not None
@@ -353,12 +354,24 @@ def _spend_refused(*, user_id: int, amount: int, reference: str) -> LedgerWrite 
                 entry_id=existing.pk,
             )
         return LedgerWrite(entry=existing, created=False, balance=balance)
-    if balance >= amount:
+    if balance - frozen >= amount:
         return None
-    raise InsufficientCreditsError(
-        f"The balance is {balance} credits; {amount} are needed.",
+    raise _insufficient(balance, frozen, amount)
+
+
+def _insufficient(balance: int, frozen: int, required: int) -> InsufficientCreditsError:
+    if frozen:
+        return InsufficientCreditsError(
+            f"The balance is {balance} credits, {frozen} of them frozen while a purchase "
+            f"is disputed; {required} are needed.",
+            balance=balance,
+            frozen=frozen,
+            required=required,
+        )
+    return InsufficientCreditsError(
+        f"The balance is {balance} credits; {required} are needed.",
         balance=balance,
-        required=amount,
+        required=required,
     )
 
 
@@ -440,3 +453,57 @@ def credits_debit_refund(
         memo=memo,
         allow_negative=True,
     ).entry
+
+
+def credits_freeze(*, user_id: int, amount: int, reference: str, memo: str = "") -> CreditFreeze:
+    """Hold up to `amount` credits so no spend can take them, once per `reference`.
+
+    It holds what is available (the balance less what is frozen already), at
+    most `amount`: credits already spent cannot be held, and a later refund
+    debit records them as a debt. Nothing is written to the ledger. A repeat
+    answers the first freeze, released or not.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidInputError("A freeze is a positive whole number of credits.", amount=amount)
+    if not reference or len(reference) > REFERENCE_MAX_LENGTH:
+        raise InvalidInputError(
+            f"A freeze needs a reference of 1 to {REFERENCE_MAX_LENGTH} characters."
+        )
+    with transaction.atomic():
+        credit_account_get_or_create(user_id=user_id)
+        account = CreditAccount.objects.select_for_update().get(user_id=user_id)
+        existing = CreditFreeze.objects.filter(account=account, reference=reference).first()
+        if existing is not None:
+            return existing
+        held = min(amount, account.available)
+        freeze = CreditFreeze.objects.create(
+            account=account,
+            reference=reference,
+            requested=amount,
+            amount=held,
+            memo=memo[:MEMO_MAX_LENGTH],
+        )
+        if held:
+            CreditAccount.objects.filter(pk=account.pk).update(frozen=F("frozen") + held)
+        return freeze
+
+
+def credits_unfreeze(*, user_id: int, reference: str) -> int:
+    """Release the freeze made under `reference`; answers the credits released (0 on a repeat
+    or when there was none)."""
+    with transaction.atomic():
+        account = CreditAccount.objects.select_for_update().filter(user_id=user_id).first()
+        if account is None:
+            return 0
+        freeze = (
+            CreditFreeze.objects.select_for_update()
+            .filter(account=account, reference=reference, released_at__isnull=True)
+            .first()
+        )
+        if freeze is None:
+            return 0
+        freeze.released_at = timezone.now()
+        freeze.save(update_fields=["released_at"])
+        if freeze.amount:
+            CreditAccount.objects.filter(pk=account.pk).update(frozen=F("frozen") - freeze.amount)
+        return freeze.amount

@@ -20,6 +20,7 @@ import pluggy
 from purchasables import PROJECT_NAME
 from purchasables.types import (
     DeliveryLine,
+    DisputeInfo,
     OrderInfo,
     PurchaseRequest,
     PurchaseType,
@@ -141,6 +142,31 @@ def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any] | No
     refund, by the event worker or the staff refund request, inside the
     transaction that marks the refund applied. Also called for an order whose
     fulfilment was impossible, which has nothing to reverse.
+    """
+
+
+@hookspec(firstresult=True)
+def tollgate_dispute(order: OrderInfo, dispute: DisputeInfo) -> dict[str, Any] | None:
+    """Freeze what the order delivered while its payment is disputed; release it after.
+
+    :param order: the order whose payment the customer disputes with their bank.
+    :param dispute: the dispute; `dispute.state` says what to do:
+        `open`: freeze what the order delivered so it cannot be used meanwhile
+        (credits made unspendable, bookings marked disputed), in proportion to
+        `dispute.at_stake`; `won`: release the freeze; `lost`: end the freeze,
+        because the reversal follows: `tollgate_refund` is then called in the
+        same transaction with a `RefundInfo` whose `stripe_dispute_id` is set,
+        exactly as for a refund of `dispute.at_stake`.
+    :return: an optional JSON-serialisable summary, stored on the dispute.
+
+    firstresult; called only on the owning plugin, by the event worker, inside
+    the transaction that records the dispute's new state under the order's row
+    lock: `open` at most once per dispute, then at most one of `won` or `lost`,
+    and only if `open` was called (a dispute first reported closed was never
+    frozen; a lost one is still reversed through `tollgate_refund`). Not called
+    when nothing of the order is left at stake (refunded in full already).
+    A plugin that does not implement it freezes nothing; a lost dispute still
+    reaches its `tollgate_refund`.
     """
 
 

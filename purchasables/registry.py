@@ -19,6 +19,7 @@ from kernel.errors import DomainError, ErrorCode
 from purchasables import ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
 from purchasables.types import (
     DeliveryLine,
+    DisputeInfo,
     OrderInfo,
     PurchaseRequest,
     PurchaseType,
@@ -160,6 +161,10 @@ class PluginRegistry:
                 "tollgate_delivered instead of a list of DeliveryLine."
             )
         return list(lines)
+
+    def dispute(self, order: OrderInfo, dispute: DisputeInfo) -> dict[str, Any]:
+        hook = self._owner_hook("tollgate_dispute", order.purchase_type)
+        return hook(order=order, dispute=dispute) or {}
 
     # --- questions for every plugin ----------------------------------------------------
     def service_purchase_type(self, service_id: int) -> str | None:

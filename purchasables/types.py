@@ -95,6 +95,8 @@ class RefundInfo:
     currency: str
     refunded_total: int
     reason: str
+    # Set when the money went back through a lost dispute (a chargeback), not a refund.
+    stripe_dispute_id: str = ""
 
     def is_full(self, order: OrderInfo) -> bool:
         return self.refunded_total >= order.amount
@@ -110,3 +112,32 @@ class DeliveryLine:
 
     label: str
     value: str
+
+
+DisputeState = Literal["open", "won", "lost"]
+
+
+@dataclass(frozen=True)
+class DisputeInfo:
+    """A dispute (chargeback or inquiry) of an order's payment, as its plugin is told of it.
+
+    :param dispute_id: billing's id for it; stable, so a plugin can key what it
+        holds on it (`dispute-<dispute_id>`).
+    :param state: `open` while the customer's bank decides; `won` when it closed
+        with the money kept (won, an inquiry closed, or prevented); `lost` when
+        the bank took the money back.
+    :param status: Stripe's own status (`needs_response`, `under_review`, `won`, …).
+    :param amount: what the customer disputes, in minor units.
+    :param at_stake: the part of `amount` the order still delivers (its amount
+        less what refunds already reversed): what to freeze while open.
+    :param reason: Stripe's reason (`fraudulent`, `product_not_received`, …).
+    """
+
+    dispute_id: int
+    stripe_dispute_id: str
+    state: DisputeState
+    status: str
+    amount: int
+    at_stake: int
+    currency: str
+    reason: str

@@ -1,6 +1,7 @@
 """Billing's models, by subject."""
 
 from billing.models.customers import CardSetup, SavedPaymentMethod, StripeCustomer
+from billing.models.disputes import Dispute
 from billing.models.events import QueuedDrain, StripeEvent
 from billing.models.orders import (
     ORDER_TRANSITIONS,
@@ -16,6 +17,7 @@ __all__ = [
     "ORDER_TRANSITIONS",
     "UNPAID_STATUSES",
     "CardSetup",
+    "Dispute",
     "Fulfilment",
     "Order",
     "Payment",

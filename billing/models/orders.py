@@ -3,6 +3,12 @@
 The rule: an order's status moves only forward along `ORDER_TRANSITIONS`, under
 the order's row lock, and the move to `paid` inserts the order's one
 `Fulfilment` in the same transaction, so a paid order is fulfilled exactly once.
+
+A dispute does not give an order a status of its own: while it is open the
+order stays `paid` (the `Dispute` row says it is disputed, and the plugin has
+frozen what it delivered); a lost dispute is applied as a refund (source
+`dispute`), so the order moves forward to `refunded` or `partially_refunded`;
+a won one leaves it `paid`.
 """
 
 from __future__ import annotations
@@ -161,6 +167,10 @@ class Refund(models.Model):
         STAFF = "staff", "Staff"
         STRIPE = "stripe", "Stripe dashboard"
         AUTOMATIC = "automatic", "Automatic"
+        # A lost dispute: the customer's bank took the money back. No Stripe
+        # refund exists (no `re_…` id); the row makes the reversal count
+        # against what is left to refund, like any refund.
+        DISPUTE = "dispute", "Lost dispute"
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")

@@ -17,13 +17,14 @@ from typing import Any
 
 from billing import gateway
 from billing.models import Order
-from billing.services import cards, subscriptions
+from billing.services import cards, disputes, subscriptions
 from billing.services.checkout import checkout_session_record
 from billing.services.payments import payment_apply
 from billing.services.refunds import refund_record
 from billing.stripe_objects import (
     checkout_session_from_payload,
     customer_from_payload,
+    dispute_from_payload,
     invoice_from_payload,
     payment_intent_from_payload,
     payment_method_from_payload,
@@ -104,6 +105,14 @@ def _invoice_payment_failed(event: dict[str, Any]) -> str:
     return subscriptions.invoice_payment_failed(invoice=invoice)
 
 
+def _dispute_event(event: dict[str, Any]) -> str:
+    created = event.get("created")
+    return disputes.dispute_record(
+        data=dispute_from_payload(event["data"]["object"]),
+        as_of=created if isinstance(created, int) else None,
+    )
+
+
 # One table from event type to handler; a type not listed is stored and ignored.
 HANDLERS: dict[str, Handler] = {
     "payment_intent.succeeded": _payment_intent_handler(Order.Status.PAID),
@@ -131,6 +140,11 @@ HANDLERS: dict[str, Handler] = {
     "invoice.paid": _invoice_paid,
     "invoice.payment_succeeded": _invoice_paid,
     "invoice.payment_failed": _invoice_payment_failed,
+    "charge.dispute.created": _dispute_event,
+    "charge.dispute.updated": _dispute_event,
+    "charge.dispute.closed": _dispute_event,
+    "charge.dispute.funds_withdrawn": _dispute_event,
+    "charge.dispute.funds_reinstated": _dispute_event,
 }
 
 # `payment_record`'s work in the event's own transaction: the payment, the order

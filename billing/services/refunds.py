@@ -22,7 +22,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from billing import gateway
-from billing.models import Order, Payment, Refund
+from billing.models import Dispute, Order, Payment, Refund
 from billing.services.payments import order_info, order_transition
 from billing.stripe_objects import RefundData
 from kernel.errors import ConflictError, DomainError, ErrorCode, NotFoundError
@@ -291,6 +291,7 @@ def refund_apply(*, refund_id: int) -> str:
                 currency=refund.currency,
                 refunded_total=refunded_total,
                 reason=refund.reason,
+                stripe_dispute_id=_dispute_of(refund),
             )
             refund.result = registry.refund(order_info(order), info)
         else:
@@ -303,6 +304,14 @@ def refund_apply(*, refund_id: int) -> str:
                 order, Order.Status.REFUNDED if full else Order.Status.PARTIALLY_REFUNDED
             )
         return f"refund {refund.stripe_refund_id} applied; order is {order.status}"
+
+
+def _dispute_of(refund: Refund) -> str:
+    """The Stripe id of the lost dispute a refund row stands for, or ""."""
+    if refund.source != Refund.Source.DISPUTE:
+        return ""
+    found = Dispute.objects.filter(refund=refund).values_list("stripe_dispute_id", flat=True)
+    return found.first() or ""
 
 
 def refunds_resume() -> int:

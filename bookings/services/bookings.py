@@ -86,6 +86,31 @@ def bookings_mark_partially_refunded(*, order_id: int) -> int:
     )
 
 
+def bookings_mark_disputed(*, order_id: int) -> int:
+    """Mark the order's live bookings disputed: they keep their seats, cannot be scheduled.
+
+    :return: how many bookings changed (0 on a repeat).
+    """
+    now = timezone.now()
+    return (
+        Booking.objects.filter(order_id=order_id, disputed_at__isnull=True)
+        .exclude(status=Booking.Status.CANCELED)
+        .update(disputed_at=now, updated_at=now)
+    )
+
+
+def bookings_clear_disputed(*, order_id: int) -> int:
+    """Restore the order's disputed bookings (the dispute was won); cancelled ones stay so.
+
+    :return: how many bookings changed (0 on a repeat).
+    """
+    return (
+        Booking.objects.filter(order_id=order_id, disputed_at__isnull=False)
+        .exclude(status=Booking.Status.CANCELED)
+        .update(disputed_at=None, updated_at=timezone.now())
+    )
+
+
 def bookings_cancel(*, booking_ids: list[int]) -> int:
     """Cancel these bookings and everything under them (staff). Money is refunded separately.
 
@@ -127,6 +152,12 @@ def booking_schedule(*, booking_id: int, user_id: int, start_datetime: str) -> B
         if booking.service.kind != Service.Kind.SESSION or booking.is_scheduled:
             raise ConflictError(
                 "Only an unscheduled 1-on-1 session from a package can be scheduled.",
+                booking_id=booking_id,
+            )
+        if booking.disputed_at is not None:
+            raise ConflictError(
+                "The payment for this booking is disputed; it cannot be scheduled until "
+                "the dispute is resolved.",
                 booking_id=booking_id,
             )
         if booking.status not in SCHEDULABLE_STATUSES:

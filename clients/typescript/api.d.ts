@@ -925,6 +925,12 @@ export interface components {
             /** Balance */
             balance: number;
             /**
+             * Frozen
+             * @description Credits of the balance held while a purchase is disputed: they cannot be spent until the dispute is resolved.
+             * @default 0
+             */
+            frozen: number;
+            /**
              * Currency Unit
              * @default credits
              * @constant
@@ -1110,6 +1116,11 @@ export interface components {
             /** Order Id */
             order_id: number;
             /**
+             * Disputed At
+             * @description Set while the payment for it is disputed: it keeps its seat but cannot be scheduled.
+             */
+            disputed_at: string | null;
+            /**
              * Created At
              * Format: date-time
              */
@@ -1141,6 +1152,11 @@ export interface components {
             };
             /** Order Id */
             order_id: number;
+            /**
+             * Disputed At
+             * @description Set while the payment for it is disputed: it keeps its seat but cannot be scheduled.
+             */
+            disputed_at: string | null;
             /**
              * Created At
              * Format: date-time
@@ -1194,6 +1210,50 @@ export interface components {
             credits: components["schemas"]["CreditsOut"];
             subscriptions: components["schemas"]["SubscriptionsOut"];
             webhooks: components["schemas"]["WebhooksOut"];
+            /**
+             * Disputes
+             * @description Disputes of our payments, per currency (another system's left out).
+             */
+            disputes: components["schemas"]["DisputesOut"][];
+        };
+        /** DisputesOut */
+        DisputesOut: {
+            /** Currency */
+            currency: string;
+            /**
+             * Open
+             * @description Disputes open now.
+             */
+            open: number;
+            /**
+             * Open Amount
+             * @description What the open disputes claim, in minor units.
+             */
+            open_amount: number;
+            /** Open Display */
+            open_display: string;
+            /**
+             * Opened
+             * @description Disputes Stripe opened in the period.
+             */
+            opened: number;
+            /**
+             * Won
+             * @description Disputes closed in the period in our favour.
+             */
+            won: number;
+            /**
+             * Lost
+             * @description Disputes closed in the period against us.
+             */
+            lost: number;
+            /**
+             * Lost Amount
+             * @description What the lost ones took back, in minor units.
+             */
+            lost_amount: number;
+            /** Lost Display */
+            lost_display: string;
         };
         /** MoneyOut */
         MoneyOut: {

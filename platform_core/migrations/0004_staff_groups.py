@@ -22,8 +22,9 @@ VIEW_MODELS = {
         "savedpaymentmethod",
         "cardsetup",
         "subscription",
+        "dispute",
     ],
-    "credits": ["creditaccount", "credittransaction", "creditpack"],
+    "credits": ["creditaccount", "credittransaction", "creditpack", "creditfreeze"],
     "bookings": [
         "service",
         "servicesession",

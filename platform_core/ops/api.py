@@ -72,6 +72,10 @@ def _dashboard_out(board: Dashboard) -> dict:
             ],
         },
         "webhooks": vars(board.webhooks),
+        "disputes": [
+            {**vars(d), "open_display": d.open_display, "lost_display": d.lost_display}
+            for d in board.disputes
+        ],
     }
 
 

@@ -19,7 +19,12 @@ Definitions (a period is whole UTC days, `start` and `end` included):
 - subscriptions: active now, and MRR from their plans, normalised to a month
   (a year is /12, a week ×52/12, a day ×365/12, divided by the interval count);
 - webhook lag: `processed_at − received_at` of events received in the period,
-  p50 and p95 by the nearest-rank method.
+  p50 and p95 by the nearest-rank method;
+- disputes (of our payments; another system's are left out), per currency: open
+  now and the amount they dispute; opened in the period (by Stripe's time);
+  won and lost in the period (by when they closed), with the amount lost. A lost
+  dispute is applied as a refund of source `dispute`: it is taken from revenue,
+  and listed here rather than under refunds.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
-from billing.models import Order, Refund, StripeEvent, Subscription
+from billing.models import Dispute, Order, Refund, StripeEvent, Subscription
 from credits.models import CreditTransaction
 from kernel.errors import InvalidInputError
 from kernel.money import currency_get, format_minor
@@ -195,6 +200,25 @@ class WebhookFigures:
 
 
 @dataclass(frozen=True)
+class DisputeTotal:
+    currency: str
+    open: int
+    open_amount: int
+    opened: int
+    won: int
+    lost: int
+    lost_amount: int
+
+    @property
+    def open_display(self) -> str:
+        return money_display(self.open_amount, self.currency)
+
+    @property
+    def lost_display(self) -> str:
+        return money_display(self.lost_amount, self.currency)
+
+
+@dataclass(frozen=True)
 class Dashboard:
     period: Period
     revenue_days: list[RevenueDay]
@@ -205,6 +229,7 @@ class Dashboard:
     subscriptions: SubscriptionFigures
     webhooks: WebhookFigures
     currencies: list[str] = field(default_factory=list)
+    disputes: list[DisputeTotal] = field(default_factory=list)
 
 
 # --- revenue -----------------------------------------------------------------------
@@ -268,6 +293,7 @@ def revenue_totals(period: Period) -> list[RevenueTotal]:
 def refund_totals(period: Period) -> list[RefundTotal]:
     rows = (
         _refunds_applied_in(period)
+        .exclude(source=Refund.Source.DISPUTE)
         .values("currency")
         .annotate(n=Count("id"), total=Sum("amount"))
         .order_by("currency")
@@ -362,6 +388,38 @@ def webhook_figures(period: Period) -> WebhookFigures:
     )
 
 
+def dispute_totals(period: Period) -> list[DisputeTotal]:
+    outcome = Dispute.Outcome
+    opened = Q(opened_at__gte=period.since, opened_at__lt=period.until)
+    closed = Q(closed_at__gte=period.since, closed_at__lt=period.until)
+    rows = (
+        Dispute.objects.exclude(outcome=outcome.NOT_OURS)
+        .filter(Q(outcome=outcome.OPEN) | opened | closed)
+        .values("currency")
+        .annotate(
+            open=Count("id", filter=Q(outcome=outcome.OPEN)),
+            open_amount=Sum("amount", filter=Q(outcome=outcome.OPEN)),
+            opened=Count("id", filter=opened),
+            won=Count("id", filter=closed & Q(outcome=outcome.WON)),
+            lost=Count("id", filter=closed & Q(outcome=outcome.LOST)),
+            lost_amount=Sum("amount", filter=closed & Q(outcome=outcome.LOST)),
+        )
+        .order_by("currency")
+    )
+    return [
+        DisputeTotal(
+            currency=row["currency"],
+            open=row["open"],
+            open_amount=row["open_amount"] or 0,
+            opened=row["opened"],
+            won=row["won"],
+            lost=row["lost"],
+            lost_amount=row["lost_amount"] or 0,
+        )
+        for row in rows
+    ]
+
+
 def dashboard_get(*, period: Period) -> Dashboard:
     revenue = revenue_totals(period)
     refunds = refund_totals(period)
@@ -375,4 +433,5 @@ def dashboard_get(*, period: Period) -> Dashboard:
         subscriptions=subscription_figures(),
         webhooks=webhook_figures(period),
         currencies=sorted({r.currency for r in revenue} | {r.currency for r in refunds}),
+        disputes=dispute_totals(period),
     )

@@ -77,6 +77,18 @@ class WebhooksOut(Schema):
     failed_total: int
 
 
+class DisputesOut(Schema):
+    currency: str
+    open: int = Field(description="Disputes open now.")
+    open_amount: int = Field(description="What the open disputes claim, in minor units.")
+    open_display: str
+    opened: int = Field(description="Disputes Stripe opened in the period.")
+    won: int = Field(description="Disputes closed in the period in our favour.")
+    lost: int = Field(description="Disputes closed in the period against us.")
+    lost_amount: int = Field(description="What the lost ones took back, in minor units.")
+    lost_display: str
+
+
 class DashboardOut(Schema):
     period: PeriodOut
     revenue: list[RevenueOut]
@@ -86,6 +98,9 @@ class DashboardOut(Schema):
     credits: CreditsOut
     subscriptions: SubscriptionsOut
     webhooks: WebhooksOut
+    disputes: list[DisputesOut] = Field(
+        description="Disputes of our payments, per currency (another system's left out)."
+    )
 
 
 # --- the data export ---------------------------------------------------------------

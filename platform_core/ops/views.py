@@ -124,6 +124,7 @@ def dashboard_page(request: HttpRequest) -> TemplateResponse:
         "failure_rate": _percent(board.payments.failure_rate),
         "lag_p50": _seconds(board.webhooks.lag_p50_seconds),
         "lag_p95": _seconds(board.webhooks.lag_p95_seconds),
+        "open_disputes": sum(d.open for d in board.disputes),
     }
     return TemplateResponse(request, "ops/dashboard.html", context)
 

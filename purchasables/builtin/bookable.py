@@ -5,7 +5,9 @@ each sees only its own orders. The work is `bookings`' services: the quote
 builds and checks a booking plan (`bookings.services.plans` documents the
 scheduling model, packages included), the reserve hook holds its seats, the
 fulfil hook turns the plan into bookings, and the refund hook cancels them or
-marks them partially refunded.
+marks them partially refunded. While an order's payment is disputed its
+bookings are marked disputed (they keep their seats); a lost dispute cancels
+them, a won one restores them.
 
 The rule: fulfilment books exactly the plan stored in `Quote.data["plan"]`,
 which the server built from the database; nothing the client sends after the
@@ -26,7 +28,9 @@ from bookings.selectors import (
 )
 from bookings.services.bookings import (
     bookings_cancel_for_order,
+    bookings_clear_disputed,
     bookings_create_for_order,
+    bookings_mark_disputed,
     bookings_mark_partially_refunded,
 )
 from bookings.services.holds import seat_holds_create, seat_holds_release
@@ -35,6 +39,7 @@ from purchasables import hookimpl
 from purchasables.errors import FulfilmentImpossibleError
 from purchasables.types import (
     DeliveryLine,
+    DisputeInfo,
     OrderInfo,
     PurchaseRequest,
     PurchaseType,
@@ -201,6 +206,14 @@ class BookablePlugin:
         return {
             "bookings_partially_refunded": bookings_mark_partially_refunded(order_id=order.order_id)
         }
+
+    @hookimpl
+    def tollgate_dispute(self, order: OrderInfo, dispute: DisputeInfo) -> dict[str, Any]:
+        if dispute.state == "open":
+            return {"bookings_disputed": bookings_mark_disputed(order_id=order.order_id)}
+        if dispute.state == "won":
+            return {"bookings_restored": bookings_clear_disputed(order_id=order.order_id)}
+        return {"bookings_canceled": bookings_cancel_for_order(order_id=order.order_id)}
 
 
 PLUGINS = [(f"tollgate.bookings.{kind}", BookablePlugin(kind)) for kind in Kind.values]

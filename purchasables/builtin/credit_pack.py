@@ -3,7 +3,9 @@
 Fulfilment appends one `purchase` entry to the buyer's ledger with the order as
 its reference, so even a second call could not count the credits twice. A
 refund debits credits in proportion to the money returned, and the debits of
-all an order's refunds add up to exactly the credits it bought.
+all an order's refunds add up to exactly the credits it bought. While the
+order's payment is disputed, its share of the credits is frozen (unspendable);
+a lost dispute debits them as a refund does.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ from django.conf import settings
 
 from credits.models import CreditPack, CreditTransaction
 from credits.selectors import credit_packs_active
-from credits.services import credits_debit_refund, credits_grant
+from credits.services import (
+    credits_debit_refund,
+    credits_freeze,
+    credits_grant,
+    credits_unfreeze,
+)
 from kernel.errors import InvalidInputError
 from purchasables import hookimpl
 from purchasables.types import (
     DeliveryLine,
+    DisputeInfo,
     OrderInfo,
     PurchaseRequest,
     PurchaseType,
@@ -159,11 +167,43 @@ def credits_refund_reverse(
     return {"ledger_entry_id": entry.pk, "credits": entry.amount}
 
 
+def credits_dispute_hold(*, order: OrderInfo, dispute: DisputeInfo, credits: int) -> dict[str, Any]:
+    """Freeze the disputed share of `credits` while the dispute is open; release it after.
+
+    What was spent before the dispute opened cannot be frozen; a lost dispute's
+    debit (through the refund hook) then records it as a debt.
+    """
+    reference = f"dispute-{dispute.dispute_id}"
+    if dispute.state != "open":
+        return {"credits_released": credits_unfreeze(user_id=order.user_id, reference=reference)}
+    share = credits * dispute.at_stake // order.amount
+    if share <= 0:
+        return {"credits_frozen": 0}
+    freeze = credits_freeze(
+        user_id=order.user_id,
+        amount=share,
+        reference=reference,
+        memo=f"Dispute {dispute.stripe_dispute_id} of order {order.order_id}",
+    )
+    return {"credits_frozen": freeze.amount, "credits_disputed": share}
+
+
+def _refund_memo(order: OrderInfo, refund: RefundInfo, what: str) -> str:
+    if refund.stripe_dispute_id:
+        return f"Dispute {refund.stripe_dispute_id} lost: {what} {order.order_id}"
+    return f"Refund {refund.stripe_refund_id or refund.refund_id} of {what} {order.order_id}"
+
+
 @hookimpl
 def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:
     return credits_refund_reverse(
         order=order,
         refund=refund,
         credits=int(order.data["credits"]),
-        memo=f"Refund {refund.stripe_refund_id or refund.refund_id} of order {order.order_id}",
+        memo=_refund_memo(order, refund, "order"),
     )
+
+
+@hookimpl
+def tollgate_dispute(order: OrderInfo, dispute: DisputeInfo) -> dict[str, Any]:
+    return credits_dispute_hold(order=order, dispute=dispute, credits=int(order.data["credits"]))

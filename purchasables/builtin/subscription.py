@@ -3,7 +3,8 @@
 Billing turns every paid Stripe invoice of a subscription into an order of this
 type; fulfilment grants that cycle's credits with the order as the ledger
 reference, so an invoice reported twice (`invoice.paid` and
-`invoice.payment_succeeded`) grants once.
+`invoice.payment_succeeded`) grants once. A disputed cycle's credits are
+frozen while the dispute is open, as a credit pack's are.
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ from credits.models import CreditTransaction
 from credits.services import credits_grant
 from kernel.errors import InvalidInputError
 from purchasables import hookimpl
-from purchasables.builtin.credit_pack import credits_delivered, credits_refund_reverse
+from purchasables.builtin.credit_pack import (
+    credits_delivered,
+    credits_dispute_hold,
+    credits_refund_reverse,
+)
 from purchasables.models import Plan
 from purchasables.types import (
     DeliveryLine,
+    DisputeInfo,
     OrderInfo,
     PurchaseRequest,
     PurchaseType,
@@ -109,5 +115,14 @@ def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any]:
         order=order,
         refund=refund,
         credits=int(order.data["credits"]),
-        memo=f"Refund of subscription order {order.order_id}",
+        memo=(
+            f"Dispute {refund.stripe_dispute_id} lost: subscription order {order.order_id}"
+            if refund.stripe_dispute_id
+            else f"Refund of subscription order {order.order_id}"
+        ),
     )
+
+
+@hookimpl
+def tollgate_dispute(order: OrderInfo, dispute: DisputeInfo) -> dict[str, Any]:
+    return credits_dispute_hold(order=order, dispute=dispute, credits=int(order.data["credits"]))

@@ -121,3 +121,31 @@ def test_the_refund_action_refunds_once_for_staff_allowed_to(staff_api, api, str
     [refund] = Refund.objects.all()
     assert (refund.amount, refund.status) == (1000, "succeeded")
     assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+
+
+def test_a_dispute_shows_in_its_list_and_on_its_order_page(admin_client):
+    from billing.models import Dispute
+
+    payment = PaymentFactory(stripe_charge_id="ch_disputed")
+    dispute = Dispute.objects.create(
+        stripe_dispute_id="dp_admin_page",
+        order=payment.order,
+        payment=payment,
+        stripe_charge_id="ch_disputed",
+        amount=1000,
+        currency="usd",
+        reason="fraudulent",
+        status="needs_response",
+    )
+    listing = admin_client.get(reverse("admin:billing_dispute_changelist"), {"outcome": "open"})
+    assert listing.status_code == 200
+    assert "dp_admin_page" in listing.content.decode()
+    assert "10.00 USD" in listing.content.decode()
+    detail = admin_client.get(reverse("admin:billing_dispute_change", args=[dispute.pk]))
+    assert detail.status_code == 200 and "fraudulent" in detail.content.decode()
+    order_page = admin_client.get(reverse("admin:billing_order_change", args=[payment.order_id]))
+    text = order_page.content.decode()
+    assert reverse("admin:billing_dispute_change", args=[dispute.pk]) in text
+    assert "needs_response" in text
+    found = admin_client.get(reverse("admin:billing_order_changelist"), {"q": "dp_admin_page"})
+    assert f"/admin/billing/order/{payment.order_id}/change/" in found.content.decode()

@@ -14,7 +14,9 @@ from bookings.services.bookings import (
     booking_schedule,
     bookings_cancel,
     bookings_cancel_for_order,
+    bookings_clear_disputed,
     bookings_create_for_order,
+    bookings_mark_disputed,
     bookings_mark_partially_refunded,
 )
 from bookings.services.holds import seat_holds_create
@@ -179,3 +181,23 @@ def test_staff_cancel_takes_the_children_with_the_parent(course, user):
     parent, *_ = buy(course, user, 1)
     assert bookings_cancel(booking_ids=[parent.pk]) == 4
     assert free_seats(course.sessions.first()) == 5
+
+
+def test_disputed_bookings_keep_their_seats_and_cannot_be_scheduled_until_restored(
+    package, course, user
+):
+    buy(course, user, 1)
+    _, unit, *_ = buy(package, user, 2)
+    assert bookings_mark_disputed(order_id=1) == 4
+    assert bookings_mark_disputed(order_id=1) == 0
+    assert free_seats(course.sessions.first()) == 4  # the seats stay taken
+    bookings_mark_disputed(order_id=2)
+    with pytest.raises(ConflictError, match="disputed"):
+        booking_schedule(booking_id=unit.pk, user_id=user.pk, start_datetime=iso(at(10)))
+
+    assert bookings_clear_disputed(order_id=2) > 0
+    assert bookings_clear_disputed(order_id=2) == 0
+    booking_schedule(booking_id=unit.pk, user_id=user.pk, start_datetime=iso(at(10)))
+    bookings_cancel_for_order(order_id=1)
+    assert bookings_clear_disputed(order_id=1) == 0  # a cancelled booking stays cancelled
+    assert set(Booking.objects.filter(order_id=1).values_list("status", flat=True)) == {"canceled"}

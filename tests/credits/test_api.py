@@ -28,7 +28,7 @@ def assert_error(response, status: int, code: str) -> dict:
 def test_balance_is_zero_without_an_account(api):
     response = api.get("/credits/balance/")
     assert response.status_code == 200
-    assert response.json() == {"balance": 0, "currency_unit": "credits"}
+    assert response.json() == {"balance": 0, "frozen": 0, "currency_unit": "credits"}
 
 
 def test_balance_and_transactions_show_only_my_own(api, other_api, user, other_user, fund):

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from billing.models import (
     CardSetup,
+    Dispute,
     Fulfilment,
     Order,
     Refund,
@@ -18,7 +19,7 @@ from billing.models import (
 )
 from bookings.models import Booking, SeatHold, Service
 from credits.models import CreditPack
-from credits.services import credits_grant
+from credits.services import credits_freeze, credits_grant
 from platform_core.ops.audit import audit_record
 from purchasables.models import Plan
 from tests.billing.factories import PaymentFactory
@@ -48,6 +49,20 @@ def seed_every_model() -> dict:
         status=Refund.Status.SUCCEEDED,
         source=Refund.Source.STRIPE,
     )
+    dispute = Dispute.objects.create(
+        stripe_dispute_id="dp_seed1",
+        order=order,
+        payment=payment,
+        stripe_charge_id="ch_seed1",
+        stripe_payment_intent_id=payment.stripe_payment_intent_id,
+        amount=100,
+        currency="usd",
+        reason="fraudulent",
+        status="needs_response",
+        opened_at=timezone.now(),
+        frozen_at=timezone.now(),
+    )
+    credits_freeze(user_id=user.pk, amount=10, reference=f"dispute-{dispute.pk}")
     event = StripeEvent.objects.create(
         stripe_id="evt_seed1",
         type="payment_intent.succeeded",

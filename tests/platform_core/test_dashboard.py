@@ -102,3 +102,51 @@ def test_the_dashboard_page_shows_the_same_figures_and_charts(books, finance):
 def test_an_end_in_the_first_days_of_year_one_is_not_a_500(staff_user):
     resp = client_for(staff_user).get("/admin/dashboard/", end="0001-01-01")
     assert resp.status_code == 200
+
+
+def test_the_dashboard_counts_disputes_open_now_and_won_or_lost_in_the_period(finance):
+    from billing.models import Dispute
+    from tests.billing.factories import PaymentFactory
+    from tests.platform_core.books import at
+    from tests.stripe_events import new_id
+
+    def dispute(outcome: str, amount: int, opened, closed=None, currency="usd", ours=True):
+        payment = PaymentFactory(order__currency=currency) if ours else None
+        Dispute.objects.create(
+            stripe_dispute_id=new_id("dp"),
+            order=payment.order if payment else None,
+            payment=payment,
+            amount=amount,
+            currency=currency,
+            status={"open": "needs_response", "not_ours": "needs_response"}.get(outcome, outcome),
+            outcome=outcome,
+            opened_at=opened,
+            closed_at=closed,
+        )
+
+    dispute("open", 1000, at(11))  # opened in the period, open now
+    dispute("open", 700, at(1))  # opened before it, still open
+    dispute("won", 500, at(10), at(12))
+    dispute("lost", 2500, at(9), at(11))  # opened before, lost in the period
+    dispute("lost", 999, at(1), at(2))  # lost before the period: not in it
+    dispute("not_ours", 4000, at(11), ours=False)  # another system's: left out
+    dispute("open", 300, at(12), currency="eur")
+
+    got = client_for(finance).get("/admin/dashboard/", start=START, end=END).json()
+    assert {
+        d["currency"]: (
+            *(d[k] for k in ("open", "open_amount", "opened", "won", "lost", "lost_amount")),
+            d["lost_display"],
+        )
+        for d in got["disputes"]
+    } == {
+        "usd": (2, 1700, 2, 1, 1, 2500, "25.00 USD"),
+        "eur": (1, 300, 1, 0, 0, 0, "0.00 EUR"),
+    }
+    client = Client()
+    client.force_login(finance)
+    text = client.get(reverse("admin:ops_dashboard"), {"start": START, "end": END}).content
+    text = text.decode()
+    assert 'data-figure="open-disputes"><span class="label">Open disputes</span>' in text
+    assert '<span class="figure">3</span>' in text
+    assert "<td>USD</td><td>2</td><td>17.00 USD</td><td>2</td><td>1</td><td>1</td>" in text

@@ -1,0 +1,377 @@
+"""Disputes end to end: orders paid through localstripe, `charge.dispute.*` events built
+from Stripe's own dispute fixture and signed as Stripe signs them.
+
+While a dispute is open the order's credits cannot be spent; a won dispute gives
+them back; a lost one debits them once, however often and in whatever order its
+events arrive, leaving a debt for what was already spent.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import stripe
+from django.conf import settings
+from django.utils import timezone
+
+from billing.models import Dispute, Order, Refund, StripeEvent
+from billing.services.disputes import dispute_record
+from billing.services.events import events_drain
+from billing.stripe_objects import dispute_from_payload
+from bookings.models import Booking
+from credits.models import CreditTransaction
+from credits.selectors import credits_balance_get, credits_frozen_get, credits_ledger_sum
+from tests.billing.conftest import in_threads, post_webhook
+from tests.billing.factories import OrderFactory, PaymentFactory
+from tests.bookings.purchases import purchase
+from tests.stripe_events import event, fixture, new_id, payment_intent
+
+pytest_plugins = ["tests.bookings.fixtures"]
+pytestmark = pytest.mark.django_db
+
+BUY_100 = {"is_credit_purchase": True, "credit_amount": 100, "payment_method_id": "pm_card_visa"}
+
+
+@pytest.fixture
+def paid_order(api, user, stripe_server) -> Order:
+    """100 credits for 10.00 USD, paid with a card through localstripe."""
+    body = api.post("/payments/create/", BUY_100).json()
+    assert body["status"] == "paid"
+    order = Order.objects.get(pk=body["order_id"])
+    assert order.payments.get().stripe_charge_id.startswith("ch_")
+    return order
+
+
+def dispute_obj(order: Order, *, status: str = "needs_response", **overrides) -> dict:
+    """Stripe's dispute fixture, made a dispute of the order's payment."""
+    payment = order.payments.get()
+    obj = fixture("dispute")
+    obj.update(
+        id=new_id("dp"),
+        amount=order.amount,
+        currency=order.currency,
+        charge=payment.stripe_charge_id,
+        payment_intent=payment.stripe_payment_intent_id,
+        reason="fraudulent",
+        status=status,
+        created=int(time.time()),
+    )
+    obj.update(overrides)
+    return obj
+
+
+def deliver(type: str, obj: dict, *, at: int, evt_id: str | None = None) -> dict:
+    """Sign and post one event whose `created` is `at`, then run the worker's drain."""
+    evt = event(type, obj, id=evt_id)
+    evt["created"] = at
+    assert post_webhook(evt).status_code == 200
+    events_drain()
+    return evt
+
+
+def spend(api, amount: int, reference: str):
+    return api.post("/credits/spend/", {"amount": amount, "reference": reference})
+
+
+def test_an_open_dispute_freezes_the_credits_until_it_is_won(api, user, paid_order):
+    dp = dispute_obj(paid_order)
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+
+    refused = spend(api, 1, "during-the-dispute")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "insufficient_credits"
+    assert refused.json()["extra"]["frozen"] == 100
+    # Nothing left the ledger: the balance is still its sum.
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 100
+    assert credits_frozen_get(user_id=user.pk) == 100
+    assert api.get("/credits/balance/").json()["frozen"] == 100
+    dispute = Dispute.objects.get()
+    assert (dispute.order_id, dispute.outcome, dispute.amount) == (paid_order.pk, "open", 1000)
+    assert dispute.evidence_due_by is not None
+    assert dispute.frozen_at is not None
+
+    deliver("charge.dispute.updated", {**dp, "status": "under_review"}, at=t0 + 1)
+    deliver("charge.dispute.closed", {**dp, "status": "won"}, at=t0 + 2)
+    deliver("charge.dispute.funds_reinstated", {**dp, "status": "won"}, at=t0 + 3)
+
+    assert spend(api, 30, "after-it-was-won").status_code == 201
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 70
+    assert api.get("/credits/balance/").json() == {
+        "balance": 70,
+        "frozen": 0,
+        "currency_unit": "credits",
+    }
+    dispute.refresh_from_db()
+    assert (dispute.status, dispute.outcome) == ("won", "won")
+    assert dispute.released_at is not None and dispute.reversed_at is None
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.PAID
+    assert not Refund.objects.exists()
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def test_a_lost_dispute_debits_once_and_what_was_spent_becomes_a_debt(api, user, paid_order):
+    assert spend(api, 30, "before-the-dispute").status_code == 201
+    dp = dispute_obj(paid_order)
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    assert credits_frozen_get(user_id=user.pk) == 70  # what was left of the 100
+    assert spend(api, 1, "during").status_code == 409
+
+    lost = deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 2)
+
+    def books() -> tuple:
+        return (
+            credits_balance_get(user_id=user.pk),
+            credits_ledger_sum(user_id=user.pk),
+            credits_frozen_get(user_id=user.pk),
+            list(CreditTransaction.objects.filter(kind="refund").values_list("amount", flat=True)),
+            Refund.objects.count(),
+            Order.objects.get(pk=paid_order.pk).status,
+        )
+
+    after_loss = (-30, -30, 0, [-100], 1, Order.Status.REFUNDED)
+    assert books() == after_loss
+    # The same event twice, a copy under another id, and older news arriving late.
+    post_webhook(lost)
+    events_drain()
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 2)
+    deliver("charge.dispute.funds_withdrawn", {**dp, "status": "needs_response"}, at=t0 + 1)
+    deliver("charge.dispute.updated", {**dp, "status": "under_review"}, at=t0 + 1)
+    deliver("charge.dispute.created", dp, at=t0)
+    assert books() == after_loss
+    dispute = Dispute.objects.get()
+    assert (dispute.status, dispute.outcome) == ("lost", "lost")
+    refund = Refund.objects.get()
+    assert (refund.source, refund.amount, refund.stripe_refund_id) == ("dispute", 1000, None)
+    assert dispute.refund_id == refund.pk
+    assert dispute.stripe_dispute_id in CreditTransaction.objects.get(kind="refund").memo
+    assert spend(api, 1, "in-debt").status_code == 409
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def test_a_loss_reported_before_the_dispute_opened_debits_once_and_freezes_nothing(
+    api, user, paid_order
+):
+    dp = dispute_obj(paid_order)
+    t0 = int(time.time())
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 5)
+    deliver("charge.dispute.created", dp, at=t0)
+    deliver("charge.dispute.updated", {**dp, "status": "under_review"}, at=t0 + 1)
+
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+    assert credits_frozen_get(user_id=user.pk) == 0
+    dispute = Dispute.objects.get()
+    assert (dispute.status, dispute.frozen_at) == ("lost", None)
+    assert CreditTransaction.objects.filter(kind="refund").count() == 1
+
+
+def test_a_dispute_of_another_systems_charge_is_recorded_and_not_retried(stripe_server):
+    """Another system on the same Stripe account took a card payment; its customer disputes it."""
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    theirs = client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"order_id": "987654"},
+        }
+    ).to_dict()
+    charge = theirs["latest_charge"]
+    charge_id = charge["id"] if isinstance(charge, dict) else charge
+    dp = fixture("dispute")
+    dp.update(id=new_id("dp"), amount=2500, charge=charge_id, payment_intent=None)
+    deliver("charge.dispute.created", dp, at=int(time.time()))
+
+    stored = StripeEvent.objects.get()
+    assert (stored.status, stored.attempts) == ("processed", 1)
+    dispute = Dispute.objects.get()
+    assert (dispute.outcome, dispute.order_id, dispute.payment_id) == ("not_ours", None, None)
+    assert dispute.stripe_payment_intent_id == theirs["id"]
+    assert not Refund.objects.exists() and not CreditTransaction.objects.exists()
+
+
+def test_a_dispute_before_its_payment_is_recorded_waits_then_freezes(api, user, stripe_server):
+    body = api.post("/payments/create/", {"is_credit_purchase": True, "credit_amount": 100})
+    order = Order.objects.get(pk=body.json()["order_id"])
+    intent_id = order.payments.get().stripe_payment_intent_id
+    dp = fixture("dispute")
+    dp.update(id=new_id("dp"), amount=1000, charge="ch_not_yet_known", payment_intent=intent_id)
+    t0 = int(time.time())
+    early = deliver("charge.dispute.created", dp, at=t0)
+    stored = StripeEvent.objects.get(stripe_id=early["id"])
+    assert stored.status == StripeEvent.Status.RETRYING
+    assert "DisputeBeforePaymentError" in stored.last_error
+    assert not Dispute.objects.exists()
+
+    paid = payment_intent(
+        id=intent_id, amount=1000, metadata=order.metadata, latest_charge="ch_not_yet_known"
+    )
+    deliver("payment_intent.succeeded", paid, at=t0 + 1)
+    assert credits_balance_get(user_id=user.pk) == 100
+    StripeEvent.objects.filter(pk=stored.pk).update(next_attempt_at=timezone.now())
+    events_drain()
+
+    stored.refresh_from_db()
+    assert stored.status == StripeEvent.Status.PROCESSED
+    assert Dispute.objects.get().order_id == order.pk
+    assert credits_frozen_get(user_id=user.pk) == 100
+    assert spend(api, 1, "frozen").status_code == 409
+
+
+def test_a_disputed_workshop_booking_is_marked_then_cancelled_when_lost(
+    api, user, stripe_server, workshop
+):
+    session = workshop.sessions.get()
+    resp = api.post("/payments/create/", purchase(workshop, {"service_session_id": session.pk}))
+    assert resp.status_code == 201, resp.content
+    order = Order.objects.get(pk=resp.json()["order_id"])
+    assert order.status == Order.Status.PAID
+    dp = dispute_obj(order, reason="product_not_received")
+    t0 = int(time.time())
+
+    deliver("charge.dispute.created", dp, at=t0)
+    [mine] = api.get("/bookings/").json()["items"]
+    assert mine["status"] == "confirmed" and mine["disputed_at"] is not None
+    assert Booking.objects.get().disputed_at is not None
+
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+    booking = Booking.objects.get()
+    assert booking.status == Booking.Status.CANCELED
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
+    assert Refund.objects.get().source == Refund.Source.DISPUTE
+
+
+def test_a_won_dispute_restores_the_workshop_booking(api, user, stripe_server, workshop):
+    session = workshop.sessions.get()
+    resp = api.post("/payments/create/", purchase(workshop, {"service_session_id": session.pk}))
+    order = Order.objects.get(pk=resp.json()["order_id"])
+    dp = dispute_obj(order)
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    assert Booking.objects.get().disputed_at is not None
+    deliver("charge.dispute.closed", {**dp, "status": "won"}, at=t0 + 1)
+    booking = Booking.objects.get()
+    assert (booking.status, booking.disputed_at) == (Booking.Status.CONFIRMED, None)
+
+
+# --- what the reader takes, and the harder paths ------------------------------------
+
+
+def test_the_reader_takes_the_current_shape_and_older_ones():
+    current = dispute_from_payload(fixture("dispute"))  # Stripe's own, current version
+    assert (current.id, current.amount, current.currency) == (
+        "dp_1Pgc71B7WZ01zgkWMevJiAUx",
+        1000,
+        "usd",
+    )
+    assert (current.charge_id, current.payment_intent_id) == ("ch_1PgafuB7WZ01zgkWXYmPNZs8", "")
+    assert (current.status, current.reason, current.evidence_due_by) == (
+        "warning_needs_response",
+        "general",
+        1723679999,
+    )
+    with_intent = dispute_from_payload({**fixture("dispute"), "payment_intent": "pi_123"})
+    assert with_intent.payment_intent_id == "pi_123"
+    # An older version: the charge expanded with its PaymentIntent, the deadline at the
+    # top level, no `evidence_details`, a closing status of its own.
+    old = {
+        "id": "dp_old",
+        "object": "dispute",
+        "amount": 500,
+        "currency": "EUR",
+        "charge": {"id": "ch_old", "object": "charge", "payment_intent": {"id": "pi_old"}},
+        "evidence_due_by": 1500000000,
+        "status": "charge_refunded",
+        "reason": "duplicate",
+        "created": 1490000000,
+    }
+    read = dispute_from_payload(old)
+    assert (read.charge_id, read.payment_intent_id, read.currency) == ("ch_old", "pi_old", "eur")
+    assert (read.evidence_due_by, read.created, read.status) == (
+        1500000000,
+        1490000000,
+        "charge_refunded",
+    )
+
+
+def test_a_dispute_after_a_partial_refund_freezes_and_takes_only_what_is_left(
+    api, staff_api, user, paid_order
+):
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "4.00"})
+    assert resp.status_code == 201, resp.content
+    assert credits_balance_get(user_id=user.pk) == 60
+    dp = dispute_obj(paid_order)  # the customer disputes all 10.00 anyway
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    assert credits_frozen_get(user_id=user.pk) == 60
+
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+    reversal = Refund.objects.get(source=Refund.Source.DISPUTE)
+    assert reversal.amount == 600  # what the refund had not given back already
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+    assert credits_frozen_get(user_id=user.pk) == 0
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.REFUNDED
+
+
+def test_a_dispute_of_ours_with_no_payment_row_yet_waits_and_is_not_called_foreign(
+    stripe_server,
+):
+    """Stripe's PaymentIntent names an order of ours (same amount and currency) that has
+    not recorded it: the dispute waits for it instead of being written off."""
+    order = OrderFactory(amount=1000, currency="usd")
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 1000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"order_id": str(order.pk)},
+        }
+    ).to_dict()
+    dp = fixture("dispute")
+    dp.update(id=new_id("dp"), amount=1000, charge="ch_unknown", payment_intent=intent["id"])
+    deliver("charge.dispute.created", dp, at=int(time.time()))
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.RETRYING
+    assert "DisputeBeforePaymentError" in stored.last_error
+    assert not Dispute.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_reports_of_one_lost_dispute_reverse_it_once(user):
+    """Four workers apply the open and the closing news of one dispute at once."""
+    payment = PaymentFactory(order__user=user)
+    paid = payment_intent(
+        id=payment.stripe_payment_intent_id, amount=1000, metadata=payment.order.metadata
+    )
+    deliver("payment_intent.succeeded", paid, at=int(time.time()))
+    order = Order.objects.get(pk=payment.order_id)
+    assert order.status == Order.Status.PAID
+    dp = dispute_obj(order)
+    t0 = int(time.time())
+    reports = [
+        (dispute_from_payload(dp), t0),
+        (dispute_from_payload({**dp, "status": "lost"}), t0 + 2),
+        (dispute_from_payload({**dp, "status": "under_review"}), t0 + 1),
+        (dispute_from_payload({**dp, "status": "lost"}), t0 + 2),
+    ]
+    results = in_threads(4, lambda i: dispute_record(data=reports[i][0], as_of=reports[i][1]))
+    assert not [r for r in results if isinstance(r, Exception)], results
+
+    dispute = Dispute.objects.get()
+    assert (dispute.status, dispute.outcome) == ("lost", "lost")
+    assert Refund.objects.filter(source=Refund.Source.DISPUTE).count() == 1
+    assert CreditTransaction.objects.filter(kind="refund").count() == 1
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+    assert credits_frozen_get(user_id=user.pk) == 0
