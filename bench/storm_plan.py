@@ -10,6 +10,19 @@ produce, shaped from Stripe's fixtures (`tests.stripe_events`):
 (two Event objects for one occurrence, as Stripe sends), plus a second Event
 object for some payment occurrences.
 
+It also sends what other systems and Stripe at its worst send, none of which our
+own flows make:
+- payments and refunds of another system on the same Stripe account, naming one
+  of our order ids in their metadata but without our deployment marker, in
+  another currency: they must never attach to an order;
+- payments of ours that no order can take: a Checkout-made PaymentIntent first
+  seen for an order already canceled, and a second payment of an order already
+  paid: each must be refunded automatically, exactly once;
+- subscription invoices that are not a whole cycle (a proration, a short
+  payment): they must grant nothing;
+- disputes opened on paid orders and closed won (nothing changes) or lost (the
+  order is reversed as a full refund would reverse it).
+
 The reference model is plain arithmetic over the plan: each order's final
 status and each user's balance, independent of the order events arrive in.
 
@@ -30,7 +43,7 @@ from bench import seed
 from billing.models import StripeCustomer, Subscription
 from purchasables.builtin.credit_pack import refund_debit
 from purchasables.models import Plan
-from tests.stripe_events import event, fixture, new_id
+from tests.stripe_events import event, fixture, new_id, payment_intent
 
 
 @dataclass
@@ -39,19 +52,26 @@ class Purchase:
     user_id: int
     amount: int
     credits: int
-    outcome: str  # "paid" | "failed" | "failed_then_paid"
+    outcome: str  # "paid" | "failed" | "failed_then_paid" | "canceled"
     refunds: list[int] = field(default_factory=list)
     order_id: int | None = None  # credit orders: known up front
     invoice_id: str = ""  # subscription cycles: the order is made by the platform
     payment_intent_id: str = ""
     charge_id: str = ""
     refund_ids: list[str] = field(default_factory=list)
+    # A dispute opened on the paid order and closed "won" or "lost" ("" for none).
+    dispute: str = ""
+
+    @property
+    def refunded(self) -> int:
+        """What goes back to the buyer: the refunds, and a lost dispute takes the rest."""
+        return self.amount if self.dispute == "lost" else sum(self.refunds)
 
     @property
     def expected_status(self) -> str:
-        if self.outcome == "failed":
-            return "failed"
-        refunded = sum(self.refunds)
+        if self.outcome in ("failed", "canceled"):
+            return self.outcome
+        refunded = self.refunded
         if refunded == 0:
             return "paid"
         return "refunded" if refunded >= self.amount else "partially_refunded"
@@ -59,22 +79,22 @@ class Purchase:
     @property
     def expected_booking(self) -> str | None:
         """The status the order's booking must end in (None: no booking)."""
-        if self.kind != "workshop" or self.outcome == "failed":
+        if self.kind != "workshop" or self.outcome in ("failed", "canceled"):
             return None
-        refunded = sum(self.refunds)
+        refunded = self.refunded
         if refunded == 0:
             return "confirmed"
         return "canceled" if refunded >= self.amount else "partially_refunded"
 
     @property
     def expected_credits(self) -> int:
-        if self.outcome == "failed" or not self.credits:
+        if self.outcome in ("failed", "canceled") or not self.credits:
             return 0
         return self.credits - refund_debit(
             credits=self.credits,
             order_amount=self.amount,
             refunded_before=0,
-            refunded_now=sum(self.refunds),
+            refunded_now=self.refunded,
         )
 
 
@@ -84,6 +104,14 @@ class StormPlan:
     events: list[dict[str, Any]]  # every distinct Event object, once
     plan_id: int
     users: list[int]
+    # Another system's PaymentIntents and refunds: never attached to anything of ours.
+    foreign_payment_ids: list[str] = field(default_factory=list)
+    foreign_refund_ids: list[str] = field(default_factory=list)
+    # Orders that Stripe reports one payment too many for (canceled, or paid twice):
+    # each gets exactly one automatic refund, whichever payment arrived first.
+    unwanted_order_ids: list[int] = field(default_factory=list)
+    # Paid invoices that are not a whole cycle: no order, no credits.
+    odd_invoice_ids: list[str] = field(default_factory=list)
 
     def expected_balances(self) -> dict[int, int]:
         out: dict[int, int] = dict.fromkeys(self.users, 0)
@@ -151,6 +179,88 @@ def _refund_events(p: Purchase, t: int) -> list[dict[str, Any]]:
     return out
 
 
+def _dispute_events(p: Purchase, t: int) -> list[dict[str, Any]]:
+    """A dispute of the order's charge, opened, then closed as `p.dispute` says."""
+    obj = fixture("dispute")
+    obj.update(
+        id=new_id("dp"),
+        amount=p.amount,
+        currency="usd",
+        charge=p.charge_id,
+        payment_intent=p.payment_intent_id,
+        reason="fraudulent",
+        status="needs_response",
+        metadata={},
+        is_charge_refundable=False,
+    )
+    out = [_at(event("charge.dispute.created", copy.deepcopy(obj)), t + 30)]
+    if p.dispute == "lost":
+        out.append(_at(event("charge.dispute.funds_withdrawn", copy.deepcopy(obj)), t + 31))
+    obj["status"] = p.dispute
+    out.append(_at(event("charge.dispute.closed", obj), t + 40))
+    return out
+
+
+def _foreign_events(p: Purchase, t: int) -> tuple[list[dict[str, Any]], str, str]:
+    """Another system on the same Stripe account: a payment and its refund whose metadata
+    name our order's id (a common key) without our marker, in another currency."""
+    pi_id, charge_id = new_id("pi"), new_id("ch")
+    theirs = {"order_id": str(p.order_id), "user_id": str(p.user_id)}
+    pi = payment_intent(id=pi_id, amount=121_000, currency="eur", metadata=theirs, customer=None)
+    pi["latest_charge"] = charge_id
+    refund = fixture("refund")
+    refund.update(
+        id=new_id("re"),
+        amount=121_000,
+        currency="eur",
+        status="succeeded",
+        payment_intent=pi_id,
+        charge=charge_id,
+        metadata=theirs,
+    )
+    evts = [
+        _at(event("payment_intent.succeeded", pi), t + 12),
+        _at(event("refund.created", refund), t + 50),
+    ]
+    return evts, pi_id, refund["id"]
+
+
+def _unwanted_payment(o, t: int) -> tuple[dict[str, Any], str]:
+    """A payment of ours the order cannot take: a PaymentIntent first seen by its
+    webhook (made by a Checkout page left open), for an order canceled or already paid."""
+    pi_id = new_id("pi")
+    pi = payment_intent(
+        id=pi_id, amount=o.amount, currency=o.currency, metadata=dict(o.metadata), customer=None
+    )
+    return _at(event("payment_intent.succeeded", pi), t), pi_id
+
+
+def _odd_invoice(sub_id: str, customer_id: str, amount: int, reason: str, t: int):
+    """A paid invoice of the subscription that is not a whole cycle: its two events."""
+    inv = fixture("invoice")
+    inv.update(
+        id=new_id("in"),
+        customer=customer_id,
+        amount_paid=amount,
+        amount_due=amount,
+        currency="usd",
+        status="paid",
+        billing_reason=reason,
+        subscription=sub_id,
+        payment_intent=new_id("pi"),
+        charge=new_id("ch"),
+        parent={
+            "type": "subscription_details",
+            "subscription_details": {"subscription": sub_id, "metadata": {}},
+        },
+    )
+    evts = [
+        _at(event("invoice.paid", inv), t),
+        _at(event("invoice.payment_succeeded", copy.deepcopy(inv)), t),
+    ]
+    return evts, inv["id"]
+
+
 def _refunds_for(amount: int, rng: random.Random) -> list[int]:
     """No refund (68%), a full one, one partial one, or two partial ones adding up to all."""
     roll = rng.random()
@@ -200,7 +310,13 @@ def _workshops(n: int, rng: random.Random):
 
 
 def _order_purchase(
-    kind: str, o, credits: int, t0: int, rng: random.Random, second_event_share: float
+    kind: str,
+    o,
+    credits: int,
+    t0: int,
+    rng: random.Random,
+    second_event_share: float,
+    dispute_share: float = 0.0,
 ) -> tuple[Purchase, list[dict[str, Any]]]:
     """An order paid, failed, or failed then paid, maybe refunded; and its events."""
     roll = rng.random()
@@ -230,6 +346,9 @@ def _order_purchase(
             twin["id"] = new_id("evt")
             events.append(twin)
         events += _refund_events(p, t)
+        if not p.refunds and kind == "credit" and rng.random() < dispute_share:
+            p.dispute = rng.choice(["won", "lost"])
+            events += _dispute_events(p, t)
     return p, events
 
 
@@ -240,6 +359,9 @@ def build(
     subscription_share: float = 0.2,
     bookable_share: float = 0.1,
     second_event_share: float = 0.05,
+    dispute_share: float = 0.06,
+    foreign_share: float = 0.04,
+    unwanted_share: float = 0.04,
 ) -> StormPlan:
     """Make the rows a storm starts from (orders, customers, subscriptions) and its events."""
     t0 = int(time.time()) - 3600
@@ -252,11 +374,39 @@ def build(
     purchases: list[Purchase] = []
     events: list[dict[str, Any]] = []
 
+    foreign_payments: list[str] = []
+    foreign_refunds: list[str] = []
+    unwanted: list[int] = []
+    odd_invoices: list[str] = []
+
     # Credit orders: rows as order_create leaves them; the events Stripe would send.
-    for o in seed.orders_create(users, n_credit, rng=rng):
-        p, evts = _order_purchase("credit", o, o.credits, t0, rng, second_event_share)
+    # Some are canceled before Stripe reports a payment for them.
+    n_canceled = max(1, int(n_credit * unwanted_share))
+    seeded = seed.orders_create(users, n_credit, rng=rng)
+    for o in seeded[:n_canceled]:
+        p = Purchase("credit", o.user_id, o.amount, o.credits, "canceled", order_id=o.order_id)
+        purchases.append(p)
+        evt, _ = _unwanted_payment(o, t0 + rng.randint(0, 1800))
+        events.append(evt)
+        unwanted.append(o.order_id)
+    _orders_cancel([o.order_id for o in seeded[:n_canceled]])
+    for o in seeded[n_canceled:]:
+        p, evts = _order_purchase(
+            "credit", o, o.credits, t0, rng, second_event_share, dispute_share
+        )
         purchases.append(p)
         events += evts
+        t = t0 + rng.randint(0, 1800)
+        if p.outcome != "failed" and rng.random() < unwanted_share:
+            # A second payment of an order already paid (or about to be).
+            evt, _ = _unwanted_payment(o, t + 15)
+            events.append(evt)
+            unwanted.append(o.order_id)
+        if rng.random() < foreign_share:
+            evts, pi_id, re_id = _foreign_events(p, t)
+            events += evts
+            foreign_payments.append(pi_id)
+            foreign_refunds.append(re_id)
 
     # Workshop seats, if this tree has bookings: sessions filled exactly to capacity by
     # the orders' seat holds, so any seat booked twice overbooks a session.
@@ -352,7 +502,32 @@ def build(
                 p.refunds = _refunds_for(plan.amount, rng) if rng.random() < 0.5 else []
                 events += _refund_events(p, tc)
                 purchases.append(p)
-    return StormPlan(purchases, events, plan.pk, users + sub_users)
+            if rng.random() < 0.5:
+                # A proration and a short payment: paid, but not a whole cycle.
+                for amount, reason in ((633, "subscription_update"), (1, "subscription_cycle")):
+                    evts, invoice_id = _odd_invoice(
+                        sub_id, customer.stripe_customer_id, amount, reason, t + 500
+                    )
+                    events += evts
+                    odd_invoices.append(invoice_id)
+    return StormPlan(
+        purchases,
+        events,
+        plan.pk,
+        users + sub_users,
+        foreign_payment_ids=foreign_payments,
+        foreign_refund_ids=foreign_refunds,
+        unwanted_order_ids=unwanted,
+        odd_invoice_ids=odd_invoices,
+    )
+
+
+def _orders_cancel(order_ids: list[int]) -> None:
+    """Orders as a buyer's cancel leaves them: canceled, their PaymentIntent canceled."""
+    from billing.models import Order, Payment
+
+    Order.objects.filter(pk__in=order_ids).update(status=Order.Status.CANCELED)
+    Payment.objects.filter(order_id__in=order_ids).update(status="canceled")
 
 
 def deliveries(plan: StormPlan, *, repeat_share: float, rng: random.Random):

@@ -73,6 +73,36 @@ def _refunds_unapplied(plan: storm_plan.StormPlan) -> int:
     return len(wanted) - applied
 
 
+def _others(plan: storm_plan.StormPlan) -> dict[str, int]:
+    """What must hold for what the platform's own flows never send (see `storm_plan`)."""
+    from billing.models import Dispute, Payment
+
+    automatic = Counter(
+        Refund.objects.filter(
+            order_id__in=plan.unwanted_order_ids, source=Refund.Source.AUTOMATIC
+        ).values_list("order_id", flat=True)
+    )
+    disputed = [p for p in plan.purchases if p.dispute]
+    recorded = Dispute.objects.filter(
+        payment__stripe_payment_intent_id__in=[p.payment_intent_id for p in disputed]
+    ).count()
+    return {
+        "foreign payments attached to an order": Payment.objects.filter(
+            stripe_payment_intent_id__in=plan.foreign_payment_ids
+        ).count(),
+        "foreign refunds taken as ours": Refund.objects.filter(
+            stripe_refund_id__in=plan.foreign_refund_ids
+        ).count(),
+        "unwanted payments not refunded exactly once": sum(
+            1 for order_id in plan.unwanted_order_ids if automatic[order_id] != 1
+        ),
+        "invoices that are not a cycle but made an order": Order.objects.filter(
+            stripe_invoice_id__in=plan.odd_invoice_ids
+        ).count(),
+        "disputes not recorded once": abs(len(disputed) - recorded),
+    }
+
+
 def _balances_off(plan: storm_plan.StormPlan) -> int:
     expected = plan.expected_balances()
     actual = dict(
@@ -108,6 +138,7 @@ def _converged(plan: storm_plan.StormPlan) -> bool:
         and _refunds_unapplied(plan) == 0
         and _balances_off(plan) == 0
         and _bookings_off(plan) == 0
+        and not any(_others(plan).values())
     )
 
 
@@ -198,6 +229,7 @@ def storm(stack: Stack, args: argparse.Namespace, killer_cls, started: float):
         "overbooked sessions": inv["overbooked sessions"]
         if inv["overbooked sessions"] is not None
         else "n/a (no bookings app)",
+        **_others(plan),
         "events left unprocessed": unfinished,
         "deliveries never accepted": undelivered,
     }
@@ -208,7 +240,11 @@ def storm(stack: Stack, args: argparse.Namespace, killer_cls, started: float):
         "",
         f"Storm — {len(plan.purchases)} purchases ({kinds['credit']} credit orders, "
         f"{kinds['workshop']} workshop seats, {kinds['subscription']} subscription "
-        f"cycles), {sum(len(p.refund_ids) for p in plan.purchases)} refunds; "
+        f"cycles), {sum(len(p.refund_ids) for p in plan.purchases)} refunds, "
+        f"{sum(1 for p in plan.purchases if p.dispute)} disputes; another system's "
+        f"{len(plan.foreign_payment_ids)} payments and {len(plan.foreign_refund_ids)} "
+        f"refunds, {len(plan.unwanted_order_ids)} payments no order can take, "
+        f"{len(plan.odd_invoice_ids)} invoices that are not a cycle; "
         f"{len(plan.events)} distinct events, {len(result.samples)} deliveries "
         f"({repeats} repeats), {args.senders} senders"
         + (f"; then {trickle} unhandled events while settling" if trickle else ""),
