@@ -5,6 +5,9 @@ from the event worker and from the order-create request alike. It locks the
 order row, moves the status only forward (`ORDER_TRANSITIONS`), and on the move
 to `paid` inserts the order's unique `Fulfilment` and runs the owning plugin's
 fulfil hook in the same transaction: all of it commits, or none of it.
+A PaymentIntent we have no row of joins an order only when it carries this
+deployment's marker and fits the order (amount, currency, customer, user); a
+succeeded payment no order can take is refunded automatically, once.
 """
 
 from __future__ import annotations

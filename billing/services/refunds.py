@@ -288,14 +288,20 @@ def _refund_unmatched(data: RefundData) -> NoReturn:
     cycle can overtake `invoice.paid`) is retried with back-off and, if its
     payment never appears, ends `failed` and visible. Its PaymentIntent, read
     from Stripe, tells which: ours carries this deployment's marker or one of
-    our customers. Tollgate charges only through PaymentIntents, so a refund of
-    a bare charge without our marker is another system's.
+    our customers; one Stripe cannot show is not proven foreign and waits too.
+    Tollgate charges only through PaymentIntents, so a refund of a bare charge
+    without our marker is another system's.
     """
     ours = metadata_is_ours(data.metadata)
     if not ours and data.payment_intent_id:
-        intent = gateway.payment_intent_retrieve(payment_intent_id=data.payment_intent_id)
-        ours = metadata_is_ours(intent.metadata) or bool(
-            intent.customer_id and stripe_customer_known(customer_id=intent.customer_id)
+        try:
+            intent = gateway.payment_intent_retrieve(payment_intent_id=data.payment_intent_id)
+        except gateway.PaymentGatewayError:
+            # Unreadable, it cannot be proven another system's: it waits as ours would.
+            intent = None
+        ours = intent is None or (
+            metadata_is_ours(intent.metadata)
+            or bool(intent.customer_id and stripe_customer_known(customer_id=intent.customer_id))
         )
     if not ours:
         raise NotOursError(
