@@ -217,3 +217,41 @@ def test_a_refund_resent_after_a_retryable_failure_carries_the_same_idempotency_
     assert proxy.refund_keys[0]
     assert proxy.refund_keys[0] == proxy.refund_keys[1]
     assert len(stripe_client().v1.refunds.list(params={"limit": 100}).data) == 1
+
+
+def test_a_refund_whose_payment_intent_stripe_cannot_show_waits(stripe_server):
+    """Not proven another system's: it waits, as an early refund of ours does."""
+    stored = deliver(event("refund.created", refund_of(new_id("pi"))))
+    assert stored.status == StripeEvent.Status.RETRYING
+    assert "RefundBeforePaymentError" in stored.last_error
+
+
+def test_a_subscription_of_a_customer_we_do_not_know_is_not_ours():
+    sub = fixture("subscription")
+    sub.update(id=new_id("sub"), customer="cus_someone_else", metadata={"order_id": "1"})
+    stored = deliver(event("customer.subscription.created", sub))
+    assert stored.status == StripeEvent.Status.NOT_OURS
+    assert stored.attempts == 1
+
+
+def test_refund_all_never_asks_more_than_the_payment_has_left(api, staff_api, stripe_server):
+    """A second payment of the order whose automatic refund failed at Stripe still counts
+    as captured; refund-all refunds the order's payment, never beyond it."""
+    order = Order.objects.get(pk=api.post("/payments/create/", BUY_100).json()["order_id"])
+    second = PaymentFactory(
+        order=order, status="succeeded", amount_received=order.amount, stripe_charge_id="ch_2"
+    )
+    Refund.objects.create(
+        order=order,
+        payment=second,
+        amount=order.amount,
+        currency=order.currency,
+        source=Refund.Source.AUTOMATIC,
+        status=Refund.Status.FAILED,
+        reverses_order=False,
+    )
+    resp = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {})
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["amount"] == order.amount
+    [at_stripe] = stripe_client().v1.refunds.list(params={"limit": 100}).data
+    assert at_stripe.amount == order.amount
