@@ -348,8 +348,8 @@ def order_cancel(*, order_id: int, user_id: int) -> Order:
             checkout_session_record(session=session, event_type="checkout.session.completed")
             order.refresh_from_db()
             raise ConflictError(
-                f"The order was paid at checkout before it could be cancelled; it is "
-                f"{order.status}.",
+                f"The customer completed checkout before the order could be cancelled; "
+                f"it is {order.status}.",
                 order_id=order.pk,
                 status=order.status,
             )

@@ -216,8 +216,12 @@ def _payment_for(data: RefundData) -> Payment | None:
     if data.charge_id:
         match |= Q(stripe_charge_id=data.charge_id)
     payment = Payment.objects.filter(match).first()
+    # By our metadata only when Stripe names no payment: a refund of a PaymentIntent
+    # or charge we have not recorded is never pinned on another payment of the order.
     if (
         payment is None
+        and not data.payment_intent_id
+        and not data.charge_id
         and metadata_is_ours(data.metadata)
         and data.metadata.get("order_id", "").isdigit()
     ):
