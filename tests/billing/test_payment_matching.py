@@ -19,7 +19,9 @@ from billing.services.events import events_drain
 from credits.models import CreditTransaction
 from tests.billing.conftest import post_webhook
 from tests.billing.factories import OrderFactory, PaymentFactory
+from tests.billing.test_cards import add_card_via_setup_intent
 from tests.billing.test_checkout import session_event
+from tests.billing.test_subscriptions import plan, stripe_plan  # noqa: F401 - fixtures
 from tests.conftest import client_for
 from tests.factories import UserFactory
 from tests.stripe_events import event, fixture, new_id, payment_intent
@@ -75,6 +77,15 @@ def test_every_stripe_object_tollgate_makes_carries_the_deployment_marker(
     [refund] = client.v1.refunds.list(params={"limit": 100}).data
     assert refund.metadata[DEPLOYMENT_KEY] == "shop-eu"
     assert not metadata_is_ours({"order_id": str(order.pk), DEPLOYMENT_KEY: "tollgate"})
+
+
+def test_a_subscription_tollgate_starts_carries_the_marker(api, stripe_plan):  # noqa: F811
+    add_card_via_setup_intent(api)
+    resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert resp.status_code == 201, resp.content
+    sub_id = resp.json()["subscription"]["stripe_subscription_id"]
+    subscription = stripe_client().v1.subscriptions.retrieve(sub_id)
+    assert metadata_is_ours(subscription.metadata.to_dict())
 
 
 # --- a foreign or mismatched payment never attaches to our order ----------------------
