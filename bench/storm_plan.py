@@ -423,8 +423,9 @@ def build(
             purchases.append(p)
             events += evts
 
-    # Subscriptions: customers and local records as subscription_start leaves them,
-    # then Stripe's subscription event and, per paid cycle, two invoice events.
+    # Subscriptions: customers and local records as subscription_start leaves them
+    # (with the id of the subscription Stripe made: the storm's Stripe has none to
+    # read), then Stripe's subscription event and, per paid cycle, two invoice events.
     plan = Plan.objects.create(
         name="Storm plan",
         stripe_price_id=new_id("plan"),
@@ -437,14 +438,15 @@ def build(
             customer = StripeCustomer.objects.create(
                 user_id=user_id, stripe_customer_id=new_id("cus")
             )
+            sub_id = new_id("sub")
             local = Subscription.objects.create(
                 user_id=user_id,
                 purchase_type="subscription",
                 plan_ref=str(plan.pk),
                 plan_name="Storm plan subscription",
                 stripe_price_id=plan.stripe_price_id,
+                stripe_subscription_id=sub_id,
             )
-            sub_id = new_id("sub")
             t = t0 + rng.randint(0, 600)
             sub = fixture("subscription")
             item = sub["items"]["data"][0]

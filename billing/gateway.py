@@ -72,11 +72,13 @@ class PaymentGatewayError(DomainError):
 class CardDeclinedError(DomainError):
     code = ErrorCode.CARD_DECLINED
     status = 402
+    retryable = False
 
 
 class InvalidPaymentMethodError(DomainError):
     code = ErrorCode.INVALID_INPUT
     status = 422
+    retryable = False
 
 
 class FeatureUnavailableError(DomainError):
@@ -84,6 +86,7 @@ class FeatureUnavailableError(DomainError):
 
     code = ErrorCode.FEATURE_UNAVAILABLE
     status = 501
+    retryable = False
 
 
 class BadSignatureError(DomainError):
@@ -597,6 +600,27 @@ def checkout_session_create(
         session = _client().v1.checkout.sessions.create(
             params=params, options={"idempotency_key": _scoped(idempotency_key)}
         )
+    return checkout_session_from_payload(session.to_dict())
+
+
+def checkout_session_expire(*, session_id: str, idempotency_key: str) -> CheckoutSessionData:
+    """Expire an open Checkout Session so that it can no longer be paid; answers the
+    session as it is afterwards.
+
+    Stripe expires only an open session: for one that has completed (or expired)
+    already it answers 400, and the session is read back instead, so the caller
+    sees `status` `complete` and records its payment.
+    """
+    client = _client()
+    with _stripe("expire the checkout", feature="Stripe Checkout"):
+        try:
+            session = client.v1.checkout.sessions.expire(
+                session_id, options={"idempotency_key": _scoped(idempotency_key)}
+            )
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status != 400:
+                raise
+            session = client.v1.checkout.sessions.retrieve(session_id)
     return checkout_session_from_payload(session.to_dict())
 
 

@@ -1,7 +1,11 @@
 """The unified metadata carried by an order and by every Stripe object made for it.
 
-The rule: it is built and checked against Stripe's limits before anything is
-written or sent, so an over-long request is refused (422) with nothing created.
+The rules: it is built and checked against Stripe's limits before anything is
+written or sent, so an over-long request is refused (422) with nothing created;
+and every Stripe object Tollgate makes carries `DEPLOYMENT_KEY` with this
+deployment's name (`metadata_marker`). Other systems on the same Stripe account
+use `order_id` too: an object found only by its metadata is ours only with the
+marker (`metadata_is_ours`), never by `order_id` alone.
 """
 
 from __future__ import annotations
@@ -9,16 +13,41 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
+
 from kernel.errors import DomainError, ErrorCode
 
 MAX_KEYS = 50
 MAX_KEY_LENGTH = 40
 MAX_VALUE_LENGTH = 500
+# The metadata key that marks a Stripe object as made by this deployment.
+DEPLOYMENT_KEY = "tollgate_deployment"
 
 
 class MetadataTooLargeError(DomainError):
     code = ErrorCode.METADATA_TOO_LARGE
     status = 422
+
+
+class NotOursError(Exception):
+    """A Stripe object that is provably another system's (no marker of this deployment,
+    a customer we do not know). Its event is recorded as such and never retried."""
+
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def metadata_marker() -> dict[str, str]:
+    """The key and value that mark a Stripe object as this deployment's."""
+    return {DEPLOYMENT_KEY: settings.TOLLGATE["DEPLOYMENT"]}
+
+
+def metadata_is_ours(metadata: dict[str, str]) -> bool:
+    """Whether Stripe metadata carries this deployment's marker."""
+    return metadata.get(DEPLOYMENT_KEY) == settings.TOLLGATE["DEPLOYMENT"]
 
 
 def metadata_build(
@@ -36,6 +65,7 @@ def metadata_build(
         "user_id": str(user_id),
         "order_type": order_type,
         "purchase_type": purchase_type,
+        **metadata_marker(),
     }
     if scheduling_data:
         metadata["scheduling_data"] = json.dumps(

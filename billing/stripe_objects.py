@@ -29,6 +29,7 @@ class PaymentIntentData:
     latest_charge_id: str
     last_error_code: str
     last_error_message: str
+    customer_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def payment_intent_from_payload(obj: dict[str, Any]) -> PaymentIntentData:
         latest_charge_id=charge_id,
         last_error_code=error.get("decline_code") or error.get("code") or "",
         last_error_message=error.get("message") or "",
+        customer_id=_id(obj.get("customer")),
     )
 
 

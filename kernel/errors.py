@@ -3,6 +3,10 @@
 Services raise these, never HTTP errors; `platform_core.api` renders them with
 their `status`. The rule: a new failure a client must tell apart gets its own
 `ErrorCode` member and a small subclass, never a reused code with a new meaning.
+
+Whether the same work may succeed when tried again is said in one place too: an
+error's `retryable` (a class default, or `retryable=` when it is raised, which
+is also shown in `extra`), read through `error_retryable`.
 """
 
 from __future__ import annotations
@@ -42,11 +46,25 @@ class DomainError(Exception):
 
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
     status: ClassVar[int] = 500
+    # Whether the same work may succeed later (an event's processing is retried only
+    # then). A raise may say it for itself with `retryable=…`, kept in `extra` too.
+    retryable: bool = True
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         self.extra = extra
+        if "retryable" in extra:
+            self.retryable = bool(extra["retryable"])
+
+
+def error_retryable(exc: BaseException) -> bool:
+    """Whether work that raised `exc` may succeed if tried again.
+
+    A `DomainError` says so itself; anything else (a database that went away, a
+    bug fixed by a deploy) is worth another try.
+    """
+    return exc.retryable if isinstance(exc, DomainError) else True
 
 
 class InvalidInputError(DomainError):

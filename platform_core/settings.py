@@ -153,6 +153,10 @@ FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://127.0.0.1:8000")
 TOLLGATE = {
     # Load third-party purchase types from the `tollgate.purchasables` entry points.
     "PLUGINS_AUTOLOAD": env_bool("TOLLGATE_PLUGINS_AUTOLOAD", True),
+    # This deployment's name, put under `tollgate_deployment` in the metadata of every
+    # Stripe object it makes: a payment, refund or subscription without it is another
+    # system's. Give each deployment sharing a Stripe account its own (staging, prod).
+    "DEPLOYMENT": os.environ.get("TOLLGATE_DEPLOYMENT", "tollgate"),
     # The purchase type `is_credit_purchase: true` stands for.
     "CREDIT_PURCHASE_TYPE": os.environ.get("TOLLGATE_CREDIT_PURCHASE_TYPE", "credits"),
     # Custom credit amounts: price per credit in the currency's minor unit.

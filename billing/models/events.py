@@ -20,6 +20,9 @@ class StripeEvent(models.Model):
         PROCESSED = "processed", "Processed"
         IGNORED = "ignored", "Ignored"
         FAILED = "failed", "Failed"
+        # About another system's object on the same Stripe account (no marker of
+        # this deployment, a customer we do not know): final at once, never retried.
+        NOT_OURS = "not_ours", "Another system's"
 
     stripe_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100, db_index=True)

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import gateway
+from billing.metadata import metadata_marker
 from billing.models import CardSetup, SavedPaymentMethod, StripeCustomer
 from billing.stripe_objects import PaymentMethodData, SetupIntentData
 from kernel.errors import NotFoundError
@@ -61,7 +62,7 @@ def stripe_customer_get_or_create(*, user_id: int) -> str:
         customer = gateway.customer_create(
             email=user.email,
             name=user.get_username(),
-            metadata={"user_id": str(user_id)},
+            metadata={"user_id": str(user_id), **metadata_marker()},
             idempotency_key=f"user-{user_id}-customer",
         )
         StripeCustomer.objects.create(user_id=user_id, stripe_customer_id=customer.id)
@@ -74,7 +75,7 @@ def card_setup_start(*, user_id: int) -> SetupIntentData:
     number = CardSetup.objects.filter(user_id=user_id).count() + 1
     intent = gateway.setup_intent_create(
         customer_id=customer_id,
-        metadata={"user_id": str(user_id)},
+        metadata={"user_id": str(user_id), **metadata_marker()},
         idempotency_key=f"user-{user_id}-card-setup-{number}",
     )
     CardSetup.objects.get_or_create(

@@ -3,7 +3,9 @@
 The rule: a session's redirect URLs are on `FRONTEND_URL`'s origin (never an
 open redirect), and a session moves its order only through `order_transition`,
 under the order's row lock, so Checkout and the PaymentIntent events that
-accompany it fulfil an order once between them.
+accompany it fulfil an order once between them. A session is an order's when
+the order stored its id, or when it carries this deployment's marker and fits
+the order; never by `order_id` alone.
 """
 
 from __future__ import annotations
@@ -14,8 +16,16 @@ from django.conf import settings
 from django.db import transaction
 
 from billing import gateway
-from billing.models import Order, Payment
-from billing.services.payments import PaymentMismatchError, order_transition
+from billing.metadata import NotOursError, metadata_is_ours
+from billing.models import ORDER_TRANSITIONS, Order, Payment
+from billing.services.payments import (
+    PaymentMismatchError,
+    order_mismatch,
+    order_transition,
+    payment_unwanted,
+    stripe_customer_known,
+    success_recorded,
+)
 from billing.stripe_objects import CheckoutSessionData
 from kernel.errors import InvalidInputError
 
@@ -80,7 +90,11 @@ _TARGETS = {
 
 
 def checkout_session_record(*, session: CheckoutSessionData, event_type: str) -> str:
-    """Move a Checkout order as its session's event says."""
+    """Move a Checkout order as its session's event says.
+
+    A session that paid an order which can no longer take it (canceled, or paid
+    already) has its payment refunded automatically, once.
+    """
     if event_type == "checkout.session.completed":
         # `unpaid`: a delayed method (a bank debit) whose outcome comes later.
         paid = session.payment_status in ("paid", "no_payment_required")
@@ -99,15 +113,27 @@ def checkout_session_record(*, session: CheckoutSessionData, event_type: str) ->
                 f"{order.pk}, which costs {order.amount} {order.currency}.",
                 order_id=order.pk,
             )
+        payment = None
         if session.payment_intent_id:
-            payment, _ = Payment.objects.get_or_create(
+            payment, _ = Payment.objects.select_for_update().get_or_create(
                 stripe_payment_intent_id=session.payment_intent_id,
                 defaults={"order": order, "amount": order.amount, "currency": order.currency},
             )
-            if target == Order.Status.PAID:
-                payment.status = "succeeded"
-                payment.amount_received = max(payment.amount_received, session.amount_total)
-                payment.save(update_fields=["status", "amount_received", "updated_at"])
+            if payment.order_id != order.pk:
+                raise PaymentMismatchError(
+                    f"PaymentIntent {session.payment_intent_id} of Checkout Session "
+                    f"{session.id} belongs to order {payment.order_id}, not {order.pk}.",
+                    order_id=order.pk,
+                )
+        if target == Order.Status.PAID and payment is not None:
+            was_succeeded = success_recorded(payment)
+            payment.status = "succeeded"
+            payment.amount_received = max(payment.amount_received, session.amount_total)
+            payment.save(update_fields=["status", "amount_received", "updated_at"])
+            if target not in ORDER_TRANSITIONS[order.status]:
+                return payment_unwanted(
+                    order, payment, amount=payment.amount_received, was_succeeded=was_succeeded
+                ).reason
         failure = "checkout_payment_failed" if target == Order.Status.FAILED else ""
         moved = order_transition(
             order,
@@ -119,10 +145,34 @@ def checkout_session_record(*, session: CheckoutSessionData, event_type: str) ->
 
 
 def _order_for_session(session: CheckoutSessionData) -> Order | None:
+    """The session's order, row-locked: the one that stored its id, or the one its
+    metadata names when the session carries this deployment's marker and fits it."""
     found = Order.objects.select_for_update().filter(stripe_checkout_session_id=session.id).first()
     if found is not None:
         return found
+    if not metadata_is_ours(session.metadata):
+        if session.customer_id and stripe_customer_known(customer_id=session.customer_id):
+            return None
+        raise NotOursError(
+            f"Checkout Session {session.id} has no marker of this deployment and no "
+            "customer of ours: another system's on this Stripe account."
+        )
     order_id = session.metadata.get("order_id") or session.client_reference_id
     if not order_id.isdigit():
         return None
-    return Order.objects.select_for_update().filter(pk=int(order_id)).first()
+    order = Order.objects.select_for_update().filter(pk=int(order_id)).first()
+    if order is None:
+        return None
+    problem = order_mismatch(
+        order=order,
+        amount=None,
+        currency=None,
+        customer_id=session.customer_id,
+        metadata=session.metadata,
+    )
+    if problem:
+        raise PaymentMismatchError(
+            f"Checkout Session {session.id} is not order {order.pk}'s: {problem}.",
+            order_id=order.pk,
+        )
+    return order

@@ -30,6 +30,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from billing import gateway
+from billing.metadata import metadata_is_ours
 from billing.models import UNPAID_STATUSES, Dispute, Order, Payment, Refund
 from billing.services.payments import order_info
 from billing.services.refunds import refund_apply
@@ -93,11 +94,12 @@ def _payment_for(data: DisputeData) -> Payment | None:
 
 
 def _intent_is_ours(intent: PaymentIntentData) -> bool:
-    """Whether a PaymentIntent was made for one of our orders: its metadata names an
-    order of ours with the same amount and currency."""
+    """Whether a PaymentIntent was made for one of our orders: it carries this
+    deployment's marker and names an order of ours with the same amount and currency."""
     order_id = intent.metadata.get("order_id", "")
     return (
-        order_id.isdigit()
+        metadata_is_ours(intent.metadata)
+        and order_id.isdigit()
         and Order.objects.filter(
             pk=int(order_id), amount=intent.amount, currency=intent.currency
         ).exists()

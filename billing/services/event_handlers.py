@@ -16,10 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from billing import gateway
+from billing.metadata import NotOursError, metadata_is_ours
 from billing.models import Order
 from billing.services import cards, disputes, subscriptions
 from billing.services.checkout import checkout_session_record
-from billing.services.payments import payment_apply
+from billing.services.payments import payment_apply, stripe_customer_known
 from billing.services.refunds import refund_record
 from billing.stripe_objects import (
     checkout_session_from_payload,
@@ -88,8 +89,22 @@ def _checkout_event(event: dict[str, Any]) -> str:
     return checkout_session_record(session=session, event_type=event["type"])
 
 
+def _not_ours_unless_known(customer_id: str, metadata: dict[str, str], what: str) -> None:
+    """Raise `NotOursError` for an object of a customer we do not know, without our marker."""
+    if (
+        customer_id
+        and not metadata_is_ours(metadata)
+        and not stripe_customer_known(customer_id=customer_id)
+    ):
+        raise NotOursError(
+            f"{what} is of customer {customer_id}, not one of ours, and has no marker "
+            "of this deployment: another system's on this Stripe account."
+        )
+
+
 def _subscription_event(event: dict[str, Any]) -> str:
     data = subscription_from_payload(event["data"]["object"])
+    _not_ours_unless_known(data.customer_id, data.metadata, f"Subscription {data.id}")
     created = event.get("created")
     return subscriptions.subscription_record(
         data=data, as_of=created if isinstance(created, int) else None
@@ -97,7 +112,9 @@ def _subscription_event(event: dict[str, Any]) -> str:
 
 
 def _invoice_paid(event: dict[str, Any]) -> str:
-    return subscriptions.invoice_record(invoice=invoice_from_payload(event["data"]["object"]))
+    invoice = invoice_from_payload(event["data"]["object"])
+    _not_ours_unless_known(invoice.customer_id, {}, f"Invoice {invoice.id}")
+    return subscriptions.invoice_record(invoice=invoice)
 
 
 def _invoice_payment_failed(event: dict[str, Any]) -> str:

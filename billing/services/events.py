@@ -60,8 +60,10 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing.metadata import NotOursError
 from billing.models import QueuedDrain, StripeEvent
 from billing.services.event_handlers import HANDLED_IN_EVENT_TRANSACTION, HANDLERS
+from kernel.errors import error_retryable
 from kernel.log_context import log_ids
 from kernel.rows import instance_from_row, saved
 
@@ -378,7 +380,9 @@ def event_process(event: StripeEvent) -> str:
             note = handler(event.payload)
         return _event_finish(event, S.PROCESSED, note)
     except Exception as exc:
-        final = not getattr(exc, "retryable", True) or (
+        if isinstance(exc, NotOursError):
+            return _event_finish(event, S.NOT_OURS, exc.message[:4000])
+        final = not error_retryable(exc) or (
             event.attempts >= settings.TOLLGATE["EVENT_MAX_ATTEMPTS"]
         )
         status = S.FAILED if final else S.RETRYING

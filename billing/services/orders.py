@@ -24,7 +24,11 @@ from billing.metadata import metadata_build
 from billing.models import UNPAID_STATUSES, Order, Payment
 from billing.selectors import order_get_for_user
 from billing.services.cards import ChargeSource, charge_source_for, charge_source_ready
-from billing.services.checkout import checkout_start, redirect_urls_check
+from billing.services.checkout import (
+    checkout_session_record,
+    checkout_start,
+    redirect_urls_check,
+)
 from billing.services.payments import (
     order_info,
     order_target_status,
@@ -303,7 +307,13 @@ def _payment_confirm(order: Order, intent: PaymentIntentData) -> PaymentIntentDa
 
 
 def order_cancel(*, order_id: int, user_id: int) -> Order:
-    """Cancel an unpaid order and its PaymentIntents; a paid order is refunded instead."""
+    """Cancel an unpaid order, its Checkout Session and its PaymentIntents; a paid order
+    is refunded instead.
+
+    An open Checkout Session is expired at Stripe before the order is canceled, so
+    nobody can pay a canceled order; one that completed first pays the order,
+    which then is not canceled (409).
+    """
     order = order_get_for_user(order_id=order_id, user_id=user_id)
     if order.status not in UNPAID_STATUSES:
         raise ConflictError(
@@ -314,6 +324,7 @@ def order_cancel(*, order_id: int, user_id: int) -> Order:
     if (
         order.status == Order.Status.PENDING
         and not order.payments.exists()
+        and not order.stripe_checkout_session_id
         and not order.gateway_error
         and timezone.now() - order.created_at < IN_FLIGHT_GRACE
     ):
@@ -328,6 +339,20 @@ def order_cancel(*, order_id: int, user_id: int) -> Order:
             order_id=order.pk,
             status=order.status,
         )
+    if order.stripe_checkout_session_id:
+        session = gateway.checkout_session_expire(
+            session_id=order.stripe_checkout_session_id,
+            idempotency_key=f"order-{order.pk}-checkout-expire",
+        )
+        if session.status == "complete":
+            checkout_session_record(session=session, event_type="checkout.session.completed")
+            order.refresh_from_db()
+            raise ConflictError(
+                f"The customer completed checkout before the order could be cancelled; "
+                f"it is {order.status}.",
+                order_id=order.pk,
+                status=order.status,
+            )
     for payment in order.payments.exclude(status__in=["succeeded", "canceled"]):
         try:
             intent = gateway.payment_intent_cancel(

@@ -5,6 +5,9 @@ from the event worker and from the order-create request alike. It locks the
 order row, moves the status only forward (`ORDER_TRANSITIONS`), and on the move
 to `paid` inserts the order's unique `Fulfilment` and runs the owning plugin's
 fulfil hook in the same transaction: all of it commits, or none of it.
+A PaymentIntent we have no row of joins an order only when it carries this
+deployment's marker and fits the order (amount, currency, customer, user); a
+succeeded payment no order can take is refunded automatically, once.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from django.db.models import Field, Model
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from billing.models import ORDER_TRANSITIONS, Fulfilment, Order, Payment, Refund
+from billing.metadata import NotOursError, metadata_is_ours
+from billing.models import ORDER_TRANSITIONS, Fulfilment, Order, Payment, Refund, StripeCustomer
 from billing.stripe_objects import PaymentIntentData
 from kernel.errors import DomainError, ErrorCode
 from kernel.log_context import log_ids
@@ -176,16 +180,86 @@ def _order_locked(intent: PaymentIntentData) -> tuple[Order, Payment | None] | N
     """The intent's order, row-locked, with its `Payment` row when there is one.
 
     A PaymentIntent seen for the first time has no row yet: its order is found
-    by its metadata.
+    by its metadata, and only when the intent is provably this order's
+    (`order_for_first_seen_intent`).
     """
     payment = _payment_and_order_locked(intent.id)
     if payment is not None:
         return payment.order, payment
-    order_id = intent.metadata.get("order_id")
-    if not order_id or not str(order_id).isdigit():
+    order = order_for_first_seen_intent(intent=intent)
+    return None if order is None else (order, None)
+
+
+def order_for_first_seen_intent(*, intent: PaymentIntentData) -> Order | None:
+    """The row-locked order a PaymentIntent without a `Payment` row belongs to.
+
+    Its metadata must carry this deployment's marker and name the order, and its
+    amount, currency, customer and user must be the order's. Raises
+    `NotOursError` for another system's PaymentIntent and `PaymentMismatchError`
+    for one of ours that does not fit its order; answers None for one of ours
+    that names no order (a subscription invoice's: its invoice event records it).
+    """
+    if not metadata_is_ours(intent.metadata):
+        if intent.customer_id and stripe_customer_known(customer_id=intent.customer_id):
+            return None
+        raise NotOursError(
+            f"PaymentIntent {intent.id} has no marker of this deployment and no customer "
+            "of ours: another system's payment on this Stripe account."
+        )
+    order_id = intent.metadata.get("order_id", "")
+    if not order_id.isdigit():
         return None
     order = Order.objects.select_for_update().filter(pk=int(order_id)).first()
-    return None if order is None else (order, None)
+    if order is None:
+        raise PaymentMismatchError(
+            f"PaymentIntent {intent.id} names order {order_id}, which does not exist.",
+            order_id=order_id,
+        )
+    problem = order_mismatch(
+        order=order,
+        amount=intent.amount,
+        currency=intent.currency,
+        customer_id=intent.customer_id,
+        metadata=intent.metadata,
+    )
+    if problem:
+        raise PaymentMismatchError(
+            f"PaymentIntent {intent.id} is not order {order.pk}'s: {problem}.",
+            order_id=order.pk,
+        )
+    return order
+
+
+def order_mismatch(
+    *,
+    order: Order,
+    amount: int | None,
+    currency: str | None,
+    customer_id: str,
+    metadata: dict[str, str],
+) -> str:
+    """What about a Stripe payment does not fit `order` ("" when all of it does).
+
+    `amount` and `currency` None skip those checks (news that carries no charge).
+    """
+    if metadata.get("user_id", "") != str(order.user_id):
+        return f"it is for user {metadata.get('user_id') or '(none)'}, the order {order.user_id}'s"
+    if currency is not None and currency.lower() != order.currency:
+        return f"it is in {currency}, the order in {order.currency}"
+    if amount is not None and amount != order.amount:
+        return f"it is for {amount}, the order for {order.amount}"
+    if customer_id:
+        ours = StripeCustomer.objects.filter(user_id=order.user_id).values_list(
+            "stripe_customer_id", flat=True
+        )
+        if customer_id not in ours:
+            return f"its customer {customer_id} is not the order's user's"
+    return ""
+
+
+def stripe_customer_known(*, customer_id: str) -> bool:
+    """Whether a Stripe customer is one this deployment made for a user."""
+    return StripeCustomer.objects.filter(stripe_customer_id=customer_id).exists()
 
 
 def order_target_status(intent: PaymentIntentData) -> str | None:
@@ -260,6 +334,10 @@ def payment_row_for(*, order: Order, intent: PaymentIntentData, locked: bool) ->
     On PostgreSQL one `INSERT … ON CONFLICT DO NOTHING`: the usual case, a new
     PaymentIntent, is one statement instead of `get_or_create`'s read, savepoint,
     insert and release. A row it inserted is its transaction's alone until commit.
+
+    It stores Stripe's status but not `amount_received`: a success counts as
+    recorded (`success_recorded`) only once `payment_apply` has applied it to the
+    order, so a first-seen payment that no order can take is still refunded.
     """
     fields = {
         "order": order,
@@ -285,7 +363,7 @@ def _payment_apply(
         raise PaymentMismatchError(
             f"PaymentIntent {intent.id} belongs to order {payment.order_id}, not {order.pk}.",
         )
-    was_succeeded = payment.status == "succeeded"
+    was_succeeded = success_recorded(payment)
     older = bool(as_of and payment.stripe_event_at and as_of < payment.stripe_event_at)
     if payment.status not in _PAYMENT_FINAL and not older:
         payment.status = intent.status
@@ -299,7 +377,12 @@ def _payment_apply(
     )
 
     if target == Order.Status.PAID and target not in ORDER_TRANSITIONS[order.status]:
-        return _payment_unwanted(order, payment, intent, was_succeeded=was_succeeded)
+        return payment_unwanted(
+            order,
+            payment,
+            amount=payment.amount_received or intent.amount,
+            was_succeeded=was_succeeded,
+        )
     if target not in ORDER_TRANSITIONS[order.status] or (older and target != Order.Status.PAID):
         return PaymentOutcome(order.pk, False, f"order is {order.status}; {target} is stale")
     if target == Order.Status.PAID and (
@@ -319,12 +402,24 @@ def _payment_apply(
     return PaymentOutcome(order.pk, True, f"order is now {target}")
 
 
-def _payment_unwanted(
-    order: Order, payment: Payment, intent: PaymentIntentData, *, was_succeeded: bool
+def success_recorded(payment: Payment) -> bool:
+    """Whether this payment's success was already applied to its order (which it then
+    paid, or which refunded it): its row says succeeded and what was received."""
+    return payment.status == "succeeded" and payment.amount_received > 0
+
+
+def payment_unwanted(
+    order: Order, payment: Payment, *, amount: int, was_succeeded: bool
 ) -> PaymentOutcome:
-    """A success the order cannot take: the same news again, or money to give back."""
-    others_paid = order.payments.exclude(pk=payment.pk).filter(status="succeeded").exists()
-    if was_succeeded or not (order.status == Order.Status.CANCELED or others_paid):
+    """A success the row-locked order cannot take: the same news again, or money to
+    give back.
+
+    A payment whose success was recorded before either paid the order or is
+    already being refunded; any other succeeded payment of an order that is
+    canceled, paid (by another payment, or with credits) or refunded is refunded
+    automatically, once.
+    """
+    if was_succeeded:
         return PaymentOutcome(order.pk, False, f"order is {order.status}; paid is stale")
     if payment.refunds.filter(source=Refund.Source.AUTOMATIC).exists():
         return PaymentOutcome(order.pk, False, "this payment is already being refunded")
@@ -333,14 +428,8 @@ def _payment_unwanted(
         if order.status == Order.Status.CANCELED
         else "A second payment for an order that was already paid."
     )
-    refund_automatic(
-        order=order,
-        payment=payment,
-        amount=payment.amount_received or intent.amount,
-        reason=why,
-        reverses_order=False,
-    )
-    log.warning("order %s: %s Refunding %s.", order.pk, why, intent.id)
+    refund_automatic(order=order, payment=payment, amount=amount, reason=why, reverses_order=False)
+    log.warning("order %s: %s Refunding %s.", order.pk, why, payment.stripe_payment_intent_id)
     return PaymentOutcome(order.pk, False, f"{why} Refunding it.")
 
 
@@ -356,7 +445,7 @@ def refund_automatic(
         order=order,
         payment=payment,
         amount=amount,
-        currency=order.currency,
+        currency=payment.currency,
         source=Refund.Source.AUTOMATIC,
         reason=reason[:500],
         reverses_order=reverses_order,

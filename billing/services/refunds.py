@@ -9,6 +9,9 @@ The rules:
 - A row that may have reached Stripe is looked up there before it is resent.
 - Statuses only move forward; refunds are never derived from a charge's
   cumulative `amount_refunded`.
+- A refund is matched to a payment by the payment's own ids, or by our
+  metadata only with this deployment's marker; sums never mix currencies, and
+  no refund asks Stripe for more than its one payment has left.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from decimal import Decimal
+from typing import NoReturn
 
 from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
 from billing import gateway
+from billing.metadata import NotOursError, metadata_is_ours, metadata_marker
 from billing.models import Dispute, Order, Payment, Refund
-from billing.services.payments import order_info, order_transition
+from billing.services.payments import order_info, order_transition, stripe_customer_known
 from billing.stripe_objects import RefundData
 from kernel.errors import ConflictError, DomainError, ErrorCode, NotFoundError
 from kernel.money import to_minor
@@ -78,15 +83,26 @@ class RefundFailedAfterApplyError(DomainError):
 
 
 def _captured(order: Order) -> int:
-    return order.payments.aggregate(s=Sum("amount_received"))["s"] or 0
+    """What the order's payments captured, in the order's currency (sums never mix
+    currencies)."""
+    rows = order.payments.filter(currency=order.currency)
+    return rows.aggregate(s=Sum("amount_received"))["s"] or 0
 
 
-def _counted(order: Order, *, exclude: Refund | None = None) -> int:
-    """Refunds that hold part of the captured money: live ones, and any already applied."""
-    rows = order.refunds.filter(Q(status__in=LIVE) | Q(applied_at__isnull=False))
-    if exclude is not None:
-        rows = rows.exclude(pk=exclude.pk)
+def _holding(refunds) -> int:
+    """Of these refunds, what holds part of the captured money: live ones, and any
+    already applied."""
+    rows = refunds.filter(Q(status__in=LIVE) | Q(applied_at__isnull=False))
     return rows.aggregate(s=Sum("amount"))["s"] or 0
+
+
+def _counted(order: Order) -> int:
+    return _holding(order.refunds.filter(currency=order.currency))
+
+
+def _payment_refundable(payment: Payment) -> int:
+    """What is left to refund of one payment: Stripe refunds a payment, never more."""
+    return payment.amount_received - _holding(payment.refunds.all())
 
 
 def refund_create(
@@ -108,8 +124,14 @@ def refund_create(
                 order_id=order.pk,
                 status=order.status,
             )
-        payment = order.payments.filter(amount_received__gt=0).order_by("id").first()
+        payment = (
+            order.payments.filter(amount_received__gt=0, currency=order.currency)
+            .order_by("id")
+            .first()
+        )
         refundable = _captured(order) - _counted(order)
+        if payment is not None:
+            refundable = min(refundable, _payment_refundable(payment))
         minor = refundable if amount is None else to_minor(amount, order.currency)
         if payment is None or minor <= 0 or minor > refundable:
             raise RefundExceedsCapturedError(
@@ -160,11 +182,12 @@ def refund_submit(*, refund_id: int) -> Refund:
                     "order_id": str(refund.order_id),
                     "refund_id": str(refund.pk),
                     "source": refund.source,
+                    **metadata_marker(),
                 },
                 idempotency_key=f"refund-{refund.pk}",
             )
     except gateway.PaymentGatewayError as exc:
-        if exc.extra.get("retryable"):
+        if exc.retryable:
             Refund.objects.filter(pk=refund.pk).update(failure_reason=exc.message[:500])
         else:  # Stripe refused it for good (already refunded, disputed, …)
             Refund.objects.filter(pk=refund.pk, stripe_refund_id__isnull=True).update(
@@ -193,7 +216,15 @@ def _payment_for(data: RefundData) -> Payment | None:
     if data.charge_id:
         match |= Q(stripe_charge_id=data.charge_id)
     payment = Payment.objects.filter(match).first()
-    if payment is None and data.metadata.get("order_id", "").isdigit():
+    # By our metadata only when Stripe names no payment: a refund of a PaymentIntent
+    # or charge we have not recorded is never pinned on another payment of the order.
+    if (
+        payment is None
+        and not data.payment_intent_id
+        and not data.charge_id
+        and metadata_is_ours(data.metadata)
+        and data.metadata.get("order_id", "").isdigit()
+    ):
         payment = (
             Payment.objects.filter(order_id=int(data.metadata["order_id"]), amount_received__gt=0)
             .order_by("id")
@@ -241,14 +272,7 @@ def refund_record(*, data: RefundData) -> str:
     """Store what Stripe says about one refund, then apply it if it has succeeded."""
     refund = _refund_store(data)
     if refund is None:
-        # Not ours, or ours before the event that records its payment (a refund of
-        # a subscription cycle can overtake `invoice.paid`). Dropping it could lose
-        # a refund, so it is retried with back-off and, if its payment never
-        # appears, ends `failed` and visible rather than silently ignored.
-        raise RefundBeforePaymentError(
-            f"No payment of ours has refund {data.id}'s PaymentIntent or charge yet.",
-            refund=data.id,
-        )
+        _refund_unmatched(data)
     if refund.status == S.SUCCEEDED and refund.applied_at is None:
         return refund_apply(refund_id=refund.pk)
     if refund.status == S.FAILED and refund.applied_at is not None:
@@ -259,6 +283,39 @@ def refund_record(*, data: RefundData) -> str:
             order_id=refund.order_id,
         )
     return f"refund {data.id} is {refund.status}"
+
+
+def _refund_unmatched(data: RefundData) -> NoReturn:
+    """A refund of no payment recorded here: another system's, or ours too early.
+
+    Ours before the event that records its payment (a refund of a subscription
+    cycle can overtake `invoice.paid`) is retried with back-off and, if its
+    payment never appears, ends `failed` and visible. Its PaymentIntent, read
+    from Stripe, tells which: ours carries this deployment's marker or one of
+    our customers; one Stripe cannot show is not proven foreign and waits too.
+    Tollgate charges only through PaymentIntents, so a refund of a bare charge
+    without our marker is another system's.
+    """
+    ours = metadata_is_ours(data.metadata)
+    if not ours and data.payment_intent_id:
+        try:
+            intent = gateway.payment_intent_retrieve(payment_intent_id=data.payment_intent_id)
+        except gateway.PaymentGatewayError:
+            # Unreadable, it cannot be proven another system's: it waits as ours would.
+            intent = None
+        ours = intent is None or (
+            metadata_is_ours(intent.metadata)
+            or bool(intent.customer_id and stripe_customer_known(customer_id=intent.customer_id))
+        )
+    if not ours:
+        raise NotOursError(
+            f"Refund {data.id} is of a payment with no marker of this deployment and no "
+            "customer of ours: another system's on this Stripe account."
+        )
+    raise RefundBeforePaymentError(
+        f"No payment of ours has refund {data.id}'s PaymentIntent or charge yet.",
+        refund=data.id,
+    )
 
 
 def refund_apply(*, refund_id: int) -> str:
@@ -275,7 +332,9 @@ def refund_apply(*, refund_id: int) -> str:
                 "before a refund of it can be applied.",
                 order_id=order.pk,
             )
-        applied = order.refunds.filter(applied_at__isnull=False).aggregate(s=Sum("amount"))
+        applied = order.refunds.filter(applied_at__isnull=False, currency=order.currency).aggregate(
+            s=Sum("amount")
+        )
         refunded_total = (applied["s"] or 0) + refund.amount
         if refunded_total > _captured(order):
             raise RefundExceedsCapturedError(

@@ -97,6 +97,7 @@ def subscription_start(
         "purchase_type": purchase_type,
         "plan_id": str(plan_id),
         "order_type": "subscription",
+        "tollgate_deployment": settings.TOLLGATE["DEPLOYMENT"],  # billing.metadata's marker
     }
     if payment_type == "checkout":
         session = gateway.checkout_session_create(

@@ -213,7 +213,7 @@ def _cards_remove(user_id: int, progress: Progress) -> int:
         try:
             gateway.payment_method_detach(payment_method_id=payment_method_id)
         except gateway.PaymentGatewayError as exc:
-            if exc.extra.get("retryable"):
+            if exc.retryable:
                 raise  # Stripe is unreachable: run the erasure again later
             # Final refusals mean the card is not attached any more.
             log.info("erasure of user %s: card %s already detached", user_id, pk)

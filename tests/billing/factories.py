@@ -2,6 +2,7 @@
 
 import factory
 
+from billing.metadata import metadata_marker
 from billing.models import Order, Payment
 from tests.factories import UserFactory
 
@@ -19,7 +20,12 @@ class OrderFactory(factory.django.DjangoModelFactory):
     description = "100 credits"
     data = factory.LazyFunction(lambda: {"credits": 100, "pack_id": None})
     metadata = factory.LazyAttribute(
-        lambda o: {"user_id": str(o.user.pk), "order_type": "credit", "purchase_type": "credits"}
+        lambda o: {
+            "user_id": str(o.user.pk),
+            "order_type": "credit",
+            "purchase_type": "credits",
+            **metadata_marker(),
+        }
     )
 
     @factory.post_generation

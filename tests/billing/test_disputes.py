@@ -15,6 +15,7 @@ import stripe
 from django.conf import settings
 from django.utils import timezone
 
+from billing.metadata import metadata_marker
 from billing.models import Dispute, Order, Refund, StripeEvent
 from billing.services.disputes import dispute_record
 from billing.services.events import events_drain
@@ -324,8 +325,8 @@ def test_a_dispute_after_a_partial_refund_freezes_and_takes_only_what_is_left(
 def test_a_dispute_of_ours_with_no_payment_row_yet_waits_and_is_not_called_foreign(
     stripe_server,
 ):
-    """Stripe's PaymentIntent names an order of ours (same amount and currency) that has
-    not recorded it: the dispute waits for it instead of being written off."""
+    """Stripe's PaymentIntent carries our marker and names an order of ours (same amount
+    and currency) that has not recorded it: the dispute waits instead of being written off."""
     order = OrderFactory(amount=1000, currency="usd")
     client = stripe.StripeClient(
         settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
@@ -336,7 +337,7 @@ def test_a_dispute_of_ours_with_no_payment_row_yet_waits_and_is_not_called_forei
             "currency": "usd",
             "payment_method": "pm_card_visa",
             "confirm": True,
-            "metadata": {"order_id": str(order.pk)},
+            "metadata": {"order_id": str(order.pk), **metadata_marker()},
         }
     ).to_dict()
     dp = fixture("dispute")

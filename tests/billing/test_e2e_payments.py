@@ -98,6 +98,7 @@ def test_payment_confirmed_by_the_client_is_fulfilled_by_the_webhook(http, live_
         "order_type": "credit",
         "purchase_type": "credits",
         "credit_amount": "100",
+        "tollgate_deployment": "tollgate",  # this deployment's marker
     }
 
     # What Stripe.js does in the browser: confirm with a card.

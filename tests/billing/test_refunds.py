@@ -519,12 +519,22 @@ def test_support_staff_cannot_refund_through_the_api(support_user, paid_order):
     assert not Refund.objects.exists()
 
 
-def test_a_refund_that_overtakes_its_payment_event_is_kept_for_it(user):
+def test_a_refund_that_overtakes_its_payment_event_is_kept_for_it(user, stripe_server):
     """A subscription cycle's refund can arrive before the `invoice.paid` that makes its
-    order: it must wait for it, not be dropped as someone else's."""
+    order: it must wait for it, not be dropped as someone else's. Its PaymentIntent, at
+    Stripe, is our customer's."""
     from django.utils import timezone
 
-    early_intent = new_id("pi")
+    from billing.models import StripeCustomer
+
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    customer = client.v1.customers.create(params={"email": "cycle@example.com"})
+    StripeCustomer.objects.create(user=user, stripe_customer_id=customer.id)
+    early_intent = client.v1.payment_intents.create(
+        params={"amount": 1000, "currency": "usd", "customer": customer.id}
+    ).id
     refund = fixture("refund")
     refund.update(id=new_id("re"), amount=500, status="succeeded", payment_intent=early_intent)
     post_webhook(event("refund.created", refund))

@@ -161,13 +161,15 @@ def test_an_unknown_event_type_is_stored_and_ignored(db):
     assert stored.status == StripeEvent.Status.IGNORED
 
 
-def test_an_event_for_a_payment_that_is_not_ours_is_processed_as_a_no_op(db):
+def test_an_event_for_a_payment_that_is_not_ours_is_recorded_as_such_and_changes_nothing(db):
     obj = payment_intent(id="pi_someone_else", amount=500, metadata={})
     post_webhook(event("payment_intent.succeeded", obj))
     events_drain()
     stored = StripeEvent.objects.get()
-    assert stored.status == StripeEvent.Status.PROCESSED
-    assert stored.last_error == "no order of ours for this PaymentIntent"
+    assert stored.status == StripeEvent.Status.NOT_OURS
+    assert stored.attempts == 1
+    assert "another system's" in stored.last_error
+    assert not Order.objects.exists()
 
 
 def test_an_amount_that_differs_from_the_order_fails_at_once_and_grants_nothing(payment):

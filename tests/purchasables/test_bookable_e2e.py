@@ -45,6 +45,7 @@ def test_each_type_is_bought_over_http_and_booked(kind, request, http, stripe_se
         "service_id": str(service.pk),
         "service_type": kind,
         "service_name": service.name,
+        "tollgate_deployment": "tollgate",
     }
     if kind == "workshop":
         expected["service_session_id"] = str(scheduling["service_session_id"])

@@ -410,6 +410,7 @@ def test_a_gift_card_is_bought_over_http_and_issued_exactly_once(http, live_stri
         "service_type": "gift_card",
         "service_name": "Gift card",
         "gift_card_value": "2500",
+        "tollgate_deployment": "tollgate",
     }
     intent = stripe_client().v1.payment_intents.retrieve(body["payment_intent_id"])
     assert intent.metadata.to_dict() == order.metadata

@@ -1,0 +1,260 @@
+"""Which payments are ours, and what happens to one that no order can take.
+
+Other systems share the Stripe account and put `order_id` in their metadata too:
+a payment attaches to an order only with this deployment's marker and the
+order's own amount, currency, customer and user. Events are shaped from
+Stripe's fixtures, signed and delivered through the webhook.
+"""
+
+from __future__ import annotations
+
+import pytest
+import stripe
+from django.conf import settings
+from django.urls import reverse
+
+from billing.metadata import DEPLOYMENT_KEY, metadata_is_ours
+from billing.models import Order, Payment, Refund, StripeCustomer, StripeEvent
+from billing.services.events import events_drain
+from credits.models import CreditTransaction
+from tests.billing.conftest import post_webhook
+from tests.billing.factories import OrderFactory, PaymentFactory
+from tests.billing.test_cards import add_card_via_setup_intent
+from tests.billing.test_checkout import session_event
+from tests.billing.test_subscriptions import plan, stripe_plan  # noqa: F401 - fixtures
+from tests.conftest import client_for
+from tests.factories import UserFactory
+from tests.stripe_events import event, fixture, new_id, payment_intent
+
+pytestmark = pytest.mark.django_db
+
+BUY_100 = {"is_credit_purchase": True, "credit_amount": 100, "payment_method_id": "pm_card_visa"}
+
+
+def stripe_client() -> stripe.StripeClient:
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+
+
+def deliver(evt: dict) -> StripeEvent:
+    assert post_webhook(evt).status_code == 200
+    events_drain()
+    return StripeEvent.objects.get(stripe_id=evt["id"])
+
+
+def first_seen_success(order: Order, **overrides) -> dict:
+    """A `payment_intent.succeeded` for a PaymentIntent Tollgate has no row of."""
+    fields = {"amount": order.amount, "currency": order.currency, "metadata": order.metadata}
+    return event(
+        "payment_intent.succeeded",
+        payment_intent(id=new_id("pi"), **{**fields, **overrides}),
+    )
+
+
+# --- the marker -----------------------------------------------------------------------
+
+
+def test_every_stripe_object_tollgate_makes_carries_the_deployment_marker(
+    api, staff_api, user, stripe_server, settings
+):
+    settings.TOLLGATE = {**settings.TOLLGATE, "DEPLOYMENT": "shop-eu"}
+    body = api.post("/payments/create/", BUY_100).json()
+    assert body["status"] == "paid"
+    order = Order.objects.get(pk=body["order_id"])
+    assert order.metadata[DEPLOYMENT_KEY] == "shop-eu"
+    client = stripe_client()
+    [intent] = client.v1.payment_intents.list(params={"limit": 100}).data
+    assert intent.metadata[DEPLOYMENT_KEY] == "shop-eu"
+    assert api.post("/payments/methods/setup/").status_code == 201
+    customer = client.v1.customers.retrieve(
+        StripeCustomer.objects.get(user=user).stripe_customer_id
+    )
+    assert customer.metadata[DEPLOYMENT_KEY] == "shop-eu"
+    [setup] = client.v1.setup_intents.list(params={"limit": 100}).data
+    assert setup.metadata[DEPLOYMENT_KEY] == "shop-eu"
+    assert staff_api.post(f"/payments/orders/{order.pk}/refunds/", {}).status_code == 201
+    [refund] = client.v1.refunds.list(params={"limit": 100}).data
+    assert refund.metadata[DEPLOYMENT_KEY] == "shop-eu"
+    assert not metadata_is_ours({"order_id": str(order.pk), DEPLOYMENT_KEY: "tollgate"})
+
+
+def test_a_subscription_tollgate_starts_carries_the_marker(api, stripe_plan):  # noqa: F811
+    add_card_via_setup_intent(api)
+    resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert resp.status_code == 201, resp.content
+    sub_id = resp.json()["subscription"]["stripe_subscription_id"]
+    subscription = stripe_client().v1.subscriptions.retrieve(sub_id)
+    assert metadata_is_ours(subscription.metadata.to_dict())
+
+
+# --- a foreign or mismatched payment never attaches to our order ----------------------
+
+
+@pytest.fixture
+def paid_order(api, stripe_server) -> Order:
+    body = api.post("/payments/create/", BUY_100).json()
+    assert body["status"] == "paid"
+    return Order.objects.get(pk=body["order_id"])
+
+
+def _foreign_metadata(order: Order) -> dict:
+    return {k: v for k, v in order.metadata.items() if k != DEPLOYMENT_KEY}
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides", "outcome"),
+    [
+        # Another system's real payment: its own order_id happens to be ours.
+        (
+            "foreign",
+            lambda o: {"metadata": _foreign_metadata(o), "currency": "eur", "amount": 121000},
+            StripeEvent.Status.NOT_OURS,
+        ),
+        ("other_currency", lambda o: {"currency": "eur", "amount": 121000}, "failed"),
+        ("same_amount_other_currency", lambda o: {"currency": "eur"}, "failed"),
+        ("other_amount", lambda o: {"amount": 121000}, "failed"),
+        ("other_customer", lambda o: {"customer": "cus_someone_else"}, "failed"),
+        (
+            "other_user",
+            lambda o: {"metadata": {**o.metadata, "user_id": str(UserFactory().pk)}},
+            "failed",
+        ),
+    ],
+)
+def test_a_payment_that_is_not_the_orders_never_joins_it_and_refund_all_stays_at_its_own(
+    paid_order, staff_api, case, overrides, outcome
+):
+    stored = deliver(first_seen_success(paid_order, **overrides(paid_order)))
+    assert stored.status == outcome, stored.last_error
+    assert stored.attempts == 1  # final at once, never retried
+    if outcome == "failed":
+        assert "PaymentMismatchError" in stored.last_error
+    assert Payment.objects.filter(order=paid_order).count() == 1
+    assert not Refund.objects.exists()  # nobody's money is refunded for it
+
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    assert resp.status_code == 201, resp.content
+    [refund] = stripe_client().v1.refunds.list(params={"limit": 100}).data
+    assert (refund.amount, refund.currency) == (1000, "usd")
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.REFUNDED
+
+
+def test_a_first_seen_payment_in_another_currency_pays_and_grants_nothing():
+    order = OrderFactory()
+    stored = deliver(first_seen_success(order, currency="eur"))
+    assert stored.status == StripeEvent.Status.FAILED
+    assert "PaymentMismatchError" in stored.last_error
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
+    assert not Payment.objects.exists()
+    assert not CreditTransaction.objects.exists()
+
+
+def test_a_known_payment_of_the_right_amount_in_another_currency_grants_nothing():
+    payment = PaymentFactory()
+    obj = payment_intent(
+        id=payment.stripe_payment_intent_id,
+        amount=payment.order.amount,
+        currency="eur",
+        metadata=payment.order.metadata,
+    )
+    stored = deliver(event("payment_intent.succeeded", obj))
+    assert stored.status == StripeEvent.Status.FAILED
+    assert "PaymentMismatchError" in stored.last_error
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.PENDING
+    assert not CreditTransaction.objects.exists()
+
+
+def test_a_foreign_checkout_session_naming_our_order_is_not_ours():
+    order = OrderFactory(payment_type=Order.PaymentType.CHECKOUT)
+    session = fixture("checkout.session")
+    session.update(
+        id=new_id("cs_test"),
+        status="complete",
+        payment_status="paid",
+        amount_total=order.amount,
+        currency=order.currency,
+        metadata=_foreign_metadata(order),
+        client_reference_id=str(order.pk),
+        payment_intent=new_id("pi"),
+    )
+    stored = deliver(event("checkout.session.completed", session))
+    assert stored.status == StripeEvent.Status.NOT_OURS
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
+    assert not Payment.objects.exists()
+
+
+# --- a payment of ours that no order can take is refunded, once -------------------------
+
+
+def _paid_elsewhere(order: Order) -> None:
+    """The order was paid by its own payment first."""
+    payment = PaymentFactory(order=order)
+    own = payment_intent(
+        id=payment.stripe_payment_intent_id, amount=order.amount, metadata=order.metadata
+    )
+    assert deliver(event("payment_intent.succeeded", own)).status == "processed"
+
+
+@pytest.mark.parametrize("state", ["canceled", "paid"])
+def test_a_payment_first_seen_in_a_webhook_that_no_order_can_take_is_refunded_once(state):
+    order = OrderFactory()
+    if state == "canceled":
+        Order.objects.filter(pk=order.pk).update(status=Order.Status.CANCELED)
+    else:
+        _paid_elsewhere(order)
+    evt = first_seen_success(order)
+    intent_id = evt["data"]["object"]["id"]
+    stored = deliver(evt)
+    assert stored.status == StripeEvent.Status.PROCESSED
+    assert "Refunding it" in stored.last_error
+    [refund] = Refund.objects.all()
+    assert refund.payment.stripe_payment_intent_id == intent_id
+    assert (refund.source, refund.amount, refund.reverses_order) == ("automatic", 1000, False)
+    order.refresh_from_db()
+    assert order.status == (Order.Status.CANCELED if state == "canceled" else Order.Status.PAID)
+    assert CreditTransaction.objects.count() == (0 if state == "canceled" else 1)
+
+    again = event("payment_intent.succeeded", evt["data"]["object"])
+    deliver(again)
+    assert Refund.objects.count() == 1
+
+    shown = client_for(order.user).get(f"/payments/orders/{order.pk}/")
+    assert shown.status_code == 200
+    assert [r["source"] for r in shown.json()["refunds"]] == ["automatic"]
+
+
+@pytest.mark.parametrize("state", ["canceled", "paid"])
+def test_a_checkout_payment_that_no_order_can_take_is_refunded_once(state):
+    order = OrderFactory(
+        payment_type=Order.PaymentType.CHECKOUT, stripe_checkout_session_id=new_id("cs_test")
+    )
+    if state == "canceled":
+        Order.objects.filter(pk=order.pk).update(status=Order.Status.CANCELED)
+    else:
+        _paid_elsewhere(order)
+    order.refresh_from_db()
+    completed = session_event(order, "checkout.session.completed", "paid")
+    stored = deliver(completed)
+    assert stored.status == StripeEvent.Status.PROCESSED, stored.last_error
+    [refund] = Refund.objects.all()
+    intent_id = completed["data"]["object"]["payment_intent"]
+    assert refund.payment.stripe_payment_intent_id == intent_id
+    assert (refund.source, refund.amount, refund.reverses_order) == ("automatic", 1000, False)
+    deliver(session_event(order, "checkout.session.completed", "paid", payment_intent=intent_id))
+    assert Refund.objects.count() == 1
+    assert CreditTransaction.objects.count() == (0 if state == "canceled" else 1)
+
+
+def test_the_admin_order_page_shows_the_automatic_refund():
+    from django.test import Client
+
+    order = OrderFactory(status=Order.Status.CANCELED)
+    deliver(first_seen_success(order))
+    client = Client()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = client.get(reverse("admin:billing_order_change", args=[order.pk])).content.decode()
+    assert "Automatic" in page
+    assert "after the order was canceled" in page
