@@ -269,6 +269,10 @@ export interface paths {
         /**
          * Payments Webhook
          * @description Stripe's webhook: verify, store, enqueue, answer. No Stripe call, no plugin code.
+         *
+         *     400 for a bad signature or a signed body no Stripe event could have; 413 past
+         *     the size limit; 422 for a signed event PostgreSQL cannot store (U+0000, a lone
+         *     surrogate, NaN, nesting past the limit), which Stripe never sends.
          */
         post: operations["billing_api_webhooks_payments_webhook"];
         delete?: never;
@@ -2238,6 +2242,15 @@ export interface operations {
             };
             /** @description Request Entity Too Large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
