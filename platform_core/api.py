@@ -214,6 +214,7 @@ RATE_LIMITED_OPERATIONS: dict[str, tuple[str, Callable[..., str]]] = {
         lambda request, payload, **_: f"{client_ip(request)}\n{payload.username.strip().lower()}",
     ),
     "payments_create": ("payments_create", lambda request, **_: str(request.user.pk)),
+    "payments_methods_setup": ("card_setup", lambda request, **_: str(request.user.pk)),
 }
 
 

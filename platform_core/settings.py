@@ -175,6 +175,8 @@ TOLLGATE = {
         "auth_token": os.environ.get("TOLLGATE_RATE_LIMIT_AUTH_TOKEN", "10/min"),
         # Per user: each create may reach Stripe.
         "payments_create": os.environ.get("TOLLGATE_RATE_LIMIT_PAYMENTS_CREATE", "30/min"),
+        # Per user: each card setup reads or makes a SetupIntent at Stripe.
+        "card_setup": os.environ.get("TOLLGATE_RATE_LIMIT_CARD_SETUP", "20/hour"),
     },
     # Reverse proxies in front of the web processes that append to X-Forwarded-For;
     # 0 means clients connect directly and REMOTE_ADDR is their address.

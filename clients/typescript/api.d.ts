@@ -163,7 +163,14 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Payments Methods Setup */
+        /**
+         * Payments Methods Setup
+         * @description A SetupIntent's client secret, to add a card with Stripe.js.
+         *
+         *     The same SetupIntent comes back until a card is given to it. 429 with
+         *     `Retry-After` past the per-user rate (`TOLLGATE["RATE_LIMITS"]["card_setup"]`,
+         *     applied by `platform_core.api`).
+         */
         post: operations["billing_api_cards_payments_methods_setup"];
         delete?: never;
         options?: never;
@@ -1924,6 +1931,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CardSetupOut"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
                 };
             };
             /** @description Bad Gateway */
