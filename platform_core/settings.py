@@ -63,6 +63,7 @@ MIDDLEWARE = [
     # Request id (and the user, once known) on every log line of the request.
     "platform_core.ops.logs.LogContextMiddleware",
     "platform_core.middleware.ApiErrorShapeMiddleware",
+    "platform_core.middleware.NulInQueryRefusedMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -268,3 +268,33 @@ def test_numbers_with_a_fraction_in_scheduling_data_are_stored(api, one_on_one, 
 
     assert response.status_code == 201, response.content
     assert Order.objects.get().metadata["scheduling_data"]
+
+
+def test_an_idempotency_key_holding_nul_is_422_with_no_order(api):
+    body = {"purchase_type": "gift_card", "amount": "25.00", "service_data": {"value": 2500}}
+
+    response = api.post("/payments/create/", body, headers={"Idempotency-Key": "k\x00"})
+
+    error_body(response, 422, "invalid_input")
+    assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/billing/order/?status=%00",
+        "/admin/billing/order/?q=a%00b",
+        "/api/v1/payments/orders/?limit=1&x=%00",
+    ],
+)
+def test_a_query_string_holding_nul_is_400(staff_user, staff_api, path):
+    staff_user.is_superuser = True
+    staff_user.save()
+    client = Client(raise_request_exception=False)
+    client.force_login(staff_user)
+
+    response = client.get(path, headers={"Authorization": f"Bearer {staff_api.token}"})
+
+    assert response.status_code == 400, response.content
+    if path.startswith("/api/"):
+        error_body(response, 400, "invalid_input")
