@@ -118,10 +118,13 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
 
 def _may_hold_unstorable(raw: bytes) -> bool:
     return (
-        b"\\u" in raw  # U+0000 and lone surrogates can only be written as escapes in UTF-8…
-        or b"\xed" in raw  # …or as the bytes of a surrogate, which Python's reader passes
-        or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH
+        # U+0000 and lone surrogates can only be written as escapes in UTF-8 (a search
+        # for one byte is the fast one)…
+        (b"\\" in raw and b"\\u" in raw)
+        # …or as the bytes of a surrogate, which Python's reader lets through
+        or b"\xed" in raw
         or json.detect_encoding(raw) != "utf-8"
+        or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH
     )
 
 
