@@ -12,7 +12,7 @@ which refuses these with `UnstorableJsonError` (422) before anything is written,
 so nothing downstream checks again. The walk over the parsed value runs only
 when the raw bytes say one of these could be there (an escape, a byte that
 may start a surrogate, more brackets than `MAX_DEPTH`, another encoding than
-UTF-8), so an ordinary body costs two byte scans.
+UTF-8), so an ordinary body costs a few byte scans.
 """
 
 from __future__ import annotations
