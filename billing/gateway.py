@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ from billing.stripe_objects import (
     subscription_from_payload,
 )
 from kernel.errors import DomainError, ErrorCode
+from kernel.storable_json import storable_json_loads
 
 log = logging.getLogger(__name__)
 
@@ -690,7 +690,8 @@ def webhook_event_verify(*, payload: bytes, signature_header: str | None) -> dic
     """Check `Stripe-Signature` over the raw body against every configured secret.
 
     Any one secret may match (rotation); the timestamp must be within
-    `STRIPE_WEBHOOK_TOLERANCE` seconds. Answers the event as a plain dict.
+    `STRIPE_WEBHOOK_TOLERANCE` seconds. Answers the event as a plain dict, read once
+    and refused (`UnstorableJsonError`, 422) when PostgreSQL could not store it.
     """
     if not signature_header:
         raise BadSignatureError("The Stripe-Signature header is missing.")
@@ -708,12 +709,16 @@ def webhook_event_verify(*, payload: bytes, signature_header: str | None) -> dic
     else:
         raise BadSignatureError("The Stripe-Signature does not match, or it is too old.")
     try:
-        event = json.loads(payload)
+        # Checked here, once, for what PostgreSQL cannot store: the event is stored as sent.
+        event = storable_json_loads(payload)
     except ValueError:
         raise BadSignatureError("The signed body is not JSON.") from None
     created = event.get("created") if isinstance(event, dict) else None
+    data = event.get("data") if isinstance(event, dict) else None
     if (
         not isinstance(event, dict)
+        or not isinstance(data, dict)
+        or not isinstance(data.get("object"), dict)
         or not isinstance(event.get("id"), str)
         or not 0 < len(event["id"]) <= 255
         or not isinstance(event.get("type", ""), str)

@@ -11,6 +11,7 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from billing.models import UNPAID_STATUSES, Fulfilment, Order, Payment, Refund
 from kernel.money import format_minor
+from kernel.storable_json import JsonObject
 
 
 class OrderCreateIn(Schema):
@@ -48,8 +49,8 @@ class OrderCreateIn(Schema):
     cancel_url: Annotated[str, Field(max_length=2000)] | None = Field(
         default=None, description="Checkout only; on FRONTEND_URL's origin."
     )
-    scheduling_data: dict[str, Any] | None = None
-    service_data: dict[str, Any] | None = None
+    scheduling_data: JsonObject | None = None
+    service_data: JsonObject | None = None
     # Shaped like a Stripe id (`pm_…`), so a card number pasted here is refused
     # before it reaches Stripe or a log line.
     payment_method_id: (

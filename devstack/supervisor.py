@@ -251,7 +251,7 @@ class Supervisor:
         children = [
             Child(
                 "web",
-                [python, manage, "runserver", f"127.0.0.1:{self.web_port}", "--noreload"],
+                [python, manage, "run_web", f"127.0.0.1:{self.web_port}", "--noreload"],
             ),
             Child("worker", [python, manage, "qcluster"]),
         ]

@@ -7,13 +7,14 @@ the right status; nothing here or below answers a bare string or a traceback.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Router, Schema, Status
@@ -25,38 +26,20 @@ from billing.api.webhooks import webhook_receive
 from credits.api import router as credits_router
 from kernel.errors import DomainError, ErrorCode
 from kernel.schemas import ErrorOut
+from kernel.storable_json import storable_json_loads
 from platform_core.auth import api_token_create, user_auth
 from platform_core.ratelimit.services import RateLimitedError, client_ip, rate_limit_hit
 
 log = logging.getLogger(__name__)
 
 
-class NulCharacterError(ValueError):
-    """A JSON string held U+0000, which PostgreSQL cannot store in text or jsonb."""
-
-
-def _refuse_nul(value: Any) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise NulCharacterError
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_nul(key)
-            _refuse_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            _refuse_nul(item)
-
-
 class ExactJsonParser(Parser):
-    """Parse JSON numbers with a fraction as `Decimal`, so no amount is ever a float;
-    refuse text holding U+0000, which would otherwise fail in the database (a 500)."""
+    """Parse JSON numbers with a fraction as `Decimal`, so no amount is ever a float; refuse
+    what PostgreSQL cannot store (U+0000, lone surrogates, NaN, deep nesting) with a 422,
+    before any of it reaches a service (`kernel.storable_json`)."""
 
     def parse_body(self, request: HttpRequest):
-        data = json.loads(request.body, parse_float=Decimal)
-        if b"\\u0000" in request.body:  # only an escape can put U+0000 in JSON text
-            _refuse_nul(data)
-        return data
+        return storable_json_loads(request.body, parse_float=Decimal)
 
 
 api = NinjaAPI(
@@ -121,10 +104,9 @@ def _auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    if exc.status_code == 400 and isinstance(exc.__cause__, NulCharacterError):
-        return error_response(
-            request, 422, ErrorCode.INVALID_INPUT, "Text may not contain the character U+0000."
-        )
+    if exc.status_code == 400 and isinstance(exc.__cause__, DomainError):
+        # django-ninja wraps whatever the body parser raised; ours says what was wrong.
+        return _domain_error(request, exc.__cause__)
     if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
         # django-ninja's own wording for a body its parser could not read.
         return error_response(
@@ -132,6 +114,25 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         )
     code = _STATUS_CODES.get(exc.status_code, ErrorCode.INTERNAL_ERROR)
     return error_response(request, exc.status_code, code, str(exc.message))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _body_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    # Django refuses to read a body over its limit; the client must send less, not retry.
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error_response(
+        request,
+        413,
+        ErrorCode.INVALID_INPUT,
+        f"A request body is at most {limit} bytes.",
+        {"limit": limit},
+    )
+
+
+@api.exception_handler(SuspiciousOperation)
+def _suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
+    # What Django refuses while reading a request (too many fields, a bad header).
+    return error_response(request, 400, ErrorCode.INVALID_INPUT, "The request is malformed.")
 
 
 @api.exception_handler(Http404)
@@ -213,6 +214,7 @@ RATE_LIMITED_OPERATIONS: dict[str, tuple[str, Callable[..., str]]] = {
         lambda request, payload, **_: f"{client_ip(request)}\n{payload.username.strip().lower()}",
     ),
     "payments_create": ("payments_create", lambda request, **_: str(request.user.pk)),
+    "payments_methods_setup": ("card_setup", lambda request, **_: str(request.user.pk)),
 }
 
 

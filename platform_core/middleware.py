@@ -1,4 +1,4 @@
-"""Give the API's routing errors the API's error shape.
+"""Give the API's routing errors the API's error shape; refuse a query string holding U+0000.
 
 The rule: under /api/, a client never receives an HTML page. Django's own 404
 for an unknown path and django-ninja's 405 for a wrong method are rewritten to
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 from kernel.errors import ErrorCode
 
@@ -40,3 +40,26 @@ class ApiErrorShapeMiddleware:
         if response.has_header("Allow"):
             shaped["Allow"] = response["Allow"]
         return shaped
+
+
+class NulInQueryRefusedMiddleware:
+    """Refuse, with 400, a query string holding U+0000 (`%00`), before any view runs.
+
+    PostgreSQL's text cannot hold the character, so a filter built from such a
+    parameter (an admin list filter, an API query) fails in the database, a 500.
+    No query means anything with it; the API's JSON bodies are checked by its parser.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if "%00" not in query and "\x00" not in query:
+            return self.get_response(request)
+        message = "The query string may not contain the character U+0000."
+        if request.path.startswith("/api/"):
+            return JsonResponse(
+                {"code": ErrorCode.INVALID_INPUT, "message": message, "extra": {}}, status=400
+            )
+        return HttpResponseBadRequest(message)

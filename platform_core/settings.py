@@ -65,6 +65,7 @@ MIDDLEWARE = [
     # Request id (and the user, once known) on every log line of the request.
     "platform_core.ops.logs.LogContextMiddleware",
     "platform_core.middleware.ApiErrorShapeMiddleware",
+    "platform_core.middleware.NulInQueryRefusedMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -177,6 +178,8 @@ TOLLGATE = {
         "auth_token": os.environ.get("TOLLGATE_RATE_LIMIT_AUTH_TOKEN", "10/min"),
         # Per user: each create may reach Stripe.
         "payments_create": os.environ.get("TOLLGATE_RATE_LIMIT_PAYMENTS_CREATE", "30/min"),
+        # Per user: each card setup reads or makes a SetupIntent at Stripe.
+        "card_setup": os.environ.get("TOLLGATE_RATE_LIMIT_CARD_SETUP", "20/hour"),
     },
     # Reverse proxies in front of the web processes that append to X-Forwarded-For;
     # 0 means clients connect directly and REMOTE_ADDR is their address.

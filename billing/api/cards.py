@@ -18,8 +18,14 @@ def payments_methods_list(request: HttpRequest):
     return PaymentMethodsOut(payment_methods=cards_sync(user_id=request.user.pk))
 
 
-@router.post("/methods/setup/", response={201: CardSetupOut, 502: ErrorOut})
+@router.post("/methods/setup/", response={201: CardSetupOut, 429: ErrorOut, 502: ErrorOut})
 def payments_methods_setup(request: HttpRequest):
+    """A SetupIntent's client secret, to add a card with Stripe.js.
+
+    The same SetupIntent comes back until a card is given to it. 429 with
+    `Retry-After` past the per-user rate (`TOLLGATE["RATE_LIMITS"]["card_setup"]`,
+    applied by `platform_core.api`).
+    """
     intent = card_setup_start(user_id=request.user.pk)
     return Status(
         201,

@@ -59,7 +59,14 @@ def webhook_receive(request: HttpRequest) -> dict:
     return {"received": True, "duplicate": not created, "id": stored.stripe_id}
 
 
-@router.post("/webhook/", auth=None, response={200: dict, 400: ErrorOut, 413: ErrorOut})
+@router.post(
+    "/webhook/", auth=None, response={200: dict, 400: ErrorOut, 413: ErrorOut, 422: ErrorOut}
+)
 def payments_webhook(request: HttpRequest) -> dict:
-    """Stripe's webhook: verify, store, enqueue, answer. No Stripe call, no plugin code."""
+    """Stripe's webhook: verify, store, enqueue, answer. No Stripe call, no plugin code.
+
+    400 for a bad signature or a signed body no Stripe event could have; 413 past
+    the size limit; 422 for a signed event PostgreSQL cannot store (U+0000, a lone
+    surrogate, NaN, nesting past the limit), which Stripe never sends.
+    """
     return webhook_receive(request)

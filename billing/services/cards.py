@@ -5,7 +5,9 @@ customer is made under the user's row lock (two concurrent first purchases make
 one customer, even against a Stripe fake that ignores idempotency keys); a card
 is saved once Stripe has it attached to that customer; and a card id a client
 sends is checked against the cards we know, so nobody pays with another
-user's card.
+user's card. What a user can make Stripe do is bounded: an open SetupIntent is
+handed out again rather than a new one made, and a card list asks Stripe about
+at most `SETUPS_READ_PER_LIST` unfinished setups, each settled one marked here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from billing import gateway
@@ -26,7 +29,13 @@ from kernel.errors import NotFoundError
 
 log = logging.getLogger(__name__)
 
+# A setup left unfinished this long is abandoned: Stripe is not asked about it again.
 SETUP_ABANDONED_AFTER = timedelta(days=1)
+# An open setup is handed out again for this long, instead of a new one.
+SETUP_REUSED_FOR = timedelta(hours=12)
+# The open setups a card list asks Stripe about, newest first; older ones are abandoned.
+SETUPS_READ_PER_LIST = 3
+SETTLED_SETUP_STATUSES = frozenset({"succeeded", "canceled"})
 
 
 # Namespace of the PostgreSQL advisory locks taken while a user's first Stripe
@@ -70,8 +79,24 @@ def stripe_customer_get_or_create(*, user_id: int) -> str:
 
 
 def card_setup_start(*, user_id: int) -> SetupIntentData:
-    """A SetupIntent whose client secret lets the browser add a card (Stripe.js)."""
+    """A SetupIntent whose client secret lets the browser add a card (Stripe.js).
+
+    The user's newest open setup is handed out again while Stripe still waits for
+    its card, so asking again and again makes no new SetupIntents; one that has
+    moved on (its card given, or canceled) is settled here and a new one made.
+    """
     customer_id = stripe_customer_get_or_create(user_id=user_id)
+    newest = (
+        _open_setups(user_id)
+        .filter(created_at__gte=timezone.now() - SETUP_REUSED_FOR)
+        .order_by("-id")
+        .first()
+    )
+    if newest is not None:
+        intent = gateway.setup_intent_retrieve(setup_intent_id=newest.stripe_setup_intent_id)
+        if intent.status == "requires_payment_method" and intent.client_secret:
+            return intent
+        card_setup_complete(setup=intent)
     number = CardSetup.objects.filter(user_id=user_id).count() + 1
     intent = gateway.setup_intent_create(
         customer_id=customer_id,
@@ -82,6 +107,10 @@ def card_setup_start(*, user_id: int) -> SetupIntentData:
         stripe_setup_intent_id=intent.id, defaults={"user_id": user_id, "status": intent.status}
     )
     return intent
+
+
+def _open_setups(user_id: int):
+    return CardSetup.objects.filter(user_id=user_id, completed_at__isnull=True)
 
 
 def _card_upsert(*, user_id: int, method: PaymentMethodData) -> SavedPaymentMethod:
@@ -113,13 +142,12 @@ def _default_mark(*, user_id: int, payment_method_id: str) -> None:
 
 def card_setup_complete(*, setup: SetupIntentData) -> SavedPaymentMethod | None:
     """Save the card of a succeeded SetupIntent, attaching it where Stripe has not."""
-    row = CardSetup.objects.filter(stripe_setup_intent_id=setup.id).first()
     customer = StripeCustomer.objects.filter(stripe_customer_id=setup.customer_id).first()
     if customer is None or setup.status != "succeeded" or not setup.payment_method_id:
-        if row is not None and setup.status == "canceled":
-            CardSetup.objects.filter(pk=row.pk).update(
-                status="canceled", completed_at=timezone.now()
-            )
+        if setup.status in SETTLED_SETUP_STATUSES:  # nothing more will happen to it
+            CardSetup.objects.filter(
+                stripe_setup_intent_id=setup.id, completed_at__isnull=True
+            ).update(status=setup.status, completed_at=timezone.now())
         return None
     method = gateway.payment_method_retrieve(payment_method_id=setup.payment_method_id)
     if method.customer_id != customer.stripe_customer_id:
@@ -135,17 +163,24 @@ def card_setup_complete(*, setup: SetupIntentData) -> SavedPaymentMethod | None:
     return card
 
 
+def _setups_abandon(user_id: int) -> None:
+    """Stop asking Stripe about setups nobody will finish: those left for a day, and
+    all but the newest `SETUPS_READ_PER_LIST` (a browser uses the newest; Stripe's
+    `setup_intent.succeeded` still saves the card of any of them)."""
+    now = timezone.now()
+    keep = _open_setups(user_id).order_by("-id").values("id")[:SETUPS_READ_PER_LIST]
+    _open_setups(user_id).filter(
+        Q(created_at__lt=now - SETUP_ABANDONED_AFTER) | ~Q(id__in=keep)
+    ).update(status="abandoned", completed_at=now)
+
+
 def cards_sync(*, user_id: int) -> list[SavedPaymentMethod]:
     """Bring the user's saved cards in step with Stripe and answer them."""
     customer = StripeCustomer.objects.filter(user_id=user_id).first()
     if customer is None:
         return []
-    # Setups left unfinished for a day are abandoned: stop asking Stripe about them.
-    open_setups = CardSetup.objects.filter(user_id=user_id, completed_at__isnull=True)
-    open_setups.filter(created_at__lt=timezone.now() - SETUP_ABANDONED_AFTER).update(
-        status="abandoned", completed_at=timezone.now()
-    )
-    for setup_id in open_setups.values_list("stripe_setup_intent_id", flat=True):
+    _setups_abandon(user_id)
+    for setup_id in _open_setups(user_id).values_list("stripe_setup_intent_id", flat=True):
         card_setup_complete(setup=gateway.setup_intent_retrieve(setup_intent_id=setup_id))
     at_stripe = gateway.payment_methods_list(customer_id=customer.stripe_customer_id)
     for method in at_stripe:

@@ -115,6 +115,10 @@ def order_create(
     spec = registry.purchase_type(purchase.purchase_type)
     # A blank header is no key: stored, it would make every later blank key a conflict.
     idempotency_key = (idempotency_key or "").strip() or None
+    if idempotency_key and "\x00" in idempotency_key:  # PostgreSQL's text cannot hold it
+        raise InvalidInputError(
+            "The Idempotency-Key may not contain the character U+0000.", field="Idempotency-Key"
+        )
     fingerprint = _fingerprint(
         purchase,
         amount=amount,

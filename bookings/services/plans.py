@@ -36,6 +36,7 @@ from django.utils import timezone
 from bookings.models import AvailabilityWindow, Service, ServiceSession
 from bookings.services.seats import seat_needs, seats_check
 from kernel.errors import InvalidInputError
+from kernel.times import input_datetime_check
 
 Kind = Service.Kind
 
@@ -109,7 +110,7 @@ def start_datetime_parse(value: Any, *, field_name: str = "start_datetime") -> d
             f"`{field_name}` {value!r} has no timezone; add one, such as +00:00 or Z.",
             field=field_name,
         )
-    return parsed
+    return input_datetime_check(parsed, field=field_name)
 
 
 def slot_validate(service: Service, start: datetime, *, now: datetime) -> datetime:

@@ -163,7 +163,14 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Payments Methods Setup */
+        /**
+         * Payments Methods Setup
+         * @description A SetupIntent's client secret, to add a card with Stripe.js.
+         *
+         *     The same SetupIntent comes back until a card is given to it. 429 with
+         *     `Retry-After` past the per-user rate (`TOLLGATE["RATE_LIMITS"]["card_setup"]`,
+         *     applied by `platform_core.api`).
+         */
         post: operations["billing_api_cards_payments_methods_setup"];
         delete?: never;
         options?: never;
@@ -269,6 +276,10 @@ export interface paths {
         /**
          * Payments Webhook
          * @description Stripe's webhook: verify, store, enqueue, answer. No Stripe call, no plugin code.
+         *
+         *     400 for a bad signature or a signed body no Stripe event could have; 413 past
+         *     the size limit; 422 for a signed event PostgreSQL cannot store (U+0000, a lone
+         *     surrogate, NaN, nesting past the limit), which Stripe never sends.
          */
         post: operations["billing_api_webhooks_payments_webhook"];
         delete?: never;
@@ -1997,6 +2008,15 @@ export interface operations {
                     "application/json": components["schemas"]["CardSetupOut"];
                 };
             };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
             /** @description Bad Gateway */
             502: {
                 headers: {
@@ -2313,6 +2333,15 @@ export interface operations {
             };
             /** @description Request Entity Too Large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -41,6 +41,7 @@ from billing.models import Dispute, Order, Refund, StripeEvent, Subscription
 from credits.models import CreditTransaction
 from kernel.errors import InvalidInputError
 from kernel.money import currency_get, format_minor
+from kernel.times import input_date_check
 from purchasables.models import Plan
 
 DEFAULT_DAYS = 30
@@ -80,12 +81,14 @@ def period_parse(*, start: str | date | None, end: str | date | None, today: dat
     def parsed(value: str | date | None, name: str) -> date | None:
         if value in (None, ""):
             return None
-        if isinstance(value, date):
-            return value
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise InvalidInputError(f"`{name}` is a date such as 2025-01-31.", field=name) from None
+        if not isinstance(value, date):
+            try:
+                value = date.fromisoformat(value)
+            except ValueError:
+                raise InvalidInputError(
+                    f"`{name}` is a date such as 2025-01-31.", field=name
+                ) from None
+        return input_date_check(value, field=name)
 
     end_day = parsed(end, "end") or today
     start_day = parsed(start, "start")

@@ -37,7 +37,7 @@ def test_the_path_is_served_by_the_plain_view_and_named_by_the_api():
 def test_the_openapi_schema_still_documents_the_delivery():
     operation = api.get_openapi_schema()["paths"][WEBHOOK_PATH]["post"]
     assert operation["operationId"] == "billing_api_webhooks_payments_webhook"
-    assert {str(status) for status in operation["responses"]} == {"200", "400", "413"}
+    assert {str(status) for status in operation["responses"]} == {"200", "400", "413", "422"}
     assert "security" not in operation or operation["security"] == []
 
 

@@ -101,7 +101,8 @@ def test_the_dashboard_page_shows_the_same_figures_and_charts(books, finance):
 
 def test_an_end_in_the_first_days_of_year_one_is_not_a_500(staff_user):
     resp = client_for(staff_user).get("/admin/dashboard/", end="0001-01-01")
-    assert resp.status_code == 200
+    assert resp.status_code == 422
+    assert resp.json()["extra"]["field"] == "end"
 
 
 def test_the_dashboard_counts_disputes_open_now_and_won_or_lost_in_the_period(finance):

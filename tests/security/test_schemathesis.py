@@ -16,6 +16,8 @@ it refused, which is ours to fix.
 
 from __future__ import annotations
 
+import json
+import re
 import typing
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +28,10 @@ from django.contrib.auth.models import Group
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from hypothesis import HealthCheck, settings
+from django.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 from pydantic import BaseModel
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -35,8 +40,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from bookings.models import Booking
 from platform_core.api import api as ninja_api
 from platform_core.auth import api_token_create
+from tests.bookings.factories import ServiceFactory
 from tests.conftest import PASSWORD
 from tests.factories import UserFactory
 
@@ -134,3 +141,112 @@ def test_no_two_schemas_share_an_openapi_name():
         if len(classes) > 1
     }
     assert shared == {}
+
+
+# --- what schemathesis does not generate ------------------------------------------
+# Its JSON is what a JSON Schema allows, written by Python's `json.dumps`: never NaN
+# or Infinity, never a lone surrogate, rarely U+0000, never a date at the calendar's
+# edge. Here a valid body of each operation gets one of them in place of one of its
+# values, or as a new member of one of its objects, so it reaches the code that
+# stores what the client sent.
+
+HOSTILE_JSON = [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e999",
+    '"\\ud800"',
+    '"x\\udfff"',
+    '"a\\u0000b"',
+    '"9999-12-31T23:59:59-12:00"',
+    '"0001-01-01T00:00:00+14:00"',
+    '"9999-12-31"',
+    "[" * 70 + "]" * 70,
+]
+_SLOT = "\x01slot\x01"  # a string no body holds, replaced by the hostile JSON text
+
+
+def _body_operations() -> list[tuple[str, str]]:
+    return [
+        (method.upper(), path)
+        for path, operations in ninja_api.get_openapi_schema()["paths"].items()
+        if path != "/api/v1/payments/webhook/"
+        for method, operation in operations.items()
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+
+
+def _valid_bodies(username: str, user_id: int, booking_id: int) -> dict[str, dict]:
+    """A body each operation accepts, as far as its input goes."""
+    return {
+        "/api/v1/auth/token/": {"username": username, "password": PASSWORD, "name": "laptop"},
+        "/api/v1/payments/create/": {
+            "purchase_type": "gift_card",
+            "amount": "25.00",
+            "service_data": {"value": 2500, "recipient_name": "Ada", "message": "Hi"},
+        },
+        "/api/v1/payments/orders/{order_id}/refunds/": {"amount": "1.00", "reason": "asked"},
+        "/api/v1/payments/methods/default/": {"payment_method_id": "pm_card_visa"},
+        "/api/v1/payments/subscriptions/": {"plan_id": 1},
+        "/api/v1/credits/spend/": {"amount": 1, "reference": "r-1", "memo": "m"},
+        "/api/v1/credits/grant/": {"user_id": user_id, "amount": 5, "memo": "m"},
+        "/api/v1/bookings/{booking_id}/schedule/": {"start_datetime": "2030-01-31T14:00:00Z"},
+    }
+
+
+def _places(value: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+    """Where a hostile value can go: ("set", path) for each member, ("add", path) for
+    each object."""
+    found: list[tuple[tuple, str]] = []
+    if isinstance(value, dict):
+        found.append((path, "add"))
+        for key, item in value.items():
+            found.append(((*path, key), "set"))
+            found.extend(_places(item, (*path, key)))
+    return found
+
+
+def _with_slot(body: dict, path: tuple, how: str) -> dict:
+    body = json.loads(json.dumps(body))
+    target = body
+    for key in path[:-1] if how == "set" else path:
+        target = target[key]
+    target[path[-1] if how == "set" else "extra"] = _SLOT
+    return body
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), _body_operations(), ids=[" ".join(op) for op in _body_operations()]
+)
+def test_unstorable_json_and_edge_dates_are_a_4xx_on_every_body(
+    method, path, staff_groups, stripe_server, settings
+):
+    settings.TOLLGATE = {
+        **settings.TOLLGATE,
+        "RATE_LIMITS": dict.fromkeys(settings.TOLLGATE["RATE_LIMITS"], "off"),
+    }
+    staff = UserFactory(is_staff=True)
+    staff.groups.add(staff_groups["finance"])
+    token, _ = api_token_create(username=staff.username, password=PASSWORD)
+    booking = Booking.objects.create(user=staff, service=ServiceFactory(), order_id=1)
+    base = _valid_bodies(staff.username, staff.pk, booking.pk).get(path, {})
+    url = path.replace("{booking_id}", str(booking.pk))
+    url = re.sub(r"\{[^}]+\}", "1", url)
+
+    @given(place=st.sampled_from(_places(base)), hostile=st.sampled_from(HOSTILE_JSON))
+    @settings_(max_examples=2 * EXAMPLES_PER_OPERATION, deadline=None, database=None)
+    def check(place: tuple[tuple, str], hostile: str) -> None:
+        body = json.dumps(_with_slot(base, *place)).replace(json.dumps(_SLOT), hostile)
+        response = Client().generic(
+            method,
+            url,
+            body.encode(),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        # A date is only text where nothing reads it as a date: 2xx is an answer too.
+        assert response.status_code < 500, (body, response.content)
+        if response.status_code >= 400:
+            assert set(response.json()) == {"code", "message", "extra"}
+
+    check()
