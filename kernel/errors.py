@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_CURRENCY = "unsupported_currency"
     METADATA_TOO_LARGE = "metadata_too_large"
     UNKNOWN_PURCHASE_TYPE = "unknown_purchase_type"
+    NOT_SOLD_THIS_WAY = "not_sold_this_way"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_AUTHENTICATED = "not_authenticated"

@@ -11,16 +11,35 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 OrderType = Literal["credit", "direct", "subscription"]
+# How a purchase type may be bought: `order`, one payment through
+# `POST /api/v1/payments/create/`; `subscription`, billed every cycle through
+# `POST /api/v1/payments/subscriptions/`.
+SaleMode = Literal["order", "subscription"]
 
 
 @dataclass(frozen=True)
 class PurchaseType:
-    """A purchase type a plugin owns. `name` is what clients send as `purchase_type`."""
+    """A purchase type a plugin owns. `name` is what clients send as `purchase_type`.
+
+    :param sold_as: the ways it may be bought (`SaleMode`s); billing refuses the
+        others with 422 `not_sold_this_way`. Left empty, it follows `order_type`:
+        `("subscription",)` for a subscription type, `("order",)` for the rest.
+        A type that is both sold once and by subscription names both; its quote
+        must then carry a `recurring` price.
+    """
 
     name: str
     order_type: OrderType
     label: str
     description: str = ""
+    sold_as: tuple[SaleMode, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.sold_as:
+            default = ("subscription",) if self.order_type == "subscription" else ("order",)
+            object.__setattr__(self, "sold_as", default)
+        else:
+            object.__setattr__(self, "sold_as", tuple(dict.fromkeys(self.sold_as)))
 
 
 @dataclass(frozen=True)

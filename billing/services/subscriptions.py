@@ -36,11 +36,7 @@ def _ts(value: int | None) -> datetime | None:
 
 
 def _quote(*, user_id: int, purchase_type: str, plan_id: int):
-    spec = registry.purchase_type(purchase_type)
-    if spec.order_type != "subscription":
-        raise InvalidInputError(
-            f"{purchase_type!r} is not a subscription purchase type.", field="purchase_type"
-        )
+    registry.purchase_type_sold_as(purchase_type, "subscription")
     quote = registry.quote(
         PurchaseRequest(user_id=user_id, purchase_type=purchase_type, service_id=plan_id)
     )

@@ -260,3 +260,39 @@ def test_a_refunded_subscription_cycle_debits_its_credits(customer, plan, user):
     order.refresh_from_db()
     assert order.status == Order.Status.PARTIALLY_REFUNDED
     assert credits_balance_get(user_id=user.pk) == 250
+
+
+# --- how a purchase type may be sold -------------------------------------------------
+
+
+def test_a_plan_cannot_be_bought_as_a_one_off_order(api, user, stripe_plan):
+    resp = api.post(
+        "/payments/create/",
+        {
+            "purchase_type": "subscription",
+            "service_id": stripe_plan.pk,
+            "payment_method_id": "pm_card_visa",
+        },
+    )
+    assert resp.status_code == 422, resp.content
+    assert resp.json()["code"] == "not_sold_this_way"
+    assert resp.json()["extra"]["sold_as"] == ["subscription"]
+    assert not Order.objects.exists()
+    assert credits_balance_get(user_id=user.pk) == 0
+    assert stripe_client().v1.payment_intents.list(params={"limit": 10}).data == []
+
+
+def test_a_one_off_purchase_type_cannot_be_subscribed_to(api, stripe_plan):
+    add_card_via_setup_intent(api)
+    resp = api.post("/payments/subscriptions/", {"plan_id": 1, "purchase_type": "credits"})
+    assert resp.status_code == 422, resp.content
+    assert resp.json()["code"] == "not_sold_this_way"
+    assert resp.json()["extra"]["sold_as"] == ["order"]
+    assert not Subscription.objects.exists()
+    assert stripe_client().v1.subscriptions.list(params={"limit": 10}).data == []
+
+
+def test_the_catalog_says_how_each_type_is_sold(anon_api, plan):
+    types = {t["name"]: t for t in anon_api.get("/catalog/").json()["purchase_types"]}
+    assert types["subscription"]["sold_as"] == ["subscription"]
+    assert types["credits"]["sold_as"] == ["order"]
