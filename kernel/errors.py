@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     QUOTE_MISMATCH = "quote_mismatch"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     ORDER_STATE_CONFLICT = "order_state_conflict"
+    SUBSCRIPTION_EXISTS = "subscription_exists"
     INSUFFICIENT_CREDITS = "insufficient_credits"
     CREDIT_REFERENCE_CONFLICT = "credit_reference_conflict"
     FULFILMENT_IMPOSSIBLE = "fulfilment_impossible"

@@ -45,6 +45,16 @@ class Subscription(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        constraints = [
+            # One live subscription per user and plan. The row is inserted (in
+            # `incomplete`) before Stripe is asked, so a second simultaneous start
+            # is refused here and never reaches Stripe.
+            models.UniqueConstraint(
+                fields=["user", "purchase_type", "plan_ref"],
+                condition=models.Q(status__in=["incomplete", "trialing", "active", "past_due"]),
+                name="subscription_one_live_per_plan",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.plan_name or self.plan_ref} ({self.status})"

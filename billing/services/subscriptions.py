@@ -10,10 +10,11 @@ forward in Stripe's time: an older event never overwrites a newer state.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from billing import gateway
 from billing.metadata import metadata_build
@@ -22,13 +23,18 @@ from billing.services.cards import card_get_for_user, stripe_customer_get_or_cre
 from billing.services.checkout import redirect_urls_check
 from billing.services.payments import order_transition
 from billing.stripe_objects import InvoiceData, SubscriptionData
-from kernel.errors import ConflictError, InvalidInputError, NotFoundError
+from kernel.errors import ConflictError, DomainError, ErrorCode, InvalidInputError, NotFoundError
 from purchasables.registry import registry
-from purchasables.types import PurchaseRequest
+from purchasables.types import PurchaseRequest, Quote
 
 log = logging.getLogger(__name__)
 
 SUBSCRIPTION_PURCHASE_TYPE = "subscription"
+
+# A record still `incomplete` after this long belongs to no request in progress:
+# the longest a start request talks to Stripe, or a Checkout Session stays open
+# (Stripe expires them after 24 hours). A new start for the plan gives it up first.
+INCOMPLETE_GRACE = timedelta(hours=24, minutes=5)
 
 
 def _ts(value: int | None) -> datetime | None:
@@ -45,6 +51,90 @@ def _quote(*, user_id: int, purchase_type: str, plan_id: int):
     return quote
 
 
+class SubscriptionExistsError(DomainError):
+    code = ErrorCode.SUBSCRIPTION_EXISTS
+    status = 409
+
+
+def _claim(*, user_id: int, purchase_type: str, plan_id: int, quote: Quote) -> Subscription:
+    """Insert the user's one live record for this plan, before Stripe is asked.
+
+    The partial unique index `subscription_one_live_per_plan` is the lock: of
+    simultaneous starts one insert wins and the others are refused here, so they
+    never reach Stripe. A record left `incomplete` by a request that died is
+    given up first once it is older than `INCOMPLETE_GRACE`.
+    """
+    stale = Subscription.objects.filter(
+        user_id=user_id,
+        purchase_type=purchase_type,
+        plan_ref=str(plan_id),
+        status=Subscription.Status.INCOMPLETE,
+        created_at__lt=timezone.now() - INCOMPLETE_GRACE,
+    )
+    for local in stale:
+        _give_up(local)
+    try:
+        with transaction.atomic():
+            return Subscription.objects.create(
+                user_id=user_id,
+                purchase_type=purchase_type,
+                plan_ref=str(plan_id),
+                plan_name=quote.description[:255],
+                stripe_price_id=quote.recurring.stripe_price_id,
+            )
+    except IntegrityError:
+        live = Subscription.objects.filter(
+            user_id=user_id,
+            purchase_type=purchase_type,
+            plan_ref=str(plan_id),
+            status__in=Subscription.LIVE_STATUSES,
+        ).first()
+        raise SubscriptionExistsError(
+            "You already have this plan, or are subscribing to it in another request.",
+            plan_id=plan_id,
+            subscription_id=live.pk if live else None,
+            status=live.status if live else None,
+        ) from None
+
+
+def _give_up(local: Subscription, customer_id: str | None = None) -> None:
+    """End a record that will not become a subscription, and whatever Stripe made for it.
+
+    Stripe is asked for the customer's subscriptions carrying this record's id,
+    so one made by a request whose answer was lost is cancelled too. If Stripe
+    cannot be asked, the record stays `incomplete` (and the plan blocked) rather
+    than risk a second live subscription.
+    """
+    if customer_id is None:
+        customer = StripeCustomer.objects.filter(user_id=local.user_id).first()
+        customer_id = customer.stripe_customer_id if customer else None
+    if customer_id:
+        ours = [
+            s
+            for s in gateway.subscriptions_for_customer(customer_id=customer_id)
+            if s.id == local.stripe_subscription_id
+            or s.metadata.get("subscription_id") == str(local.pk)
+        ]
+        for made in ours:
+            if made.status not in ("canceled", "incomplete_expired"):
+                gateway.subscription_cancel_now(subscription_id=made.id)
+    Subscription.objects.filter(pk=local.pk, status=Subscription.Status.INCOMPLETE).update(
+        status=Subscription.Status.INCOMPLETE_EXPIRED, updated_at=timezone.now()
+    )
+    log.warning(
+        "subscription record %s given up; nothing of it is live at Stripe",
+        local.pk,
+        extra={"user_id": local.user_id},
+    )
+
+
+def _give_up_quietly(local: Subscription, customer_id: str | None) -> None:
+    try:
+        _give_up(local, customer_id)
+    except Exception:
+        log.exception("subscription record %s could not be given up; it stays incomplete", local.pk)
+
+
 def subscription_start(
     *,
     user_id: int,
@@ -55,12 +145,15 @@ def subscription_start(
     success_url: str | None = None,
     cancel_url: str | None = None,
 ) -> tuple[Subscription, str | None]:
-    """Subscribe the user; answers the record and, for Checkout, the page to send them to."""
+    """Subscribe the user; answers the record and, for Checkout, the page to send them to.
+
+    The local record is inserted first (409 `subscription_exists` when the user
+    has this plan live, or another request is starting it); every Stripe write
+    carries a key made from its id; and if the first payment is refused or the
+    record cannot be kept, what Stripe made is cancelled and the record ends, so
+    the user can try again.
+    """
     quote = _quote(user_id=user_id, purchase_type=purchase_type, plan_id=plan_id)
-    if Subscription.objects.filter(
-        user_id=user_id, plan_ref=str(plan_id), status__in=Subscription.LIVE_STATUSES
-    ).exists():
-        raise ConflictError("You already have this plan.", plan_id=plan_id)
     if payment_type == "checkout":
         success_url, cancel_url = redirect_urls_check(
             success_url=success_url, cancel_url=cancel_url
@@ -79,54 +172,70 @@ def subscription_start(
         if payment_method_id is not None
         else SavedPaymentMethod.objects.filter(user_id=user_id, is_default=True).first()
     )
-    customer_id = stripe_customer_get_or_create(user_id=user_id)
-    local = Subscription.objects.create(
-        user_id=user_id,
-        purchase_type=purchase_type,
-        plan_ref=str(plan_id),
-        plan_name=quote.description[:255],
-        stripe_price_id=quote.recurring.stripe_price_id,
-    )
-    metadata = {
-        "user_id": str(user_id),
-        "subscription_id": str(local.pk),
-        "purchase_type": purchase_type,
-        "plan_id": str(plan_id),
-        "order_type": "subscription",
-    }
-    if payment_type == "checkout":
-        session = gateway.checkout_session_create(
-            mode="subscription",
-            amount=quote.amount,
-            currency=quote.currency,
-            name=quote.description,
-            metadata=metadata,
-            client_reference_id=f"subscription-{local.pk}",
-            success_url=success_url,
-            cancel_url=cancel_url,
+    local = _claim(user_id=user_id, purchase_type=purchase_type, plan_id=plan_id, quote=quote)
+    customer_id = None
+    try:
+        customer_id = stripe_customer_get_or_create(user_id=user_id)
+        metadata = {
+            "user_id": str(user_id),
+            "subscription_id": str(local.pk),
+            "purchase_type": purchase_type,
+            "plan_id": str(plan_id),
+            "order_type": "subscription",
+        }
+        if payment_type == "checkout":
+            session = gateway.checkout_session_create(
+                mode="subscription",
+                amount=quote.amount,
+                currency=quote.currency,
+                name=quote.description,
+                metadata=metadata,
+                client_reference_id=f"subscription-{local.pk}",
+                success_url=success_url,
+                cancel_url=cancel_url,
+                customer_id=customer_id,
+                recurring_price=quote.recurring.stripe_price_id,
+                idempotency_key=f"subscription-{local.pk}-checkout",
+            )
+            return local, session.url
+        if card is not None:
+            # Stripe bills each cycle to the customer's default card: make it this one.
+            gateway.customer_default_payment_method_set(
+                customer_id=customer_id, payment_method_id=card.stripe_payment_method_id
+            )
+        data = gateway.subscription_create(
             customer_id=customer_id,
-            recurring_price=quote.recurring.stripe_price_id,
-            idempotency_key=f"subscription-{local.pk}-checkout",
+            price_id=quote.recurring.stripe_price_id,
+            metadata=metadata,
+            idempotency_key=f"subscription-{local.pk}",
         )
-        return local, session.url
-    if card is not None:
-        # Stripe bills each cycle to the customer's default card: make it this one.
-        gateway.customer_default_payment_method_set(
-            customer_id=customer_id, payment_method_id=card.stripe_payment_method_id
+        if data.status in ("active", "trialing"):
+            subscription_record(data=data)
+    except BaseException:
+        _give_up_quietly(local, customer_id)
+        raise
+    if data.status not in ("active", "trialing"):
+        # The first invoice was not paid (declined, or it needs the customer's
+        # authentication, which this request cannot ask for): end it now rather
+        # than leave an `incomplete` subscription holding the plan.
+        _give_up_quietly(local, customer_id)
+        raise gateway.CardDeclinedError(
+            "The card was not charged, so the subscription was not started; try another card.",
+            subscription_id=local.pk,
+            stripe_status=data.status,
         )
-    data = gateway.subscription_create(
-        customer_id=customer_id,
-        price_id=quote.recurring.stripe_price_id,
-        metadata=metadata,
-        idempotency_key=f"subscription-{local.pk}",
-    )
-    subscription_record(data=data)
     # Stripe charged the first invoice with the subscription: record it now
     # rather than wait for its event (the event then changes nothing).
-    for invoice in gateway.invoices_for_subscription(subscription_id=data.id):
-        invoice_record(invoice=invoice)
+    try:
+        for invoice in gateway.invoices_for_subscription(subscription_id=data.id):
+            invoice_record(invoice=invoice)
+    except Exception:
+        log.exception("subscription %s: recording its first invoice failed", local.pk)
     local.refresh_from_db()
     return local, None
+
+
+_ENDED = (Subscription.Status.CANCELED, Subscription.Status.INCOMPLETE_EXPIRED)
 
 
 def _local_for(data: SubscriptionData) -> Subscription | None:
@@ -162,8 +271,8 @@ def subscription_record(*, data: SubscriptionData, as_of: int | None = None) -> 
         when = _ts(as_of)
         if when and local.stripe_updated_at and when < local.stripe_updated_at:
             return "older than the state already recorded"
-        if local.status == Subscription.Status.CANCELED and data.status != "canceled":
-            return "already canceled; a canceled subscription does not come back"
+        if local.status in _ENDED and data.status not in _ENDED:
+            return f"already {local.status}; an ended subscription does not come back"
         local.stripe_subscription_id = data.id
         local.status = data.status or local.status
         local.stripe_price_id = data.price_id or local.stripe_price_id

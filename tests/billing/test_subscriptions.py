@@ -1,23 +1,30 @@
 """Subscriptions: started against localstripe on a legacy plan, then kept in step by
 fixture-shaped events delivered shuffled and duplicated; every paid invoice grants its
-cycle's credits exactly once."""
+cycle's credits exactly once. One live subscription per user and plan, enforced by the
+database: simultaneous starts make one Stripe subscription, a refused card leaves
+nothing live, and a failure after Stripe answered cancels what Stripe made."""
 
 from __future__ import annotations
 
 import random
 import time
+from datetime import timedelta
 
 import pytest
 import stripe
 from django.conf import settings
+from django.utils import timezone
 
+from billing import gateway
 from billing.models import Order, StripeCustomer, Subscription
 from billing.services.events import events_drain
+from billing.services.subscriptions import INCOMPLETE_GRACE
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get
 from purchasables.models import Plan
-from tests.billing.conftest import post_webhook
+from tests.billing.conftest import in_threads, post_webhook
 from tests.billing.test_cards import add_card_via_setup_intent
+from tests.conftest import client_for
 from tests.stripe_events import event, fixture, new_id
 
 pytestmark = pytest.mark.django_db
@@ -296,3 +303,101 @@ def test_the_catalog_says_how_each_type_is_sold(anon_api, plan):
     types = {t["name"]: t for t in anon_api.get("/catalog/").json()["purchase_types"]}
     assert types["subscription"]["sold_as"] == ["subscription"]
     assert types["credits"]["sold_as"] == ["order"]
+
+
+# --- one live subscription per user and plan -------------------------------------------
+
+
+def stripe_subscriptions(user) -> list:
+    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
+    listing = stripe_client().v1.subscriptions.list(params={"customer": customer, "limit": 100})
+    return [s for s in listing.data if s["status"] not in ("canceled", "incomplete_expired")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_starts_make_one_subscription_and_the_rest_409(user, stripe_plan):
+    api = client_for(user)
+    add_card_via_setup_intent(api)
+
+    def start(i: int) -> int:
+        return client_for(user).post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+
+    answers = in_threads(5, start)
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201, 409, 409, 409, 409], [a.content for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 409} == {"subscription_exists"}
+    assert len(stripe_subscriptions(user)) == 1
+    assert Subscription.objects.filter(status__in=Subscription.LIVE_STATUSES).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 500
+
+
+def test_a_refused_card_leaves_nothing_live_and_the_user_can_try_again(api, user, stripe_plan):
+    add_card_via_setup_intent(api, number="4000000000000341")  # attaches, then declines
+    refused = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert refused.status_code == 402, refused.content
+    assert stripe_subscriptions(user) == []
+    assert not Subscription.objects.filter(status__in=Subscription.LIVE_STATUSES).exists()
+    assert credits_balance_get(user_id=user.pk) == 0
+
+    good = add_card_via_setup_intent(api)["payment_methods"]
+    card = next(c for c in good if c["last4"] == "4242")
+    again = api.post(
+        "/payments/subscriptions/", {"plan_id": stripe_plan.pk, "payment_method_id": card["id"]}
+    )
+    assert again.status_code == 201, again.content
+    assert again.json()["subscription"]["status"] == "active"
+    assert len(stripe_subscriptions(user)) == 1
+    assert credits_balance_get(user_id=user.pk) == 500
+
+
+def test_a_failure_after_stripe_answered_cancels_the_stripe_subscription(
+    api, user, stripe_plan, monkeypatch
+):
+    """The local record cannot be kept (the database refuses it here): what Stripe
+    made must not go on charging."""
+    from billing.services import subscriptions
+
+    def refuse(**kw):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(subscriptions, "subscription_record", refuse)
+    add_card_via_setup_intent(api)
+    resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert resp.status_code == 500, resp.content
+    assert stripe_subscriptions(user) == []
+    assert not Subscription.objects.filter(status__in=Subscription.LIVE_STATUSES).exists()
+    monkeypatch.undo()
+    assert api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk}).status_code == 201
+
+
+def test_a_stripe_error_on_create_leaves_the_user_free_to_retry(
+    api, user, stripe_plan, monkeypatch
+):
+    def unreachable(**kw):
+        raise gateway.PaymentGatewayError("Stripe could not be reached.")
+
+    monkeypatch.setattr(gateway, "subscription_create", unreachable)
+    add_card_via_setup_intent(api)
+    assert api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk}).status_code == 502
+    monkeypatch.undo()
+    assert api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk}).status_code == 201
+    assert len(stripe_subscriptions(user)) == 1
+
+
+def test_a_record_left_incomplete_by_a_dead_request_is_given_up_after_its_grace(
+    api, user, stripe_plan
+):
+    add_card_via_setup_intent(api)
+    left = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
+    )
+    busy = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert busy.status_code == 409, busy.content  # it may still be in progress
+    Subscription.objects.filter(pk=left.pk).update(
+        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
+    )
+    resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert resp.status_code == 201, resp.content
+    left.refresh_from_db()
+    assert left.status == Subscription.Status.INCOMPLETE_EXPIRED
+    assert len(stripe_subscriptions(user)) == 1
