@@ -86,8 +86,40 @@ class Quote:
 
 
 @dataclass(frozen=True)
+class InvoiceInfo:
+    """The paid Stripe invoice a subscription order stands for.
+
+    Billing makes an order of a subscription invoice, and fulfils it, only when
+    the invoice is a whole cycle: `billing_reason` is `subscription_create` or
+    `subscription_cycle` (or, from API versions older than the field, not
+    stated) and at least the plan's price was paid in the plan's currency.
+    Other paid invoices (prorations, manual or threshold invoices, short or
+    foreign-currency payments) make no order and reach no plugin.
+
+    :param stripe_invoice_id: Stripe's `in_…` id.
+    :param billing_reason: Stripe's reason, as sent (`""` when not stated).
+    :param amount_paid: what the customer paid, in the currency's minor unit.
+    :param currency: lower-case ISO code; the plan's.
+    :param period_start: Unix time the billed service period starts (the
+        subscription line's period, else the invoice's), or None if unknown.
+    :param period_end: Unix time it ends, or None.
+    """
+
+    stripe_invoice_id: str
+    billing_reason: str
+    amount_paid: int
+    currency: str
+    period_start: int | None = None
+    period_end: int | None = None
+
+
+@dataclass(frozen=True)
 class OrderInfo:
-    """An order as a plugin sees it: what was bought, by whom, for how much."""
+    """An order as a plugin sees it: what was bought, by whom, for how much.
+
+    :param invoice: for an order made from a paid subscription invoice, that
+        invoice; None for every other order.
+    """
 
     order_id: int
     user_id: int
@@ -97,6 +129,7 @@ class OrderInfo:
     currency: str
     metadata: dict[str, str]
     data: dict[str, Any]
+    invoice: InvoiceInfo | None = None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from kernel.log_context import log_ids
 from kernel.rows import instance_from_row, saved, saving
 from purchasables.errors import FulfilmentImpossibleError
 from purchasables.registry import registry
-from purchasables.types import OrderInfo
+from purchasables.types import InvoiceInfo, OrderInfo
 
 M = TypeVar("M", bound=Model)
 
@@ -204,6 +204,7 @@ def order_target_status(intent: PaymentIntentData) -> str | None:
 
 
 def order_info(order: Order) -> OrderInfo:
+    invoice = order.data.get("invoice") if order.stripe_invoice_id else None
     return OrderInfo(
         order_id=order.pk,
         user_id=order.user_id,
@@ -213,6 +214,9 @@ def order_info(order: Order) -> OrderInfo:
         currency=order.currency,
         metadata=dict(order.metadata),
         data=dict(order.data),
+        # A subscription order: the paid invoice it stands for (recorded by
+        # `invoice_record`; orders recorded before it kept only `invoice_id`).
+        invoice=InvoiceInfo(**invoice) if isinstance(invoice, dict) else None,
     )
 
 

@@ -30,6 +30,8 @@ from purchasables.types import PurchaseRequest, Quote
 log = logging.getLogger(__name__)
 
 SUBSCRIPTION_PURCHASE_TYPE = "subscription"
+# Where a subscription order keeps its invoice's facts (`OrderInfo.invoice`).
+INVOICE_DATA_KEY = "invoice"
 
 # A record still `incomplete` after this long belongs to no request in progress:
 # the longest a start request talks to Stripe, or a Checkout Session stays open
@@ -289,8 +291,36 @@ def subscription_record(*, data: SubscriptionData, as_of: int | None = None) -> 
         return f"subscription is {local.status}"
 
 
+# Invoices that bill a whole cycle of the plan. "" is an API version that does
+# not state a reason (older ones, localstripe): the amount check still applies.
+CYCLE_BILLING_REASONS = frozenset({"subscription_create", "subscription_cycle", ""})
+
+
+def _not_a_whole_cycle(invoice: InvoiceData, *, amount: int, currency: str) -> str:
+    """Why this paid invoice does not buy a cycle of the plan, or "" when it does."""
+    if invoice.billing_reason not in CYCLE_BILLING_REASONS:
+        if invoice.billing_reason == "subscription_update":
+            return "a proration for a change of plan or quantity, not a cycle"
+        return f"billing_reason {invoice.billing_reason!r} is not a billing cycle"
+    if invoice.currency != currency.lower():
+        return f"paid in {invoice.currency}; the plan is priced in {currency.lower()}"
+    if invoice.amount_paid < amount:
+        return f"{invoice.amount_paid} paid; a cycle of the plan is {amount} {currency.lower()}"
+    return ""
+
+
 def invoice_record(*, invoice: InvoiceData) -> str:
-    """Make the order for a paid subscription invoice and fulfil it, once per invoice."""
+    """Make the order for a paid subscription invoice and fulfil it, once per invoice.
+
+    Only a whole cycle is an order: `billing_reason` `subscription_create` or
+    `subscription_cycle` (or not stated, from older API versions), paid in the
+    plan's currency, at least the plan's price (tax on top is fine). Any other
+    paid invoice (a proration, a manual or threshold invoice, a discounted,
+    short or foreign-currency payment) grants nothing and makes no order: the
+    answer, stored on the event, which ends processed (never retried), says
+    what was paid and why it was not granted, and a warning is logged, for
+    staff to settle (a refund, or a grant).
+    """
     if not invoice.subscription_id:
         return "not a subscription invoice"
     if not invoice.paid or invoice.amount_paid <= 0:
@@ -313,6 +343,19 @@ def invoice_record(*, invoice: InvoiceData) -> str:
         quote = _quote(
             user_id=local.user_id, purchase_type=local.purchase_type, plan_id=int(local.plan_ref)
         )
+        refusal = _not_a_whole_cycle(invoice, amount=quote.amount, currency=quote.currency)
+        if refusal:
+            log.warning(
+                "subscription invoice %s not granted: %s",
+                invoice.id,
+                refusal,
+                extra={"user_id": local.user_id, "subscription_id": local.pk},
+            )
+            return (
+                f"invoice {invoice.id} of subscription {local.pk} (user {local.user_id}), "
+                f"{invoice.amount_paid} {invoice.currency} paid, billing_reason "
+                f"{invoice.billing_reason or 'not stated'}: not granted: {refusal}"
+            )
         order = Order.objects.create(
             user_id=local.user_id,
             purchase_type=local.purchase_type,
@@ -320,7 +363,18 @@ def invoice_record(*, invoice: InvoiceData) -> str:
             amount=invoice.amount_paid,
             currency=invoice.currency,
             description=quote.description[:255],
-            data={**quote.data, "invoice_id": invoice.id},
+            data={
+                **quote.data,
+                "invoice_id": invoice.id,
+                INVOICE_DATA_KEY: {
+                    "stripe_invoice_id": invoice.id,
+                    "billing_reason": invoice.billing_reason,
+                    "amount_paid": invoice.amount_paid,
+                    "currency": invoice.currency,
+                    "period_start": invoice.period_start,
+                    "period_end": invoice.period_end,
+                },
+            },
             stripe_invoice_id=invoice.id,
             subscription=local,
         )

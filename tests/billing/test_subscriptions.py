@@ -16,12 +16,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing import gateway
-from billing.models import Order, StripeCustomer, Subscription
+from billing.models import Order, StripeCustomer, StripeEvent, Subscription
 from billing.services.events import events_drain
+from billing.services.payments import order_info
 from billing.services.subscriptions import INCOMPLETE_GRACE
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get
 from purchasables.models import Plan
+from purchasables.types import InvoiceInfo
 from tests.billing.conftest import in_threads, post_webhook
 from tests.billing.test_cards import add_card_via_setup_intent
 from tests.conftest import client_for
@@ -401,3 +403,93 @@ def test_a_record_left_incomplete_by_a_dead_request_is_given_up_after_its_grace(
     left.refresh_from_db()
     assert left.status == Subscription.Status.INCOMPLETE_EXPIRED
     assert len(stripe_subscriptions(user)) == 1
+
+
+# --- what a paid invoice grants --------------------------------------------------------
+
+
+def test_an_invoice_of_one_cent_or_of_the_wrong_currency_grants_nothing(customer, plan, user):
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    cent = invoice_obj(1)
+    cent.update(amount_paid=1, amount_due=1)
+    yen = invoice_obj(2)
+    yen.update(currency="jpy")  # 1,900 yen, not 19.00 dollars
+    # The shape of API versions before 2025 (and localstripe): no billing_reason,
+    # `paid`, `subscription` and `payment_intent` on the invoice.
+    old_shape = {
+        "id": "in_old_shape",
+        "object": "invoice",
+        "customer": "cus_fixture",
+        "subscription": "sub_fixture",
+        "paid": True,
+        "status": "paid",
+        "amount_paid": 1,
+        "currency": "usd",
+        "payment_intent": new_id("pi"),
+        "charge": None,
+    }
+    for inv in (cent, yen, old_shape):
+        post_webhook(event("invoice.paid", inv))
+        post_webhook(event("invoice.payment_succeeded", inv))
+    events_drain()
+    assert credits_balance_get(user_id=user.pk) == 0
+    assert not Order.objects.exists()
+    invoice_events = StripeEvent.objects.filter(type__startswith="invoice.")
+    assert {e.status for e in invoice_events} == {"processed"}  # recorded, never retried
+    assert all("not granted" in e.last_error for e in invoice_events)
+
+
+@pytest.mark.parametrize(
+    "reason", ["manual", "subscription_threshold", "subscription_update", "upcoming"]
+)
+def test_an_invoice_that_is_not_a_cycle_grants_nothing(customer, plan, user, reason):
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    inv = invoice_obj(1)
+    inv["billing_reason"] = reason
+    post_webhook(event("invoice.paid", inv))
+    post_webhook(event("invoice.payment_succeeded", inv))
+    events_drain()
+    assert credits_balance_get(user_id=user.pk) == 0
+    assert not Order.objects.exists()
+    assert set(
+        StripeEvent.objects.filter(type__startswith="invoice.").values_list("status", flat=True)
+    ) == {"processed"}
+
+
+def test_a_cycle_invoice_tells_the_plugin_what_was_paid_and_for_which_period(customer, plan, user):
+    """The pinned API version's invoice: its payment under `payments` (expanded), the
+    subscription under `parent`; the renewal order gets its payment row from it."""
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    inv = invoice_obj(1)
+    inv["billing_reason"] = "subscription_cycle"
+    inv["lines"]["data"][0]["period"] = {"start": 1_800_000_000, "end": 1_802_592_000}
+    intent = new_id("pi")
+    paid = fixture("invoice_payment")
+    paid.update(
+        id=new_id("inpay"),
+        invoice=inv["id"],
+        amount_paid=1900,
+        currency="usd",
+        status="paid",
+        payment={"type": "payment_intent", "payment_intent": intent},
+    )
+    inv["payments"] = {"object": "list", "data": [paid], "has_more": False}
+    post_webhook(event("invoice.paid", inv))
+    post_webhook(event("invoice.payment_succeeded", inv))
+    events_drain()
+    assert credits_balance_get(user_id=user.pk) == 500
+    order = Order.objects.get()
+    assert order.payments.get().stripe_payment_intent_id == intent
+    info = order_info(order)
+    assert info.invoice == InvoiceInfo(
+        stripe_invoice_id=inv["id"],
+        billing_reason="subscription_cycle",
+        amount_paid=1900,
+        currency="usd",
+        period_start=1_800_000_000,
+        period_end=1_802_592_000,
+    )
+    assert order.fulfilment.result["period_end"] == 1_802_592_000
+    assert set(
+        StripeEvent.objects.filter(type__startswith="invoice.").values_list("status", flat=True)
+    ) == {"processed"}
