@@ -53,6 +53,9 @@ def _quote(*, user_id: int, purchase_type: str, plan_id: int):
     return quote
 
 
+_STRIPE_ENDED = ("canceled", "incomplete_expired")
+
+
 class SubscriptionExistsError(DomainError):
     code = ErrorCode.SUBSCRIPTION_EXISTS
     status = 409
@@ -74,7 +77,7 @@ def _claim(*, user_id: int, purchase_type: str, plan_id: int, quote: Quote) -> S
         created_at__lt=timezone.now() - INCOMPLETE_GRACE,
     )
     for local in stale:
-        _give_up(local)
+        _give_up(local, adopt_live=True)
     try:
         with transaction.atomic():
             return Subscription.objects.create(
@@ -99,30 +102,46 @@ def _claim(*, user_id: int, purchase_type: str, plan_id: int, quote: Quote) -> S
         ) from None
 
 
-def _give_up(local: Subscription, customer_id: str | None = None) -> None:
+def _give_up(
+    local: Subscription, customer_id: str | None = None, *, adopt_live: bool = False
+) -> None:
     """End a record that will not become a subscription, and whatever Stripe made for it.
 
     Stripe is asked for the customer's subscriptions carrying this record's id,
     so one made by a request whose answer was lost is cancelled too. If Stripe
     cannot be asked, the record stays `incomplete` (and the plan blocked) rather
-    than risk a second live subscription.
+    than risk a second live subscription. With `adopt_live` (an old record), a
+    subscription Stripe holds as paid for it (a Checkout completed whose events
+    were not processed) is recorded instead of cancelled.
     """
     if customer_id is None:
         customer = StripeCustomer.objects.filter(user_id=local.user_id).first()
         customer_id = customer.stripe_customer_id if customer else None
+    made = []
     if customer_id:
-        ours = [
+        made = [
             s
             for s in gateway.subscriptions_for_customer(customer_id=customer_id)
-            if s.id == local.stripe_subscription_id
-            or s.metadata.get("subscription_id") == str(local.pk)
+            if s.status not in _STRIPE_ENDED
+            and (
+                s.id == local.stripe_subscription_id
+                or s.metadata.get("subscription_id") == str(local.pk)
+            )
         ]
-        for made in ours:
-            if made.status not in ("canceled", "incomplete_expired"):
-                gateway.subscription_cancel_now(subscription_id=made.id)
-    Subscription.objects.filter(pk=local.pk, status=Subscription.Status.INCOMPLETE).update(
-        status=Subscription.Status.INCOMPLETE_EXPIRED, updated_at=timezone.now()
-    )
+    for found in made:
+        if adopt_live and found.status in ("active", "trialing", "past_due"):
+            subscription_record(data=found)
+            return
+    for found in made:
+        gateway.subscription_cancel_now(subscription_id=found.id)
+    ended = {"status": Subscription.Status.INCOMPLETE_EXPIRED, "updated_at": timezone.now()}
+    if (
+        len(made) == 1
+        and not local.stripe_subscription_id
+        and not Subscription.objects.filter(stripe_subscription_id=made[0].id).exists()
+    ):
+        ended["stripe_subscription_id"] = made[0].id  # for staff: what was cancelled
+    Subscription.objects.filter(pk=local.pk, status=Subscription.Status.INCOMPLETE).update(**ended)
     log.warning(
         "subscription record %s given up; nothing of it is live at Stripe",
         local.pk,
@@ -213,7 +232,7 @@ def subscription_start(
         )
         if data.status in ("active", "trialing"):
             subscription_record(data=data)
-    except BaseException:
+    except Exception:
         _give_up_quietly(local, customer_id)
         raise
     if data.status not in ("active", "trialing"):

@@ -16,7 +16,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing import gateway
-from billing.models import Order, StripeCustomer, StripeEvent, Subscription
+from billing.models import (
+    Order,
+    SavedPaymentMethod,
+    StripeCustomer,
+    StripeEvent,
+    Subscription,
+)
 from billing.services.events import events_drain
 from billing.services.payments import order_info
 from billing.services.subscriptions import INCOMPLETE_GRACE
@@ -493,3 +499,36 @@ def test_a_cycle_invoice_tells_the_plugin_what_was_paid_and_for_which_period(cus
     assert set(
         StripeEvent.objects.filter(type__startswith="invoice.").values_list("status", flat=True)
     ) == {"processed"}
+
+
+def test_an_old_record_whose_subscription_stripe_holds_as_paid_is_kept_not_cancelled(
+    api, user, stripe_plan
+):
+    """A Checkout completed long ago whose events were never processed: the next start
+    finds the paid subscription at Stripe, records it, and answers 409."""
+    add_card_via_setup_intent(api)
+    left = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
+    )
+    Subscription.objects.filter(pk=left.pk).update(
+        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
+    )
+    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
+    card = SavedPaymentMethod.objects.get(user=user).stripe_payment_method_id
+    stripe_client().v1.customers.update(
+        customer, params={"invoice_settings": {"default_payment_method": card}}
+    )
+    paid = stripe_client().v1.subscriptions.create(
+        params={
+            "customer": customer,
+            "items": [{"plan": stripe_plan.stripe_price_id}],
+            "metadata": {"subscription_id": str(left.pk), "plan_id": str(stripe_plan.pk)},
+        }
+    )
+    assert paid["status"] == "active"
+    resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert resp.status_code == 409, resp.content
+    left.refresh_from_db()
+    assert left.status == Subscription.Status.ACTIVE
+    assert left.stripe_subscription_id == paid["id"]
+    assert [s["id"] for s in stripe_subscriptions(user)] == [paid["id"]]
