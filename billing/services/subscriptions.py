@@ -371,9 +371,9 @@ def invoice_record(*, invoice: InvoiceData) -> str:
                 extra={"user_id": local.user_id, "subscription_id": local.pk},
             )
             return (
-                f"invoice {invoice.id} of subscription {local.pk} (user {local.user_id}), "
-                f"{invoice.amount_paid} {invoice.currency} paid, billing_reason "
-                f"{invoice.billing_reason or 'not stated'}: not granted: {refusal}"
+                f"not granted: {refusal}; invoice {invoice.id} of subscription {local.pk} "
+                f"(user {local.user_id}), {invoice.amount_paid} {invoice.currency} paid, "
+                f"billing_reason {invoice.billing_reason or 'not stated'}"
             )
         order = Order.objects.create(
             user_id=local.user_id,

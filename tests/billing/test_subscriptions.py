@@ -442,7 +442,8 @@ def test_an_invoice_of_one_cent_or_of_the_wrong_currency_grants_nothing(customer
     assert not Order.objects.exists()
     invoice_events = StripeEvent.objects.filter(type__startswith="invoice.")
     assert {e.status for e in invoice_events} == {"processed"}  # recorded, never retried
-    assert all("not granted" in e.last_error for e in invoice_events)
+    assert all(e.last_error.startswith("not granted: ") for e in invoice_events)
+    assert "paid in jpy; the plan is priced in usd" in "".join(e.last_error for e in invoice_events)
 
 
 @pytest.mark.parametrize(
