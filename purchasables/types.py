@@ -40,6 +40,12 @@ class PurchaseType:
             object.__setattr__(self, "sold_as", default)
         else:
             object.__setattr__(self, "sold_as", tuple(dict.fromkeys(self.sold_as)))
+        unknown = [m for m in self.sold_as if m not in ("order", "subscription")]
+        if unknown:
+            raise ValueError(
+                f"Purchase type {self.name!r}: sold_as may hold 'order' and "
+                f"'subscription', not {unknown!r}."
+            )
 
 
 @dataclass(frozen=True)

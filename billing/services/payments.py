@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import Field, Model
@@ -216,7 +216,18 @@ def order_info(order: Order) -> OrderInfo:
         data=dict(order.data),
         # A subscription order: the paid invoice it stands for (recorded by
         # `invoice_record`; orders recorded before it kept only `invoice_id`).
-        invoice=InvoiceInfo(**invoice) if isinstance(invoice, dict) else None,
+        invoice=_invoice_info(invoice) if isinstance(invoice, dict) else None,
+    )
+
+
+def _invoice_info(stored: dict[str, Any]) -> InvoiceInfo:
+    return InvoiceInfo(
+        stripe_invoice_id=str(stored.get("stripe_invoice_id") or ""),
+        billing_reason=str(stored.get("billing_reason") or ""),
+        amount_paid=int(stored.get("amount_paid") or 0),
+        currency=str(stored.get("currency") or ""),
+        period_start=stored.get("period_start"),
+        period_end=stored.get("period_end"),
     )
 
 
