@@ -285,9 +285,7 @@ def test_loading_entry_points_does_not_duplicate_built_ins():
 
 
 def test_how_a_purchase_type_is_sold_follows_its_order_type_unless_it_says():
-    assert PurchaseType(name="a", order_type="subscription", label="A").sold_as == (
-        "subscription",
-    )
+    assert PurchaseType(name="a", order_type="subscription", label="A").sold_as == ("subscription",)
     assert PurchaseType(name="b", order_type="credit", label="B").sold_as == ("order",)
     both = PurchaseType(
         name="c", order_type="direct", label="C", sold_as=("order", "subscription", "order")
