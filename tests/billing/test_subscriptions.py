@@ -533,3 +533,16 @@ def test_an_old_record_whose_subscription_stripe_holds_as_paid_is_kept_not_cance
     assert left.status == Subscription.Status.ACTIVE
     assert left.stripe_subscription_id == paid["id"]
     assert [s["id"] for s in stripe_subscriptions(user)] == [paid["id"]]
+
+
+def test_subscriptions_started_outside_tollgate_on_unknown_prices_are_all_recorded(customer, plan):
+    """Staff made two in Stripe's dashboard, on prices no plan names (no metadata):
+    the one-live-per-plan rule does not apply to them, and both are kept."""
+    for n in (1, 2):
+        obj = subscription_obj(plan, "active", id=f"sub_outside_{n}", metadata={})
+        post_webhook(event("customer.subscription.created", obj))
+    events_drain()
+    assert sorted(
+        Subscription.objects.filter(plan_ref="").values_list("stripe_subscription_id", flat=True)
+    ) == ["sub_outside_1", "sub_outside_2"]
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
