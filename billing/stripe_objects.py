@@ -313,3 +313,33 @@ def invoice_from_payload(obj: dict[str, Any]) -> InvoiceData:
         period_start=period_start,
         period_end=period_end,
     )
+
+
+@dataclass(frozen=True)
+class InvoicePaymentData:
+    """One payment of an invoice (an InvoicePayment, at the pinned API version)."""
+
+    id: str
+    invoice_id: str
+    status: str
+    amount_paid: int
+    currency: str
+    payment_intent_id: str
+    charge_id: str
+
+
+def invoice_payment_from_payload(obj: dict[str, Any]) -> InvoicePaymentData:
+    payment = obj.get("payment") or {}
+    charge = payment.get("charge") if payment.get("type") == "charge" else None
+    intent = _id(payment.get("payment_intent")) if payment.get("type") == "payment_intent" else ""
+    if not intent and isinstance(charge, dict):
+        intent = _id(charge.get("payment_intent"))
+    return InvoicePaymentData(
+        id=obj["id"],
+        invoice_id=_id(obj.get("invoice")),
+        status=obj.get("status") or "",
+        amount_paid=int(obj.get("amount_paid") or 0),
+        currency=(obj.get("currency") or "").lower(),
+        payment_intent_id=intent,
+        charge_id=_id(charge),
+    )

@@ -25,6 +25,7 @@ from billing.stripe_objects import (
     checkout_session_from_payload,
     customer_from_payload,
     invoice_from_payload,
+    invoice_payment_from_payload,
     payment_intent_from_payload,
     payment_method_from_payload,
     refund_from_payload,
@@ -99,6 +100,11 @@ def _invoice_paid(event: dict[str, Any]) -> str:
     return subscriptions.invoice_record(invoice=invoice_from_payload(event["data"]["object"]))
 
 
+def _invoice_payment_paid(event: dict[str, Any]) -> str:
+    data = invoice_payment_from_payload(event["data"]["object"])
+    return subscriptions.invoice_payment_record(data=data)
+
+
 def _invoice_payment_failed(event: dict[str, Any]) -> str:
     invoice = invoice_from_payload(event["data"]["object"])
     return subscriptions.invoice_payment_failed(invoice=invoice)
@@ -131,6 +137,7 @@ HANDLERS: dict[str, Handler] = {
     "invoice.paid": _invoice_paid,
     "invoice.payment_succeeded": _invoice_paid,
     "invoice.payment_failed": _invoice_payment_failed,
+    "invoice_payment.paid": _invoice_payment_paid,
 }
 
 # `payment_record`'s work in the event's own transaction: the payment, the order

@@ -1,9 +1,12 @@
-"""Subscriptions: start, cancel at period end, and turn every paid invoice into an order.
+"""Subscriptions: start, cancel at period end, and turn every paid cycle into an order.
 
-The rule: each paid Stripe invoice is one order (unique on the invoice id),
-created paid and fulfilled by the owning plugin in one transaction, so an
-invoice reported twice (`invoice.paid` and `invoice.payment_succeeded`, or by
-the start request and its event) grants once. Subscription records move only
+The rule: each paid Stripe invoice that pays a whole cycle is one order (unique
+on the invoice id), created paid and fulfilled by the owning plugin in one
+transaction, so an invoice reported twice (`invoice.paid` and
+`invoice.payment_succeeded`, or by the start request and its event) grants
+once; any other paid invoice grants nothing. A user has one live record per
+plan, inserted before Stripe is asked (a partial unique index), and nothing is
+left live at Stripe for a record that ends. Subscription records move only
 forward in Stripe's time: an older event never overwrites a newer state.
 """
 
@@ -18,11 +21,23 @@ from django.utils import timezone
 
 from billing import gateway
 from billing.metadata import metadata_build
-from billing.models import Order, Payment, SavedPaymentMethod, StripeCustomer, Subscription
+from billing.models import (
+    Order,
+    Payment,
+    SavedPaymentMethod,
+    StripeCustomer,
+    StripeEvent,
+    Subscription,
+)
 from billing.services.cards import card_get_for_user, stripe_customer_get_or_create
 from billing.services.checkout import redirect_urls_check
 from billing.services.payments import order_transition
-from billing.stripe_objects import InvoiceData, SubscriptionData
+from billing.stripe_objects import (
+    InvoiceData,
+    InvoicePaymentData,
+    SubscriptionData,
+    invoice_payment_from_payload,
+)
 from kernel.errors import ConflictError, DomainError, ErrorCode, InvalidInputError, NotFoundError
 from purchasables.registry import registry
 from purchasables.types import PurchaseRequest, Quote
@@ -410,20 +425,59 @@ def invoice_record(*, invoice: InvoiceData) -> str:
             scheduling_data=None,
         )
         order.save(update_fields=["metadata"])
-        if invoice.payment_intent_id:
-            Payment.objects.get_or_create(
-                stripe_payment_intent_id=invoice.payment_intent_id,
-                defaults={
-                    "order": order,
-                    "status": "succeeded",
-                    "amount": invoice.amount_paid,
-                    "currency": invoice.currency,
-                    "amount_received": invoice.amount_paid,
-                    "stripe_charge_id": invoice.charge_id,
-                },
-            )
+        intent_id, charge_id = invoice.payment_intent_id, invoice.charge_id
+        if not intent_id:  # the pinned API version: its InvoicePayment may have come first
+            intent_id, charge_id = _stored_invoice_payment(invoice.id)
+        if intent_id:
+            _payment_attach(order, intent_id=intent_id, charge_id=charge_id)
         order_transition(order, Order.Status.PAID)
         return f"invoice {invoice.id} is order {order.pk}, fulfilled"
+
+
+def _payment_attach(order: Order, *, intent_id: str, charge_id: str) -> None:
+    """The renewal order's payment row, so refunds of that payment find the order."""
+    Payment.objects.get_or_create(
+        stripe_payment_intent_id=intent_id,
+        defaults={
+            "order": order,
+            "status": "succeeded",
+            "amount": order.amount,
+            "currency": order.currency,
+            "amount_received": order.amount,
+            "stripe_charge_id": charge_id,
+        },
+    )
+
+
+def _stored_invoice_payment(invoice_id: str) -> tuple[str, str]:
+    """The PaymentIntent of an `invoice_payment.paid` event already stored for this
+    invoice (read from our own journal: no Stripe call on the webhook path)."""
+    stored = (
+        StripeEvent.objects.filter(
+            type="invoice_payment.paid", payload__data__object__invoice=invoice_id
+        )
+        .order_by("id")
+        .values_list("payload", flat=True)
+    )
+    for payload in stored:
+        data = invoice_payment_from_payload(payload["data"]["object"])
+        if data.payment_intent_id:
+            return data.payment_intent_id, data.charge_id
+    return "", ""
+
+
+def invoice_payment_record(*, data: InvoicePaymentData) -> str:
+    """Attach a paid invoice payment (the pinned API version's `invoice_payment.paid`)
+    to its invoice's order. Without an order yet, `invoice_record` finds this event
+    in the journal when the invoice is recorded; a non-granted invoice has none."""
+    if data.status != "paid" or not data.payment_intent_id:
+        return "nothing to attach: not a paid PaymentIntent"
+    with transaction.atomic():
+        order = Order.objects.select_for_update().filter(stripe_invoice_id=data.invoice_id).first()
+        if order is None:
+            return f"no order for invoice {data.invoice_id} (yet, or it was not granted)"
+        _payment_attach(order, intent_id=data.payment_intent_id, charge_id=data.charge_id)
+        return f"payment {data.payment_intent_id} is order {order.pk}'s"
 
 
 def invoice_payment_failed(*, invoice: InvoiceData) -> str:

@@ -546,3 +546,46 @@ def test_subscriptions_started_outside_tollgate_on_unknown_prices_are_all_record
         Subscription.objects.filter(plan_ref="").values_list("stripe_subscription_id", flat=True)
     ) == ["sub_outside_1", "sub_outside_2"]
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def invoice_payment_obj(inv: dict, intent: str) -> dict:
+    paid = fixture("invoice_payment")
+    paid.update(
+        id=new_id("inpay"),
+        invoice=inv["id"],
+        amount_paid=inv["amount_paid"],
+        currency=inv["currency"],
+        status="paid",
+        payment={"type": "payment_intent", "payment_intent": intent},
+    )
+    return paid
+
+
+@pytest.mark.parametrize("payment_first", [False, True])
+def test_a_renewal_gets_its_payment_from_invoice_payment_paid_in_either_order(
+    customer, plan, user, payment_first
+):
+    """At the pinned API version an invoice event names no payment: the
+    `invoice_payment.paid` event does, before or after it; a refund then finds the order."""
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    inv = invoice_obj(1)
+    intent = new_id("pi")
+    deliveries = [
+        event("invoice.paid", inv),
+        event("invoice_payment.paid", invoice_payment_obj(inv, intent)),
+    ]
+    for evt in reversed(deliveries) if payment_first else deliveries:
+        post_webhook(evt)
+        events_drain()
+    order = Order.objects.get()
+    assert order.payments.get().stripe_payment_intent_id == intent
+    assert credits_balance_get(user_id=user.pk) == 500
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+    refund = fixture("refund")
+    refund.update(id=new_id("re"), amount=1900, status="succeeded", payment_intent=intent)
+    post_webhook(event("refund.created", refund))
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
+    assert credits_balance_get(user_id=user.pk) == 0
