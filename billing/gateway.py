@@ -660,6 +660,20 @@ def subscription_cancel_at_period_end(*, subscription_id: str) -> SubscriptionDa
     return subscription_from_payload(subscription.to_dict())
 
 
+def subscription_cancel_now(*, subscription_id: str) -> SubscriptionData:
+    """End a subscription at once (no further invoices); used to undo one we cannot keep."""
+    with _stripe("cancel the subscription"):
+        subscription = _client().v1.subscriptions.cancel(subscription_id)
+    return subscription_from_payload(subscription.to_dict())
+
+
+def subscriptions_for_customer(*, customer_id: str) -> list[SubscriptionData]:
+    """The customer's subscriptions that are not over (Stripe leaves out canceled ones)."""
+    with _stripe("list the subscriptions"):
+        page = _client().v1.subscriptions.list(params={"customer": customer_id, "limit": 100})
+        return [subscription_from_payload(s.to_dict()) for s in page.auto_paging_iter()]
+
+
 def invoices_for_subscription(*, subscription_id: str) -> list[InvoiceData]:
     with _stripe("list the invoices"):
         page = _client().v1.invoices.list(params={"subscription": subscription_id, "limit": 10})

@@ -192,6 +192,8 @@ class PurchaseTypeOut(Schema):
     order_type: str
     label: str
     description: str
+    # How it may be bought: `order` (POST /payments/create/), `subscription`.
+    sold_as: list[str]
     catalog: dict[str, Any]
 
 

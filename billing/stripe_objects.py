@@ -242,18 +242,64 @@ class InvoiceData:
     subscription_id: str
     payment_intent_id: str
     charge_id: str
+    # Stripe's reason for the invoice; "" when the API version does not state one.
     billing_reason: str
+    # The billed service period (Unix times): the subscription line's, else the invoice's.
+    period_start: int | None = None
+    period_end: int | None = None
+
+
+def _invoice_paid_payment(obj: dict[str, Any]) -> tuple[str, str]:
+    """The PaymentIntent and charge ids of the invoice's paid payment, from the
+    `payments` list (InvoicePayment objects) when it was expanded."""
+    payments = obj.get("payments")
+    if not isinstance(payments, dict):
+        return "", ""
+    items = [p for p in payments.get("data") or [] if isinstance(p, dict)]
+    items.sort(key=lambda p: p.get("status") != "paid")  # a paid one first
+    for item in items:
+        payment = item.get("payment") or {}
+        if payment.get("type") == "payment_intent" and payment.get("payment_intent"):
+            return _id(payment["payment_intent"]), ""
+        if payment.get("type") == "charge" and payment.get("charge"):
+            charge = payment["charge"]
+            intent = _id(charge.get("payment_intent")) if isinstance(charge, dict) else ""
+            return intent, _id(charge)
+    return "", ""
+
+
+def _invoice_period(obj: dict[str, Any]) -> tuple[int | None, int | None]:
+    lines = (obj.get("lines") or {}).get("data") or []
+    for line in lines:
+        parent = line.get("parent") or {}
+        period = line.get("period") or {}
+        is_subscription_line = (
+            parent.get("type") == "subscription_item_details"
+            or line.get("type") == "subscription"  # older API versions
+            or bool(line.get("subscription"))
+        )
+        if is_subscription_line and period.get("end"):
+            return period.get("start"), period.get("end")
+    if len(lines) == 1 and (lines[0].get("period") or {}).get("end"):
+        return lines[0]["period"].get("start"), lines[0]["period"]["end"]
+    return obj.get("period_start"), obj.get("period_end")
 
 
 def invoice_from_payload(obj: dict[str, Any]) -> InvoiceData:
-    """Both shapes: `subscription`/`payment_intent`/`charge` on the invoice (older API
-    versions, localstripe) or under `parent.subscription_details` (current)."""
+    """Both shapes: `subscription`/`payment_intent`/`charge`/`paid` on the invoice (older
+    API versions, localstripe) or, at the pinned version, the subscription under
+    `parent.subscription_details`, the payments in `payments` (InvoicePayment objects,
+    read when expanded) and paid as `status == "paid"`."""
     parent = (obj.get("parent") or {}).get("subscription_details") or {}
     subscription_id = _id(obj.get("subscription")) or _id(parent.get("subscription"))
     charge = obj.get("charge")
     intent = _id(obj.get("payment_intent")) or (
         _id(charge.get("payment_intent")) if isinstance(charge, dict) else ""
     )
+    charge_id = _id(charge)
+    if not intent and not charge_id:
+        intent, charge_id = _invoice_paid_payment(obj)
+    period_start, period_end = _invoice_period(obj)
     status = obj.get("status") or ""
     return InvoiceData(
         id=obj["id"],
@@ -264,8 +310,40 @@ def invoice_from_payload(obj: dict[str, Any]) -> InvoiceData:
         customer_id=_id(obj.get("customer")),
         subscription_id=subscription_id,
         payment_intent_id=intent,
-        charge_id=_id(charge),
+        charge_id=charge_id,
         billing_reason=obj.get("billing_reason") or "",
+        period_start=period_start,
+        period_end=period_end,
+    )
+
+
+@dataclass(frozen=True)
+class InvoicePaymentData:
+    """One payment of an invoice (an InvoicePayment, at the pinned API version)."""
+
+    id: str
+    invoice_id: str
+    status: str
+    amount_paid: int
+    currency: str
+    payment_intent_id: str
+    charge_id: str
+
+
+def invoice_payment_from_payload(obj: dict[str, Any]) -> InvoicePaymentData:
+    payment = obj.get("payment") or {}
+    charge = payment.get("charge") if payment.get("type") == "charge" else None
+    intent = _id(payment.get("payment_intent")) if payment.get("type") == "payment_intent" else ""
+    if not intent and isinstance(charge, dict):
+        intent = _id(charge.get("payment_intent"))
+    return InvoicePaymentData(
+        id=obj["id"],
+        invoice_id=_id(obj.get("invoice")),
+        status=obj.get("status") or "",
+        amount_paid=int(obj.get("amount_paid") or 0),
+        currency=(obj.get("currency") or "").lower(),
+        payment_intent_id=intent,
+        charge_id=_id(charge),
     )
 
 

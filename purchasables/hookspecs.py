@@ -116,7 +116,17 @@ def tollgate_release(order: OrderInfo, reason: str) -> None:
 def tollgate_fulfil(order: OrderInfo) -> dict[str, Any] | None:
     """Deliver what was bought: write ledger entries, create bookings.
 
-    :param order: the paid order.
+    :param order: the paid order. For a subscription purchase type, each order
+        is one paid Stripe invoice and `order.invoice` (an `InvoiceInfo`) says
+        what was paid and for what: `billing_reason` (`subscription_create`,
+        `subscription_cycle`, or `""` from API versions that do not state it),
+        `amount_paid` and `currency` (at least the plan's price, in its
+        currency; `order.amount` is the same amount), and the billed
+        `period_start`/`period_end` (Unix times, None if Stripe sent none).
+        Billing calls this hook only for such whole cycles: prorations
+        (`subscription_update`), manual, threshold and other invoices, and
+        short or foreign-currency payments make no order and are left to
+        staff. `order.invoice` is None for every other order.
     :return: an optional JSON-serialisable summary, stored on the fulfilment.
 
     firstresult; called only on the owning plugin, exactly once per order, by

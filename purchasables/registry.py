@@ -25,11 +25,20 @@ from purchasables.types import (
     PurchaseType,
     Quote,
     RefundInfo,
+    SaleMode,
 )
 
 
 class UnknownPurchaseTypeError(DomainError):
     code = ErrorCode.UNKNOWN_PURCHASE_TYPE
+    status = 422
+
+
+class NotSoldThisWayError(DomainError):
+    """A purchase type asked for in a way its plugin does not sell it (a plan as a
+    one-off order, a credit pack as a subscription)."""
+
+    code = ErrorCode.NOT_SOLD_THIS_WAY
     status = 422
 
 
@@ -113,6 +122,18 @@ class PluginRegistry:
                 purchase_type=name,
                 known=sorted(self._types),
             ) from None
+
+    def purchase_type_sold_as(self, name: str, mode: SaleMode) -> PurchaseType:
+        """The purchase type `name`, if it may be bought as `mode`; raises otherwise."""
+        spec = self.purchase_type(name)
+        if mode not in spec.sold_as:
+            how = {"order": "as a one-off order", "subscription": "as a subscription"}[mode]
+            raise NotSoldThisWayError(
+                f"{name!r} is not sold {how}.",
+                purchase_type=name,
+                sold_as=list(spec.sold_as),
+            )
+        return spec
 
     def plugins(self) -> list[tuple[str, object]]:
         return [(self._pm.get_name(p) or "", p) for p in self._pm.get_plugins()]

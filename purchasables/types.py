@@ -11,16 +11,41 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 OrderType = Literal["credit", "direct", "subscription"]
+# How a purchase type may be bought: `order`, one payment through
+# `POST /api/v1/payments/create/`; `subscription`, billed every cycle through
+# `POST /api/v1/payments/subscriptions/`.
+SaleMode = Literal["order", "subscription"]
 
 
 @dataclass(frozen=True)
 class PurchaseType:
-    """A purchase type a plugin owns. `name` is what clients send as `purchase_type`."""
+    """A purchase type a plugin owns. `name` is what clients send as `purchase_type`.
+
+    :param sold_as: the ways it may be bought (`SaleMode`s); billing refuses the
+        others with 422 `not_sold_this_way`. Left empty, it follows `order_type`:
+        `("subscription",)` for a subscription type, `("order",)` for the rest.
+        A type that is both sold once and by subscription names both; its quote
+        must then carry a `recurring` price.
+    """
 
     name: str
     order_type: OrderType
     label: str
     description: str = ""
+    sold_as: tuple[SaleMode, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.sold_as:
+            default = ("subscription",) if self.order_type == "subscription" else ("order",)
+            object.__setattr__(self, "sold_as", default)
+        else:
+            object.__setattr__(self, "sold_as", tuple(dict.fromkeys(self.sold_as)))
+        unknown = [m for m in self.sold_as if m not in ("order", "subscription")]
+        if unknown:
+            raise ValueError(
+                f"Purchase type {self.name!r}: sold_as may hold 'order' and "
+                f"'subscription', not {unknown!r}."
+            )
 
 
 @dataclass(frozen=True)
@@ -67,8 +92,40 @@ class Quote:
 
 
 @dataclass(frozen=True)
+class InvoiceInfo:
+    """The paid Stripe invoice a subscription order stands for.
+
+    Billing makes an order of a subscription invoice, and fulfils it, only when
+    the invoice is a whole cycle: `billing_reason` is `subscription_create` or
+    `subscription_cycle` (or, from API versions older than the field, not
+    stated) and at least the plan's price was paid in the plan's currency.
+    Other paid invoices (prorations, manual or threshold invoices, short or
+    foreign-currency payments) make no order and reach no plugin.
+
+    :param stripe_invoice_id: Stripe's `in_…` id.
+    :param billing_reason: Stripe's reason, as sent (`""` when not stated).
+    :param amount_paid: what the customer paid, in the currency's minor unit.
+    :param currency: lower-case ISO code; the plan's.
+    :param period_start: Unix time the billed service period starts (the
+        subscription line's period, else the invoice's), or None if unknown.
+    :param period_end: Unix time it ends, or None.
+    """
+
+    stripe_invoice_id: str
+    billing_reason: str
+    amount_paid: int
+    currency: str
+    period_start: int | None = None
+    period_end: int | None = None
+
+
+@dataclass(frozen=True)
 class OrderInfo:
-    """An order as a plugin sees it: what was bought, by whom, for how much."""
+    """An order as a plugin sees it: what was bought, by whom, for how much.
+
+    :param invoice: for an order made from a paid subscription invoice, that
+        invoice; None for every other order.
+    """
 
     order_id: int
     user_id: int
@@ -78,6 +135,7 @@ class OrderInfo:
     currency: str
     metadata: dict[str, str]
     data: dict[str, Any]
+    invoice: InvoiceInfo | None = None
 
 
 @dataclass(frozen=True)

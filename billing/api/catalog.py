@@ -20,6 +20,7 @@ def catalog_list(request: HttpRequest):
                 order_type=spec.order_type,
                 label=spec.label,
                 description=spec.description,
+                sold_as=list(spec.sold_as),
                 catalog=registry.catalog(spec.name),
             )
             for spec in registry.purchase_types()

@@ -45,6 +45,19 @@ class Subscription(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        constraints = [
+            # One live subscription per user and plan. The row is inserted (in
+            # `incomplete`) before Stripe is asked, so a second simultaneous start
+            # is refused here and never reaches Stripe. Subscriptions started
+            # outside Tollgate on a price no plan names (`plan_ref` "") are
+            # recorded however many there are.
+            models.UniqueConstraint(
+                fields=["user", "purchase_type", "plan_ref"],
+                condition=models.Q(status__in=["incomplete", "trialing", "active", "past_due"])
+                & ~models.Q(plan_ref=""),
+                name="subscription_one_live_per_plan",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.plan_name or self.plan_ref} ({self.status})"

@@ -27,6 +27,7 @@ from billing.stripe_objects import (
     customer_from_payload,
     dispute_from_payload,
     invoice_from_payload,
+    invoice_payment_from_payload,
     payment_intent_from_payload,
     payment_method_from_payload,
     refund_from_payload,
@@ -117,6 +118,11 @@ def _invoice_paid(event: dict[str, Any]) -> str:
     return subscriptions.invoice_record(invoice=invoice)
 
 
+def _invoice_payment_paid(event: dict[str, Any]) -> str:
+    data = invoice_payment_from_payload(event["data"]["object"])
+    return subscriptions.invoice_payment_record(data=data)
+
+
 def _invoice_payment_failed(event: dict[str, Any]) -> str:
     invoice = invoice_from_payload(event["data"]["object"])
     return subscriptions.invoice_payment_failed(invoice=invoice)
@@ -162,6 +168,7 @@ HANDLERS: dict[str, Handler] = {
     "charge.dispute.closed": _dispute_event,
     "charge.dispute.funds_withdrawn": _dispute_event,
     "charge.dispute.funds_reinstated": _dispute_event,
+    "invoice_payment.paid": _invoice_payment_paid,
 }
 
 # `payment_record`'s work in the event's own transaction: the payment, the order

@@ -112,7 +112,7 @@ def order_create(
     moves at once to what Stripe answered (a decline raises `CardDeclinedError`
     after the order is marked failed).
     """
-    spec = registry.purchase_type(purchase.purchase_type)
+    spec = registry.purchase_type_sold_as(purchase.purchase_type, "order")
     # A blank header is no key: stored, it would make every later blank key a conflict.
     idempotency_key = (idempotency_key or "").strip() or None
     if idempotency_key and "\x00" in idempotency_key:  # PostgreSQL's text cannot hold it

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import Field, Model
@@ -30,7 +30,7 @@ from kernel.log_context import log_ids
 from kernel.rows import instance_from_row, saved, saving
 from purchasables.errors import FulfilmentImpossibleError
 from purchasables.registry import registry
-from purchasables.types import OrderInfo
+from purchasables.types import InvoiceInfo, OrderInfo
 
 M = TypeVar("M", bound=Model)
 
@@ -278,6 +278,7 @@ def order_target_status(intent: PaymentIntentData) -> str | None:
 
 
 def order_info(order: Order) -> OrderInfo:
+    invoice = order.data.get("invoice") if order.stripe_invoice_id else None
     return OrderInfo(
         order_id=order.pk,
         user_id=order.user_id,
@@ -287,6 +288,20 @@ def order_info(order: Order) -> OrderInfo:
         currency=order.currency,
         metadata=dict(order.metadata),
         data=dict(order.data),
+        # A subscription order: the paid invoice it stands for (recorded by
+        # `invoice_record`; orders recorded before it kept only `invoice_id`).
+        invoice=_invoice_info(invoice) if isinstance(invoice, dict) else None,
+    )
+
+
+def _invoice_info(stored: dict[str, Any]) -> InvoiceInfo:
+    return InvoiceInfo(
+        stripe_invoice_id=str(stored.get("stripe_invoice_id") or ""),
+        billing_reason=str(stored.get("billing_reason") or ""),
+        amount_paid=int(stored.get("amount_paid") or 0),
+        currency=str(stored.get("currency") or ""),
+        period_start=stored.get("period_start"),
+        period_end=stored.get("period_end"),
     )
 
 

@@ -567,6 +567,8 @@ export interface components {
             label: string;
             /** Description */
             description: string;
+            /** Sold As */
+            sold_as: string[];
             /** Catalog */
             catalog: {
                 [key: string]: unknown;

@@ -94,14 +94,24 @@ def tollgate_quote(request: PurchaseRequest) -> Quote:
 
 @hookimpl
 def tollgate_fulfil(order: OrderInfo) -> dict[str, Any]:
+    # Billing hands over only whole, fully paid cycles; `order.invoice` says which.
+    invoice = order.invoice
     entry = credits_grant(
         user_id=order.user_id,
         amount=int(order.data["credits"]),
         kind=CreditTransaction.Kind.SUBSCRIPTION,
         reference=f"order-{order.order_id}",
-        memo=f"Subscription cycle, order {order.order_id}",
+        memo=f"Subscription cycle, order {order.order_id}"
+        + (f", invoice {invoice.stripe_invoice_id}" if invoice else ""),
     )
-    return {"ledger_entry_id": entry.pk, "credits": entry.amount}
+    result: dict[str, Any] = {"ledger_entry_id": entry.pk, "credits": entry.amount}
+    if invoice is not None:
+        result.update(
+            billing_reason=invoice.billing_reason,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+        )
+    return result
 
 
 @hookimpl

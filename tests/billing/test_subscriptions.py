@@ -1,23 +1,38 @@
 """Subscriptions: started against localstripe on a legacy plan, then kept in step by
 fixture-shaped events delivered shuffled and duplicated; every paid invoice grants its
-cycle's credits exactly once."""
+cycle's credits exactly once. One live subscription per user and plan, enforced by the
+database: simultaneous starts make one Stripe subscription, a refused card leaves
+nothing live, and a failure after Stripe answered cancels what Stripe made."""
 
 from __future__ import annotations
 
 import random
 import time
+from datetime import timedelta
 
 import pytest
 import stripe
 from django.conf import settings
+from django.utils import timezone
 
-from billing.models import Order, StripeCustomer, Subscription
+from billing import gateway
+from billing.models import (
+    Order,
+    SavedPaymentMethod,
+    StripeCustomer,
+    StripeEvent,
+    Subscription,
+)
 from billing.services.events import events_drain
+from billing.services.payments import order_info
+from billing.services.subscriptions import INCOMPLETE_GRACE
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get
 from purchasables.models import Plan
-from tests.billing.conftest import post_webhook
+from purchasables.types import InvoiceInfo
+from tests.billing.conftest import in_threads, post_webhook
 from tests.billing.test_cards import add_card_via_setup_intent
+from tests.conftest import client_for
 from tests.stripe_events import event, fixture, new_id
 
 pytestmark = pytest.mark.django_db
@@ -260,3 +275,317 @@ def test_a_refunded_subscription_cycle_debits_its_credits(customer, plan, user):
     order.refresh_from_db()
     assert order.status == Order.Status.PARTIALLY_REFUNDED
     assert credits_balance_get(user_id=user.pk) == 250
+
+
+# --- how a purchase type may be sold -------------------------------------------------
+
+
+def test_a_plan_cannot_be_bought_as_a_one_off_order(api, user, stripe_plan):
+    resp = api.post(
+        "/payments/create/",
+        {
+            "purchase_type": "subscription",
+            "service_id": stripe_plan.pk,
+            "payment_method_id": "pm_card_visa",
+        },
+    )
+    assert resp.status_code == 422, resp.content
+    assert resp.json()["code"] == "not_sold_this_way"
+    assert resp.json()["extra"]["sold_as"] == ["subscription"]
+    assert not Order.objects.exists()
+    assert credits_balance_get(user_id=user.pk) == 0
+    assert stripe_client().v1.payment_intents.list(params={"limit": 10}).data == []
+
+
+def test_a_one_off_purchase_type_cannot_be_subscribed_to(api, stripe_plan):
+    add_card_via_setup_intent(api)
+    resp = api.post("/payments/subscriptions/", {"plan_id": 1, "purchase_type": "credits"})
+    assert resp.status_code == 422, resp.content
+    assert resp.json()["code"] == "not_sold_this_way"
+    assert resp.json()["extra"]["sold_as"] == ["order"]
+    assert not Subscription.objects.exists()
+    assert stripe_client().v1.subscriptions.list(params={"limit": 10}).data == []
+
+
+def test_the_catalog_says_how_each_type_is_sold(anon_api, plan):
+    types = {t["name"]: t for t in anon_api.get("/catalog/").json()["purchase_types"]}
+    assert types["subscription"]["sold_as"] == ["subscription"]
+    assert types["credits"]["sold_as"] == ["order"]
+
+
+# --- one live subscription per user and plan -------------------------------------------
+
+
+def stripe_subscriptions(user) -> list:
+    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
+    listing = stripe_client().v1.subscriptions.list(params={"customer": customer, "limit": 100})
+    return [s for s in listing.data if s["status"] not in ("canceled", "incomplete_expired")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_starts_make_one_subscription_and_the_rest_409(user, stripe_plan):
+    api = client_for(user)
+    add_card_via_setup_intent(api)
+
+    def start(i: int) -> int:
+        return client_for(user).post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+
+    answers = in_threads(5, start)
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201, 409, 409, 409, 409], [a.content for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 409} == {"subscription_exists"}
+    assert len(stripe_subscriptions(user)) == 1
+    assert Subscription.objects.filter(status__in=Subscription.LIVE_STATUSES).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 500
+
+
+def test_a_refused_card_leaves_nothing_live_and_the_user_can_try_again(api, user, stripe_plan):
+    add_card_via_setup_intent(api, number="4000000000000341")  # attaches, then declines
+    refused = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert refused.status_code == 402, refused.content
+    assert stripe_subscriptions(user) == []
+    assert not Subscription.objects.filter(status__in=Subscription.LIVE_STATUSES).exists()
+    assert credits_balance_get(user_id=user.pk) == 0
+
+    good = add_card_via_setup_intent(api)["payment_methods"]
+    card = next(c for c in good if c["last4"] == "4242")
+    again = api.post(
+        "/payments/subscriptions/", {"plan_id": stripe_plan.pk, "payment_method_id": card["id"]}
+    )
+    assert again.status_code == 201, again.content
+    assert again.json()["subscription"]["status"] == "active"
+    assert len(stripe_subscriptions(user)) == 1
+    assert credits_balance_get(user_id=user.pk) == 500
+
+
+def test_a_failure_after_stripe_answered_cancels_the_stripe_subscription(
+    api, user, stripe_plan, monkeypatch
+):
+    """The local record cannot be kept (the database refuses it here): what Stripe
+    made must not go on charging."""
+    from billing.services import subscriptions
+
+    def refuse(**kw):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(subscriptions, "subscription_record", refuse)
+    add_card_via_setup_intent(api)
+    resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert resp.status_code == 500, resp.content
+    assert stripe_subscriptions(user) == []
+    assert not Subscription.objects.filter(status__in=Subscription.LIVE_STATUSES).exists()
+    monkeypatch.undo()
+    assert api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk}).status_code == 201
+
+
+def test_a_stripe_error_on_create_leaves_the_user_free_to_retry(
+    api, user, stripe_plan, monkeypatch
+):
+    def unreachable(**kw):
+        raise gateway.PaymentGatewayError("Stripe could not be reached.")
+
+    monkeypatch.setattr(gateway, "subscription_create", unreachable)
+    add_card_via_setup_intent(api)
+    assert api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk}).status_code == 502
+    monkeypatch.undo()
+    assert api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk}).status_code == 201
+    assert len(stripe_subscriptions(user)) == 1
+
+
+def test_a_record_left_incomplete_by_a_dead_request_is_given_up_after_its_grace(
+    api, user, stripe_plan
+):
+    add_card_via_setup_intent(api)
+    left = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
+    )
+    busy = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert busy.status_code == 409, busy.content  # it may still be in progress
+    Subscription.objects.filter(pk=left.pk).update(
+        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
+    )
+    resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert resp.status_code == 201, resp.content
+    left.refresh_from_db()
+    assert left.status == Subscription.Status.INCOMPLETE_EXPIRED
+    assert len(stripe_subscriptions(user)) == 1
+
+
+# --- what a paid invoice grants --------------------------------------------------------
+
+
+def test_an_invoice_of_one_cent_or_of_the_wrong_currency_grants_nothing(customer, plan, user):
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    cent = invoice_obj(1)
+    cent.update(amount_paid=1, amount_due=1)
+    yen = invoice_obj(2)
+    yen.update(currency="jpy")  # 1,900 yen, not 19.00 dollars
+    # The shape of API versions before 2025 (and localstripe): no billing_reason,
+    # `paid`, `subscription` and `payment_intent` on the invoice.
+    old_shape = {
+        "id": "in_old_shape",
+        "object": "invoice",
+        "customer": "cus_fixture",
+        "subscription": "sub_fixture",
+        "paid": True,
+        "status": "paid",
+        "amount_paid": 1,
+        "currency": "usd",
+        "payment_intent": new_id("pi"),
+        "charge": None,
+    }
+    for inv in (cent, yen, old_shape):
+        post_webhook(event("invoice.paid", inv))
+        post_webhook(event("invoice.payment_succeeded", inv))
+    events_drain()
+    assert credits_balance_get(user_id=user.pk) == 0
+    assert not Order.objects.exists()
+    invoice_events = StripeEvent.objects.filter(type__startswith="invoice.")
+    assert {e.status for e in invoice_events} == {"processed"}  # recorded, never retried
+    assert all(e.last_error.startswith("not granted: ") for e in invoice_events)
+    assert "paid in jpy; the plan is priced in usd" in "".join(e.last_error for e in invoice_events)
+
+
+@pytest.mark.parametrize(
+    "reason", ["manual", "subscription_threshold", "subscription_update", "upcoming"]
+)
+def test_an_invoice_that_is_not_a_cycle_grants_nothing(customer, plan, user, reason):
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    inv = invoice_obj(1)
+    inv["billing_reason"] = reason
+    post_webhook(event("invoice.paid", inv))
+    post_webhook(event("invoice.payment_succeeded", inv))
+    events_drain()
+    assert credits_balance_get(user_id=user.pk) == 0
+    assert not Order.objects.exists()
+    assert set(
+        StripeEvent.objects.filter(type__startswith="invoice.").values_list("status", flat=True)
+    ) == {"processed"}
+
+
+def test_a_cycle_invoice_tells_the_plugin_what_was_paid_and_for_which_period(customer, plan, user):
+    """The pinned API version's invoice: its payment under `payments` (expanded), the
+    subscription under `parent`; the renewal order gets its payment row from it."""
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    inv = invoice_obj(1)
+    inv["billing_reason"] = "subscription_cycle"
+    inv["lines"]["data"][0]["period"] = {"start": 1_800_000_000, "end": 1_802_592_000}
+    intent = new_id("pi")
+    paid = fixture("invoice_payment")
+    paid.update(
+        id=new_id("inpay"),
+        invoice=inv["id"],
+        amount_paid=1900,
+        currency="usd",
+        status="paid",
+        payment={"type": "payment_intent", "payment_intent": intent},
+    )
+    inv["payments"] = {"object": "list", "data": [paid], "has_more": False}
+    post_webhook(event("invoice.paid", inv))
+    post_webhook(event("invoice.payment_succeeded", inv))
+    events_drain()
+    assert credits_balance_get(user_id=user.pk) == 500
+    order = Order.objects.get()
+    assert order.payments.get().stripe_payment_intent_id == intent
+    info = order_info(order)
+    assert info.invoice == InvoiceInfo(
+        stripe_invoice_id=inv["id"],
+        billing_reason="subscription_cycle",
+        amount_paid=1900,
+        currency="usd",
+        period_start=1_800_000_000,
+        period_end=1_802_592_000,
+    )
+    assert order.fulfilment.result["period_end"] == 1_802_592_000
+    assert set(
+        StripeEvent.objects.filter(type__startswith="invoice.").values_list("status", flat=True)
+    ) == {"processed"}
+
+
+def test_an_old_record_whose_subscription_stripe_holds_as_paid_is_kept_not_cancelled(
+    api, user, stripe_plan
+):
+    """A Checkout completed long ago whose events were never processed: the next start
+    finds the paid subscription at Stripe, records it, and answers 409."""
+    add_card_via_setup_intent(api)
+    left = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
+    )
+    Subscription.objects.filter(pk=left.pk).update(
+        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
+    )
+    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
+    card = SavedPaymentMethod.objects.get(user=user).stripe_payment_method_id
+    stripe_client().v1.customers.update(
+        customer, params={"invoice_settings": {"default_payment_method": card}}
+    )
+    paid = stripe_client().v1.subscriptions.create(
+        params={
+            "customer": customer,
+            "items": [{"plan": stripe_plan.stripe_price_id}],
+            "metadata": {"subscription_id": str(left.pk), "plan_id": str(stripe_plan.pk)},
+        }
+    )
+    assert paid["status"] == "active"
+    resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert resp.status_code == 409, resp.content
+    left.refresh_from_db()
+    assert left.status == Subscription.Status.ACTIVE
+    assert left.stripe_subscription_id == paid["id"]
+    assert [s["id"] for s in stripe_subscriptions(user)] == [paid["id"]]
+
+
+def test_subscriptions_started_outside_tollgate_on_unknown_prices_are_all_recorded(customer, plan):
+    """Staff made two in Stripe's dashboard, on prices no plan names (no metadata):
+    the one-live-per-plan rule does not apply to them, and both are kept."""
+    for n in (1, 2):
+        obj = subscription_obj(plan, "active", id=f"sub_outside_{n}", metadata={})
+        post_webhook(event("customer.subscription.created", obj))
+    events_drain()
+    assert sorted(
+        Subscription.objects.filter(plan_ref="").values_list("stripe_subscription_id", flat=True)
+    ) == ["sub_outside_1", "sub_outside_2"]
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def invoice_payment_obj(inv: dict, intent: str) -> dict:
+    paid = fixture("invoice_payment")
+    paid.update(
+        id=new_id("inpay"),
+        invoice=inv["id"],
+        amount_paid=inv["amount_paid"],
+        currency=inv["currency"],
+        status="paid",
+        payment={"type": "payment_intent", "payment_intent": intent},
+    )
+    return paid
+
+
+@pytest.mark.parametrize("payment_first", [False, True])
+def test_a_renewal_gets_its_payment_from_invoice_payment_paid_in_either_order(
+    customer, plan, user, payment_first
+):
+    """At the pinned API version an invoice event names no payment: the
+    `invoice_payment.paid` event does, before or after it; a refund then finds the order."""
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    inv = invoice_obj(1)
+    intent = new_id("pi")
+    deliveries = [
+        event("invoice.paid", inv),
+        event("invoice_payment.paid", invoice_payment_obj(inv, intent)),
+    ]
+    for evt in reversed(deliveries) if payment_first else deliveries:
+        post_webhook(evt)
+        events_drain()
+    order = Order.objects.get()
+    assert order.payments.get().stripe_payment_intent_id == intent
+    assert credits_balance_get(user_id=user.pk) == 500
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+    refund = fixture("refund")
+    refund.update(id=new_id("re"), amount=1900, status="succeeded", payment_intent=intent)
+    post_webhook(event("refund.created", refund))
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
+    assert credits_balance_get(user_id=user.pk) == 0

@@ -146,9 +146,10 @@ def _make_subscriptions(user) -> None:
             interval_count=count,
             credits_per_cycle=1,
         )
-        for status in ["active"] * active + others:
+        for i, status in enumerate(["active"] * active + others):
             Subscription.objects.create(
-                user=user,
+                # One live subscription per user and plan: a second one is another buyer.
+                user=user if i == 0 else UserFactory(),
                 purchase_type="subscription",
                 plan_ref=str(plan.pk),
                 stripe_price_id=plan.stripe_price_id,

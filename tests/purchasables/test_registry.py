@@ -282,3 +282,14 @@ def test_loading_entry_points_does_not_duplicate_built_ins():
     # A second load finds every entry point already registered.
     assert reg.load_entry_points() == 0
     assert type_names(reg) == names
+
+
+def test_how_a_purchase_type_is_sold_follows_its_order_type_unless_it_says():
+    assert PurchaseType(name="a", order_type="subscription", label="A").sold_as == ("subscription",)
+    assert PurchaseType(name="b", order_type="credit", label="B").sold_as == ("order",)
+    both = PurchaseType(
+        name="c", order_type="direct", label="C", sold_as=("order", "subscription", "order")
+    )
+    assert both.sold_as == ("order", "subscription")
+    with pytest.raises(ValueError, match="sold_as"):
+        PurchaseType(name="d", order_type="direct", label="D", sold_as=("orders",))
