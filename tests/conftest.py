@@ -162,6 +162,13 @@ class LocalStripe:
     def clear(self) -> None:
         self.request("DELETE", "/_config/data")
 
+    def violations(self) -> list[dict[str, str]]:
+        """The requests the pinned API version would have refused, since the last call,
+        each with its method, path and what was wrong (and empties the list)."""
+        found = json.loads(self.request("GET", "/_config/pinned/violations"))
+        self.request("DELETE", "/_config/pinned/violations")
+        return found
+
     def register_webhook(self, name: str, url: str, secret: str) -> None:
         self.request("POST", f"/_config/webhooks/{name}", {"url": url, "secret": secret})
 
@@ -199,16 +206,30 @@ def localstripe() -> Iterator[LocalStripe]:
             time.sleep(0.05)
     previous = settings.STRIPE_API_BASE
     settings.STRIPE_API_BASE = base
+    server = LocalStripe(base)
     try:
-        yield LocalStripe(base)
+        yield server
+        _fail_on_violations(server.violations(), "this test session")
     finally:
         settings.STRIPE_API_BASE = previous
         proc.terminate()
         proc.wait(timeout=10)
 
 
+def _fail_on_violations(found: list[dict[str, str]], where: str) -> None:
+    if found:
+        lines = "\n".join(f"  {v['method']} {v['path']}: {v['violation']}" for v in found)
+        pytest.fail(
+            f"{where} sent Stripe requests the pinned API version refuses:\n{lines}",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
-def stripe_server(localstripe: LocalStripe) -> LocalStripe:
-    """localstripe, emptied for this test."""
+def stripe_server(localstripe: LocalStripe) -> Iterator[LocalStripe]:
+    """localstripe, emptied for this test. The test fails when anything it sent breaks
+    the pinned API version's parameters (the development Stripe records each one)."""
     localstripe.clear()
-    return localstripe
+    localstripe.violations()
+    yield localstripe
+    _fail_on_violations(localstripe.violations(), "this test")
