@@ -49,9 +49,10 @@ storm: $(STAMP) ## Storm test: shuffled, repeated webhooks while workers are kil
 	$(BIN)/python -m bench.storm $(STORM_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## Check style with ruff
+lint: $(STAMP) ## Check style with ruff, and the Stripe gateway's types with mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and fix with ruff
