@@ -356,8 +356,6 @@ def payment_intent_find(
     minute) created in the window, at most `LOOKUP_MAX_PAGES` pages. The window and
     the match together keep another deployment's order with the same number, user
     and purchase, made at another time, from matching. The oldest match wins.
-    localstripe refuses the list's filters, so against it the whole (small) list is
-    read and filtered here.
     """
     params: PaymentIntentListParams = {"created": {"gte": created_after}, "limit": 100}
     if created_before is not None:
@@ -380,12 +378,7 @@ def payment_intent_find(
 
     client = _client()
     with _stripe("look up the payment"):
-        try:
-            page = client.v1.payment_intents.list(params=params)
-        except stripe.InvalidRequestError as exc:
-            if "Unexpected" not in str(exc.user_message or exc):
-                raise
-            page = client.v1.payment_intents.list(params={"limit": 100})
+        page = client.v1.payment_intents.list(params=params)
         matches = []
         for read, item in enumerate(page.auto_paging_iter()):
             if read == 100 * LOOKUP_MAX_PAGES:
