@@ -196,6 +196,7 @@ def _price_of(plan: Obj) -> Obj:
 def _subscription(obj: Obj, _expand: set[str]) -> None:
     start = obj.pop("current_period_start", None)
     end = obj.pop("current_period_end", None)
+    obj.pop("plan", None)  # the plan (a price now) is on each item
     for item in (obj.get("items") or {}).get("data") or []:
         item.setdefault("current_period_start", start)
         item.setdefault("current_period_end", end)
