@@ -183,3 +183,17 @@ def test_events_say_the_pinned_version_and_carry_its_shapes(client):
     obj = succeeded["data"]["object"]
     assert obj["amount_received"] == 700
     assert isinstance(obj["latest_charge"], str)
+
+
+def test_a_recurring_price_is_made_and_read_back(client):
+    price = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 500,
+            "recurring": {"interval": "month"},
+            "product_data": {"name": "Basic"},
+        }
+    )
+    read = client.v1.prices.retrieve(price.id)
+    assert (read.unit_amount, read.currency, read.recurring.interval) == (500, "usd", "month")
+    assert price.id in {p.id for p in client.v1.prices.list().data}
