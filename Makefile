@@ -48,10 +48,11 @@ storm: $(STAMP) ## Storm test: shuffled, repeated webhooks while workers are kil
 	$(BIN)/python -m bench.storm $(STORM_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## Check style with ruff, and the layout's import rules with import-linter
+lint: $(STAMP) ## Check style with ruff, the layout's import rules with import-linter, the Stripe gateway's types with mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and fix with ruff

@@ -5,10 +5,12 @@ own dataclasses and the project's own errors (`PaymentGatewayError`,
 `CardDeclinedError`, …), every write carries an idempotency key derived from
 our ids, and the API version is pinned so Stripe's answers keep their shape.
 
-It speaks to real Stripe or to localstripe (`STRIPE_API_BASE`), so it sends
-only parameters both accept (see shared/stripe/README.md), and it reads both
-event shapes: the current API's and localstripe's 2017-08-15 (an embedded
-charge in `latest_charge`, no `amount_received`).
+Every request is built as stripe-python's own parameter type for the pinned
+version (`stripe.params.PaymentIntentCreateParams`, …), so the type checker
+refuses a parameter that version does not have. It speaks to real Stripe or to
+the development Stripe (`STRIPE_API_BASE`), which follows the pinned version;
+the readers take older event shapes too (an embedded charge in `latest_charge`,
+no `amount_received`), since webhook endpoints on older versions send them.
 """
 
 from __future__ import annotations
@@ -19,11 +21,26 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import requests
 import stripe
 from django.conf import settings
+from stripe.params import (
+    CustomerCreateParams,
+    EventListParams,
+    InvoiceListParams,
+    PaymentIntentCreateParams,
+    PaymentIntentListParams,
+    PaymentMethodListParams,
+    RefundCreateParams,
+    SetupIntentCreateParams,
+    SubscriptionCreateParams,
+    SubscriptionCreateParamsItem,
+)
+from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
+from stripe.params.checkout import SessionCreateParams as CheckoutSessionCreateParams
+from stripe.params.checkout import SessionCreateParamsLineItem
 
 from billing.stripe_objects import (
     CheckoutSessionData,
@@ -48,7 +65,10 @@ from kernel.storable_json import storable_json_loads
 
 log = logging.getLogger(__name__)
 
-API_VERSION = stripe.api_version
+API_VERSION: str = stripe.api_version
+
+# Why Stripe is asked for a refund (the text of our own reason goes in its metadata).
+RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
 
 # Seconds of clock difference allowed when looking up what Stripe made since a moment.
 LOOKUP_CLOCK_SLACK = 300
@@ -125,9 +145,11 @@ def _client_for(api_key: str, api_base: str, retries: int, timeout: int) -> stri
     )
 
 
-def _environ_proxy(api_base: str) -> dict[str, str] | None:
+def _environ_proxy(api_base: str) -> stripe.HTTPClient._Proxy | None:
     proxies = requests.utils.get_environ_proxies(api_base)
-    return {k: v for k, v in proxies.items() if k in ("http", "https")} or None
+    if not (proxies.get("http") or proxies.get("https")):
+        return None
+    return {"http": proxies.get("http"), "https": proxies.get("https")}
 
 
 def _scoped(key: str) -> str:
@@ -169,8 +191,8 @@ def _translate(
 ) -> DomainError:
     """Stripe's error as the project's own. `names_payment_method`: the request carried a
     client-given payment method, so a missing object means that one."""
-    body = exc.json_body or {}
-    error = body.get("error") or {}
+    body = exc.json_body if isinstance(exc.json_body, dict) else {}
+    error: dict[str, Any] = body.get("error") or {}
     if isinstance(exc, stripe.CardError):
         intent = error.get("payment_intent")
         code = error.get("decline_code") or exc.code or "card_declined"
@@ -237,23 +259,30 @@ def payment_intent_create(
     `created_after` (a Unix time) says an earlier request may already have made it:
     then the look-up comes first.
     """
-    params: dict[str, Any] = {
+    params: PaymentIntentCreateParams = {
         "amount": amount,
         "currency": currency,
         "metadata": metadata,
-        "payment_method_types": ["card"],
+        # Dynamic payment methods: the account's settings choose them, narrowed by
+        # STRIPE_PAYMENT_METHOD_TYPES. The server confirms without a return URL, so
+        # only methods that need no redirect.
+        "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
     }
+    if allowed := _allowed_payment_method_types():
+        params["allowed_payment_method_types"] = allowed
     if payment_method:
         params["payment_method"] = payment_method
     if customer:
         params["customer"] = customer
-    del description  # localstripe refuses `description`; kept in our metadata instead
-    wanted = {
+    if description:
+        params["description"] = description[:1000]
+    wanted: dict[str, Any] = {
         "metadata": metadata,
         "amount": amount,
         "currency": currency,
         "customer": customer,
     }
+    window: tuple[int, int | None]
     if created_after is None:  # only a send of this call can have made it
         window = (int(time.time()) - LOOKUP_CLOCK_SLACK, None)
     else:
@@ -290,6 +319,12 @@ def payment_intent_create(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _allowed_payment_method_types() -> list[Any]:
+    """STRIPE_PAYMENT_METHOD_TYPES: the payment methods Tollgate allows (empty: whatever
+    the Stripe account's settings enable)."""
+    return list(settings.STRIPE_PAYMENT_METHOD_TYPES)
+
+
 def _maybe_delivered(exc: stripe.StripeError) -> bool:
     """Whether a failed request may still have been carried out by Stripe.
 
@@ -324,13 +359,10 @@ def payment_intent_find(
     minute) created in the window, at most `LOOKUP_MAX_PAGES` pages. The window and
     the match together keep another deployment's order with the same number, user
     and purchase, made at another time, from matching. The oldest match wins.
-    localstripe refuses the list's filters, so against it the whole (small) list is
-    read and filtered here.
     """
-    created: dict[str, int] = {"gte": created_after}
+    params: PaymentIntentListParams = {"created": {"gte": created_after}, "limit": 100}
     if created_before is not None:
-        created["lte"] = created_before
-    params: dict[str, Any] = {"created": created, "limit": 100}
+        params["created"] = {"gte": created_after, "lte": created_before}
     if customer:
         params["customer"] = customer
     # Stripe drops metadata keys whose value is empty, so they cannot be matched on.
@@ -349,12 +381,7 @@ def payment_intent_find(
 
     client = _client()
     with _stripe("look up the payment"):
-        try:
-            page = client.v1.payment_intents.list(params=params)
-        except stripe.InvalidRequestError as exc:
-            if "Unexpected" not in str(exc.user_message or exc):
-                raise
-            page = client.v1.payment_intents.list(params={"limit": 100})
+        page = client.v1.payment_intents.list(params=params)
         matches = []
         for read, item in enumerate(page.auto_paging_iter()):
             if read == 100 * LOOKUP_MAX_PAGES:
@@ -402,14 +429,24 @@ def payment_intent_cancel(*, payment_intent_id: str, idempotency_key: str) -> Pa
 
 
 def refund_create(
-    *, payment_intent_id: str, amount: int, metadata: dict[str, str], idempotency_key: str
+    *,
+    payment_intent_id: str,
+    amount: int,
+    metadata: dict[str, str],
+    idempotency_key: str,
+    reason: RefundReason | None = None,
 ) -> RefundData:
-    """Refund `amount` of a PaymentIntent's charge. (`reason` is kept in our own records:
-    localstripe refuses it.)"""
+    """Refund `amount` of a PaymentIntent's charge, for `reason` (one of Stripe's)."""
+    params: RefundCreateParams = {
+        "payment_intent": payment_intent_id,
+        "amount": amount,
+        "metadata": metadata,
+    }
+    if reason:
+        params["reason"] = reason
     with _stripe("refund the payment"):
         refund = _client().v1.refunds.create(
-            params={"payment_intent": payment_intent_id, "amount": amount, "metadata": metadata},
-            options={"idempotency_key": _scoped(idempotency_key)},
+            params=params, options={"idempotency_key": _scoped(idempotency_key)}
         )
     return refund_from_payload(refund.to_dict())
 
@@ -442,7 +479,7 @@ def charge_payment_intent_id(*, charge_id: str) -> str:
 def customer_create(
     *, email: str, name: str, metadata: dict[str, str], idempotency_key: str
 ) -> CustomerData:
-    params = (
+    params: CustomerCreateParams = (
         {"email": email, "name": name, "metadata": metadata} if email else {"metadata": metadata}
     )
     with _stripe("create the customer"):
@@ -484,16 +521,20 @@ def customer_default_payment_method_set(*, customer_id: str, payment_method_id: 
 def setup_intent_create(
     *, customer_id: str, metadata: dict[str, str], idempotency_key: str
 ) -> SetupIntentData:
-    """A SetupIntent for adding a card to be charged later, with or without the user present."""
+    """A SetupIntent for saving a payment method to be charged later, with or without the
+    user present: the methods the account enables (or STRIPE_PAYMENT_METHOD_TYPES) that
+    need no redirect, as payments are confirmed by the server."""
+    params: SetupIntentCreateParams = {
+        "customer": customer_id,
+        "usage": "off_session",
+        "metadata": metadata,
+        "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+    }
+    if allowed := _allowed_payment_method_types():
+        params["allowed_payment_method_types"] = allowed
     with _stripe("start adding a card"):
         intent = _client().v1.setup_intents.create(
-            params={
-                "customer": customer_id,
-                "payment_method_types": ["card"],
-                "usage": "off_session",
-                "metadata": metadata,
-            },
-            options={"idempotency_key": _scoped(idempotency_key)},
+            params=params, options={"idempotency_key": _scoped(idempotency_key)}
         )
     return setup_intent_from_payload(intent.to_dict())
 
@@ -527,9 +568,8 @@ def payment_method_detach(*, payment_method_id: str) -> None:
 
 def payment_methods_list(*, customer_id: str) -> list[PaymentMethodData]:
     with _stripe("list the cards"):
-        page = _client().v1.payment_methods.list(
-            params={"customer": customer_id, "type": "card", "limit": 100}
-        )
+        params: PaymentMethodListParams = {"customer": customer_id, "type": "card", "limit": 100}
+        page = _client().v1.payment_methods.list(params=params)
         return [payment_method_from_payload(m.to_dict()) for m in page.auto_paging_iter()]
 
 
@@ -548,7 +588,9 @@ def _unavailable(exc: stripe.StripeError, feature: str) -> DomainError | None:
     return None
 
 
-def _line_item(*, amount: int, currency: str, name: str, recurring_price: str | None) -> dict:
+def _line_item(
+    *, amount: int, currency: str, name: str, recurring_price: str | None
+) -> SessionCreateParamsLineItem:
     if recurring_price:
         return {"price": recurring_price, "quantity": 1}
     return {
@@ -580,7 +622,7 @@ def checkout_session_create(
     The metadata goes on the session and on the object it makes
     (`payment_intent_data` or `subscription_data`): Stripe does not copy it.
     """
-    params: dict[str, Any] = {
+    params: CheckoutSessionCreateParams = {
         "mode": mode,
         "line_items": [
             _line_item(amount=amount, currency=currency, name=name, recurring_price=recurring_price)
@@ -596,6 +638,8 @@ def checkout_session_create(
         params["payment_intent_data"] = {"metadata": metadata}
     if customer_id:
         params["customer"] = customer_id
+    if allowed := _allowed_payment_method_types():
+        params["allowed_payment_method_types"] = allowed
     with _stripe("start checkout", feature="Stripe Checkout"):
         session = _client().v1.checkout.sessions.create(
             params=params, options={"idempotency_key": _scoped(idempotency_key)}
@@ -624,23 +668,29 @@ def checkout_session_expire(*, session_id: str, idempotency_key: str) -> Checkou
     return checkout_session_from_payload(session.to_dict())
 
 
-def _subscription_item(price_id: str) -> dict[str, str]:
-    # A legacy plan id goes in `plan` (localstripe knows only plans).
-    return {"price": price_id} if price_id.startswith("price_") else {"plan": price_id}
-
-
 def subscription_create(
-    *, customer_id: str, price_id: str, metadata: dict[str, str], idempotency_key: str
+    *,
+    customer_id: str,
+    price_id: str,
+    metadata: dict[str, str],
+    idempotency_key: str,
+    default_payment_method: str | None = None,
 ) -> SubscriptionData:
-    """Subscribe the customer, charging their default card now and every cycle."""
+    """Subscribe the customer to a price, charging the card now and every cycle: the given
+    payment method, else the customer's default. A first payment that fails (or needs the
+    customer) fails the request, so no subscription is left incomplete behind it."""
+    item: SubscriptionCreateParamsItem = {"price": price_id}
+    params: SubscriptionCreateParams = {
+        "customer": customer_id,
+        "items": [item],
+        "metadata": metadata,
+        "payment_behavior": "error_if_incomplete",
+    }
+    if default_payment_method:
+        params["default_payment_method"] = default_payment_method
     with _stripe("start the subscription", names_payment_method=True):
         subscription = _client().v1.subscriptions.create(
-            params={
-                "customer": customer_id,
-                "items": [_subscription_item(price_id)],
-                "metadata": metadata,
-            },
-            options={"idempotency_key": _scoped(idempotency_key)},
+            params=params, options={"idempotency_key": _scoped(idempotency_key)}
         )
     return subscription_from_payload(subscription.to_dict())
 
@@ -676,17 +726,17 @@ def subscriptions_for_customer(*, customer_id: str) -> list[SubscriptionData]:
 
 def invoices_for_subscription(*, subscription_id: str) -> list[InvoiceData]:
     with _stripe("list the invoices"):
-        page = _client().v1.invoices.list(params={"subscription": subscription_id, "limit": 10})
+        params: InvoiceListParams = {"subscription": subscription_id, "limit": 10}
+        page = _client().v1.invoices.list(params=params)
         return [invoice_from_payload(i.to_dict()) for i in page.data]
 
 
 def billing_portal_session_create(*, customer_id: str, return_url: str) -> str:
     """The URL of Stripe's customer portal for this customer."""
     with _stripe("open the customer portal", feature="The Stripe customer portal"):
-        session = _client().v1.billing_portal.sessions.create(
-            params={"customer": customer_id, "return_url": return_url}
-        )
-    return session["url"]
+        params: PortalSessionCreateParams = {"customer": customer_id, "return_url": return_url}
+        session = _client().v1.billing_portal.sessions.create(params=params)
+    return session.url
 
 
 # --- reconciliation ----------------------------------------------------------------
@@ -695,7 +745,8 @@ def billing_portal_session_create(*, customer_id: str, return_url: str) -> str:
 def events_since(*, created_after: int) -> Iterator[dict[str, Any]]:
     """Stripe's events created after a Unix time, newest first, as plain dicts."""
     with _stripe("list events"):
-        page = _client().v1.events.list(params={"limit": 100, "created": {"gt": created_after}})
+        params: EventListParams = {"limit": 100, "created": {"gt": created_after}}
+        page = _client().v1.events.list(params=params)
         for evt in page.auto_paging_iter():
             yield evt.to_dict()
 

@@ -148,6 +148,9 @@ STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "https://api.stripe.com")
 STRIPE_MAX_NETWORK_RETRIES = int(os.environ.get("STRIPE_MAX_NETWORK_RETRIES", "2"))
 STRIPE_TIMEOUT = int(os.environ.get("STRIPE_TIMEOUT", "30"))  # seconds per attempt
 STRIPE_WEBHOOK_TOLERANCE = int(os.environ.get("STRIPE_WEBHOOK_TOLERANCE", "300"))
+# The payment method types Tollgate offers (comma-separated, such as `card`), for
+# PaymentIntents, SetupIntents and Checkout; empty: those the Stripe account enables.
+STRIPE_PAYMENT_METHOD_TYPES = env_list("STRIPE_PAYMENT_METHOD_TYPES")
 FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://127.0.0.1:8000")
 
 # --- Tollgate -----------------------------------------------------------------

@@ -13,6 +13,7 @@ from platform_core.auth import api_token_create
 from tests.factories import UserFactory
 from tollgate_testing.api import ApiClient
 from tollgate_testing.stripe_server import DevStripe
+from tollgate_testing.stripe_server import fail_on_violations as _fail_on_violations
 
 PASSWORD = "correct-horse-battery"
 
@@ -118,13 +119,17 @@ def localstripe() -> Iterator[DevStripe]:
     settings.STRIPE_API_BASE = server.base
     try:
         yield server
+        _fail_on_violations(server.violations(), "this test session")
     finally:
         settings.STRIPE_API_BASE = previous
         server.stop()
 
 
 @pytest.fixture
-def stripe_server(localstripe: DevStripe) -> DevStripe:
-    """The development Stripe, emptied for this test."""
+def stripe_server(localstripe: DevStripe) -> Iterator[DevStripe]:
+    """The development Stripe, emptied for this test. The test fails when anything it sent
+    breaks the pinned API version's parameters (the development Stripe records each one)."""
     localstripe.clear()
-    return localstripe
+    localstripe.violations()
+    yield localstripe
+    _fail_on_violations(localstripe.violations(), "this test")

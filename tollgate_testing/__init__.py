@@ -38,7 +38,7 @@ import pytest
 
 from tollgate_testing.api import ApiClient, Buyer
 from tollgate_testing.events import deliver, event, process, wait_for_event
-from tollgate_testing.stripe_server import DevStripe
+from tollgate_testing.stripe_server import DevStripe, fail_on_violations
 
 __all__ = ["ApiClient", "Buyer", "DevStripe", "deliver", "event", "process", "wait_for_event"]
 
@@ -61,10 +61,13 @@ def tollgate_stripe_session() -> Iterator[DevStripe]:
 
 
 @pytest.fixture
-def tollgate_stripe(tollgate_stripe_session: DevStripe) -> DevStripe:
-    """The development Stripe, emptied for this test."""
+def tollgate_stripe(tollgate_stripe_session: DevStripe) -> Iterator[DevStripe]:
+    """The development Stripe, emptied for this test; the test fails when anything it
+    sent breaks the pinned API version's parameters."""
     tollgate_stripe_session.clear()
-    return tollgate_stripe_session
+    tollgate_stripe_session.violations()
+    yield tollgate_stripe_session
+    fail_on_violations(tollgate_stripe_session.violations(), "this test")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -66,6 +67,13 @@ class DevStripe:
         """Forget every object (webhook receivers stay)."""
         self.request("DELETE", "/_config/data")
 
+    def violations(self) -> list[dict[str, str]]:
+        """The requests the pinned API version would have refused since the last call,
+        each with its method, path and what was wrong (and empties the list)."""
+        found = json.loads(self.request("GET", "/_config/pinned/violations"))
+        self.request("DELETE", "/_config/pinned/violations")
+        return found
+
     def register_webhook(self, name: str, url: str, secret: str) -> None:
         """Deliver every event, signed with `secret`, to `url`."""
         self.request("POST", f"/_config/webhooks/{name}", {"url": url, "secret": secret})
@@ -77,4 +85,16 @@ class DevStripe:
             "POST",
             f"/v1/payment_intents/{payment_intent_id}/_authenticate?success={flag}",
             {"client_secret": client_secret},
+        )
+
+
+def fail_on_violations(found: list[dict[str, str]], where: str) -> None:
+    """Fail the test when Stripe requests broke the pinned API version's parameters."""
+    import pytest
+
+    if found:
+        lines = "\n".join(f"  {v['method']} {v['path']}: {v['violation']}" for v in found)
+        pytest.fail(
+            f"{where} sent Stripe requests the pinned API version refuses:\n{lines}",
+            pytrace=False,
         )

@@ -257,6 +257,7 @@ def _payment_start(order: Order, source: ChargeSource, *, resume: bool = False) 
             amount=order.amount,
             currency=order.currency,
             metadata=order.metadata,
+            description=order.description,
             idempotency_key=f"order-{order.pk}-pi",
             payment_method=payment_method_id,
             customer=source.customer_id,

@@ -183,8 +183,16 @@ def refund_submit(*, refund_id: int) -> Refund:
                     "refund_id": str(refund.pk),
                     "source": refund.source,
                     **metadata_marker(),
+                    **({"reason": refund.reason[:500]} if refund.reason else {}),
                 },
                 idempotency_key=f"refund-{refund.pk}",
+                # Money the platform must not keep was paid twice or not for an order;
+                # any other refund is asked for by the buyer through staff.
+                reason=(
+                    "duplicate"
+                    if refund.source == Refund.Source.AUTOMATIC
+                    else "requested_by_customer"
+                ),
             )
     except gateway.PaymentGatewayError as exc:
         if exc.retryable:

@@ -245,6 +245,7 @@ def subscription_start(
             price_id=quote.recurring.stripe_price_id,
             metadata=metadata,
             idempotency_key=f"subscription-{local.pk}",
+            default_payment_method=card.stripe_payment_method_id if card is not None else None,
         )
         if data.status in ("active", "trialing"):
             subscription_record(data=data)
