@@ -213,6 +213,8 @@ RATE_LIMITED_OPERATIONS: dict[str, tuple[str, Callable[..., str]]] = {
         lambda request, payload, **_: f"{client_ip(request)}\n{payload.username.strip().lower()}",
     ),
     "payments_create": ("payments_create", lambda request, **_: str(request.user.pk)),
+    # Paying an order again reaches Stripe as a create does: one budget.
+    "payments_order_pay": ("payments_create", lambda request, **_: str(request.user.pk)),
 }
 
 

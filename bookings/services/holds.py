@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from bookings.errors import SeatHoldLimitError
@@ -86,8 +87,10 @@ def seat_holds_create(*, order_id: int, user_id: int, plan: PlanNode) -> list[Se
 
     Idempotent: an order whose holds are live gets them back, as they are. An
     order whose holds lapsed or were released (paying a failed order again)
-    takes its seats anew, under the same checks and limits as a new order, with
-    a new hold; the lapsed one is marked expired, never revived.
+    takes its seats anew, under the same checks and limits as a new order; the
+    new hold ends when the order's earlier one would have, if that is still to
+    come, else after the configured minutes. A lapsed hold is marked expired,
+    never revived or extended.
     """
     with transaction.atomic():
         needs = seat_needs(plan)
@@ -104,7 +107,16 @@ def seat_holds_create(*, order_id: int, user_id: int, plan: PlanNode) -> list[Se
         ).update(status=SeatHold.Status.EXPIRED, updated_at=now)
         seats_check(needs, now=now)
         _limits_check(needs, user_id=user_id, order_id=order_id, now=now)
-        expires_at = now + timedelta(minutes=hold_minutes())
+        # Released early (a failed payment) and taken again: the new hold ends when the
+        # first one would have; only a hold that ran its course is followed by a full one.
+        earlier_end = SeatHold.objects.filter(order_id=order_id).aggregate(
+            end=Max("expires_at")
+        )["end"]
+        expires_at = (
+            earlier_end
+            if earlier_end is not None and earlier_end > now
+            else now + timedelta(minutes=hold_minutes())
+        )
         sessions = {node.session_id: node.service_id for node in plan.walk() if node.needs_seat}
         holds = [
             SeatHold(

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from bookings.errors import SeatHoldLimitError, SeatsUnavailableError
 from bookings.models import SeatHold, Service
-from bookings.services.holds import seat_holds_create
+from bookings.services.holds import seat_holds_create, seat_holds_release
 from tests.billing.conftest import in_threads
 from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
 from tests.bookings.seat_checks import free_seats, plan_for
@@ -173,3 +173,13 @@ def test_the_limits_are_settings_with_defaults():
 
     per_session, per_user = hold_limits()
     assert per_session >= 1 and per_user >= 1
+
+
+@pytest.mark.django_db
+def test_a_hold_released_early_and_taken_again_keeps_its_end(small_workshop, user):
+    [first] = seat_holds_create(order_id=1, user_id=user.pk, plan=plan_for(small_workshop))
+    seat_holds_release(order_id=1)  # the payment failed
+
+    [again] = seat_holds_create(order_id=1, user_id=user.pk, plan=plan_for(small_workshop))
+    assert again.pk != first.pk
+    assert again.expires_at == first.expires_at
