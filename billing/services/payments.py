@@ -250,12 +250,18 @@ def payment_apply(
     order, payment = found
     with log_ids(order_id=order.pk, user_id=order.user_id, payment_intent_id=intent.id):
         if payment is None:
-            payment = payment_row_for(order=order, intent=intent, locked=True)
+            # Made without a status: what this news says is applied below, as news. Made
+            # `succeeded`, a success first seen after the order was cancelled looked
+            # applied already, and was kept instead of refunded.
+            payment = payment_row_for(order=order, intent=intent, locked=True, status="")
         return _payment_apply(order, payment, intent, target, as_of)
 
 
-def payment_row_for(*, order: Order, intent: PaymentIntentData, locked: bool) -> Payment:
-    """The `Payment` row of a PaymentIntent, made from it on first sight.
+def payment_row_for(
+    *, order: Order, intent: PaymentIntentData, locked: bool, status: str | None = None
+) -> Payment:
+    """The `Payment` row of a PaymentIntent, made from it on first sight (with `status`,
+    when given, instead of the intent's).
 
     On PostgreSQL one `INSERT … ON CONFLICT DO NOTHING`: the usual case, a new
     PaymentIntent, is one statement instead of `get_or_create`'s read, savepoint,
@@ -263,7 +269,7 @@ def payment_row_for(*, order: Order, intent: PaymentIntentData, locked: bool) ->
     """
     fields = {
         "order": order,
-        "status": intent.status,
+        "status": intent.status if status is None else status,
         "amount": intent.amount,
         "currency": intent.currency,
         "client_secret": intent.client_secret,

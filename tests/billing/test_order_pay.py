@@ -10,14 +10,21 @@ fulfilled once.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
-from billing.models import Fulfilment, Order
+from billing.models import Fulfilment, Order, Payment, Refund
 from billing.services.events import events_drain
+from billing.services.payments import order_transition, payment_apply, payment_record
+from billing.stripe_objects import PaymentIntentData
 from bookings.models import Booking, SeatHold, Service
 from credits.selectors import credits_balance_get
 from tests.billing.conftest import wait_for_event
+from tests.billing.factories import OrderFactory
 from tests.billing.test_e2e_payments import BUY_100, Http, card
 from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
 from tests.bookings.purchases import http_for, purchase
@@ -187,3 +194,99 @@ def test_a_failed_order_whose_seat_was_taken_is_refused_409(
     order = Order.objects.get(pk=order_id)
     assert order.status == Order.Status.FAILED
     assert order.payments.get().status != "succeeded"
+
+
+def succeeded_intent(order: Order, intent_id: str) -> PaymentIntentData:
+    return PaymentIntentData(
+        id=intent_id,
+        status="succeeded",
+        amount=order.amount,
+        currency=order.currency,
+        client_secret=f"{intent_id}_secret_x",
+        metadata=dict(order.metadata),
+        amount_received=order.amount,
+        latest_charge_id=f"ch_{intent_id}",
+        last_error_code="",
+        last_error_message="",
+    )
+
+
+def cancel_holding_the_lock(order_id: int, *, locked: threading.Event, hold_for: float) -> bool:
+    """What a cancel does: lock the order, then move it to canceled, slowly."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        locked.set()
+        time.sleep(hold_for)
+        return order_transition(order, Order.Status.CANCELED)
+
+
+def run_both(first, second) -> list:
+    results: list = [None, None]
+
+    def run(i: int, work) -> None:
+        try:
+            results[i] = work()
+        except Exception as exc:  # asserted on below
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate((first, second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_a_payment_seen_before_its_row_racing_a_cancel_ends_canceled_and_refunded(user):
+    """The new attempt's success arrives while a cancel holds the order's lock and
+    before the attempt's Payment row exists: the order stays cancelled and the
+    payment is refunded, once; never paid and cancelled both, never neither."""
+    order = OrderFactory(user=user)
+    locked = threading.Event()
+    intent = succeeded_intent(order, "pi_race_cancel_first")
+
+    def payment() -> object:
+        assert locked.wait(10)
+        return payment_record(intent=intent, target=Order.Status.PAID)
+
+    canceled, outcome = run_both(
+        lambda: cancel_holding_the_lock(order.pk, locked=locked, hold_for=0.5), payment
+    )
+    assert canceled is True, canceled
+    assert not isinstance(outcome, Exception), outcome
+    order.refresh_from_db()
+    assert order.status == Order.Status.CANCELED
+    assert not Fulfilment.objects.filter(order=order).exists()
+    payment_row = Payment.objects.get(stripe_payment_intent_id=intent.id)
+    assert (payment_row.order_id, payment_row.status) == (order.pk, "succeeded")
+    [refund] = Refund.objects.filter(order=order)
+    assert (refund.source, refund.amount, refund.reverses_order) == ("automatic", 1000, False)
+    assert credits_balance_get(user_id=user.pk) == 0
+
+
+def test_a_payment_that_takes_the_lock_first_wins_and_the_cancel_does_nothing(user):
+    order = OrderFactory(user=user)
+    applied = threading.Event()
+    intent = succeeded_intent(order, "pi_race_payment_first")
+
+    def payment() -> object:
+        with transaction.atomic():
+            outcome = payment_apply(intent=intent, target=Order.Status.PAID)
+            applied.set()
+            time.sleep(0.5)
+        return outcome
+
+    def cancel() -> bool:
+        assert applied.wait(10)
+        return cancel_holding_the_lock(order.pk, locked=threading.Event(), hold_for=0)
+
+    outcome, canceled = run_both(payment, cancel)
+    assert canceled is False, canceled
+    assert outcome.applied, outcome
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert not Refund.objects.filter(order=order).exists()
+    assert credits_balance_get(user_id=user.pk) == 100
