@@ -8,6 +8,7 @@ so a retried request never creates a second charge.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -342,10 +343,13 @@ def order_pay(*, order_id: int, user_id: int, payment_method_id: str | int) -> O
         exc.extra["order_id"] = order.pk
         raise
     if Order.objects.filter(pk=order.pk, status=Order.Status.CANCELED).exists():
-        # Cancelled while the card was being set: nothing is charged.
-        gateway.payment_intent_cancel(
-            payment_intent_id=intent.id, idempotency_key=f"order-{order.pk}-pay-{attempt}-cancel"
-        )
+        # Cancelled while the card was being set: nothing is charged. (The cancel may
+        # have cancelled this PaymentIntent already.)
+        with contextlib.suppress(gateway.PaymentGatewayError):
+            gateway.payment_intent_cancel(
+                payment_intent_id=intent.id,
+                idempotency_key=f"order-{order.pk}-pay-{attempt}-cancel",
+            )
         raise ConflictError("The order was cancelled meanwhile.", order_id=order.pk)
     if intent.status == "requires_confirmation":
         intent = _payment_confirm(locked, intent, key=f"order-{order.pk}-pay-{attempt}-confirm")

@@ -109,9 +109,9 @@ def seat_holds_create(*, order_id: int, user_id: int, plan: PlanNode) -> list[Se
         _limits_check(needs, user_id=user_id, order_id=order_id, now=now)
         # Released early (a failed payment) and taken again: the new hold ends when the
         # first one would have; only a hold that ran its course is followed by a full one.
-        earlier_end = SeatHold.objects.filter(order_id=order_id).aggregate(
-            end=Max("expires_at")
-        )["end"]
+        earlier_end = SeatHold.objects.filter(order_id=order_id).aggregate(end=Max("expires_at"))[
+            "end"
+        ]
         expires_at = (
             earlier_end
             if earlier_end is not None and earlier_end > now
