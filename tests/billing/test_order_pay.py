@@ -290,3 +290,21 @@ def test_a_payment_that_takes_the_lock_first_wins_and_the_cancel_does_nothing(us
     assert Fulfilment.objects.filter(order=order).count() == 1
     assert not Refund.objects.filter(order=order).exists()
     assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_a_second_success_seen_before_its_row_is_refunded_and_the_first_kept(user):
+    """Two attempts of one order both succeeded (say a Checkout page still open, and
+    another card): the second, first seen in its webhook, is refunded automatically."""
+    order = OrderFactory(user=user)
+    payment_record(intent=succeeded_intent(order, "pi_first_attempt"), target=Order.Status.PAID)
+    outcome = payment_record(
+        intent=succeeded_intent(order, "pi_second_attempt"), target=Order.Status.PAID
+    )
+    assert not outcome.applied
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    [refund] = Refund.objects.filter(order=order)
+    assert refund.payment.stripe_payment_intent_id == "pi_second_attempt"
+    assert (refund.source, refund.reverses_order) == ("automatic", False)
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
