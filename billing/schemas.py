@@ -74,7 +74,7 @@ class OrderPayIn(Schema):
     }
 
     payment_method_id: (
-        StrictInt
+        Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]
         | Annotated[str, Field(min_length=3, max_length=255, pattern=r"^[a-z]+_[A-Za-z0-9_]+$")]
     ) = Field(
         description="One of my saved cards (its id or `pm_…` id), or any Stripe payment "

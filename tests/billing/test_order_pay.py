@@ -308,3 +308,20 @@ def test_a_second_success_seen_before_its_row_is_refunded_and_the_first_kept(use
     assert (refund.source, refund.reverses_order) == ("automatic", False)
     assert Fulfilment.objects.filter(order=order).count() == 1
     assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_a_saved_card_pays_by_its_id_and_another_users_card_is_404(
+    api, other_api, user, stripe_server
+):
+    from tests.billing.test_cards import add_card_via_setup_intent
+
+    [saved] = add_card_via_setup_intent(api)["payment_methods"]
+    [theirs] = add_card_via_setup_intent(other_api)["payment_methods"]
+    order_id = api.post("/payments/create/", BUY_100).json()["order_id"]
+
+    stolen = api.post(f"/payments/orders/{order_id}/pay/", {"payment_method_id": theirs["id"]})
+    assert stolen.status_code == 404, stolen.content
+    paid = api.post(f"/payments/orders/{order_id}/pay/", {"payment_method_id": saved["id"]})
+    assert paid.status_code == 200, paid.content
+    assert paid.json()["status"] == "paid"
+    assert credits_balance_get(user_id=user.pk) == 100
