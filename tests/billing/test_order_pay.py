@@ -325,3 +325,33 @@ def test_a_saved_card_pays_by_its_id_and_another_users_card_is_404(
     assert paid.status_code == 200, paid.content
     assert paid.json()["status"] == "paid"
     assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_news_of_the_failed_attempt_that_arrives_late_does_not_fail_the_new_one(
+    http, live_stripe, user
+):
+    created = http.post(
+        "/payments/create/", {**BUY_100, "payment_method_id": card(THREE_D_SECURE)}
+    ).json()
+    intent_id = created["payment_intent_id"]
+    live_stripe.authenticate_3ds(intent_id, created["client_secret"], success=False)
+    late = wait_for_event("payment_intent.payment_failed", intent_id)  # stored, not processed
+
+    # Paid again with a card that wants 3-D Secure too, before the worker ran.
+    again = pay(http, created["order_id"], card(THREE_D_SECURE))
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "requires_action"
+    events_drain()
+    late.refresh_from_db()
+    assert late.status == "processed"
+    assert "stale" in late.last_error
+    order = Order.objects.get(pk=created["order_id"])
+    assert order.status == Order.Status.REQUIRES_ACTION
+
+    live_stripe.authenticate_3ds(intent_id, again.json()["client_secret"], success=True)
+    wait_for_event("payment_intent.succeeded", intent_id)
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
