@@ -3,7 +3,9 @@
 The stock `localstripe` command listens on every interface and pickles its whole
 store to a fixed file after every write; this entry point binds 127.0.0.1 only,
 starts empty and keeps the store in memory (about twice as fast); with `--store`
-it starts from that file and saves to it on exit.
+it starts from that file and saves to it on exit. Where localstripe does less
+than Stripe on the product's paths, it is taught here, never worked around in
+the product (a failed 3-D Secure check, a PaymentIntent paid again).
 
     python -m platform_core.localstripe_server --port 8420
 """
