@@ -414,6 +414,27 @@ def payment_intent_confirm(*, payment_intent_id: str, idempotency_key: str) -> P
     return payment_intent_from_payload(intent.to_dict())
 
 
+def payment_intent_payment_method_set(
+    *, payment_intent_id: str, payment_method: str, customer: str | None, idempotency_key: str
+) -> PaymentIntentData:
+    """Put another payment method on an unpaid PaymentIntent, to confirm it again.
+
+    Stripe moves an intent that needed a payment method, or was waiting for 3-D
+    Secure, back to `requires_confirmation`. Done as its own update because
+    `confirm(id, payment_method=…)` is not something every Stripe API here offers.
+    """
+    params: dict[str, Any] = {"payment_method": payment_method}
+    if customer:
+        params["customer"] = customer
+    with _stripe("change the payment method", names_payment_method=True):
+        intent = _client().v1.payment_intents.update(
+            payment_intent_id,
+            params=params,
+            options={"idempotency_key": _scoped(idempotency_key)},
+        )
+    return payment_intent_from_payload(intent.to_dict())
+
+
 def payment_intent_retrieve(*, payment_intent_id: str) -> PaymentIntentData:
     with _stripe("read the payment"):
         intent = _client().v1.payment_intents.retrieve(payment_intent_id)

@@ -66,6 +66,23 @@ class OrderCreateIn(Schema):
     )
 
 
+class OrderPayIn(Schema):
+    """Pay an unpaid order again, on the same order, with another (or the same) card."""
+
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {"examples": [{"payment_method_id": "pm_card_visa"}]},
+    }
+
+    payment_method_id: (
+        Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]
+        | Annotated[str, Field(min_length=3, max_length=255, pattern=r"^[a-z]+_[A-Za-z0-9_]+$")]
+    ) = Field(
+        description="One of my saved cards (its id or `pm_…` id), or any Stripe payment "
+        "method (such as pm_card_visa)."
+    )
+
+
 class PaymentOut(Schema):
     stripe_payment_intent_id: str
     status: str

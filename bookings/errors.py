@@ -8,3 +8,11 @@ class SeatsUnavailableError(DomainError):
 
     code = ErrorCode.SEATS_UNAVAILABLE
     status = 409
+
+
+class SeatHoldLimitError(DomainError):
+    """The user already holds as many unpaid seats as one user may (in this session, or
+    in all); they pay for or cancel one of those orders, or wait for its hold to lapse."""
+
+    code = ErrorCode.SEAT_HOLD_LIMIT
+    status = 409

@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     CREDIT_REFERENCE_CONFLICT = "credit_reference_conflict"
     FULFILMENT_IMPOSSIBLE = "fulfilment_impossible"
     SEATS_UNAVAILABLE = "seats_unavailable"
+    SEAT_HOLD_LIMIT = "seat_hold_limit"
     REFUND_EXCEEDS_CAPTURED = "refund_exceeds_captured"
     CARD_DECLINED = "card_declined"
     PAYMENT_GATEWAY_ERROR = "payment_gateway_error"

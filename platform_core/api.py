@@ -215,6 +215,8 @@ RATE_LIMITED_OPERATIONS: dict[str, tuple[str, Callable[..., str]]] = {
     ),
     "payments_create": ("payments_create", lambda request, **_: str(request.user.pk)),
     "payments_methods_setup": ("card_setup", lambda request, **_: str(request.user.pk)),
+    # Paying an order again reaches Stripe as a create does: one budget.
+    "payments_order_pay": ("payments_create", lambda request, **_: str(request.user.pk)),
 }
 
 

@@ -184,6 +184,14 @@ TOLLGATE = {
         # Per user: each card setup reads or makes a SetupIntent at Stripe.
         "card_setup": os.environ.get("TOLLGATE_RATE_LIMIT_CARD_SETUP", "20/hour"),
     },
+    # Unpaid seat holds: seats one user may hold in one session, and orders holding
+    # seats or slots one user may have at once (0: no limit). A hold lives
+    # BOOKING_HOLD_MINUTES and is never extended.
+    "BOOKING_HOLD_MINUTES": int(os.environ.get("TOLLGATE_BOOKING_HOLD_MINUTES", "15")),
+    "BOOKING_HOLD_SEATS_PER_SESSION": int(
+        os.environ.get("TOLLGATE_BOOKING_HOLD_SEATS_PER_SESSION", "2")
+    ),
+    "BOOKING_HOLDS_PER_USER": int(os.environ.get("TOLLGATE_BOOKING_HOLDS_PER_USER", "5")),
     # Reverse proxies in front of the web processes that append to X-Forwarded-For;
     # 0 means clients connect directly and REMOTE_ADDR is their address.
     "TRUSTED_PROXIES": int(os.environ.get("TOLLGATE_TRUSTED_PROXIES", "0")),

@@ -95,6 +95,12 @@ def tollgate_reserve(order: OrderInfo) -> None:
     before anything is sent to Stripe. Raise a `DomainError` (409 when nothing
     is left) and the order is never created. A plugin with nothing to hold need
     not implement it.
+
+    Called again, for the same order, from `POST /api/v1/payments/orders/{id}/pay/`
+    when the customer pays an unpaid order again, inside the transaction that
+    starts the new attempt: keep what is still held (never extend it), or take
+    again what was released or ran out, under the same checks as a new order;
+    raise to refuse the attempt (the order stays as it was). Must be idempotent.
     """
 
 

@@ -12,11 +12,12 @@ from billing.schemas import (
     OrderCreateIn,
     OrderCreateOut,
     OrderOut,
+    OrderPayIn,
     RefundCreateIn,
     RefundOut,
 )
 from billing.selectors import order_get_for_user_shown, orders_for_user
-from billing.services.orders import order_cancel, order_create
+from billing.services.orders import order_cancel, order_create, order_pay
 from billing.services.refunds import refund_create
 from kernel.errors import InvalidInputError, PermissionDeniedError
 from kernel.money import format_minor
@@ -140,6 +141,50 @@ def payments_order_detail(request: HttpRequest, order_id: int):
 )
 def payments_order_cancel(request: HttpRequest, order_id: int):
     return order_cancel(order_id=order_id, user_id=request.user.pk)
+
+
+@router.post(
+    "/orders/{int:order_id}/pay/",
+    response={
+        200: OrderCreateOut,
+        402: ErrorOut,
+        404: ErrorOut,
+        409: ErrorOut,
+        422: ErrorOut,
+        429: ErrorOut,
+        502: ErrorOut,
+    },
+)
+def payments_order_pay(request: HttpRequest, order_id: int, payload: OrderPayIn):
+    """Pay my unpaid order (`pending`, `requires_action` or `failed`) again with a card.
+
+    The answer is the create's: when `status` is `requires_action`, take the card
+    holder through 3-D Secure with `client_secret`. 402 for a declined card (the
+    order is `failed` and can be paid again), 409 when the order cannot be paid
+    (paid, cancelled, being processed) or its seats are gone, 404 for an order that
+    is not mine. Counts against the `payments_create` rate limit.
+    """
+    result = order_pay(
+        order_id=order_id, user_id=request.user.pk, payment_method_id=payload.payment_method_id
+    )
+    order, payment = result.order, result.payment
+    return Status(
+        200,
+        OrderCreateOut(
+            order_id=order.pk,
+            status=order.status,
+            payment_status=payment.status,
+            amount=order.amount,
+            amount_display=format_minor(order.amount, order.currency),
+            currency=order.currency,
+            payment_type=order.payment_type,
+            checkout_url=None,
+            payment_intent_id=payment.stripe_payment_intent_id,
+            client_secret=payment.client_secret,
+            publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
+            order=order,
+        ),
+    )
 
 
 @router.post(

@@ -76,6 +76,10 @@ class Order(models.Model):
     failure_message = models.CharField(max_length=500, blank=True)
     # The last error from Stripe while creating the payment, for staff.
     gateway_error = models.CharField(max_length=500, blank=True)
+    # How many times the customer asked to pay this order again (another card after a
+    # decline, a failed 3-D Secure check, or none at first); each attempt's Stripe
+    # writes carry it in their idempotency keys.
+    pay_attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -98,12 +102,13 @@ class Order(models.Model):
 S = Order.Status
 # Where each status may go next. Anything else is stale or out of order and is
 # ignored, so a `payment_failed` that arrives after `succeeded` changes nothing.
-# `failed` is not final: the customer may retry the same PaymentIntent.
+# `failed` is not final: the customer may retry the same PaymentIntent, or pay the
+# order again (`order_pay`), which moves it back to `pending` for the new attempt.
 ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     S.PENDING: frozenset({S.REQUIRES_ACTION, S.PROCESSING, S.FAILED, S.PAID, S.CANCELED}),
     S.REQUIRES_ACTION: frozenset({S.PROCESSING, S.FAILED, S.PAID, S.CANCELED}),
     S.PROCESSING: frozenset({S.REQUIRES_ACTION, S.FAILED, S.PAID, S.CANCELED}),
-    S.FAILED: frozenset({S.REQUIRES_ACTION, S.PROCESSING, S.PAID, S.CANCELED}),
+    S.FAILED: frozenset({S.PENDING, S.REQUIRES_ACTION, S.PROCESSING, S.PAID, S.CANCELED}),
     S.PAID: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
     S.PARTIALLY_REFUNDED: frozenset({S.REFUNDED}),
     S.CANCELED: frozenset(),

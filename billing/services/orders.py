@@ -8,6 +8,7 @@ so a retried request never creates a second charge.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,7 +24,12 @@ from billing import gateway
 from billing.metadata import metadata_build
 from billing.models import UNPAID_STATUSES, Order, Payment
 from billing.selectors import order_get_for_user
-from billing.services.cards import ChargeSource, charge_source_for, charge_source_ready
+from billing.services.cards import (
+    ChargeSource,
+    card_get_for_user,
+    charge_source_for,
+    charge_source_ready,
+)
 from billing.services.checkout import (
     checkout_session_record,
     checkout_start,
@@ -228,6 +234,141 @@ def _replay(order: Order, fingerprint: str, payment_method_id: str | None) -> Or
     return OrderCreateResult(order=order, payment=payment, replayed=True)
 
 
+# --- paying an order again -----------------------------------------------------------
+
+# What a customer may pay again: not yet paid, and not with the bank right now.
+PAYABLE_STATUSES = frozenset(
+    {Order.Status.PENDING, Order.Status.REQUIRES_ACTION, Order.Status.FAILED}
+)
+# A PaymentIntent in one of these takes another payment method and is confirmed again.
+_INTENT_REUSABLE = frozenset(
+    {"requires_payment_method", "requires_confirmation", "requires_action"}
+)
+
+
+@dataclass(frozen=True)
+class OrderPayResult:
+    order: Order
+    payment: Payment
+
+
+def _payable_check(order: Order) -> None:
+    if order.status in PAYABLE_STATUSES:
+        return
+    why = {
+        Order.Status.PROCESSING: "its payment is being processed by the bank",
+        Order.Status.CANCELED: "it was cancelled; start a new order",
+    }.get(order.status, "it is paid already")
+    raise ConflictError(
+        f"This order cannot be paid again: {why}.", order_id=order.pk, status=order.status
+    )
+
+
+def order_pay(*, order_id: int, user_id: int, payment_method_id: str | int) -> OrderPayResult:
+    """Pay the customer's unpaid order (pending, waiting for 3-D Secure, or failed) with
+    a card: one of their saved cards (our id or its `pm_…`) or any Stripe payment method.
+
+    The same order, never a new one: its PaymentIntent is given the card and confirmed
+    again when Stripe allows it, else a new PaymentIntent is made under a key of the
+    order and attempt. What the order holds (seats) is kept if still held, or taken
+    again as a new order would take it, under the plugin's checks (409 when gone); a
+    hold is never extended. A failed order goes back to `pending` for the attempt.
+    Like `order_create`, it moves the order at once to what Stripe answered (a
+    decline fails it again and raises `CardDeclinedError`, 402). Should two payments
+    of one order both succeed, the second is refunded by `payment_record`.
+    """
+    order = order_get_for_user(order_id=order_id, user_id=user_id)
+    if isinstance(payment_method_id, int):
+        payment_method_id = card_get_for_user(
+            user_id=user_id, card=payment_method_id
+        ).stripe_payment_method_id
+    source = charge_source_for(user_id=user_id, payment_method_id=payment_method_id, save=False)
+    _payable_check(order)
+    if order.payment_type == Order.PaymentType.CHECKOUT and order.status != Order.Status.FAILED:
+        raise ConflictError(
+            "This order is paid on Stripe's Checkout page: finish there, or cancel it.",
+            order_id=order.pk,
+            status=order.status,
+        )
+    current = order.payments.order_by("-id").first()
+    if (
+        current is None
+        and not order.gateway_error
+        and (timezone.now() - order.created_at < IN_FLIGHT_GRACE)
+    ):
+        raise ConflictError(
+            "The payment for this order is still being set up; try again in a minute.",
+            order_id=order.pk,
+            status=order.status,
+        )
+    intent = None
+    if current is not None and current.status not in ("succeeded", "canceled"):
+        # What Stripe says now comes first: a 3-D Secure check that failed, or a
+        # success whose webhook has not arrived, must not be paid over.
+        intent = gateway.payment_intent_retrieve(payment_intent_id=current.stripe_payment_intent_id)
+        target = order_target_status(intent)
+        if target is not None:
+            payment_record(intent=intent, target=target)
+    reuse = intent is not None and intent.status in _INTENT_REUSABLE
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        _payable_check(locked)
+        if locked.status == Order.Status.FAILED:
+            order_transition(locked, Order.Status.PENDING)
+        locked.pay_attempts += 1
+        locked.failure_code = locked.failure_message = ""
+        locked.save(update_fields=["pay_attempts", "failure_code", "failure_message", "updated_at"])
+        registry.reserve(order_info(locked))
+        if reuse:
+            # News of the earlier attempt that arrives from now on is older than this one.
+            Payment.objects.filter(pk=current.pk).update(
+                stripe_event_at=int(timezone.now().timestamp())
+            )
+    attempt = locked.pay_attempts
+    try:
+        if reuse:
+            intent = gateway.payment_intent_payment_method_set(
+                payment_intent_id=intent.id,
+                payment_method=source.payment_method_id,
+                customer=source.customer_id,
+                idempotency_key=f"order-{order.pk}-pay-{attempt}-method",
+            )
+            payment = current
+        else:
+            intent = gateway.payment_intent_create(
+                amount=locked.amount,
+                currency=locked.currency,
+                metadata=locked.metadata,
+                idempotency_key=f"order-{order.pk}-pi-{attempt}",
+                payment_method=source.payment_method_id,
+                customer=source.customer_id,
+            )
+            payment = payment_row_for(order=locked, intent=intent, locked=False)
+    except gateway.PaymentGatewayError as exc:
+        _gateway_error_note(locked, exc)
+        raise
+    except gateway.InvalidPaymentMethodError as exc:
+        exc.extra["order_id"] = order.pk
+        raise
+    if Order.objects.filter(pk=order.pk, status=Order.Status.CANCELED).exists():
+        # Cancelled while the card was being set: nothing is charged. (The cancel may
+        # have cancelled this PaymentIntent already.)
+        with contextlib.suppress(gateway.PaymentGatewayError):
+            gateway.payment_intent_cancel(
+                payment_intent_id=intent.id,
+                idempotency_key=f"order-{order.pk}-pay-{attempt}-cancel",
+            )
+        raise ConflictError("The order was cancelled meanwhile.", order_id=order.pk)
+    if intent.status == "requires_confirmation":
+        intent = _payment_confirm(locked, intent, key=f"order-{order.pk}-pay-{attempt}-confirm")
+    target = order_target_status(intent)
+    if target is not None:
+        payment_record(intent=intent, target=target)
+    order.refresh_from_db()
+    payment.refresh_from_db()
+    return OrderPayResult(order=order, payment=payment)
+
+
 def _order_fail(order: Order, *, code: str, message: str) -> None:
     with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order.pk)
@@ -288,11 +429,13 @@ def _payment_start(order: Order, source: ChargeSource, *, resume: bool = False) 
     return payment
 
 
-def _payment_confirm(order: Order, intent: PaymentIntentData) -> PaymentIntentData:
+def _payment_confirm(
+    order: Order, intent: PaymentIntentData, *, key: str | None = None
+) -> PaymentIntentData:
     """Confirm the order's PaymentIntent; a decline fails the order (402)."""
     try:
         intent = gateway.payment_intent_confirm(
-            payment_intent_id=intent.id, idempotency_key=f"order-{order.pk}-pi-confirm"
+            payment_intent_id=intent.id, idempotency_key=key or f"order-{order.pk}-pi-confirm"
         )
     except gateway.CardDeclinedError as exc:
         declined = replace(

@@ -24,11 +24,26 @@ if TYPE_CHECKING:
     from bookings.services.plans import PlanNode
 
 DEFAULT_HOLD_MINUTES = 15
+# Unpaid seats one user may hold in one session, and unpaid orders holding seats or
+# slots one user may have at once; 0 turns a limit off.
+DEFAULT_HOLD_SEATS_PER_SESSION = 2
+DEFAULT_HOLDS_PER_USER = 5
 
 
 def hold_minutes() -> int:
     """How long a seat hold lives (`TOLLGATE["BOOKING_HOLD_MINUTES"]`, default 15)."""
     return int(getattr(settings, "TOLLGATE", {}).get("BOOKING_HOLD_MINUTES", DEFAULT_HOLD_MINUTES))
+
+
+def hold_limits() -> tuple[int, int]:
+    """How much one user may hold unpaid: seats in one session
+    (`TOLLGATE["BOOKING_HOLD_SEATS_PER_SESSION"]`, default 2) and orders in all
+    (`TOLLGATE["BOOKING_HOLDS_PER_USER"]`, default 5). 0 means no limit."""
+    config = getattr(settings, "TOLLGATE", {})
+    return (
+        int(config.get("BOOKING_HOLD_SEATS_PER_SESSION", DEFAULT_HOLD_SEATS_PER_SESSION)),
+        int(config.get("BOOKING_HOLDS_PER_USER", DEFAULT_HOLDS_PER_USER)),
+    )
 
 
 @dataclass(frozen=True)

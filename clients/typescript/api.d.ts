@@ -116,6 +116,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/payments/orders/{order_id}/pay/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Payments Order Pay
+         * @description Pay my unpaid order (`pending`, `requires_action` or `failed`) again with a card.
+         *
+         *     The answer is the create's: when `status` is `requires_action`, take the card
+         *     holder through 3-D Secure with `client_secret`. 402 for a declined card (the
+         *     order is `failed` and can be paid again), 409 when the order cannot be paid
+         *     (paid, cancelled, being processed) or its seats are gone, 404 for an order that
+         *     is not mine. Counts against the `payments_create` rate limit.
+         */
+        post: operations["billing_api_orders_payments_order_pay"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/payments/orders/{order_id}/refunds/": {
         parameters: {
             query?: never;
@@ -798,6 +824,20 @@ export interface components {
             items: components["schemas"]["OrderOut"][];
             /** Count */
             count: number;
+        };
+        /**
+         * OrderPayIn
+         * @description Pay an unpaid order again, on the same order, with another (or the same) card.
+         * @example {
+         *       "payment_method_id": "pm_card_visa"
+         *     }
+         */
+        OrderPayIn: {
+            /**
+             * Payment Method Id
+             * @description One of my saved cards (its id or `pm_…` id), or any Stripe payment method (such as pm_card_visa).
+             */
+            payment_method_id: number | string;
         };
         /**
          * RefundCreateIn
@@ -1883,6 +1923,86 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    billing_api_orders_payments_order_pay: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                order_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OrderPayIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrderCreateOut"];
+                };
+            };
+            /** @description Payment Required */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };

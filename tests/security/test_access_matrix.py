@@ -228,6 +228,13 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/payments/orders/{order_id}/cancel/"): Row(
         owners(200), lambda w, a: (f"/payments/orders/{w.order['order_id']}/cancel/", {})
     ),
+    ("POST", "/payments/orders/{order_id}/pay/"): Row(
+        owners(200),
+        lambda w, a: (
+            f"/payments/orders/{w.order['order_id']}/pay/",
+            {"payment_method_id": "pm_card_visa"},
+        ),
+    ),
     ("POST", "/payments/orders/{order_id}/refunds/"): Row(
         staff_only(201),
         lambda w, a: (f"/payments/orders/{w.paid_order['order_id']}/refunds/", {"amount": "0.50"}),

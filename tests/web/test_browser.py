@@ -22,7 +22,7 @@ from credits.selectors import credits_balance_get
 from purchasables.models import Plan
 from tests.billing.conftest import eventually
 from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, client_for
 from tests.web.conftest import snap
 
 sync_api = pytest.importorskip(
@@ -158,6 +158,54 @@ def test_3d_secure_failed_then_completed_pays_after_the_webhook(
         object_id=paid.payments.get().stripe_payment_intent_id,
         status=StripeEvent.Status.PROCESSED,
     ).exists()
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_failed_3d_secure_says_so_on_the_order_and_another_card_pays_it(
+    app, request, starter_pack, user, event_worker
+):
+    page = app
+    add_card(page, THREE_D_SECURE, three_d_secure="Complete authentication")
+    buy_starter(page)
+    page.get_by_role("button", name="Fail authentication").click()
+    expect(page.locator("#pay-result [data-state=auth-failed]")).to_contain_text(
+        "can be paid with another card"
+    )
+    order = Order.objects.get(user=user)
+
+    # The order page says why, once Stripe's payment_failed webhook is processed,
+    # instead of waiting for Stripe for ever, and offers another card.
+    add_card(page, VISA)
+    go(page, f"#/orders/{order.pk}", f"Order #{order.pk}")
+    expect(page.locator("#order[data-status=failed]")).to_be_visible(timeout=20_000)
+    expect(page.locator("#order")).to_contain_text("3-D Secure check failed")
+    expect(page.get_by_role("heading", name="Pay with another card")).to_be_visible()
+    snap(page, request, "auth-failed")
+    page.locator("#pay-card").select_option(label="Visa •••• 4242")
+    page.get_by_role("button", name="Pay with this card").click()
+    expect(page.locator("#order-live [data-state=success]")).to_contain_text(
+        "the order is paid", timeout=20_000
+    )
+    expect(page.locator("#order[data-status=paid]")).to_be_visible()
+    expect(page.locator("#pay-again-section")).to_be_empty()
+    snap(page, request, "paid-again")
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert order.payments.count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_an_order_made_without_a_card_is_paid_from_its_page(app, request, user, event_worker):
+    page = app
+    add_card(page, VISA)
+    created = client_for(user).post(
+        "/payments/create/", {"is_credit_purchase": True, "credit_amount": 100}
+    )
+    order_id = created.json()["order_id"]
+    go(page, f"#/orders/{order_id}", f"Order #{order_id}")
+    expect(page.locator("#order-live")).to_contain_text("Not paid yet")
+    page.get_by_role("button", name="Pay with this card").click()
+    expect(page.locator("#order[data-status=paid]")).to_be_visible(timeout=20_000)
     assert credits_balance_get(user_id=user.pk) == 100
 
 

@@ -50,9 +50,14 @@ function orderLink(orderId) {
 
 /**
  * Run a payment and keep `container` telling where it stands. `describeSuccess(order)`
- * gives the success text (it may read the new balance). Answers the order, or null.
+ * gives the success text (it may read the new balance). `start(callbacks)` pays
+ * (default: a new order made from `body`). Answers the order, or null.
  */
-export async function runPayment(container, body, { isActive, describeSuccess }) {
+export async function runPayment(
+  container,
+  body,
+  { isActive, describeSuccess, start = (callbacks) => payOrder(body, callbacks) },
+) {
   const onState = ({ state, order }) => {
     if (!isActive()) return;
     if (state === "loading") show(container, notice("loading", "Paying…"));
@@ -73,7 +78,7 @@ export async function runPayment(container, body, { isActive, describeSuccess })
     }
   };
   try {
-    const order = await payOrder(body, { onState, isActive });
+    const order = await start({ onState, isActive });
     if (!isActive() || !order) return order;
     if (order.status === "paid") {
       show(
@@ -88,7 +93,7 @@ export async function runPayment(container, body, { isActive, describeSuccess })
     } else if (order.status === "failed") {
       const why = order.failure_message || "The payment failed.";
       const state = order.failure_code === "card_declined" ? "declined" : "error";
-      show(container, notice(state, why, " (", orderLink(order.id), ")"));
+      show(container, notice(state, why, " (", orderLink(order.id), " can be paid with another card)"));
     } else {
       show(
         container,
@@ -105,9 +110,9 @@ export async function runPayment(container, body, { isActive, describeSuccess })
           "auth-failed",
           "3-D Secure failed: ",
           err.message,
-          " Nothing was charged (",
+          " Nothing was charged; ",
           orderLink(err.orderId),
-          ").",
+          " can be paid with another card.",
         ),
       );
     } else {

@@ -3,6 +3,9 @@
 // 3-D Secure (`requires_action`) Stripe.js's `confirmCardPayment(client_secret)` shows
 // its step; then the order is read until Stripe's webhook has settled it.
 //
+// An order that was not paid (no card yet, a declined card, a failed 3-D Secure check)
+// is paid again on the same order with `payExistingOrder`.
+//
 // The rule: a request whose answer was lost (network error) is retried with the same
 // Idempotency-Key, so the server returns the first order instead of charging twice.
 import { api, NetworkError, newIdempotencyKey } from "./api.js";
@@ -76,6 +79,27 @@ export async function waitForOrder(orderId, { onState = () => {}, isActive = () 
 export async function payOrder(body, { onState = () => {}, isActive = () => true } = {}) {
   onState({ state: "loading" });
   const created = await createOrder({ payment_type: "intent", ...body });
+  return settle(created, { onState, isActive });
+}
+
+/**
+ * Pay my unpaid order again (pending, waiting for 3-D Secure, or failed) with the card
+ * `paymentMethodId`, on the same order; then as `payOrder`. A declined card fails the
+ * order again (ApiError 402); it can be paid again with another card.
+ */
+export async function payExistingOrder(
+  orderId,
+  paymentMethodId,
+  { onState = () => {}, isActive = () => true } = {},
+) {
+  onState({ state: "loading" });
+  const answer = await api.post(`/payments/orders/${orderId}/pay/`, {
+    payment_method_id: paymentMethodId,
+  });
+  return settle(answer, { onState, isActive });
+}
+
+async function settle(created, { onState, isActive }) {
   if (created.status === "requires_action" || created.payment_status === "requires_action") {
     onState({ state: "action", created });
     const stripe = await loadStripe();

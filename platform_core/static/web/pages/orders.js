@@ -1,10 +1,24 @@
-// Orders, with live status: a page that shows an unsettled order reads it again
-// until Stripe's webhook has settled it.
+// Orders, with live status: a page that shows an order Stripe is still working on
+// reads it again until Stripe's webhook has settled it. An unpaid order (no card yet,
+// a declined card, a failed 3-D Secure check) offers to pay it with another card.
 import { api } from "../api.js";
+import { cardPicker, runPayment } from "../checkout.js";
 import { formatMoney } from "../money.js";
-import { SETTLED, waitForOrder } from "../pay.js";
+import { SETTLED, payExistingOrder, waitForOrder } from "../pay.js";
 import { errorNotice, formatDateTime, h, loading, notice, section, show, statusBadge } from "../ui.js";
 import { ordersTable } from "./dashboard.js";
+
+// What the customer may pay again, and what Stripe is still deciding.
+const PAYABLE = new Set(["pending", "requires_action", "failed"]);
+const WITH_STRIPE = new Set(["requires_action", "processing"]);
+const AUTHENTICATION_FAILED = "payment_intent_authentication_failure";
+
+function failureText(order) {
+  if (order.failure_code === AUTHENTICATION_FAILED) {
+    return "The bank's 3-D Secure check failed or was cancelled; nothing was charged.";
+  }
+  return order.failure_message;
+}
 
 const PAGE_SIZE = 20;
 const LIST_POLL_MS = 2000;
@@ -52,7 +66,7 @@ function detail(order, cancel) {
     ["Paid", order.paid_at ? formatDateTime(order.paid_at) : "—"],
     ["Delivered", order.fulfilled ? "yes" : "not yet"],
   ];
-  if (order.failure_message) rows.push(["Why it failed", order.failure_message]);
+  if (order.failure_message || order.failure_code) rows.push(["Why it failed", failureText(order)]);
   return h(
     "div",
     { id: "order", "data-status": order.status },
@@ -116,48 +130,112 @@ function detail(order, cancel) {
   );
 }
 
+/** "Pay with another card": a saved card and a button, for an order still unpaid. */
+async function payAgainSection(id, { isActive, onDone }) {
+  const picker = await cardPicker(`/orders/${id}`);
+  const result = h("div", { class: "messages", id: "pay-again-result" });
+  const button = h("button", { type: "button", id: "pay-again" }, "Pay with this card");
+  button.addEventListener("click", async () => {
+    const card = picker.selected();
+    if (!card) {
+      show(result, notice("error", "Add a card first."));
+      return;
+    }
+    button.disabled = true;
+    try {
+      await runPayment(result, null, {
+        isActive,
+        describeSuccess: async () => "the order is paid",
+        start: (callbacks) => payExistingOrder(id, card, callbacks),
+      });
+      await onDone(result);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return section("Pay with another card", picker.element, " ", button, result);
+}
+
 export async function renderDetail(root, { isActive, params }) {
   const id = params[0];
   const title = h("h1", {}, `Order #${id}`);
   const live = h("div", { class: "messages", id: "order-live" });
   const body = h("div");
+  const payAgain = h("div", { id: "pay-again-section" });
   show(root, title, loading());
 
+  let order;
+  const render = (seen) => {
+    order = seen;
+    show(body, detail(seen, cancel));
+    if (!PAYABLE.has(seen.status)) show(payAgain);
+  };
   const cancel = async () => {
     show(live, notice("loading", "Cancelling…"));
     try {
-      const order = await api.post(`/payments/orders/${id}/cancel/`);
-      show(body, detail(order, cancel));
+      render(await api.post(`/payments/orders/${id}/cancel/`));
       show(live, notice("success", "The order is cancelled."));
     } catch (err) {
       show(live, errorNotice(err));
     }
   };
+  const reload = async () => {
+    try {
+      render(await api.get(`/payments/orders/${id}/`));
+    } catch (err) {
+      show(live, errorNotice(err));
+    }
+  };
+  // Once paid, the section goes; what the payment said stays, at the top.
+  const afterPayAgain = async (outcome) => {
+    const said = [...outcome.childNodes];
+    await reload();
+    if (!PAYABLE.has(order.status)) show(live, said);
+  };
 
-  let order;
   try {
     order = await api.get(`/payments/orders/${id}/`);
   } catch (err) {
     show(root, title, errorNotice(err));
     return;
   }
-  show(body, detail(order, cancel));
-  show(root, title, live, body, h("p", {}, h("a", { href: "#/orders" }, "← All orders")));
-  if (SETTLED.has(order.status)) return;
+  const offerPayAgain = async () => {
+    if (!PAYABLE.has(order.status) || payAgain.childElementCount) return;
+    try {
+      show(payAgain, await payAgainSection(id, { isActive, onDone: afterPayAgain }));
+    } catch (err) {
+      show(payAgain, errorNotice(err));
+    }
+  };
+
+  render(order);
+  show(root, title, live, body, payAgain, h("p", {}, h("a", { href: "#/orders" }, "← All orders")));
+  await offerPayAgain();
+  if (order.status === "pending") {
+    show(live, notice("info", "Not paid yet: pay it with a card below, or cancel it."));
+  }
+  if (order.status === "failed" && order.failure_code === AUTHENTICATION_FAILED) {
+    show(live, notice("auth-failed", failureText(order), " Pay it with another card below."));
+  }
+  if (!WITH_STRIPE.has(order.status)) return;
   show(live, notice("waiting", "Waiting for Stripe… this page updates on its own."));
   try {
-    order = await waitForOrder(id, {
+    const settled = await waitForOrder(id, {
       isActive,
       onState: ({ order: seen, state }) => {
-        if (seen) show(body, detail(seen, cancel));
+        if (seen) render(seen);
         if (state === "network") show(live, notice("network", "Connection lost; still trying…"));
         if (state === "waiting")
           show(live, notice("waiting", "Waiting for Stripe… this page updates on its own."));
       },
     });
-    if (!isActive() || !order) return;
-    show(body, detail(order, cancel));
-    show(live, order.timedOut ? notice("waiting", "Stripe has not answered yet; reload later.") : null);
+    if (!isActive() || !settled) return;
+    render(settled);
+    await offerPayAgain();
+    if (settled.timedOut) show(live, notice("waiting", "Stripe has not answered yet; reload later."));
+    else if (settled.status === "failed" && settled.failure_code === AUTHENTICATION_FAILED)
+      show(live, notice("auth-failed", failureText(settled), " Pay it with another card below."));
+    else show(live);
   } catch (err) {
     if (isActive()) show(live, errorNotice(err));
   }
