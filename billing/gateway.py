@@ -80,7 +80,7 @@ class InvalidPaymentMethodError(DomainError):
 
 
 class FeatureUnavailableError(DomainError):
-    """The Stripe API in use does not offer this (localstripe has no Checkout or portal)."""
+    """The Stripe API in use does not offer this (a fake Stripe without Checkout or the portal)."""
 
     code = ErrorCode.FEATURE_UNAVAILABLE
     status = 501
@@ -529,8 +529,9 @@ def _unavailable(exc: stripe.StripeError, feature: str) -> DomainError | None:
     if isinstance(exc, stripe.APIError) and exc.http_status == 404:
         return FeatureUnavailableError(
             f"{feature} is not available from the Stripe API at {settings.STRIPE_API_BASE}. "
-            "localstripe has none; set STRIPE_SECRET_KEY (and STRIPE_PUBLISHABLE_KEY) to "
-            "Stripe test keys and unset STRIPE_API_BASE to use it.",
+            "Use the development Stripe (`python -m devstripe`, which `make run` starts), or "
+            "set STRIPE_SECRET_KEY (and STRIPE_PUBLISHABLE_KEY) to Stripe test keys and "
+            "unset STRIPE_API_BASE.",
             feature=feature,
         )
     return None

@@ -1,9 +1,12 @@
-"""Checkout Sessions: localstripe has none, so the session-create call is faked at the
-Stripe SDK boundary (the gateway still builds the real request); the session events
-are shaped from Stripe's fixtures and signed."""
+"""Checkout Sessions, the request and the events: the session-create call is faked at the
+Stripe SDK boundary (the gateway still builds the real request), and the session events
+are shaped from Stripe's fixtures and signed. The whole flow against the development
+Stripe's Checkout is in test_checkout_e2e.py."""
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -54,7 +57,34 @@ def fake_checkout(monkeypatch) -> FakeSessions:
     return sessions
 
 
-def test_checkout_against_localstripe_is_501_with_a_way_forward(api, stripe_server):
+@pytest.fixture
+def stripe_without_checkout(settings):
+    """A Stripe API that has no Checkout route: every path answers a plain-text 404, as a
+    fake Stripe without Checkout (stock localstripe) does."""
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(404)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"404: Not Found")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{server.server_address[1]}"
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_checkout_where_the_stripe_api_has_none_is_501_with_a_way_forward(
+    api, stripe_without_checkout
+):
     resp = api.post("/payments/create/", BUY_100)
     assert resp.status_code == 501
     error = resp.json()
