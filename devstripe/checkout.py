@@ -544,7 +544,7 @@ Fail authentication</button>
     return hosted.page("3-D Secure", body)
 
 
-def _card_from_form(form: dict[str, Any]) -> dict[str, Any] | str:
+def card_from_form(form: dict[str, Any]) -> dict[str, Any] | str:
     """The card's fields for a PaymentMethod, or what is wrong with them."""
     number = "".join(ch for ch in str(form.get("cardnumber", "")) if ch.isdigit())
     if len(number) != 16:
@@ -670,7 +670,7 @@ async def page_pay(request: web.Request) -> web.Response:
     if session.status != "open":
         return _pay_page(session)
     form = dict(await request.post())
-    card = _card_from_form(form)
+    card = card_from_form(form)
     if isinstance(card, str):
         session._error = card
         return _pay_page(session, status=400)

@@ -81,10 +81,15 @@ def install_card_declines() -> None:
     PaymentMethod._charging_is_declined = declined
 
 
-def emit(event_type: str, obj: Any, previous: dict[str, Any] | None = None) -> Event:
-    """An Event in the pinned version's shape, delivered and signed as localstripe's own."""
+def emit(
+    event_type: str, obj: Any, previous: dict[str, Any] | None = None, *, pinned: bool = True
+) -> Event:
+    """An Event, delivered and signed as localstripe's own. `pinned`: the object is in the
+    pinned version's shape (this package's own objects); otherwise it is one of
+    localstripe's, and the event keeps localstripe's version."""
     event = Event(event_type, obj)
-    event.api_version = API_VERSION
+    if pinned:
+        event.api_version = API_VERSION
     if previous is not None:
         event.data["previous_attributes"] = previous
     schedule_webhook(event)

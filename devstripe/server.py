@@ -17,7 +17,7 @@ import pickle
 from pathlib import Path
 
 # The feature modules, each with `install(app)`, installed in this order.
-FEATURES: tuple[str, ...] = ("checkout",)
+FEATURES: tuple[str, ...] = ("checkout", "portal", "clock")
 
 
 def serve(host: str = "127.0.0.1", port: int = 8420, store_path: Path | None = None) -> None:
