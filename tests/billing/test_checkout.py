@@ -5,8 +5,6 @@ Stripe's Checkout is in test_checkout_e2e.py."""
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -57,33 +55,8 @@ def fake_checkout(monkeypatch) -> FakeSessions:
     return sessions
 
 
-@pytest.fixture
-def stripe_without_checkout(settings):
-    """A Stripe API that has no Checkout route: every path answers a plain-text 404, as a
-    fake Stripe without Checkout (stock localstripe) does."""
-
-    class NotFound(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.send_response(404)
-            self.send_header("Content-Type", "text/plain")
-            self.end_headers()
-            self.wfile.write(b"404: Not Found")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    settings.STRIPE_API_BASE = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.STRIPE_MAX_NETWORK_RETRIES = 0
-    yield
-    server.shutdown()
-    server.server_close()
-
-
 def test_checkout_where_the_stripe_api_has_none_is_501_with_a_way_forward(
-    api, stripe_without_checkout
+    api, stripe_without_the_route
 ):
     resp = api.post("/payments/create/", BUY_100)
     assert resp.status_code == 501
