@@ -6,11 +6,13 @@ Stripe's Checkout is in test_checkout_e2e.py."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from billing import gateway
 from billing.models import Fulfilment, Order
+from billing.services.checkout import redirect_urls_check
 from billing.services.events import events_drain
 from credits.selectors import credits_balance_get
 from purchasables import hookimpl
@@ -221,3 +223,14 @@ def test_an_expired_session_cancels_the_order_and_releases_its_hold(api, fake_ch
         order.refresh_from_db()
         assert order.status == Order.Status.CANCELED
         assert plugin.released == [(order.pk, "canceled")]
+
+
+def test_the_default_return_pages_are_pages_the_web_client_serves(client, settings):
+    success, cancel = redirect_urls_check(success_url=None, cancel_url=None)
+    for url in (success, cancel):
+        parts = urlsplit(url)
+        assert f"{parts.scheme}://{parts.netloc}" == settings.FRONTEND_URL.rstrip("/")
+        assert (
+            client.get(parts.path + ("?" + parts.query if parts.query else "")).status_code == 200
+        )
+    assert "checkout=success" in success and "checkout=canceled" in cancel
