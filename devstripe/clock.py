@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from localstripe.resources import (
     Customer,
+    Event,
     Invoice,
     List,
     PaymentIntent,
@@ -93,9 +94,8 @@ def subscription_renew_due(sub: Subscription, until: int) -> int:
     return billed
 
 
-def _event(event_type: str, obj: Any):
-    from localstripe.resources import Event
-
+def _event(event_type: str, obj: Any) -> Event:
+    """An event in localstripe's own version: its objects are in localstripe's shape."""
     return Event(event_type, obj)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -177,3 +178,26 @@ td.amount {{ text-align: right; }} .card {{ border: 1px solid #e3e8ee; border-ra
 
 def esc(value: Any) -> str:
     return html.escape(str(value if value is not None else ""))
+
+
+def card_from_form(form: dict[str, Any]) -> dict[str, Any] | str:
+    """The card's fields for a PaymentMethod, or what is wrong with them."""
+    number = "".join(ch for ch in str(form.get("cardnumber", "")) if ch.isdigit())
+    if len(number) != 16:
+        return "Your card number is incomplete."
+    digits = [int(d) for d in number]
+    checksum = sum(digits[-1::-2]) + sum(sum(divmod(2 * d, 10)) for d in digits[-2::-2])
+    if checksum % 10:
+        return "Your card number is invalid."
+    exp = "".join(ch for ch in str(form.get("exp", "")) if ch.isdigit())
+    if len(exp) not in (4, 6):
+        return "Your card's expiration date is incomplete."
+    month, year = int(exp[:2]), int(exp[2:])
+    year = year + 2000 if year < 100 else year
+    now = time.gmtime()
+    if not 1 <= month <= 12 or (year, month) < (now.tm_year, now.tm_mon):
+        return "Your card's expiration date is in the past."
+    cvc = "".join(ch for ch in str(form.get("cvc", "")) if ch.isdigit())
+    if len(cvc) != 3:
+        return "Your card's security code is incomplete."
+    return {"number": number, "exp_month": month, "exp_year": year, "cvc": cvc}

@@ -28,7 +28,6 @@ from localstripe.resources import (
 from stripe.params.billing_portal import SessionCreateParams
 
 from devstripe import hosted
-from devstripe.checkout import card_from_form
 from devstripe.hosted import esc, invalid
 
 CREATE_PARAMS = set(SessionCreateParams.__annotations__) - {
@@ -278,7 +277,7 @@ async def page_remove(request: web.Request) -> web.Response:
 
 async def page_add_card(request: web.Request) -> web.Response:
     session = _session(request)
-    card = card_from_form(dict(await request.post()))
+    card = hosted.card_from_form(dict(await request.post()))
     if isinstance(card, str):
         session._error = card
         _back(session)
