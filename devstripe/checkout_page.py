@@ -153,7 +153,13 @@ def _after_confirm(session: CheckoutSession, intent: PaymentIntent) -> web.Respo
 
 
 def _subscribe(session: CheckoutSession, method: PaymentMethod, email: str) -> web.Response:
-    """Start the subscription on the card: attach it, make it the default, subscribe."""
+    """Start the subscription on the card: attach it, make it the default, subscribe.
+
+    A card its bank declines is refused before any subscription is made, as Checkout
+    does: a declined attempt leaves no incomplete subscription behind to retry beside.
+    """
+    if method._charging_is_declined():
+        return _declined(session, "Your card was declined. Try another card.")
     if session.customer is None:
         customer = Customer(email=email or None)
         session.customer = customer.id

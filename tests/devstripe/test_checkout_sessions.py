@@ -11,7 +11,12 @@ import requests
 import stripe
 from django.conf import settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # localstripe's own routes are plain functions, which aiohttp warns about when its
+    # module is imported in this process (the sweep test runs devstripe's code here).
+    pytest.mark.filterwarnings("ignore:Bare functions are deprecated:DeprecationWarning"),
+]
 
 
 @pytest.fixture
@@ -217,3 +222,38 @@ def test_a_test_clock_moves_only_forward(client):
         client.v1.customers.create(params={"test_clock": "clock_missing"})
     deleted = client.v1.test_helpers.test_clocks.delete(clock.id)
     assert deleted.deleted is True
+
+
+def test_a_declined_card_on_a_subscription_page_leaves_no_subscription(client):
+    client.v1.plans.create(
+        params={
+            "id": "plan_d",
+            "amount": 900,
+            "currency": "usd",
+            "interval": "month",
+            "product": {"name": "Monthly"},
+        }
+    )
+    customer = client.v1.customers.create(params={"email": "d@example.com"})
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": customer.id,
+            "line_items": [{"price": "plan_d", "quantity": 1}],
+        }
+    )
+    form = {"cardnumber": "4000000000000341", "exp": "12/34", "cvc": "123"}
+    declined = requests.post(session.url, data=form, timeout=10)
+    assert declined.status_code == 402 and "declined" in declined.text
+    listed = client.v1.subscriptions.list(params={"customer": customer.id, "status": "all"})
+    assert listed.data == []
+    paid = requests.post(
+        session.url,
+        data={**form, "cardnumber": "4242424242424242"},
+        timeout=10,
+        allow_redirects=False,
+    )
+    assert paid.status_code == 200  # no success_url: Checkout's own "paid" page
+    [subscription] = client.v1.subscriptions.list(params={"customer": customer.id}).data
+    assert subscription.status == "active"
+    assert client.v1.checkout.sessions.retrieve(session.id).subscription == subscription.id
