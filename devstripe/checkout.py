@@ -4,6 +4,8 @@
 `/expire` and `/line_items`, as at the pinned API version; the session's `url`
 is a page served here that takes Stripe's test cards (4242… pays, 0002
 declines and lets the customer try another card, 3155 asks for 3-D Secure).
+A euro payment may also be a SEPA Direct Debit, which completes unpaid and
+settles later (`checkout.session.async_payment_succeeded` or `…_failed`).
 Paying makes a real localstripe PaymentIntent or subscription, so every other
 event of the payment happens as it would; then `checkout.session.completed`,
 and `checkout.session.expired` at `expires_at` or when expired through the API.

@@ -13,6 +13,7 @@ session only sends the customer back, an expired one says so.
 
 from __future__ import annotations
 
+import asyncio
 from typing import NoReturn
 
 from aiohttp import web
@@ -22,6 +23,11 @@ from localstripe.resources import Customer, Invoice, PaymentIntent, PaymentMetho
 from devstripe import hosted
 from devstripe.checkout import CheckoutSession, session_get
 from devstripe.hosted import esc
+
+# How long a delayed payment (SEPA Direct Debit) is watched for its outcome.
+DELAYED_POLL_SECONDS = 0.2
+DELAYED_POLLS = 300
+_watchers: set[asyncio.Future] = set()
 
 
 def _redirect(url: str, session: CheckoutSession) -> NoReturn:
@@ -88,8 +94,23 @@ def _pay_page(session: CheckoutSession, status: int = 200) -> web.Response:
 <button type="submit" id="submit">{action}</button>
 </form>
 <p class="muted">Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined;
-4000 0025 0000 3155 asks for 3-D Secure. Any future expiry and any CVC.</p>"""
+4000 0025 0000 3155 asks for 3-D Secure. Any future expiry and any CVC.</p>{_sepa_form(session)}"""
     return hosted.page(f"{action} · {session.id}", body, status=status)
+
+
+def _sepa_form(session: CheckoutSession) -> str:
+    """SEPA Direct Debit, offered as Stripe offers it: one-time payments in euros."""
+    if session.mode != "payment" or session.currency != "eur":
+        return ""
+    return f"""<h2>Or pay by SEPA Direct Debit</h2>
+<form method="post" action="/c/pay/{esc(session.id)}/sepa">
+<label for="iban">IBAN</label><input id="iban" name="iban" placeholder="DE89 3704 0044 0532 0130 00"
+ required>
+<label for="sepa-name">Account holder</label><input id="sepa-name" name="name" required>
+<button type="submit" id="submit-sepa">Pay by SEPA Direct Debit</button>
+</form>
+<p class="muted">Test IBANs: DE89370400440532013000 is debited; DE62370400440532013001 fails
+after the session completes.</p>"""
 
 
 def _three_ds_page(session: CheckoutSession) -> web.Response:
@@ -110,9 +131,9 @@ def _declined(session: CheckoutSession, message: str) -> web.Response:
     return _pay_page(session, status=402)
 
 
-def _complete(session: CheckoutSession) -> web.Response:
+def _complete(session: CheckoutSession, payment_status: str = "paid") -> web.Response:
     session.status = "complete"
-    session.payment_status = "paid"
+    session.payment_status = payment_status
     session._error = ""
     hosted.emit("checkout.session.completed", session)
     if session.success_url:
@@ -121,8 +142,8 @@ def _complete(session: CheckoutSession) -> web.Response:
 
 
 def _pay_once(session: CheckoutSession, method: PaymentMethod) -> web.Response:
-    """Charge the card for a payment-mode session; the session's PaymentIntent is reused
-    across attempts, as at Stripe."""
+    """Charge the card (or debit the account) for a payment-mode session; the session's
+    PaymentIntent is reused across attempts, as at Stripe."""
     if session.payment_intent is None:
         data = session._payment_intent_data
         intent = PaymentIntent(
@@ -147,9 +168,31 @@ def _pay_once(session: CheckoutSession, method: PaymentMethod) -> web.Response:
 def _after_confirm(session: CheckoutSession, intent: PaymentIntent) -> web.Response:
     if intent.status == "requires_action":
         return _three_ds_page(session)
-    if intent.status in ("succeeded", "requires_capture", "processing"):
+    delayed = PaymentMethod._api_retrieve(intent.payment_method).type == "sepa_debit"
+    if delayed and intent.status in ("succeeded", "processing"):
+        # A delayed method: the session completes now, and is paid (or not) later.
+        watcher = asyncio.ensure_future(_delayed_outcome(session, intent))
+        _watchers.add(watcher)
+        watcher.add_done_callback(_watchers.discard)
+        return _complete(session, payment_status="unpaid")
+    if intent.status in ("succeeded", "requires_capture"):
         return _complete(session)
     return _declined(session, "Your card was declined. Try another card.")
+
+
+async def _delayed_outcome(session: CheckoutSession, intent: PaymentIntent) -> None:
+    """Send `checkout.session.async_payment_succeeded` or `…_failed` once the delayed
+    payment settles (localstripe settles a debit about half a second later)."""
+    for _ in range(DELAYED_POLLS):
+        await asyncio.sleep(DELAYED_POLL_SECONDS)
+        settled = intent.latest_charge and intent.latest_charge.balance_transaction
+        if intent.status == "succeeded" and settled:
+            session.payment_status = "paid"
+            hosted.emit("checkout.session.async_payment_succeeded", session)
+            return
+        if intent.status in ("requires_payment_method", "canceled"):
+            hosted.emit("checkout.session.async_payment_failed", session)
+            return
 
 
 def _subscribe(session: CheckoutSession, method: PaymentMethod, email: str) -> web.Response:
@@ -263,7 +306,25 @@ async def page_three_ds(request: web.Request) -> web.Response:
     )
 
 
+async def page_sepa(request: web.Request) -> web.Response:
+    session = _page_session(request)
+    if session.status != "open" or not _sepa_form(session):
+        return _pay_page(session)
+    form = dict(await request.post())
+    iban = "".join(str(form.get("iban", "")).split()).upper()
+    if not 14 <= len(iban) <= 34 or not iban[:2].isalpha():
+        session._error = "Your IBAN is incomplete."
+        return _pay_page(session, status=400)
+    method = PaymentMethod(
+        type="sepa_debit",
+        sepa_debit={"iban": iban},
+        billing_details={"name": form.get("name") or None},
+    )
+    return _pay_once(session, method)
+
+
 def install_pages(app: web.Application) -> None:
     app.router.add_get("/c/pay/{id}", page_show)
     app.router.add_post("/c/pay/{id}", page_pay)
     app.router.add_post("/c/pay/{id}/3ds", page_three_ds)
+    app.router.add_post("/c/pay/{id}/sepa", page_sepa)

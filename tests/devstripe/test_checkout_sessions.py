@@ -257,3 +257,52 @@ def test_a_declined_card_on_a_subscription_page_leaves_no_subscription(client):
     [subscription] = client.v1.subscriptions.list(params={"customer": customer.id}).data
     assert subscription.status == "active"
     assert client.v1.checkout.sessions.retrieve(session.id).subscription == subscription.id
+
+
+@pytest.mark.parametrize(
+    ("iban", "outcome"),
+    [
+        ("DE89 3704 0044 0532 0130 00", "checkout.session.async_payment_succeeded"),
+        ("DE62370400440532013001", "checkout.session.async_payment_failed"),
+    ],
+)
+def test_sepa_debit_completes_unpaid_then_settles_later(client, iban, outcome):
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "payment",
+            "line_items": [
+                {**one_time(), "price_data": {**one_time()["price_data"], "currency": "eur"}}
+            ],
+        }
+    )
+    assert "SEPA Direct Debit" in requests.get(session.url, timeout=10).text
+    done = requests.post(
+        session.url + "/sepa", data={"iban": iban, "name": "Jenny Rosen"}, timeout=10
+    )
+    assert done.status_code == 200
+    completed = client.v1.checkout.sessions.retrieve(session.id)
+    assert (completed.status, completed.payment_status) == ("complete", "unpaid")
+
+    def events() -> list[str]:
+        return [
+            e.type
+            for e in client.v1.events.list(params={"limit": 100}).data
+            if e.type.startswith("checkout.") and e.data.object.id == session.id
+        ]
+
+    deadline = time.monotonic() + 10
+    while outcome not in events() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sorted(events()) == sorted(["checkout.session.completed", outcome])
+    paid = outcome.endswith("succeeded")
+    final = client.v1.checkout.sessions.retrieve(session.id)
+    assert final.payment_status == ("paid" if paid else "unpaid")
+    intent = client.v1.payment_intents.retrieve(final.payment_intent)
+    assert intent.status == ("succeeded" if paid else "requires_payment_method")
+
+
+def test_sepa_is_offered_only_for_euros(client):
+    session = client.v1.checkout.sessions.create(
+        params={"mode": "payment", "line_items": [one_time()]}
+    )
+    assert "SEPA" not in requests.get(session.url, timeout=10).text
