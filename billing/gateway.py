@@ -32,6 +32,7 @@ from stripe.params import (
     InvoiceListParams,
     PaymentIntentCreateParams,
     PaymentIntentListParams,
+    PaymentIntentUpdateParams,
     PaymentMethodListParams,
     RefundCreateParams,
     SetupIntentCreateParams,
@@ -102,7 +103,7 @@ class InvalidPaymentMethodError(DomainError):
 
 
 class FeatureUnavailableError(DomainError):
-    """The Stripe API in use does not offer this (localstripe has no Checkout or portal)."""
+    """The Stripe API in use does not offer this (a fake Stripe without Checkout or the portal)."""
 
     code = ErrorCode.FEATURE_UNAVAILABLE
     status = 501
@@ -423,7 +424,7 @@ def payment_intent_payment_method_set(
     Secure, back to `requires_confirmation`. Done as its own update because
     `confirm(id, payment_method=…)` is not something every Stripe API here offers.
     """
-    params: dict[str, Any] = {"payment_method": payment_method}
+    params: PaymentIntentUpdateParams = {"payment_method": payment_method}
     if customer:
         params["customer"] = customer
     with _stripe("change the payment method", names_payment_method=True):
@@ -602,8 +603,9 @@ def _unavailable(exc: stripe.StripeError, feature: str) -> DomainError | None:
     if isinstance(exc, stripe.APIError) and exc.http_status == 404:
         return FeatureUnavailableError(
             f"{feature} is not available from the Stripe API at {settings.STRIPE_API_BASE}. "
-            "localstripe has none; set STRIPE_SECRET_KEY (and STRIPE_PUBLISHABLE_KEY) to "
-            "Stripe test keys and unset STRIPE_API_BASE to use it.",
+            "Use the development Stripe (`python -m devstripe`, which `make run` starts), or "
+            "set STRIPE_SECRET_KEY (and STRIPE_PUBLISHABLE_KEY) to Stripe test keys and "
+            "unset STRIPE_API_BASE.",
             feature=feature,
         )
     return None

@@ -19,7 +19,7 @@ import pickle
 from pathlib import Path
 
 # The feature modules, each with `install(app)`, installed in this order.
-FEATURES: tuple[str, ...] = ("pinned", "shapes")
+FEATURES: tuple[str, ...] = ("pinned", "shapes", "checkout", "portal", "clock")
 
 
 def _payment_retries_as_stripe_does(resources) -> None:

@@ -38,8 +38,9 @@ def _origin(url: str) -> tuple[str, str]:
 def redirect_urls_check(*, success_url: str | None, cancel_url: str | None) -> tuple[str, str]:
     """The Checkout redirect URLs, defaulted, and refused (422) off the frontend's origin."""
     frontend = settings.FRONTEND_URL.rstrip("/")
-    success = success_url or f"{frontend}/orders/?checkout=success"
-    cancel = cancel_url or f"{frontend}/orders/?checkout=canceled"
+    # By default, back to the web client's orders page (its pages are hash routes).
+    success = success_url or f"{frontend}/#/orders?checkout=success"
+    cancel = cancel_url or f"{frontend}/#/orders?checkout=canceled"
     for field, url in (("success_url", success), ("cancel_url", cancel)):
         if _origin(url) != _origin(frontend) or not _origin(url)[0].startswith("http"):
             raise InvalidInputError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -70,3 +71,28 @@ def in_threads(n: int, work: Callable[[int], Any]) -> list:
     for t in threads:
         t.join(timeout=60)
     return results
+
+
+@pytest.fixture
+def stripe_without_the_route(settings):
+    """A Stripe API without the route asked for: every path answers a plain-text 404, as
+    a fake Stripe without Checkout or the portal (stock localstripe) does."""
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(404)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"404: Not Found")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{server.server_address[1]}"
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    yield
+    server.shutdown()
+    server.server_close()

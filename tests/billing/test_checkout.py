@@ -1,15 +1,18 @@
-"""Checkout Sessions: localstripe has none, so the session-create call is faked at the
-Stripe SDK boundary (the gateway still builds the real request); the session events
-are shaped from Stripe's fixtures and signed."""
+"""Checkout Sessions, the request and the events: the session-create call is faked at the
+Stripe SDK boundary (the gateway still builds the real request), and the session events
+are shaped from Stripe's fixtures and signed. The whole flow against the development
+Stripe's Checkout is in test_checkout_e2e.py."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from billing import gateway
 from billing.models import Fulfilment, Order
+from billing.services.checkout import redirect_urls_check
 from billing.services.events import events_drain
 from credits.selectors import credits_balance_get
 from purchasables import hookimpl
@@ -54,7 +57,9 @@ def fake_checkout(monkeypatch) -> FakeSessions:
     return sessions
 
 
-def test_checkout_against_localstripe_is_501_with_a_way_forward(api, stripe_server):
+def test_checkout_where_the_stripe_api_has_none_is_501_with_a_way_forward(
+    api, stripe_without_the_route
+):
     resp = api.post("/payments/create/", BUY_100)
     assert resp.status_code == 501
     error = resp.json()
@@ -218,3 +223,14 @@ def test_an_expired_session_cancels_the_order_and_releases_its_hold(api, fake_ch
         order.refresh_from_db()
         assert order.status == Order.Status.CANCELED
         assert plugin.released == [(order.pk, "canceled")]
+
+
+def test_the_default_return_pages_are_pages_the_web_client_serves(client, settings):
+    success, cancel = redirect_urls_check(success_url=None, cancel_url=None)
+    for url in (success, cancel):
+        parts = urlsplit(url)
+        assert f"{parts.scheme}://{parts.netloc}" == settings.FRONTEND_URL.rstrip("/")
+        assert (
+            client.get(parts.path + ("?" + parts.query if parts.query else "")).status_code == 200
+        )
+    assert "checkout=success" in success and "checkout=canceled" in cancel

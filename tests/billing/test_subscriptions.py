@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import requests
 import stripe
 from django.conf import settings
 from django.utils import timezone
@@ -118,7 +119,19 @@ def test_bad_subscription_requests_are_clear_4xx_and_reach_no_stripe(api, other_
     assert other_api.delete("/payments/subscriptions/1/").status_code == 404
 
 
-def test_the_portal_is_501_against_localstripe(api, stripe_server):
+def test_the_portal_opens_for_the_users_own_customer(api, user, stripe_server):
+    resp = api.post("/payments/portal/")
+    assert resp.status_code == 200, resp.content
+    url = resp.json()["url"]
+    assert url.startswith(stripe_server.base + "/p/session/")
+    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
+    page = requests.get(url, timeout=10)
+    assert page.status_code == 200
+    assert user.email in page.text
+    assert customer not in url  # the page is named by a secret, not the customer
+
+
+def test_the_portal_where_the_stripe_api_has_none_is_501(api, customer, stripe_without_the_route):
     resp = api.post("/payments/portal/")
     assert resp.status_code == 501
     assert resp.json()["code"] == "feature_unavailable"

@@ -263,9 +263,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("DELETE", "/payments/subscriptions/{subscription_id}/"): Row(
         owners(200), lambda w, a: (f"/payments/subscriptions/{w.subscription['id']}/", None)
     ),
-    # localstripe has no customer portal: 501 `feature_unavailable` is the service
-    # answering a caller who got through; anonymous callers never reach it.
-    ("POST", "/payments/portal/"): Row(mine(501), fixed("/payments/portal/")),
+    # Each signed-in caller gets a portal session for their own Stripe customer.
+    ("POST", "/payments/portal/"): Row(mine(200), fixed("/payments/portal/")),
     # No bearer token or session makes a delivery: only a Stripe signature does.
     ("POST", "/payments/webhook/"): Row(public(400), _unsigned_webhook),
     ("GET", "/credits/balance/"): Row(mine(200), fixed("/credits/balance/")),

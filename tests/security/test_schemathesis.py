@@ -9,7 +9,7 @@ Stripe's signature every request is refused before any code of interest runs,
 and tests/security/test_webhook_hostile.py covers it.
 
 One 5xx is allowed: 501 `feature_unavailable`, which the schema declares where
-localstripe has no such API (the customer portal). Anything else in the 500s
+the Stripe API in use has no such route (the customer portal). Anything else in the 500s
 fails, 502 included: against localstripe it would mean we sent Stripe a request
 it refused, which is ours to fix.
 """

@@ -1,8 +1,9 @@
 """The web client in a real browser, against a live server, localstripe and its webhooks.
 
 Headless Chromium (Debian's) runs the page served at `/`, which speaks only
-`/api/v1/`; localstripe stands in for Stripe and for Stripe.js, and sends its
-signed webhooks to the live server, where a worker thread processes them.
+`/api/v1/`; the development Stripe stands in for Stripe, Stripe.js, Checkout's page
+and the customer portal, and sends its signed webhooks to the live server, where a
+worker thread processes them.
 Each test leaves a screenshot in test-artifacts/web/.
 """
 
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 from stripe import StripeClient
 
-from billing.models import Order, StripeEvent
+from billing.models import Order, SavedPaymentMethod, StripeEvent, Subscription
 from bookings.models import Booking, Service
 from credits.models import CreditPack
 from credits.selectors import credits_balance_get
@@ -43,6 +44,15 @@ def starter_pack(db) -> CreditPack:
     return CreditPack.objects.create(
         name="Starter", credits=100, price=1000, currency="usd", active=True, sort_order=10
     )
+
+
+@pytest.fixture
+def frontend_here(live_server):
+    """The client's address is the live server's: Stripe's pages send the buyer back here."""
+    previous = settings.FRONTEND_URL
+    settings.FRONTEND_URL = live_server.url
+    yield
+    settings.FRONTEND_URL = previous
 
 
 @pytest.fixture
@@ -273,7 +283,9 @@ def test_network_errors_say_so_and_a_retry_is_safe(app, starter_pack, user):
     assert Order.objects.filter(user=user).count() == 1
 
 
-def test_subscribe_cancel_and_the_portal_answers_501_locally(app, request, user, event_worker):
+def test_subscribe_cancel_and_manage_billing_in_the_portal(
+    app, request, user, event_worker, frontend_here
+):
     plan = Plan.objects.create(
         name="Monthly", stripe_price_id="plan_web_monthly", amount=1900, credits_per_cycle=500
     )
@@ -305,11 +317,54 @@ def test_subscribe_cancel_and_the_portal_answers_501_locally(app, request, user,
     expect(page.locator("#subscription-result [data-state=success]")).to_contain_text("ends on")
     expect(page.locator("#plan")).to_contain_text("ends on")
 
-    page.get_by_role("button", name="Manage billing in Stripe's portal").click()
-    expect(page.locator("#subscription-result [data-state=error]")).to_contain_text(
-        "The billing portal is not available"
-    )
-    snap(page, request, "portal-501")
+    page.get_by_role("button", name="Manage billing").click()
+    expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
+    sub = page.locator(".subscription")
+    expect(sub).to_contain_text("Monthly")
+    expect(sub).to_contain_text("Cancels on")
+    page.get_by_role("button", name="Renew plan").click()
+    expect(page.locator("#notice")).to_contain_text("Your plan will renew.")
+    expect(sub).to_contain_text("Renews on")
+    expect(page.locator(".payment-method")).to_contain_text("•••• 4242")
+    page.get_by_label("Add a card").fill(MASTERCARD)
+    page.get_by_label("Expiry (MM / YY)").fill("12 / 34")
+    page.get_by_label("CVC").fill("123")
+    page.get_by_role("button", name="Add card").click()
+    expect(page.locator("#notice")).to_contain_text("Card ending 4444 was added.")
+    snap(page, request, "portal")
+    page.get_by_role("link", name="← Return").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+    local = Subscription.objects.get(user=user)
+    eventually(lambda: not Subscription.objects.get(pk=local.pk).cancel_at_period_end)
+    eventually(lambda: SavedPaymentMethod.objects.filter(user=user, last4="4444").exists())
+
+
+def test_pay_on_stripes_page_declined_then_4242(
+    app, request, starter_pack, user, event_worker, frontend_here
+):
+    page = app
+    go(page, "#/buy", "Buy credits")
+    page.get_by_label("Pay on Stripe's page").check()
+    page.get_by_role("button", name="Buy Starter for $10.00").click()
+    expect(page.get_by_role("heading", name="Pay", exact=True)).to_be_visible()
+    expect(page.locator("#total")).to_have_text("10.00 USD")
+    page.get_by_label("Card number").fill("4000 0000 0000 0002")
+    page.get_by_label("Expiry (MM / YY)").fill("12 / 34")
+    page.get_by_label("CVC").fill("123")
+    page.get_by_role("button", name="Pay").click()
+    expect(page.locator("#error")).to_contain_text("declined")
+    page.get_by_label("Card number").fill(VISA)
+    page.get_by_label("Expiry (MM / YY)").fill("12 / 34")
+    page.get_by_label("CVC").fill("123")
+    page.get_by_role("button", name="Pay").click()
+    expect(page.get_by_role("heading", name="Orders", exact=True)).to_be_visible()
+    order = Order.objects.get(user=user)
+    expect(page.locator(f"tr[data-order-id='{order.pk}']")).to_contain_text("paid")
+    snap(page, request, "checkout-paid")
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert credits_balance_get(user_id=user.pk) == 100
 
 
 def test_amounts_are_formatted_per_currency_without_floats(page, live_server):

@@ -128,3 +128,49 @@ export async function balanceText() {
   const { balance } = await api.get("/credits/balance/");
   return `your balance is ${balance} credits`;
 }
+
+/** An address in this client that Stripe's page may send the customer back to. */
+export function returnUrl(route) {
+  return `${location.origin}${location.pathname}#${route}`;
+}
+
+/**
+ * How to pay: a saved card (the picker) or Stripe's own payment page (Checkout).
+ * Answers the element and `onStripe()`, true when the reader chose Stripe's page.
+ */
+export function paymentChoice(picker) {
+  const withCard = h("input", { type: "radio", name: "pay-how", value: "intent", checked: true });
+  const onStripe = h("input", { type: "radio", name: "pay-how", value: "checkout", id: "pay-on-stripe" });
+  return {
+    element: h(
+      "div",
+      { class: "pay-how" },
+      h("label", {}, withCard, " Pay with a saved card"),
+      picker.element,
+      h("label", {}, onStripe, " Pay on Stripe's page"),
+    ),
+    onStripe: () => onStripe.checked,
+  };
+}
+
+/**
+ * Start a Checkout Session for `body` at `path` and send the browser to Stripe's page;
+ * it comes back to `successRoute` once paid, or to `cancelRoute`.
+ */
+export async function payOnStripe(container, path, body, { successRoute, cancelRoute }) {
+  show(container, notice("loading", "Opening Stripe's payment page…"));
+  try {
+    const answer = await api.post(path, {
+      ...body,
+      payment_type: "checkout",
+      success_url: returnUrl(successRoute),
+      cancel_url: returnUrl(cancelRoute),
+    });
+    window.location.assign(answer.checkout_url);
+    return true;
+  } catch (err) {
+    const orderId = err.extra && err.extra.order_id;
+    show(container, errorNotice(err), orderId ? h("p", {}, "See ", orderLink(orderId), ".") : null);
+    return false;
+  }
+}

@@ -1,10 +1,10 @@
 // Buy credits: a pack, or a custom number of credits at the catalog's rate.
-import { balanceText, cardPicker, runPayment } from "../checkout.js";
+import { balanceText, cardPicker, paymentChoice, payOnStripe, runPayment } from "../checkout.js";
 import { purchaseType } from "../data.js";
 import { formatMoney, minorToMajor, multiplyMinor } from "../money.js";
 import { errorNotice, h, loading, notice, section, show } from "../ui.js";
 
-export async function render(root, { isActive }) {
+export async function render(root, { isActive, query }) {
   show(root, h("h1", {}, "Buy credits"), loading());
   let credits;
   let picker;
@@ -21,8 +21,20 @@ export async function render(root, { isActive }) {
   const { packs, rate } = credits.catalog;
   const result = h("div", { class: "messages", id: "pay-result" });
   const buttons = [];
+  const how = paymentChoice(picker);
 
   async function buy(body, label) {
+    if (how.onStripe()) {
+      buttons.forEach((b) => (b.disabled = true));
+      const leaving = await payOnStripe(
+        result,
+        "/payments/create/",
+        { is_credit_purchase: true, ...body },
+        { successRoute: "/orders?checkout=success", cancelRoute: "/buy?checkout=canceled" },
+      );
+      if (!leaving) buttons.forEach((b) => (b.disabled = false));
+      return;
+    }
     const card = picker.selected();
     if (!card) {
       show(result, notice("error", "Add a card first."));
@@ -118,10 +130,13 @@ export async function render(root, { isActive }) {
     h("p", { class: "hint" }, `${formatMoney(rate.unit_amount, rate.currency)} per credit.`),
   );
 
+  if (query && query.get("checkout") === "canceled") {
+    show(result, notice("info", "You left Stripe's page; nothing was charged."));
+  }
   show(
     root,
     h("h1", {}, "Buy credits"),
-    section("Payment", picker.element),
+    section("Payment", how.element),
     section("Credit packs", packList),
     section("Custom amount", custom),
     result,

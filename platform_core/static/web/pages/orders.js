@@ -44,7 +44,13 @@ export async function renderList(root, { isActive, query }) {
           ? h("a", { href: `#/orders?offset=${offset + PAGE_SIZE}` }, "Older →")
           : null,
       );
-      if (first) show(root, h("h1", {}, "Orders"), section("My orders", table, pager));
+      if (first) {
+        const back =
+          query.get("checkout") === "success"
+            ? notice("waiting", "Paid on Stripe's page; the order settles as soon as Stripe confirms it.")
+            : null;
+        show(root, h("h1", {}, "Orders"), back, section("My orders", table, pager));
+      }
       first = false;
       if (page.items.every((o) => SETTLED.has(o.status))) return;
     } catch (err) {

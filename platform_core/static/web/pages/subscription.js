@@ -1,7 +1,7 @@
-// Subscription: start a plan (charged to a saved card), cancel at period end, and
-// Stripe's customer portal (which answers 501 against localstripe: that message shows).
+// Subscription: start a plan (charged to a saved card, or on Stripe's page), cancel at
+// period end, and Stripe's customer portal ("Manage billing").
 import { api } from "../api.js";
-import { cardPicker } from "../checkout.js";
+import { cardPicker, paymentChoice, payOnStripe } from "../checkout.js";
 import { purchaseType } from "../data.js";
 import { formatMoney } from "../money.js";
 import { errorNotice, formatDate, h, loading, notice, section, show, statusBadge } from "../ui.js";
@@ -14,7 +14,7 @@ function every(plan) {
   return plan.interval_count > 1 ? `every ${plan.interval_count} ${unit}s` : `every ${unit}`;
 }
 
-export async function render(root, { isActive, rerender }) {
+export async function render(root, { isActive, rerender, query }) {
   const title = h("h1", {}, "Subscription");
   show(root, title, loading());
   let subs;
@@ -35,7 +35,19 @@ export async function render(root, { isActive, rerender }) {
     show(message, notice("loading", text));
   };
 
+  const how = paymentChoice(picker);
   const start = async (plan, button) => {
+    if (how.onStripe()) {
+      button.disabled = true;
+      const leaving = await payOnStripe(
+        message,
+        "/payments/subscriptions/",
+        { plan_id: plan.id },
+        { successRoute: "/subscription?checkout=success", cancelRoute: "/subscription?checkout=canceled" },
+      );
+      if (!leaving) button.disabled = false;
+      return;
+    }
     const card = picker.selected();
     if (!card) {
       show(message, notice("error", "Add a card first."));
@@ -136,14 +148,19 @@ export async function render(root, { isActive, rerender }) {
         })
       : h("li", { class: "empty" }, "No subscriptions yet."),
   );
-  const portalButton = h("button", { type: "button", id: "portal" }, "Manage billing in Stripe's portal");
+  const portalButton = h("button", { type: "button", id: "portal" }, "Manage billing");
   portalButton.addEventListener("click", () => portal(portalButton));
 
+  if (query && query.get("checkout") === "success") {
+    show(message, notice("waiting", "Paid on Stripe's page; your plan starts as soon as Stripe confirms it."));
+  } else if (query && query.get("checkout") === "canceled") {
+    show(message, notice("info", "You left Stripe's page; nothing was charged."));
+  }
   show(
     root,
     title,
     section("Current plan", planSummary(subs.summary)),
-    section("Plans", picker.element, planList),
+    section("Plans", how.element, planList),
     section("My subscriptions", subList, portalButton),
     message,
   );
