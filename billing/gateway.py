@@ -45,6 +45,7 @@ from billing.stripe_objects import (
     subscription_from_payload,
 )
 from kernel.errors import DomainError, ErrorCode
+from kernel.metrics import stripe_session_observe
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def _client_for(api_key: str, api_base: str, retries: int, timeout: int) -> stri
     # an order's creation.
     session = requests.Session()
     session.trust_env = False
+    stripe_session_observe(session)
     return stripe.StripeClient(
         api_key,
         stripe_version=API_VERSION,
