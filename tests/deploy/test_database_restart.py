@@ -13,6 +13,7 @@ CONN_HEALTH_CHECKS each web worker's next request would meet its dead connection
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -82,10 +83,8 @@ def cluster():
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     yield cluster
-    try:
+    with contextlib.suppress(subprocess.CalledProcessError):
         cluster.stop()
-    except subprocess.CalledProcessError:
-        pass
     shutil.rmtree(directory, ignore_errors=True)
 
 
