@@ -94,3 +94,56 @@ def test_a_metrics_token_is_required_once_set(settings):
     wrong = {"Authorization": "Bearer nope"}
     assert Client().get("/metrics", headers=wrong).status_code == 404
     scrape(Authorization="Bearer scrape-token-for-tests")
+
+
+def test_every_metric_the_alert_rules_use_is_exposed():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    rules = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "deploy/prometheus/tollgate-rules.yml").read_text()
+    )
+    used = {
+        name
+        for group in rules["groups"]
+        for rule in group["rules"]
+        for name in re.findall(r"\b(tollgate_[a-z_]+)", rule["expr"])
+    }
+    resp = Client().get("/metrics")
+    exposed = {
+        sample.name
+        for family in text_string_to_metric_families(resp.content.decode())
+        for sample in family.samples
+    }
+    # Counters appear once counted: count one of each.
+    post_webhook(event("x.y", {"id": "obj_1"}), secret="whsec_not_ours")
+    resp = Client().get("/metrics")
+    exposed |= {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in text_string_to_metric_families(resp.content.decode())
+    }
+    missing = used - exposed - {"tollgate_stripe_requests_total"}  # counted below
+    assert used and not missing, missing
+
+
+def test_stripe_calls_are_counted_and_timed(api, stripe_server):
+    before = scrape()
+    resp = api.post(
+        "/payments/create/",
+        {"is_credit_purchase": True, "credit_amount": 100, "payment_method_id": "pm_card_visa"},
+    )
+    assert resp.status_code == 201, resp.json()
+
+    after = scrape()
+
+    created = (
+        "tollgate_stripe_requests_total",
+        (("outcome", "2xx"), ("path", "/v1/payment_intents")),
+    )
+    assert after[created] > before.get(created, 0)
+    timed = ("tollgate_stripe_request_duration_seconds_count", (("path", "/v1/payment_intents"),))
+    assert after[timed] > before.get(timed, 0)
+    stripe_labels = [str(labels) for (name, labels) in after if name.startswith("tollgate_stripe")]
+    assert stripe_labels and not any("pi_" in labels for labels in stripe_labels)
