@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -13,5 +14,6 @@ urlpatterns = [
     # Ahead of the API: Stripe's deliveries skip django-ninja (see `stripe_webhook`).
     path("api/v1/payments/webhook/", stripe_webhook, name="stripe_webhook"),
     path("api/v1/", api.urls),
-    path("", include("platform_core.web.urls")),
 ]
+if settings.WEB_CLIENT:
+    urlpatterns.append(path("", include("platform_core.web.urls")))

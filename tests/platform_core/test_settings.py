@@ -262,3 +262,27 @@ def test_an_operator_may_silence_a_check_by_name():
         **{**DEPLOY_READY, "SECURE_SSL_REDIRECT": "0", "SILENCED_SYSTEM_CHECKS": "security.W008"}
     )
     assert silenced.returncode == 0, silenced.stderr
+
+
+WEB_CLIENT_SCRIPT = """
+import json, os, django
+os.environ['DJANGO_SETTINGS_MODULE'] = 'platform_core.settings'
+django.setup()
+from django.test import Client
+from django.test.utils import setup_test_environment
+setup_test_environment()
+client = Client()
+print(json.dumps({p: client.get(p).status_code for p in ('/', '/healthz', '/api/v1/openapi.json')}))
+"""
+
+
+@pytest.mark.parametrize(("setting", "page"), [("1", 200), ("0", 404)])
+def test_the_reference_web_client_can_be_turned_off(setting, page):
+    clean = {key: value for key, value in os.environ.items() if key not in UNDER_TEST}
+    result = subprocess.run(
+        [sys.executable, "-c", WEB_CLIENT_SCRIPT],
+        env={**clean, **PRODUCTION, "TOLLGATE_WEB_CLIENT": setting, "SECURE_SSL_REDIRECT": "0",
+             "ALLOWED_HOSTS": "testserver"},
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started(result) == {"/": page, "/healthz": 200, "/api/v1/openapi.json": 200}
