@@ -41,7 +41,7 @@ case "$command" in
         ;;
     worker)
         check
-        Q_SCHEDULER="${Q_SCHEDULER:-0}" exec django-admin qcluster "$@"
+        Q_SCHEDULER=0 exec django-admin qcluster "$@"
         ;;
     scheduler)
         check

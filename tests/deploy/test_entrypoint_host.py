@@ -44,15 +44,18 @@ def json_lines(text: str) -> list[dict]:
 
 def test_migrate_web_and_worker_on_this_host(host_database, tmp_path):
     port = hostrun.free_port()
-    env = hostrun.production_env(host_database, tmp_path, port)
+    # Q_SCHEDULER=1 as an operator's .env may say: `worker` must run no schedule all the same.
+    env = hostrun.production_env(host_database, tmp_path, port, Q_SCHEDULER="1")
     base = f"http://127.0.0.1:{port}"
 
     hostrun.run(["check"], env)
     hostrun.run(["collectstatic"], env)
     hostrun.run(["migrate"], env)
     web_log, worker_log = tmp_path / "web.log", tmp_path / "worker.log"
+    scheduler_log = tmp_path / "scheduler.log"
     web = hostrun.start(["web"], env, web_log)
     worker = hostrun.start(["worker"], env, worker_log)
+    scheduler = hostrun.start(["scheduler"], env, scheduler_log)
     try:
         hostrun.wait_until_up(base, web, web_log)
 
@@ -109,9 +112,19 @@ def test_migrate_web_and_worker_on_this_host(host_database, tmp_path):
         assert 'tollgate_webhooks_total{outcome="stored"} 1.0' in text
         assert 'tollgate_stripe_events{status="ignored"} 1.0' in text
         assert 'route="stripe_webhook",status="2xx"' in text
+
+        # The schedules (due since migrate) are run by the scheduler; it ticks every ~30 s.
+        deadline = time.monotonic() + 75
+        while "from schedule" not in scheduler_log.read_text():
+            assert time.monotonic() < deadline, scheduler_log.read_text()[-2000:]
+            time.sleep(1)
     finally:
-        hostrun.stop(web)
-        hostrun.stop(worker)
+        stopped = {
+            name: hostrun.stop(process)
+            for name, process in (("web", web), ("worker", worker), ("scheduler", scheduler))
+        }
+    assert stopped == {"web": True, "worker": True, "scheduler": True}
+    assert "from schedule" not in worker_log.read_text()
 
     web_lines = json_lines(web_log.read_text())
     access = [line for line in web_lines if line.get("logger") == "gunicorn.access"]
