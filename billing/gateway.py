@@ -62,6 +62,7 @@ from billing.stripe_objects import (
     subscription_from_payload,
 )
 from kernel.errors import DomainError, ErrorCode
+from kernel.metrics import stripe_session_observe
 from kernel.storable_json import storable_json_loads
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def _client_for(api_key: str, api_base: str, retries: int, timeout: int) -> stri
     # an order's creation.
     session = requests.Session()
     session.trust_env = False
+    stripe_session_observe(session)
     return stripe.StripeClient(
         api_key,
         stripe_version=API_VERSION,

@@ -18,13 +18,22 @@ _ids: ContextVar[dict[str, Any] | None] = ContextVar("tollgate_log_ids", default
 
 @contextmanager
 def log_ids(**ids: Any) -> Iterator[None]:
-    """Bind these ids (None values are skipped) on top of any already bound."""
-    merged = {**(_ids.get() or {}), **{k: v for k, v in ids.items() if v is not None}}
+    """Bind these ids (None values are skipped) on top of any already bound.
+
+    Ids first bound inside the block stay bound in the enclosing block when it
+    ends (an event's handler finds the order; the line saying the event was
+    processed then names it too). Ids the enclosing block already has are kept.
+    """
+    outer = _ids.get()
+    merged = {**(outer or {}), **{k: v for k, v in ids.items() if v is not None}}
     token = _ids.set(merged)
     try:
         yield
     finally:
         _ids.reset(token)
+        if outer is not None:
+            for key, value in merged.items():
+                outer.setdefault(key, value)
 
 
 def log_ids_bound() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Router, Schema, Status
@@ -31,6 +32,10 @@ from platform_core.auth import api_token_create, user_auth
 from platform_core.ratelimit.services import RateLimitedError, client_ip, rate_limit_hit
 
 log = logging.getLogger(__name__)
+
+# The database dropped the connection or refused one (a restart, a failover), or
+# aborted the transaction to be retried: the client may simply try again.
+DatabaseUnavailable = (OperationalError, InterfaceError)
 
 
 class ExactJsonParser(Parser):
@@ -142,6 +147,17 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    if isinstance(exc, DatabaseUnavailable):
+        # PostgreSQL is restarting or out of reach: a retry soon will work.
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
+        response = error_response(
+            request,
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            ErrorCode.INTERNAL_ERROR,
+            "The service is briefly unavailable; nothing was done. Try again shortly.",
+        )
+        response["Retry-After"] = "5"
+        return response
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(
         request,

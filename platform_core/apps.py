@@ -7,5 +7,7 @@ class PlatformCoreConfig(AppConfig):
 
     def ready(self) -> None:
         from platform_core.ops.audit import audit_receivers_connect
+        from platform_core.ops.telemetry import telemetry_start
 
         audit_receivers_connect()
+        telemetry_start()

@@ -263,10 +263,65 @@ LOGGING = {
     },
 }
 
-# --- /readyz answers 503 when the oldest task or due Stripe event has waited longer.
-READY_QUEUE_LAG_SECONDS = int(os.environ.get("READY_QUEUE_LAG_SECONDS", "300"))
 # Probes speak plain HTTP to the instance itself; they are not redirected to HTTPS.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+
+# --- Production operation: static files, database liveness, metrics, worker
+# status, error reporting (docs/operations.md). Kept together on purpose.
+# WhiteNoise serves the collected static files from the web process itself.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+)
+# First, so it counts and times every answer (platform_core.ops.metrics).
+MIDDLEWARE.insert(0, "platform_core.ops.metrics.RequestMetricsMiddleware")
+# Never inside the installed package: under the working directory by default
+# (the image sets /app/static).
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or Path.cwd() / "var" / "static")
+# Hashed names (cache-busting, served with a year's max-age) need `collectstatic`
+# before start-up, so they are on where the files are collected first (the image).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if env_bool("STATIC_MANIFEST", False)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# A reused connection is checked before its first query in a request, so a
+# PostgreSQL restart costs a reconnect, not a 500 on each worker's next request.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("CONN_HEALTH_CHECKS", True)
+# Checks `manage.py check --deploy` may skip (comma-separated ids), e.g.
+# security.W008 behind a proxy that redirects to HTTPS itself.
+SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS")
+# GET /metrics (Prometheus): with METRICS_TOKEN set, only with
+# `Authorization: Bearer <token>`; without it, only from METRICS_ALLOWED_NETS.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETS = env_list("METRICS_ALLOWED_NETS", "127.0.0.1/32,::1/128")
+# django-q2 keeps each cluster's status in a cache: a file cache shared by the
+# processes of one host, so `manage.py qinfo` and the worker's health check see it.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "q_status": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": os.environ.get("Q_STATUS_DIR")
+        or os.path.join(os.environ.get("TMPDIR", "/tmp"), "tollgate-q-status"),  # noqa: S108
+    },
+}
+Q_CLUSTER["cache"] = "q_status"
+# Whether this cluster runs the schedules (sweep, reconciliation). Every cluster
+# may: django-q2 takes due schedules under a row lock, so each fires once. The
+# production entrypoint gives the job to one `scheduler` process alone.
+Q_CLUSTER["scheduler"] = env_bool("Q_SCHEDULER", True)
+# Error reports (the `sentry` extra) and traces (the `otel` extra), each on when
+# its endpoint is set; started by platform_core.ops.telemetry.
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+OTEL_EXPORTER_OTLP_ENDPOINT = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+# The reference web client at `/`; off for a deployment with its own front end
+# (the API, the admin, the webhook and the probes stay).
+WEB_CLIENT = env_bool("TOLLGATE_WEB_CLIENT", True)
+# Values copied from .env.example that must never reach production.
+PLACEHOLDER_SECRETS = {"change-me", "sk_test_replace_me", "pk_test_replace_me", "whsec_replace_me"}
 
 if not DEBUG:
     missing = [
@@ -286,4 +341,20 @@ if not DEBUG:
             "DEBUG is off, so these settings must be set in the environment: "
             + ", ".join(missing)
             + " (see .env.example; `make run` sets development values)."
+        )
+    placeholders = [
+        name
+        for name, values in [
+            ("SECRET_KEY", [SECRET_KEY]),
+            ("STRIPE_SECRET_KEY", [STRIPE_SECRET_KEY]),
+            ("STRIPE_PUBLISHABLE_KEY", [STRIPE_PUBLISHABLE_KEY]),
+            ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRETS),
+        ]
+        if any(v in PLACEHOLDER_SECRETS or v.startswith("django-insecure-") for v in values)
+    ]
+    if placeholders:
+        raise ImproperlyConfigured(
+            "DEBUG is off, so these settings must not hold example or development values: "
+            + ", ".join(placeholders)
+            + " (see .env.example for how to make real ones)."
         )

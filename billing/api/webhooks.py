@@ -13,6 +13,7 @@ operation below documents it in the OpenAPI schema and calls the same function.
 from __future__ import annotations
 
 import json
+import logging
 
 from django.http import HttpRequest
 from ninja import Router
@@ -20,7 +21,10 @@ from ninja import Router
 from billing import gateway
 from billing.services.events import event_store
 from kernel.errors import DomainError, ErrorCode
+from kernel.metrics import WEBHOOKS
 from kernel.schemas import ErrorOut
+
+log = logging.getLogger(__name__)
 
 router = Router(tags=["webhooks"])
 
@@ -45,17 +49,31 @@ def webhook_receive(request: HttpRequest) -> dict:
     """Verify, store, enqueue; the answer's body. Raises `DomainError`s for a 4xx."""
     # The declared length first, so an oversized body is never read into memory.
     if _declared_length(request) > WEBHOOK_MAX_BYTES or len(request.body) > WEBHOOK_MAX_BYTES:
+        WEBHOOKS.labels(outcome="too_large").inc()
         raise WebhookTooLargeError(
             f"A webhook body is at most {WEBHOOK_MAX_BYTES} bytes.", limit=WEBHOOK_MAX_BYTES
         )
-    event = gateway.webhook_event_verify(
-        payload=request.body, signature_header=request.META.get("HTTP_STRIPE_SIGNATURE")
-    )
+    try:
+        event = gateway.webhook_event_verify(
+            payload=request.body, signature_header=request.META.get("HTTP_STRIPE_SIGNATURE")
+        )
+    except gateway.BadSignatureError as exc:
+        WEBHOOKS.labels(outcome="refused").inc()
+        log.warning("webhook refused: %s", exc)
+        raise
     # Stored as received when it is plain UTF-8 (Stripe's); JSON in another encoding,
     # or with a byte-order mark, is stored as parsed.
     raw = request.body
     body = raw.decode() if json.detect_encoding(raw) == "utf-8" else None
     stored, created = event_store(event=event, body=body)
+    WEBHOOKS.labels(outcome="stored" if created else "duplicate").inc()
+    log.info(
+        "webhook %s (%s) %s",
+        stored.stripe_id,
+        event.get("type"),
+        "stored" if created else "duplicate",
+        extra={"stripe_event_id": stored.stripe_id, "event_id": stored.pk},
+    )
     return {"received": True, "duplicate": not created, "id": stored.stripe_id}
 
 

@@ -376,9 +376,12 @@ def event_process(event: StripeEvent) -> str:
         with log_ids(event_id=event.pk, stripe_event_id=event.stripe_id, event_type=event.type):
             if event.type in HANDLED_IN_EVENT_TRANSACTION:
                 with transaction.atomic():
-                    return _event_finish(event, S.PROCESSED, handler(event.payload), owned=True)
-            note = handler(event.payload)
-        return _event_finish(event, S.PROCESSED, note)
+                    status = _event_finish(event, S.PROCESSED, handler(event.payload), owned=True)
+            else:
+                status = _event_finish(event, S.PROCESSED, handler(event.payload))
+            # Carries the order id too once the handler bound it.
+            log.info("event %s (%s) %s", event.stripe_id, event.type, status)
+            return status
     except Exception as exc:
         if isinstance(exc, NotOursError):
             return _event_finish(event, S.NOT_OURS, exc.message[:4000])

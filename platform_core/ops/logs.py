@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import uuid
 from collections.abc import Callable
@@ -108,6 +109,46 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exc"] = scrub(self.formatException(record.exc_info))
         return json.dumps(line, default=str)
+
+
+def forwarded_client(remote_addr: str, forwarded_for: str, proxies: int) -> str:
+    """The client's address when `proxies` trusted proxies each appended to X-Forwarded-For."""
+    if proxies:
+        forwarded = [part.strip() for part in forwarded_for.split(",") if part.strip()]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies]
+    return remote_addr or "unknown"
+
+
+class AccessJsonFormatter(logging.Formatter):
+    """gunicorn's access line (its record's args are the request's atoms) as JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        atoms = record.args
+        if not hasattr(atoms, "get"):
+            return JsonFormatter().format(record)
+        proxies = int(os.environ.get("TOLLGATE_TRUSTED_PROXIES") or 0)
+        request_id = atoms.get("{x-request-id}o")
+        method, path, status = atoms.get("m"), atoms.get("U"), atoms.get("s")
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": f"{method} {path} {status}",
+            "request_id": request_id if request_id and request_id != "-" else None,
+            "client_ip": forwarded_client(
+                str(atoms.get("h") or ""), str(atoms.get("{x-forwarded-for}i") or ""), proxies
+            ),
+            "http": {
+                "method": method,
+                "path": path,
+                "status": int(status) if str(status).isdigit() else status,
+                "duration_ms": round(float(atoms.get("L") or 0) * 1000, 1),
+                "bytes": atoms.get("B"),
+                "user_agent": scrub(str(atoms.get("a") or "")),
+            },
+        }
+        return json.dumps({k: v for k, v in line.items() if v is not None}, default=str)
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9\-]{8,64}")

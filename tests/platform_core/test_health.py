@@ -1,4 +1,7 @@
-"""/healthz and /readyz: up, and ready only when the database, migrations and queue are."""
+"""/healthz and /readyz: up, and ready when the database answers and migrations are applied.
+
+The worker's lag is not readiness: it is a metric (tests/platform_core/test_metrics.py).
+"""
 
 from __future__ import annotations
 
@@ -41,45 +44,21 @@ def test_readyz_is_ready_when_everything_is():
     assert {name: check["ok"] for name, check in body["checks"].items()} == {
         "database": True,
         "migrations": True,
-        "queue": True,
     }
 
 
-def test_readyz_is_not_ready_while_a_task_waits_too_long(settings):
-    settings.READY_QUEUE_LAG_SECONDS = 60
-    OrmQ.objects.create(key="tollgate", payload="x", lock=timezone.now() - timedelta(seconds=30))
-    assert readyz()[0] == 200
-    OrmQ.objects.create(key="tollgate", payload="y", lock=timezone.now() - timedelta(minutes=5))
-    status, body = readyz()
-    assert status == 503 and body["status"] == "not ready"
-    assert body["checks"]["queue"]["ok"] is False
-    assert body["checks"]["queue"]["oldest_task_seconds"] >= 300
-
-
-def test_a_task_held_by_a_live_worker_is_not_lag(settings):
-    settings.READY_QUEUE_LAG_SECONDS = 60
-    # A worker took it: its lock is in the future until the retry time.
-    OrmQ.objects.create(key="tollgate", payload="x", lock=timezone.now() + timedelta(minutes=2))
-    assert readyz()[0] == 200
-
-
-def test_readyz_is_not_ready_while_a_stripe_event_waits_too_long(settings):
-    settings.READY_QUEUE_LAG_SECONDS = 60
+def test_a_stopped_worker_does_not_make_the_web_tier_unready():
+    # Ten minutes of worker outage: a task and a Stripe event waiting all that time.
     long_ago = timezone.now() - timedelta(minutes=10)
-    StripeEvent.objects.create(
-        stripe_id="evt_backoff",
-        type="x",
-        payload={},
-        status="retrying",
-        next_attempt_at=timezone.now() + timedelta(minutes=10),
-    )  # waiting for its back-off on purpose: not lag
-    assert readyz()[0] == 200
+    OrmQ.objects.create(key="tollgate", payload="x", lock=long_ago)
     StripeEvent.objects.create(
         stripe_id="evt_stuck", type="x", payload={}, status="pending", next_attempt_at=long_ago
     )
+
     status, body = readyz()
-    assert status == 503
-    assert body["checks"]["queue"]["oldest_due_event_seconds"] >= 600
+
+    assert status == 200, body
+    assert "queue" not in body["checks"]
 
 
 def test_readyz_is_not_ready_with_a_migration_unapplied():

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.test import Client
 
 from billing.models import Order, StripeEvent
 from billing.services.events import events_drain
@@ -63,8 +64,108 @@ def test_a_failing_event_logs_its_ids(json_lines):
     post_webhook(event("payment_intent.succeeded", obj))
     events_drain()
     stored = StripeEvent.objects.get()
-    [line] = [x for x in json_lines() if x.get("stripe_event_id") == stored.stripe_id]
+    [line] = [
+        x
+        for x in json_lines()
+        if x.get("stripe_event_id") == stored.stripe_id and x["logger"] == "billing.services.events"
+    ]
     assert line["event_id"] == stored.pk and line["level"] == "WARNING"
+
+
+@pytest.mark.django_db
+def test_webhook_intake_logs_the_stripe_event_id(json_lines):
+    evt = event("payment_intent.succeeded", payment_intent(id="pi_intake_log", amount=100))
+    post_webhook(evt, client=Client(headers={"X-Request-ID": "req-intake-0001"}))
+    post_webhook(evt)
+
+    lines = [x for x in json_lines() if x["logger"] == "billing.api.webhooks"]
+
+    assert [x["message"].rsplit(" ", 1)[1] for x in lines] == ["stored", "duplicate"]
+    assert {x["stripe_event_id"] for x in lines} == {evt["id"]}
+    assert lines[0]["event_id"] == StripeEvent.objects.get().pk
+    assert lines[0]["request_id"] == "req-intake-0001"
+
+
+@pytest.mark.django_db
+def test_a_refused_signature_is_logged_with_its_reason(json_lines):
+    evt = event("payment_intent.succeeded", payment_intent(id="pi_refused_log", amount=100))
+    assert post_webhook(evt, secret="whsec_someone_elses").status_code == 400
+    assert post_webhook(evt, timestamp=1).status_code == 400
+
+    lines = [x for x in json_lines() if x["logger"] == "billing.api.webhooks"]
+
+    assert [x["level"] for x in lines] == ["WARNING", "WARNING"]
+    assert all("does not match, or it is too old" in x["message"] for x in lines)
+    assert not any("whsec_" in json.dumps(x) for x in lines)
+    assert not StripeEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_drain_names_the_event_and_its_order(json_lines):
+    payment = PaymentFactory()
+    obj = payment_intent(
+        id=payment.stripe_payment_intent_id,
+        amount=payment.amount,
+        currency=payment.currency,
+        metadata=payment.order.metadata,
+    )
+    post_webhook(event("payment_intent.succeeded", obj))
+    events_drain()
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.PROCESSED, stored.last_error
+
+    [line] = [x for x in json_lines() if x["message"].endswith(" processed")]
+
+    assert line["logger"] == "billing.services.events"
+    assert line["stripe_event_id"] == stored.stripe_id and line["event_id"] == stored.pk
+    assert line["order_id"] == payment.order_id
+
+
+def test_gunicorn_access_lines_are_json_with_the_trusted_client(monkeypatch):
+    from gunicorn.glogging import SafeAtoms
+
+    from platform_core.ops.logs import AccessJsonFormatter
+
+    atoms = SafeAtoms(
+        {
+            "h": "10.0.0.5",
+            "m": "POST",
+            "U": "/api/v1/payments/webhook/",
+            "s": "200",
+            "L": "0.0123",
+            "B": 64,
+            "a": "Stripe/1.0",
+            "{x-request-id}o": "req-access-0001",
+            "{x-forwarded-for}i": "198.51.100.1, 203.0.113.7, 10.0.0.2",
+        }
+    )
+    record = logging.LogRecord("gunicorn.access", logging.INFO, "", 0, "%(h)s", (), None)
+    record.args = atoms
+
+    monkeypatch.setenv("TOLLGATE_TRUSTED_PROXIES", "2")
+    line = json.loads(AccessJsonFormatter().format(record))
+    assert line["request_id"] == "req-access-0001"
+    assert line["client_ip"] == "203.0.113.7"  # what the outer of two trusted proxies saw
+    assert line["http"]["status"] == 200 and line["http"]["duration_ms"] == 12.3
+
+    monkeypatch.setenv("TOLLGATE_TRUSTED_PROXIES", "0")
+    assert json.loads(AccessJsonFormatter().format(record))["client_ip"] == "10.0.0.5"
+
+
+@pytest.mark.django_db
+def test_qinfo_reports_the_clusters():
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    sys_stdout = sys.stdout
+    sys.stdout = out  # qinfo prints through print(), not self.stdout
+    try:
+        call_command("qinfo")
+    finally:
+        sys.stdout = sys_stdout
+    text = out.getvalue()
+    assert "not installed" not in text
+    assert "Clusters" in text
 
 
 def test_secrets_and_card_numbers_never_reach_a_line():

@@ -190,3 +190,106 @@ def test_a_statement_run_often_is_prepared_on_its_connection():
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
     assert any("FROM auth_user WHERE id > $1" in statement for statement in prepared), prepared
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SECRET_KEY", "change-me"),
+        ("SECRET_KEY", "django-insecure-0123456789abcdefghijklmnopqrstuvwxyz0123456789"),
+        ("STRIPE_SECRET_KEY", "sk_test_replace_me"),
+        ("STRIPE_PUBLISHABLE_KEY", "pk_test_replace_me"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_replace_me"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_real_one,whsec_replace_me"),
+    ],
+    ids=["example-key", "insecure-key", "example-sk", "example-pk", "example-whsec", "one-of-two"],
+)
+def test_production_refuses_the_example_values(name, value):
+    result = start_django(**{**PRODUCTION, name: value})
+
+    assert refused_names(result) == {name}
+    assert "example or development values" in result.stderr
+
+
+def test_every_example_value_of_env_example_is_refused():
+    example = dict(
+        line.split("=", 1)
+        for line in (PROJECT_ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    names = {"SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET"}
+
+    result = start_django(**{**PRODUCTION, **{name: example[name] for name in names}})
+
+    assert refused_names(result) == names
+
+
+def test_development_may_use_the_example_values():
+    started(start_django(DEBUG="1", SECRET_KEY="change-me", STRIPE_SECRET_KEY="sk_test_replace_me"))
+
+
+DEPLOY_READY = {
+    **PRODUCTION,
+    "SECRET_KEY": "k7Qv2-real-looking-secret-9fJx0pLmN4bZs8TgW1yHcE6uRdA3oIq5VtKeX",
+}
+
+
+def entrypoint_check(**env: str) -> subprocess.CompletedProcess:
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in UNDER_TEST and not key.startswith(("STRIPE_", "SECURE_", "SILENCED_"))
+    }
+    clean["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{clean.get('PATH', '')}"
+    return subprocess.run(
+        [str(PROJECT_ROOT / "deploy" / "entrypoint.sh"), "check"],
+        env={**clean, **env},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_entrypoint_starts_nothing_that_check_deploy_flags():
+    assert entrypoint_check(**DEPLOY_READY).returncode == 0
+
+    weak_key = entrypoint_check(**{**DEPLOY_READY, "SECRET_KEY": "short-but-not-a-placeholder"})
+    assert weak_key.returncode != 0
+    assert "security.W009" in weak_key.stderr
+
+    no_redirect = entrypoint_check(**{**DEPLOY_READY, "SECURE_SSL_REDIRECT": "0"})
+    assert no_redirect.returncode != 0
+    assert "security.W008" in no_redirect.stderr
+
+
+def test_an_operator_may_silence_a_check_by_name():
+    # Behind a proxy that redirects to HTTPS itself.
+    silenced = entrypoint_check(
+        **{**DEPLOY_READY, "SECURE_SSL_REDIRECT": "0", "SILENCED_SYSTEM_CHECKS": "security.W008"}
+    )
+    assert silenced.returncode == 0, silenced.stderr
+
+
+WEB_CLIENT_SCRIPT = """
+import json, os, django
+os.environ['DJANGO_SETTINGS_MODULE'] = 'platform_core.settings'
+django.setup()
+from django.test import Client
+from django.test.utils import setup_test_environment
+setup_test_environment()
+client = Client()
+print(json.dumps({p: client.get(p).status_code for p in ('/', '/healthz', '/api/v1/openapi.json')}))
+"""
+
+
+@pytest.mark.parametrize(("setting", "page"), [("1", 200), ("0", 404)])
+def test_the_reference_web_client_can_be_turned_off(setting, page):
+    clean = {key: value for key, value in os.environ.items() if key not in UNDER_TEST}
+    result = subprocess.run(
+        [sys.executable, "-c", WEB_CLIENT_SCRIPT],
+        env={**clean, **PRODUCTION, "TOLLGATE_WEB_CLIENT": setting, "SECURE_SSL_REDIRECT": "0",
+             "ALLOWED_HOSTS": "testserver"},
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started(result) == {"/": page, "/healthz": 200, "/api/v1/openapi.json": 200}
