@@ -104,9 +104,11 @@ def refunds_applied_twice() -> int:
 
 
 def events_unfinished() -> int:
-    """Stored events not yet processed or ignored (pending, processing, retrying, failed)."""
+    """Stored events not yet at rest (pending, processing, retrying, failed); processed,
+    ignored and another system's (`not_ours`) are final."""
     return _one(
-        "SELECT count(*) FROM billing_stripeevent WHERE status NOT IN ('processed','ignored')"
+        "SELECT count(*) FROM billing_stripeevent "
+        "WHERE status NOT IN ('processed', 'ignored', 'not_ours')"
     )
 
 

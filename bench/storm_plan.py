@@ -203,26 +203,50 @@ def _dispute_events(p: Purchase, t: int) -> list[dict[str, Any]]:
 
 def _foreign_events(p: Purchase, t: int) -> tuple[list[dict[str, Any]], str, str]:
     """Another system on the same Stripe account: a payment and its refund whose metadata
-    name our order's id (a common key) without our marker, in another currency."""
-    pi_id, charge_id = new_id("pi"), new_id("ch")
+    name our order's id (a common key) without our marker, in another currency. They are
+    made at the storm's Stripe, so that reading them there shows whose they are."""
+    client = _stripe_client()
     theirs = {"order_id": str(p.order_id), "user_id": str(p.user_id)}
-    pi = payment_intent(id=pi_id, amount=121_000, currency="eur", metadata=theirs, customer=None)
-    pi["latest_charge"] = charge_id
+    made = client.v1.payment_intents.create(
+        params={
+            "amount": 121_000,
+            "currency": "eur",
+            "metadata": theirs,
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+        }
+    ).to_dict()
+    given_back = client.v1.refunds.create(params={"payment_intent": made["id"]}).to_dict()
+    pi = payment_intent(
+        id=made["id"], amount=121_000, currency="eur", metadata=theirs, customer=None
+    )
+    pi["latest_charge"] = made.get("latest_charge")
     refund = fixture("refund")
     refund.update(
-        id=new_id("re"),
+        id=given_back["id"],
         amount=121_000,
         currency="eur",
         status="succeeded",
-        payment_intent=pi_id,
-        charge=charge_id,
+        payment_intent=made["id"],
+        charge=made.get("latest_charge"),
         metadata=theirs,
     )
     evts = [
         _at(event("payment_intent.succeeded", pi), t + 12),
         _at(event("refund.created", refund), t + 50),
     ]
-    return evts, pi_id, refund["id"]
+    return evts, made["id"], refund["id"]
+
+
+def _stripe_client():
+    """The storm's Stripe (its development Stripe, behind the timing proxy)."""
+    import stripe
+    from django.conf import settings
+
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
 
 
 def _unwanted_payment(o, t: int) -> tuple[dict[str, Any], str]:

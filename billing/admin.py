@@ -139,11 +139,8 @@ def _refund_form_lock(order_id: int) -> Iterator[None]:
     refunds once: the second waits, then sees the first's refund and stops.
 
     A session-level lock, not a transaction: `refund_create` commits its refund
-    before calling Stripe, and that must stay so. SQLite's writers are serial.
+    before calling Stripe, and that must stay so.
     """
-    if connection.vendor != "postgresql":
-        yield
-        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_REFUND_FORM_LOCK_NAMESPACE, order_id])
     try:

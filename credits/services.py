@@ -219,7 +219,6 @@ def credits_grant(
         and not isinstance(amount, bool)
         and 0 < amount <= LEDGER_ENTRY_MAX
         and 0 < len(reference or "") <= REFERENCE_MAX_LENGTH
-        and connections[CreditTransaction.objects.db].vendor == "postgresql"
     ):
         return _grant_once(
             user_id=user_id,
@@ -402,17 +401,6 @@ def credits_spend_or_replay(
             field="reference",
         )
     reference = SPEND_REFERENCE_PREFIX + reference
-    if connections[CreditTransaction.objects.db].vendor != "postgresql":
-        # SQLite (the embedded default) cannot put an UPDATE inside WITH; its
-        # IMMEDIATE transactions serialise writers anyway.
-        return _ledger_append(
-            user_id=user_id,
-            amount=-amount,
-            kind=CreditTransaction.Kind.SPEND,
-            reference=reference,
-            memo=memo,
-            allow_negative=False,
-        )
     for _ in range(3):
         written = _spend_once(user_id=user_id, amount=amount, reference=reference, memo=memo)
         if written is None:

@@ -48,13 +48,9 @@ def _first_customer_lock(user_id: int) -> None:
 
     An advisory lock, not `SELECT … FOR UPDATE` on the user: that would make
     every foreign-key insert for the user (orders, tokens) wait on Stripe.
-    SQLite's IMMEDIATE transactions already serialise writers.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", [_CUSTOMER_LOCK_NAMESPACE, user_id]
-            )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CUSTOMER_LOCK_NAMESPACE, user_id])
 
 
 def stripe_customer_get_or_create(*, user_id: int) -> str:

@@ -39,9 +39,6 @@ How the work reaches a worker:
 - The scheduled sweep (every minute) drains too: retries whose back-off has
   passed when no other drain runs, events whose worker died (their lease ran
   out), and any event whose queued task was lost with its worker.
-
-Elsewhere than PostgreSQL (SQLite, one writer at a time) nothing rides: every
-stored event enqueues its own task.
 """
 
 from __future__ import annotations
@@ -115,20 +112,19 @@ def event_store(*, event: dict[str, Any], body: str | None = None) -> tuple[Stri
     `event` again.
     """
     columns = _event_columns(event)
-    if connection.vendor == "postgresql":
-        now = timezone.now()
-        row = _store_riding({**columns, "now": now}, body or json.dumps(event))
-        if row is not None:
-            if row[0] is None:  # a duplicate: it answers only who came first
-                return StripeEvent(stripe_id=event["id"]), False
-            stored = StripeEvent(
-                id=row[0], **columns, payload=event, next_attempt_at=now, received_at=now
-            )
-            stored._state.adding, stored._state.db = False, connection.alias
-            # `post_save` as `create()` sends it (`pre_save` is not: the statement may
-            # store nothing, and then the path below sends its own).
-            saved(stored, using=connection.alias, created=True)
-            return stored, True
+    now = timezone.now()
+    row = _store_riding({**columns, "now": now}, body or json.dumps(event))
+    if row is not None:
+        if row[0] is None:  # a duplicate: it answers only who came first
+            return StripeEvent(stripe_id=event["id"]), False
+        stored = StripeEvent(
+            id=row[0], **columns, payload=event, next_attempt_at=now, received_at=now
+        )
+        stored._state.adding, stored._state.db = False, connection.alias
+        # `post_save` as `create()` sends it (`pre_save` is not: the statement may
+        # store nothing, and then the path below sends its own).
+        saved(stored, using=connection.alias, created=True)
+        return stored, True
     try:
         with transaction.atomic():
             stored = StripeEvent.objects.create(
@@ -184,14 +180,13 @@ def _drain_ride_or_enqueue() -> None:
     transaction on purpose: with django-q2's database broker the task row
     commits with the event or not at all.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id FROM {_DRAINS} WHERE open_until > STATEMENT_TIMESTAMP() "  # noqa: S608
-                "ORDER BY id DESC LIMIT 1 FOR KEY SHARE"
-            )
-            if cursor.fetchone() is not None:
-                return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {_DRAINS} WHERE open_until > STATEMENT_TIMESTAMP() "  # noqa: S608
+            "ORDER BY id DESC LIMIT 1 FOR KEY SHARE"
+        )
+        if cursor.fetchone() is not None:
+            return
     drain = QueuedDrain.objects.create(open_until=Now() + RIDE_WINDOW)
     async_task(QUEUED_DRAIN_TASK, drain.pk, task_name=f"drain-{drain.pk}")
 
@@ -267,50 +262,18 @@ def _claim_batch(first_event_id: int | None, size: int) -> tuple[list[StripeEven
         "max_attempts": settings.TOLLGATE["EVENT_MAX_ATTEMPTS"],
         "lease": now + LEASE,
     }
-    if connection.vendor != "postgresql":
-        events, retaken = _claim_serialised(params)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, params)
-            rows = cursor.fetchall()
-        names = [f.attname for f in _CLAIMED_FIELDS]
-        events = [
-            instance_from_row(StripeEvent, row[:-1], alias=connection.alias, attnames=names)
-            for row in rows
-        ]
-        retaken = any(row[-1] for row in rows)
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        rows = cursor.fetchall()
+    names = [f.attname for f in _CLAIMED_FIELDS]
+    events = [
+        instance_from_row(StripeEvent, row[:-1], alias=connection.alias, attnames=names)
+        for row in rows
+    ]
+    retaken = any(row[-1] for row in rows)
     # The named event first, then the order they arrived in.
     events.sort(key=lambda e: (e.pk != first_event_id, e.pk))
     return events, retaken
-
-
-def _claim_serialised(params: dict[str, Any]) -> tuple[list[StripeEvent], bool]:
-    """`_claim_batch` for a database whose write transactions run one at a time (SQLite)."""
-    due = Q(status__in=[S.PENDING, S.RETRYING], next_attempt_at__lte=params["now"])
-    dead = Q(
-        status=S.PROCESSING,
-        lease_expires_at__lt=params["now"],
-        attempts__lt=params["max_attempts"],
-    )
-    events = StripeEvent.objects.only(*(f.attname for f in _CLAIMED_FIELDS))
-    with transaction.atomic():
-        ids = list(
-            events.filter(dead).order_by("lease_expires_at").values_list("pk", flat=True)[:1]
-        )
-        retaken = bool(ids)
-        if not retaken and params["first"] is not None:
-            ids = list(events.filter(due, pk=params["first"]).values_list("pk", flat=True))
-        if not retaken:
-            ids += (
-                events.filter(due)
-                .exclude(pk__in=ids)
-                .order_by("next_attempt_at")
-                .values_list("pk", flat=True)[: params["due_limit"]]
-            )
-        StripeEvent.objects.filter(pk__in=ids).update(
-            status=S.PROCESSING, attempts=F("attempts") + 1, lease_expires_at=params["lease"]
-        )
-        return list(events.filter(pk__in=ids)), retaken
 
 
 def _release(events: list[StripeEvent]) -> int:

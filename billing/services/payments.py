@@ -108,7 +108,7 @@ def _insert_sql(
 
 
 def _row_insert(instance: M, *, unless_exists: str | None = None) -> M | None:
-    """`instance.save()` of a new row, the INSERT compiled once per model (PostgreSQL).
+    """`instance.save()` of a new row, the INSERT compiled once per model.
 
     With `unless_exists` (a column with a unique constraint), nothing is inserted
     when a row with the same value exists (or is being inserted by a transaction
@@ -117,11 +117,6 @@ def _row_insert(instance: M, *, unless_exists: str | None = None) -> M | None:
     model = type(instance)
     alias = router.db_for_write(model, instance=instance)
     connection = connections[alias]
-    if connection.vendor != "postgresql":
-        if unless_exists:
-            raise NotImplementedError("unless_exists is for PostgreSQL")
-        instance.save()
-        return instance
     sql, columns = _insert_sql(model, alias, unless_exists)
     saving(instance, using=alias)
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in columns]
@@ -154,17 +149,10 @@ _PAYMENT_AND_ORDER_SQL = (
 def _payment_and_order_locked(intent_id: str) -> Payment | None:
     """The intent's `Payment` with its order (`payment.order`), both row-locked.
 
-    One statement, written out on PostgreSQL: the ORM spends longer compiling
-    this query than the database spends running it.
+    One statement, written out: the ORM spends longer compiling this query than
+    the database spends running it.
     """
     connection = transaction.get_connection()
-    if connection.vendor != "postgresql":
-        return (
-            Payment.objects.select_related("order")
-            .select_for_update(of=("order", "self"))
-            .filter(stripe_payment_intent_id=intent_id)
-            .first()
-        )
     with connection.cursor() as cursor:
         cursor.execute(_PAYMENT_AND_ORDER_SQL, [intent_id])
         row = cursor.fetchone()
@@ -346,7 +334,7 @@ def payment_apply(
 def payment_row_for(*, order: Order, intent: PaymentIntentData, locked: bool) -> Payment:
     """The `Payment` row of a PaymentIntent, made from it on first sight.
 
-    On PostgreSQL one `INSERT … ON CONFLICT DO NOTHING`: the usual case, a new
+    One `INSERT … ON CONFLICT DO NOTHING`: the usual case, a new
     PaymentIntent, is one statement instead of `get_or_create`'s read, savepoint,
     insert and release. A row it inserted is its transaction's alone until commit.
 
@@ -362,8 +350,6 @@ def payment_row_for(*, order: Order, intent: PaymentIntentData, locked: bool) ->
         "client_secret": intent.client_secret,
     }
     rows = Payment.objects.select_for_update() if locked else Payment.objects
-    if connections[router.db_for_write(Payment)].vendor != "postgresql":
-        return rows.get_or_create(stripe_payment_intent_id=intent.id, defaults=fields)[0]
     payment = Payment(stripe_payment_intent_id=intent.id, **fields)
     if _row_insert(payment, unless_exists="stripe_payment_intent_id") is not None:
         return payment

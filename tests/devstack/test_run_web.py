@@ -64,7 +64,6 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> No
     raise AssertionError("the web server did not start")
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="counts PostgreSQL connections")
 def test_a_burst_of_requests_leaves_the_web_server_holding_few_connections(tmp_path: Path):
     port = free_port()
     app_name = f"tollgate-web-{uuid.uuid4().hex[:8]}"
