@@ -1,4 +1,5 @@
-"""Measurement harness: `make bench` (issue 8's benchmarks) and `make storm` (issue 5's storm).
+"""Measurement harness: `make bench` (the money path's figures) and `make storm` (the
+money invariants under faults).
 
 `python -m bench` and `python -m bench.storm` start a real stack — PostgreSQL (a
 database of their own), gunicorn, django-q2 clusters, localstripe behind a timing

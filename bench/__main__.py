@@ -2,8 +2,8 @@
 
     python -m bench [--quick] [--profile] [--scale 10000,100000] [--ingest 500,1500,2500] ...
 
-Starts its own stack (see `bench.stack`) on a dedicated database, runs the
-scenarios of issue 8 with bounded counts, checks every figure against the
+Starts its own stack (see `bench.stack`) on a dedicated database, runs its
+scenarios with bounded counts, checks every figure against the
 database, stops everything it started, and exits non-zero if a correctness
 check failed (a missed performance target is reported, not fatal).
 

@@ -15,7 +15,7 @@ from kernel.storable_json import JsonObject
 
 
 class OrderCreateIn(Schema):
-    """The seeds' create body. `amount` is in major units ("10.50"); the server's quote wins."""
+    """The create body. `amount` is in major units ("10.50"); the server's quote wins."""
 
     model_config = {
         "extra": "forbid",
@@ -277,7 +277,7 @@ class SubscriptionStartOut(Schema):
 
 
 class SubscriptionSummaryOut(Schema):
-    """The seeds' "subscription summary": the live plan, if any, and when it renews or ends."""
+    """The subscription summary: the live plan, if any, and when it renews or ends."""
 
     has_active_subscription: bool
     plan_name: str | None

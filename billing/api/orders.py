@@ -42,7 +42,7 @@ def _purchase_type_of(payload: OrderCreateIn) -> str:
     if payload.purchase_type:
         return payload.purchase_type
     if payload.service_id is not None:
-        # The seeds' direct-purchase body names only the service; its plugin knows its type.
+        # A direct purchase may name only the service; its plugin knows its type.
         found = registry.service_purchase_type(payload.service_id)
         if found:
             return found
@@ -50,7 +50,7 @@ def _purchase_type_of(payload: OrderCreateIn) -> str:
             f"No bookable service with id {payload.service_id}.", field="service_id"
         )
     if payload.is_credit_purchase:
-        # The seeds' shortcut for buying credits: which purchase type that means.
+        # The shortcut for buying credits: which purchase type that means.
         return settings.TOLLGATE["CREDIT_PURCHASE_TYPE"]
     raise InvalidInputError(
         "Say what to buy: `is_credit_purchase` with `credit_amount` or `pack_id`, "

@@ -741,7 +741,7 @@ export interface components {
         };
         /**
          * OrderCreateIn
-         * @description The seeds' create body. `amount` is in major units ("10.50"); the server's quote wins.
+         * @description The create body. `amount` is in major units ("10.50"); the server's quote wins.
          * @example {
          *       "amount": "10.00",
          *       "credit_amount": 100,
@@ -923,7 +923,7 @@ export interface components {
         };
         /**
          * SubscriptionSummaryOut
-         * @description The seeds' "subscription summary": the live plan, if any, and when it renews or ends.
+         * @description The subscription summary: the live plan, if any, and when it renews or ends.
          */
         SubscriptionSummaryOut: {
             /** Has Active Subscription */

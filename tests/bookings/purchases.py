@@ -45,7 +45,7 @@ def stripe_client() -> stripe.StripeClient:
 
 
 def purchase(service: Service, scheduling: dict | None = None, **more: Any) -> dict[str, Any]:
-    """The seeds' direct-purchase body, paid at once with a test card."""
+    """A direct-purchase body naming only the service, paid at once with a test card."""
     body = {
         "service_id": service.pk,
         "payment_type": "intent",

@@ -44,7 +44,7 @@ def seats_taken(session_id: int) -> int:
     return booked.count() + sum(held.values_list("quantity", flat=True))
 
 
-# The seeds' body: the service alone says what is bought.
+# A body where the service alone says what is bought.
 BODY = {"payment_type": "intent"}
 
 

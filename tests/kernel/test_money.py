@@ -1,4 +1,4 @@
-"""Money conversion against Stripe's currency table (DESIGN.md invariant 4).
+"""Money conversion against Stripe's currency table (integers in the minor unit, never a float).
 
 The expectations here are written out from Stripe's documentation
 (docs.stripe.com/currencies), not derived from `kernel.money`, so a wrong

@@ -1,4 +1,5 @@
-"""The credit ledger under random interleavings, against a reference model (invariant 3).
+"""The credit ledger under random interleavings, against a reference model
+(balance = the ledger's sum, never below zero by a spend).
 
 A hypothesis state machine buys, grants, spends, adjusts and debits refunds for
 two users in any order, with references drawn from a small pool so that replays

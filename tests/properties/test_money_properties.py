@@ -1,4 +1,4 @@
-"""Money conversion, property-based (DESIGN.md invariant 4).
+"""Money conversion, property-based (integers in the minor unit, never a float).
 
 For every currency in `kernel.money.CURRENCIES`: a major-unit amount written at
 the currency's precision converts to Stripe's minor unit and back exactly, in

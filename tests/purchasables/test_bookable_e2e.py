@@ -155,7 +155,7 @@ def test_bad_scheduling_is_422_and_nothing_reaches_stripe(http, stripe_server, o
 
 
 def test_a_service_id_alone_buys_the_service(http, stripe_server, workshop):
-    """The seeds' body names no purchase type: the plugin that knows the service answers."""
+    """A body that names no purchase type: the plugin that knows the service answers."""
     resp = http.post(
         "/payments/create/",
         {"service_id": workshop.pk, "payment_type": "intent", "payment_method_id": "pm_card_visa"},

@@ -1,5 +1,5 @@
 """Who may call what: every operation in /api/v1/openapi.json × {anonymous, owner,
-another user, staff} (DESIGN.md invariant 7).
+another user, staff}: a user reaches only their own things; staff-only is staff-only.
 
 The operations come from the schema itself, so an endpoint added without a row
 in `MATRIX` fails here until someone decides who may call it. Each row pins the
