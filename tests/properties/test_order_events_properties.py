@@ -1,4 +1,5 @@
-"""A purchase's Stripe events in any order, any number of times (invariants 1 and 2).
+"""A purchase's Stripe events in any order, any number of times: fulfilled once, each
+refund applied once, nothing attached that is not ours.
 
 One history of a credit purchase (declines, 3-D Secure, processing, then
 success, cancellation or nothing; after a success, refunds that succeed at once,
@@ -13,7 +14,11 @@ the reference model's, whatever the order:
 - the order's status: `paid`, then refunded in proportion, if the history has
   a success; else the status of the newest payment event;
 - the buyer's ledger: the credits once, less each applied refund's share;
-- each Stripe refund: one row, its newest status, applied once if it succeeded.
+- each Stripe refund: one row, its newest status, applied once if it succeeded;
+- another system's payment naming the order's id (no marker of ours, another
+  currency) attaches to nothing and its event ends `not_ours`;
+- a dispute of the paid order, opened then closed: won, nothing changes; lost,
+  the order is refunded in full (a refund row of its own) and its credits taken.
 
 Fixed scenarios reach every rule of the model; a second test draws histories
 too. Each example runs inside its own savepoint, rolled back at its end.
@@ -32,7 +37,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.models import Fulfilment, Order, Refund, StripeEvent
+from billing.models import Fulfilment, Order, Payment, Refund, StripeEvent
 from billing.services.events import event_store, events_drain
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get, credits_ledger_sum
@@ -75,6 +80,10 @@ class History:
     steps: list[str]
     ending: str | None
     refunds: list[RefundPlan]
+    # Another system's payment naming this order's id, delivered among the rest.
+    foreign: bool = False
+    # A dispute of the paid order (only without refunds): closed "won" or "lost".
+    dispute: str | None = None
 
 
 @st.composite
@@ -93,7 +102,12 @@ def histories(draw) -> History:
             lifecycle = draw(st.sampled_from(sorted(REFUND_LIFECYCLES)))
             refunds.append(RefundPlan(amount, lifecycle, draw(st.booleans())))
             left -= amount
-    return History(steps=steps, ending=ending, refunds=refunds)
+    dispute = None
+    if ending == "succeeded" and not refunds:
+        dispute = draw(st.sampled_from([None, "won", "lost"]))
+    return History(
+        steps=steps, ending=ending, refunds=refunds, foreign=draw(st.booleans()), dispute=dispute
+    )
 
 
 @dataclass
@@ -156,6 +170,29 @@ def build_timeline(history: History, payment) -> tuple[Timeline, list[tuple[str,
                 )
                 timeline.add(event("charge.refunded", charge))
         finals.append((refund["id"], plan.amount, refund["status"]))
+    if history.dispute:
+        dispute = fixture("dispute")
+        dispute.update(
+            id=new_id("dp"),
+            amount=ORDER_AMOUNT,
+            currency="usd",
+            charge=CHARGE_ID,
+            payment_intent=payment.stripe_payment_intent_id,
+            status="needs_response",
+            reason="fraudulent",
+            metadata={},
+        )
+        timeline.add(event("charge.dispute.created", dict(dispute)))
+        timeline.add(event("charge.dispute.closed", {**dispute, "status": history.dispute}))
+    if history.foreign:
+        theirs = payment_intent(
+            id=new_id("pi"),
+            amount=121_000,
+            currency="eur",
+            metadata={"order_id": str(order.pk)},
+            customer=None,
+        )
+        timeline.add(event("payment_intent.succeeded", theirs))
     return timeline, finals
 
 
@@ -169,6 +206,8 @@ def expected_state(history: History, finals) -> dict[str, Any]:
             status = Order.Status.PARTIALLY_REFUNDED
         else:
             status = Order.Status.PAID
+        if history.dispute == "lost":  # only without refunds: the bank takes it all back
+            status, applied = Order.Status.REFUNDED, ORDER_AMOUNT
         credits = CREDITS - CREDITS * applied // ORDER_AMOUNT
         return {"status": status, "credits": credits, "fulfilled": 1}
     steps = [*history.steps, *([history.ending] if history.ending else [])]
@@ -216,6 +255,11 @@ SCENARIOS = {
     "refund_still_pending": History(
         ["requires_action"], "succeeded", [RefundPlan(500, "pending", snapshot=True)]
     ),
+    "another_systems_payment_naming_the_order": History(
+        ["payment_failed"], "succeeded", [RefundPlan(300, "succeeded", True)], foreign=True
+    ),
+    "dispute_won": History(["processing"], "succeeded", [], dispute="won"),
+    "dispute_lost": History([], "succeeded", [], foreign=True, dispute="lost"),
 }
 DELIVERY_SETTINGS = settings(
     max_examples=10,
@@ -269,17 +313,37 @@ def deliver_and_check(history: History, data: st.DataObject) -> None:
         assert credits_balance_get(user_id=user_id) == credits_ledger_sum(user_id=user_id)
         assert credits_balance_get(user_id=user_id) == expected["credits"]
         assert Fulfilment.objects.filter(order=order).count() == expected["fulfilled"]
-        assert set(StripeEvent.objects.values_list("status", flat=True)) <= {"processed"}
+        statuses = StripeEvent.objects.values_list("type", "object_id", "status")
+        foreign = set(
+            Payment.objects.exclude(pk=payment.pk).values_list(
+                "stripe_payment_intent_id", flat=True
+            )
+        )
+        assert not foreign, "another system's payment attached to the order"
+        for kind, object_id, status in statuses:
+            theirs = kind == "payment_intent.succeeded" and object_id != (
+                payment.stripe_payment_intent_id
+            )
+            assert status == ("not_ours" if theirs else "processed"), (kind, status)
         assert StripeEvent.objects.count() == len({d["id"] for d in deliveries})
 
         # Each Stripe refund: one row with its newest status, applied once if it succeeded.
-        rows = {r.stripe_refund_id: r for r in Refund.objects.filter(order=order)}
+        lost = Refund.objects.filter(order=order, source=Refund.Source.DISPUTE)
+        assert lost.count() == (1 if history.dispute == "lost" else 0)
+        if history.dispute == "lost":
+            assert lost.get().applied_at is not None
+        rows = {
+            r.stripe_refund_id: r
+            for r in Refund.objects.filter(order=order).exclude(source=Refund.Source.DISPUTE)
+        }
         assert set(rows) == {refund_id for refund_id, _, _ in finals}
         for refund_id, amount, status in finals:
             row = rows[refund_id]
             assert (row.amount, row.status) == (amount, status)
             assert (row.applied_at is not None) == (status == "succeeded")
-        applied = {f"refund-{r.pk}" for r in rows.values() if r.applied_at is not None}
+        applied = {
+            f"refund-{r.pk}" for r in Refund.objects.filter(order=order) if r.applied_at is not None
+        }
         debits = CreditTransaction.objects.filter(account__user_id=user_id, kind="refund")
         assert len(debits) <= len(applied)
         assert {e.reference for e in debits} <= applied
