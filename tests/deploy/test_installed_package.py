@@ -88,7 +88,26 @@ def test_the_wheel_carries_templates_and_static_files(installed):
     assert "platform_core/templates/web/index.html" in names
     assert "platform_core/static/web/app.css" in names
     assert "billing/templates/admin/billing/order/refund_form.html" in names
-    assert not any(name.startswith("devstripe/") for name in names)
+
+
+def test_the_development_tools_stay_out_of_production(installed):
+    """The wheel carries the test kit and the development stack and Stripe for a plugin
+    author's suite, inert without the `local` extra: localstripe (GPL-3.0) is never a
+    dependency of the product, and the production image copies none of them."""
+    import zipfile
+
+    wheel = zipfile.ZipFile(installed["wheel"])
+    [metadata] = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    requires = [
+        line
+        for line in wheel.read(metadata).decode().splitlines()
+        if line.startswith("Requires-Dist")
+    ]
+    localstripe = [line for line in requires if "localstripe" in line]
+    assert localstripe and all("extra ==" in line for line in localstripe), requires
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    for tool in ("devstripe", "devstack", "tollgate_testing", "localstripe"):
+        assert f"COPY {tool}" not in dockerfile
 
 
 def test_an_installed_tollgate_renders_its_pages(installed):
