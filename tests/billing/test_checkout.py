@@ -178,6 +178,23 @@ def test_an_async_payment_that_fails_fails_the_order(api, user, fake_checkout):
     assert credits_balance_get(user_id=user.pk) == 0
 
 
+def test_a_late_async_failure_after_paid_leaves_the_order_paid(api, user, fake_checkout):
+    """The order's states only move forward: news of a failure that Stripe sends after the
+    success (or that arrives after it) changes nothing, whatever order events come in."""
+    order = checkout_order(api)
+    post_webhook(session_event(order, "checkout.session.completed", "unpaid"))
+    post_webhook(session_event(order, "checkout.session.async_payment_succeeded", "paid"))
+    events_drain()
+    post_webhook(session_event(order, "checkout.session.async_payment_failed", "unpaid"))
+    events_drain()
+
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert (order.failure_code, order.failure_message) == ("", "")
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
 def test_a_session_paid_for_the_wrong_amount_is_not_fulfilled(api, fake_checkout):
     order = checkout_order(api)
     post_webhook(session_event(order, "checkout.session.completed", "paid", amount_total=1))

@@ -111,3 +111,26 @@ def test_racing_first_spends_create_one_account(user):
     )
     assert all(isinstance(r, InsufficientCreditsError) for r in results), results
     assert balance_of(user) == 0
+
+
+def test_racing_staff_adjustments_never_take_the_balance_below_zero(user, staff_user, fund):
+    """Staff adjustments take another path than spends (the ledger append, not the spend
+    statement): twenty taking 7 at once from 100 leave 14 applied, the rest refused."""
+    from credits.services import credits_grant_by_staff
+
+    fund(user, START)
+    results = run_together(
+        RACERS,
+        lambda i: credits_grant_by_staff(
+            user_id=user.pk, amount=-PRICE, memo=f"correction {i}", created_by_id=staff_user.pk
+        ),
+    )
+
+    refused = [r for r in results if isinstance(r, InsufficientCreditsError)]
+    assert len(refused) == RACERS - WINNERS
+    adjustments = CreditTransaction.objects.filter(account__user=user, kind="adjustment")
+    assert adjustments.count() == WINNERS
+    assert sorted(adjustments.values_list("balance_after", flat=True), reverse=True) == [
+        START - PRICE * n for n in range(1, WINNERS + 1)
+    ]
+    assert balance_of(user) == START - WINNERS * PRICE >= 0
