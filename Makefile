@@ -47,6 +47,10 @@ bench: $(STAMP) ## Benchmark the money path on real processes: one table, bench/
 storm: $(STAMP) ## Storm test: shuffled, repeated webhooks while workers are killed; checks every money invariant (STORM_ARGS=--help)
 	$(BIN)/python -m bench.storm $(STORM_ARGS)
 
+.PHONY: mutate
+mutate: $(STAMP) ## Mutation testing of the money path (cosmic-ray): kill rate and survivors (MUTATE_ARGS=credits|billing|bookings [--limit N])
+	$(BIN)/python -m bench.mutation $(MUTATE_ARGS)
+
 .PHONY: lint
 lint: $(STAMP) ## Check style (ruff), import rules (import-linter), the gateway's types (mypy), deployment files
 	$(BIN)/ruff check .
