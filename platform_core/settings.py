@@ -288,9 +288,11 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
-# A reused connection is checked before its first query in a request, so a
-# PostgreSQL restart costs a reconnect, not a 500 on each worker's next request.
+# A reused connection that idled is checked before its first query in a request, so a
+# PostgreSQL restart costs a reconnect, not a 500 on each worker's next request
+# (`platform_core.db`: one used moments ago is not pinged again).
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("CONN_HEALTH_CHECKS", True)
+DATABASES["default"]["ENGINE"] = "platform_core.db"
 # Checks `manage.py check --deploy` may skip (comma-separated ids), e.g.
 # security.W008 behind a proxy that redirects to HTTPS itself.
 SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS")
