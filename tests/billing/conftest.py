@@ -96,3 +96,23 @@ def stripe_without_the_route(settings):
     yield
     server.shutdown()
     server.server_close()
+
+
+def stripe_plan_create(plan):
+    """Make the legacy plan `plan` bills through at the Stripe in use (the development
+    Stripe knows plans, and prices by a plan's id); answers `plan`."""
+    import stripe
+    from django.conf import settings
+
+    stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    ).v1.plans.create(
+        params={
+            "id": plan.stripe_price_id,
+            "amount": plan.amount,
+            "currency": plan.currency,
+            "interval": plan.interval,
+            "product": {"name": plan.name},
+        }
+    )
+    return plan

@@ -14,7 +14,7 @@ from billing.services.events import events_drain
 from credits.selectors import credits_balance_get, credits_ledger_sum
 from platform_core.auth import api_token_create
 from purchasables.models import Plan
-from tests.billing.conftest import eventually, wait_for_event
+from tests.billing.conftest import eventually, stripe_plan_create, wait_for_event
 from tests.billing.test_checkout_e2e import card_form, stripe_client
 from tests.billing.test_e2e_payments import Http
 from tests.conftest import PASSWORD
@@ -35,15 +35,7 @@ def plan(live_stripe) -> Plan:
     plan = Plan.objects.create(
         name="Pro", stripe_price_id="plan_pro_monthly", amount=1900, credits_per_cycle=500
     )
-    stripe_client().v1.plans.create(
-        params={
-            "id": plan.stripe_price_id,
-            "amount": plan.amount,
-            "currency": "usd",
-            "interval": "month",
-            "product": {"name": plan.name},
-        }
-    )
+    stripe_plan_create(plan)
     return plan
 
 

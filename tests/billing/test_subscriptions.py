@@ -31,7 +31,7 @@ from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get
 from purchasables.models import Plan
 from purchasables.types import InvoiceInfo
-from tests.billing.conftest import in_threads, post_webhook
+from tests.billing.conftest import in_threads, post_webhook, stripe_plan_create
 from tests.billing.test_cards import add_card_via_setup_intent
 from tests.conftest import client_for
 from tests.stripe_events import event, fixture, new_id
@@ -54,15 +54,7 @@ def plan(db) -> Plan:
 
 @pytest.fixture
 def stripe_plan(stripe_server, plan) -> Plan:
-    stripe_client().v1.plans.create(
-        params={
-            "id": plan.stripe_price_id,
-            "amount": plan.amount,
-            "currency": "usd",
-            "interval": "month",
-            "product": {"name": plan.name},
-        }
-    )
+    stripe_plan_create(plan)
     return plan
 
 

@@ -30,7 +30,8 @@ from credits.services import credits_grant
 from platform_core.api import api as ninja_api
 from platform_core.auth import api_token_create
 from purchasables.models import Plan
-from tests.billing.test_cards import add_card_via_setup_intent, stripe_client
+from tests.billing.conftest import stripe_plan_create
+from tests.billing.test_cards import add_card_via_setup_intent
 from tests.bookings.factories import (
     AvailabilityWindowFactory,
     PackageItemFactory,
@@ -101,15 +102,7 @@ class World:
         plan = Plan.objects.create(
             name="Pro", stripe_price_id="plan_pro_monthly", amount=1900, credits_per_cycle=500
         )
-        stripe_client().v1.plans.create(
-            params={
-                "id": plan.stripe_price_id,
-                "amount": plan.amount,
-                "currency": "usd",
-                "interval": "month",
-                "product": {"name": plan.name},
-            }
-        )
+        stripe_plan_create(plan)
         return plan
 
     @functools.cached_property

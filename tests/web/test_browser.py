@@ -14,14 +14,13 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.utils import timezone
-from stripe import StripeClient
 
 from billing.models import Order, SavedPaymentMethod, StripeEvent, Subscription
 from bookings.models import Booking, Service
 from credits.models import CreditPack
 from credits.selectors import credits_balance_get
 from purchasables.models import Plan
-from tests.billing.conftest import eventually
+from tests.billing.conftest import eventually, stripe_plan_create
 from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
 from tests.conftest import PASSWORD, client_for
 from tests.web.conftest import snap
@@ -289,17 +288,7 @@ def test_subscribe_cancel_and_manage_billing_in_the_portal(
     plan = Plan.objects.create(
         name="Monthly", stripe_price_id="plan_web_monthly", amount=1900, credits_per_cycle=500
     )
-    StripeClient(
-        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
-    ).v1.plans.create(
-        params={
-            "id": plan.stripe_price_id,
-            "amount": plan.amount,
-            "currency": "usd",
-            "interval": "month",
-            "product": {"name": plan.name},
-        }
-    )
+    stripe_plan_create(plan)
     page = app
     add_card(page, VISA)
     go(page, "#/subscription", "Subscription")
