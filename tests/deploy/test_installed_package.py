@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -35,13 +36,32 @@ print(json.dumps({
 """
 
 
+def source_copy(target: Path) -> Path:
+    """The checkout's own files (tracked, or new and not ignored), copied to `target`.
+
+    The wheel is built from this copy, not the checkout: setuptools packs what an
+    earlier build left in `build/` again, so a module moved away since then would
+    still be in the wheel.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():  # not a file deleted from the work tree but still staged
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> dict:
     """A venv holding only the wheel, seeing this environment's dependencies."""
     tmp = tmp_path_factory.mktemp("installed")
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-         "-w", str(tmp / "dist"), str(ROOT)],
+         "-w", str(tmp / "dist"), str(source_copy(tmp / "source"))],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr
@@ -88,6 +108,15 @@ def test_the_wheel_carries_templates_and_static_files(installed):
     assert "webclient/templates/web/index.html" in names
     assert "webclient/static/web/app.css" in names
     assert "billing/templates/admin/billing/order/refund_form.html" in names
+
+
+def test_the_wheel_holds_only_files_the_checkout_has(installed):
+    import zipfile
+
+    names = zipfile.ZipFile(installed["wheel"]).namelist()
+    packed = [name for name in names if ".dist-info/" not in name]
+    assert packed
+    assert [name for name in packed if not (ROOT / name).is_file()] == []
 
 
 def test_the_development_tools_stay_out_of_production(installed):
