@@ -2,7 +2,7 @@
 page with what other apps hold about an order.
 
 The rules: the audit log is read-only here like everywhere; erasing a user goes
-through `platform_core.ops.data_rights.user_erase` and needs
+through `backoffice.data_rights.user_erase` and needs
 `platform_core.erase_user`. Views that join several apps live here, in the
 composition root, because billing may not import credits or bookings.
 """
@@ -21,13 +21,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from backoffice.data_rights import user_erase
 from billing.admin import OrderAdmin
 from billing.models import Order
 from bookings.selectors import bookings_for_order
 from credits.models import CreditTransaction
 from kernel.errors import DomainError
 from platform_core.models import ApiToken, AuditEntry
-from platform_core.ops.data_rights import user_erase
 
 User = get_user_model()
 

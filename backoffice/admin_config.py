@@ -8,4 +8,4 @@ from django.contrib.admin.apps import AdminConfig
 
 
 class TollgateAdminConfig(AdminConfig):
-    default_site = "platform_core.ops.site.TollgateAdminSite"
+    default_site = "backoffice.site.TollgateAdminSite"

@@ -9,12 +9,12 @@ from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Router
 
+from backoffice.dashboard import Dashboard, dashboard_get, money_display, period_parse
+from backoffice.data_rights import user_data_export
+from backoffice.schemas import DashboardOut, UserExportOut
 from kernel.errors import PermissionDeniedError
 from kernel.schemas import ErrorOut
 from platform_core.auth import staff_auth, user_auth
-from platform_core.ops.dashboard import Dashboard, dashboard_get, money_display, period_parse
-from platform_core.ops.data_rights import user_data_export
-from platform_core.ops.schemas import DashboardOut, UserExportOut
 
 router = Router(tags=["operations"])
 

@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from backoffice.audit import audit_record
 from billing import gateway
 from billing.models import CardSetup, SavedPaymentMethod, StripeCustomer, Subscription
 from billing.selectors import orders_for_user
@@ -29,7 +30,6 @@ from credits.selectors import credits_balance_get, credits_transactions_for_user
 from kernel.errors import NotFoundError
 from kernel.money import format_minor
 from platform_core.models import ApiToken
-from platform_core.ops.audit import audit_record
 
 log = logging.getLogger(__name__)
 

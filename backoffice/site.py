@@ -3,7 +3,7 @@
 The rule: every ModelAdmin registered here is given `AuditedAdminMixin`, so
 what the admin logs (adds, changes, deletions, and what actions log) is also
 written to the append-only audit log; no app has to know the platform exists.
-`platform_core.ops.apps.TollgateAdminConfig` makes this the default site (`admin.site`), the way
+`backoffice.admin_config.TollgateAdminConfig` makes this the default site (`admin.site`), the way
 Django documents overriding it.
 """
 
@@ -15,7 +15,7 @@ from django.contrib.admin import AdminSite, ModelAdmin
 from django.http import HttpRequest
 from django.urls import URLPattern, path, reverse
 
-from platform_core.ops.audit import AuditedAdminMixin
+from backoffice.audit import AuditedAdminMixin
 
 # (url name, label, permission) of the pages that are not about one model.
 OPS_PAGES = (
@@ -40,7 +40,7 @@ class TollgateAdminSite(AdminSite):
         super().register(model_or_iterable, admin_class, **options)
 
     def get_urls(self) -> list[URLPattern]:
-        from platform_core.ops import views
+        from backoffice import views
 
         pages = [
             path("ops/dashboard/", self.admin_view(views.dashboard_page), name="ops_dashboard"),

@@ -12,8 +12,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from kernel.errors import InvalidInputError
-from platform_core.ops.charts import (
+from backoffice.charts import (
     AMBER,
     BLUE,
     GREEN,
@@ -25,8 +24,9 @@ from platform_core.ops.charts import (
     horizontal_bars,
     stacked_bar,
 )
-from platform_core.ops.dashboard import Dashboard, dashboard_get, money_display, period_parse
-from platform_core.ops.plugins import plugins_loaded
+from backoffice.dashboard import Dashboard, dashboard_get, money_display, period_parse
+from backoffice.plugins import plugins_loaded
+from kernel.errors import InvalidInputError
 
 
 def _require(request: HttpRequest, permission: str) -> None:

@@ -257,4 +257,4 @@ api.add_router("/catalog", catalog_router)
 api.add_router("/payments", payments_router)
 api.add_router("/credits", credits_router)
 api.add_router("/bookings", "bookings.api.router")
-api.add_router("", "platform_core.ops.api.router")  # /admin/dashboard/, /me/export/
+api.add_router("", "backoffice.api.router")  # /admin/dashboard/, /me/export/

@@ -6,8 +6,6 @@ class PlatformCoreConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
-        from platform_core.ops.audit import audit_receivers_connect
         from platform_core.ops.telemetry import telemetry_start
 
-        audit_receivers_connect()
         telemetry_start()

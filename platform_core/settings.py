@@ -35,8 +35,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else ""
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    # Django's admin with Tollgate's site as `admin.site` (platform_core.ops.site).
-    "platform_core.ops.apps.TollgateAdminConfig",
+    # Django's admin with Tollgate's site as `admin.site` (backoffice.site).
+    "backoffice.admin_config.TollgateAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django_q",
     "platform_core",
     "platform_core.ratelimit",
+    "backoffice.apps.BackofficeConfig",
     "billing",
     "purchasables",
     "credits",

@@ -507,7 +507,7 @@ export interface paths {
          * Admin Dashboard
          * @description Staff with the dashboard permission: the period's figures (default: the last 30 days).
          */
-        get: operations["platform_core_ops_api_admin_dashboard"];
+        get: operations["backoffice_api_admin_dashboard"];
         put?: never;
         post?: never;
         delete?: never;
@@ -527,7 +527,7 @@ export interface paths {
          * Me Export
          * @description Everything the platform holds about me, as JSON.
          */
-        get: operations["platform_core_ops_api_me_export"];
+        get: operations["backoffice_api_me_export"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2875,7 +2875,7 @@ export interface operations {
             };
         };
     };
-    platform_core_ops_api_admin_dashboard: {
+    backoffice_api_admin_dashboard: {
         parameters: {
             query?: {
                 start?: string | null;
@@ -2925,7 +2925,7 @@ export interface operations {
             };
         };
     };
-    platform_core_ops_api_me_export: {
+    backoffice_api_me_export: {
         parameters: {
             query?: never;
             header?: never;

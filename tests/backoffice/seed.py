@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from backoffice.audit import audit_record
 from billing.models import (
     CardSetup,
     Dispute,
@@ -20,7 +21,6 @@ from billing.models import (
 from bookings.models import Booking, SeatHold, Service
 from credits.models import CreditPack, Plan
 from credits.services import credits_freeze, credits_grant
-from platform_core.ops.audit import audit_record
 from tests.billing.factories import PaymentFactory
 from tests.bookings.factories import (
     AvailabilityWindowFactory,

@@ -13,9 +13,9 @@ from billing.models import Order, Refund, StripeEvent
 from credits.models import CreditTransaction
 from platform_core.auth import api_token_create
 from platform_core.models import AuditEntry
+from tests.backoffice.seed import seed_every_model
 from tests.conftest import PASSWORD
 from tests.factories import UserFactory
-from tests.platform_core.seed import seed_every_model
 
 pytestmark = pytest.mark.django_db
 

@@ -8,9 +8,9 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.urls import reverse
 
+from backoffice.audit import audit_record
 from billing.models import Order, Refund, StripeEvent
 from platform_core.models import AuditEntry, AuditLogImmutableError
-from platform_core.ops.audit import audit_record
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,5 +1,5 @@
 """The dashboard's figures equal figures worked out in the test, from the rows it made
-(`tests.platform_core.books`: specifications in, expected figures computed in Python)."""
+(`tests.backoffice.books`: specifications in, expected figures computed in Python)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
+from tests.backoffice.books import END, START, books_make
 from tests.conftest import ApiClient, client_for
 from tests.factories import UserFactory
-from tests.platform_core.books import END, START, books_make
 
 pytestmark = pytest.mark.django_db
 
@@ -107,8 +107,8 @@ def test_an_end_in_the_first_days_of_year_one_is_not_a_500(staff_user):
 
 def test_the_dashboard_counts_disputes_open_now_and_won_or_lost_in_the_period(finance):
     from billing.models import Dispute
+    from tests.backoffice.books import at
     from tests.billing.factories import PaymentFactory
-    from tests.platform_core.books import at
     from tests.stripe_events import new_id
 
     def dispute(outcome: str, amount: int, opened, closed=None, currency="usd", ours=True):

@@ -13,9 +13,9 @@ from urllib.parse import quote
 import pytest
 from django.contrib.auth.models import Permission
 
+from tests.backoffice.books import END, START, books_make
 from tests.conftest import PASSWORD
 from tests.factories import UserFactory
-from tests.platform_core.books import END, START, books_make
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

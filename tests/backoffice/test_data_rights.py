@@ -13,10 +13,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
+from backoffice.data_rights import user_data_export
 from billing.models import Order, SavedPaymentMethod, StripeCustomer
 from credits.models import CreditTransaction
 from platform_core.models import ApiToken, AuditEntry
-from platform_core.ops.data_rights import user_data_export
 from tests.conftest import PASSWORD, ApiClient
 from tests.factories import UserFactory
 

@@ -13,9 +13,9 @@ import sys
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from backoffice.data_rights import user_erase
 from kernel.errors import DomainError
 from kernel.progress import progress_bar
-from platform_core.ops.data_rights import user_erase
 
 
 class Command(BaseCommand):

@@ -11,10 +11,10 @@ import getpass
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from backoffice.audit import audit_record
 from billing.models import StripeEvent
 from billing.services.events import event_replay
 from kernel.progress import progress_bar
-from platform_core.ops.audit import audit_record
 
 
 class Command(BaseCommand):
