@@ -53,7 +53,7 @@ def fake_checkout(monkeypatch) -> FakeSessions:
     client.v1 = type("Namespace", (), {})()
     client.v1.checkout = type("Namespace", (), {})()
     client.v1.checkout.sessions = sessions
-    monkeypatch.setattr(gateway, "_client", lambda: client)
+    monkeypatch.setattr(gateway.checkout, "_client", lambda: client)
     return sessions
 
 

@@ -93,7 +93,7 @@ def sessions(fake_checkout, monkeypatch) -> ExpiringSessions:  # noqa: F811
     from billing import gateway
 
     expiring = ExpiringSessions()
-    gateway._client().v1.checkout.sessions = expiring
+    gateway.checkout._client().v1.checkout.sessions = expiring
     return expiring
 
 
