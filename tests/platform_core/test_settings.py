@@ -279,12 +279,17 @@ from django.test import Client
 from django.test.utils import setup_test_environment
 setup_test_environment()
 client = Client()
-print(json.dumps({p: client.get(p).status_code for p in ('/', '/healthz', '/api/v1/openapi.json')}))
+from django.apps import apps
+from django.contrib.staticfiles import finders
+answers = {p: client.get(p).status_code for p in ('/', '/healthz', '/api/v1/openapi.json')}
+answers['installed'] = apps.is_installed('webclient')
+answers['static'] = finders.find('web/app.js') is not None
+print(json.dumps(answers))
 """
 
 
-@pytest.mark.parametrize(("setting", "page"), [("1", 200), ("0", 404)])
-def test_the_reference_web_client_can_be_turned_off(setting, page):
+@pytest.mark.parametrize(("setting", "page", "on"), [("1", 200, True), ("0", 404, False)])
+def test_the_reference_web_client_can_be_turned_off(setting, page, on):
     clean = {key: value for key, value in os.environ.items() if key not in UNDER_TEST}
     result = subprocess.run(
         [sys.executable, "-c", WEB_CLIENT_SCRIPT],
@@ -292,4 +297,11 @@ def test_the_reference_web_client_can_be_turned_off(setting, page):
              "ALLOWED_HOSTS": "testserver"},
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert started(result) == {"/": page, "/healthz": 200, "/api/v1/openapi.json": 200}
+    assert started(result) == {
+        "/": page,
+        "/healthz": 200,
+        "/api/v1/openapi.json": 200,
+        # Off, the app is not installed: neither its page nor its static files are served.
+        "installed": on,
+        "static": on,
+    }
