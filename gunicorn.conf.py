@@ -54,9 +54,12 @@ def child_exit(server, worker):
 # gunicorn's own lines (errors, access) as JSON like the application's, unless
 # LOG_FORMAT says plain (the default with DEBUG on). An access line carries the
 # request id the application gave the response and the client's address as the
-# trusted proxies saw it (TOLLGATE_TRUSTED_PROXIES).
+# trusted proxies saw it (TOLLGATE_TRUSTED_PROXIES). It is written once per request,
+# so its logger builds it from the few values it holds instead of gunicorn's dict of
+# every header and environment variable.
 _DEBUG = os.environ.get("DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 if os.environ.get("LOG_FORMAT", "plain" if _DEBUG else "json") == "json":
+    logger_class = "platform_core.ops.logs.AccessLogger"
     logconfig_dict = {
         "version": 1,
         "disable_existing_loggers": False,

@@ -54,8 +54,8 @@ class NulInQueryRefusedMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        query = request.META.get("QUERY_STRING", "")
-        if "%00" not in query and "\x00" not in query:
+        query = request.META.get("QUERY_STRING")
+        if not query or ("%00" not in query and "\x00" not in query):
             return self.get_response(request)
         message = "The query string may not contain the character U+0000."
         if request.path.startswith("/api/"):

@@ -66,14 +66,16 @@ def webhook_receive(request: HttpRequest) -> dict:
     raw = request.body
     body = raw.decode() if json.detect_encoding(raw) == "utf-8" else None
     stored, created = event_store(event=event, body=body)
-    WEBHOOKS.labels(outcome="stored" if created else "duplicate").inc()
-    log.info(
-        "webhook %s (%s) %s",
-        stored.stripe_id,
-        event.get("type"),
-        "stored" if created else "duplicate",
-        extra={"stripe_event_id": stored.stripe_id, "event_id": stored.pk},
-    )
+    outcome = "stored" if created else "duplicate"
+    WEBHOOKS.labels(outcome=outcome).inc()
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "webhook %s (%s) %s",
+            stored.stripe_id,
+            event.get("type"),
+            outcome,
+            extra={"stripe_event_id": stored.stripe_id, "event_id": stored.pk},
+        )
     return {"received": True, "duplicate": not created, "id": stored.stripe_id}
 
 

@@ -18,6 +18,7 @@ import ipaddress
 import os
 from collections.abc import Callable, Iterator
 from time import perf_counter
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Min
@@ -121,22 +122,33 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
 
 class RequestMetricsMiddleware:
-    """Count and time every request by its route's name (never its path)."""
+    """Count and time every request by its route's name (never its path).
+
+    Each (method, route, status class) gets its counter and histogram children once
+    per process; a request then only adds to them. The key is made of the normalised
+    values, so what a client sends cannot grow the cache.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = perf_counter()
         response = self.get_response(request)
+        elapsed = perf_counter() - started
         match = request.resolver_match
         route = (match.url_name or match.route or "unnamed") if match else "unmatched"
-        HTTP_REQUESTS.labels(
-            method=request.method if request.method in _METHODS else "other",
-            route=route,
-            status=f"{response.status_code // 100}xx",
-        ).inc()
-        HTTP_DURATION.labels(route=route).observe(perf_counter() - started)
+        method = request.method if request.method in _METHODS else "other"
+        key = (method, route, response.status_code // 100)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                HTTP_REQUESTS.labels(method=method, route=route, status=f"{key[2]}xx"),
+                HTTP_DURATION.labels(route=route),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
         return response
 
 

@@ -216,3 +216,170 @@ def test_log_format_json_configures_the_console_for_json():
     [line] = [json.loads(x) for x in out.stderr.splitlines() if x.startswith("{")]
     assert (line["message"], line["order_id"], line["user_id"]) == ("order 7 fulfilled", 7, 3)
     assert "password" not in line  # only known id fields are copied
+
+
+class _GunicornResponse:
+    """What gunicorn's logger reads from its `Response`: status, headers, bytes sent."""
+
+    def __init__(self, status: str, headers: list[tuple[str, str]], sent: int) -> None:
+        self.status = status
+        self.headers = headers
+        self.sent = sent
+        code = status.split(None, 1)[0]
+        if code.isdigit():
+            self.status_code = int(code)
+
+
+def _access_logger(monkeypatch, proxies: int):
+    """gunicorn's logger as gunicorn.conf.py configures it (JSON), its access lines kept."""
+    import runpy
+
+    from gunicorn.config import Config
+
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    monkeypatch.setenv("TOLLGATE_TRUSTED_PROXIES", str(proxies))
+    conf = runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
+    cfg = Config()
+    for name in ("logger_class", "logconfig_dict", "accesslog"):
+        cfg.set(name, conf[name])
+    logger = cfg.logger_class(cfg)
+    stream = io.StringIO()
+    for handler in logging.getLogger("gunicorn.access").handlers:
+        monkeypatch.setattr(handler, "stream", stream)
+    return logger, stream
+
+
+def _gunicorn_request(**environ: str):
+    from datetime import timedelta
+
+    base = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": "/api/v1/payments/webhook/?a=1",
+        "PATH_INFO": "/api/v1/payments/webhook/",
+        "QUERY_STRING": "a=1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.0.0.5",
+        "HTTP_USER_AGENT": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        "HTTP_X_FORWARDED_FOR": "198.51.100.1, 203.0.113.7",
+    }
+    base.update(environ)
+    headers = [
+        (key[5:].replace("_", "-"), value) for key, value in base.items() if key[:5] == "HTTP_"
+    ]
+    req = type("Req", (), {"headers": headers})()
+    return req, base, timedelta(microseconds=12_345)
+
+
+def test_gunicorn_writes_access_lines_from_the_request_itself(monkeypatch):
+    from platform_core.ops.logs import AccessLogger
+
+    logger, stream = _access_logger(monkeypatch, proxies=1)
+    assert isinstance(logger, AccessLogger)
+    req, environ, took = _gunicorn_request()
+    resp = _GunicornResponse(
+        "201 Created",
+        [("Content-Type", "application/json"), ("X-Request-ID", "req-access-0002")],
+        sent=64,
+    )
+
+    logger.access(resp, req, environ, took)
+
+    [line] = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert line["logger"] == "gunicorn.access" and line["level"] == "INFO"
+    assert line["message"] == "POST /api/v1/payments/webhook/ 201"
+    assert line["request_id"] == "req-access-0002"
+    assert line["client_ip"] == "203.0.113.7"  # what the one trusted proxy saw
+    assert line["http"] == {
+        "method": "POST",
+        "path": "/api/v1/payments/webhook/",
+        "status": 201,
+        "duration_ms": 12.3,
+        "bytes": 64,
+        "user_agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+    }
+
+
+def test_the_access_line_is_the_one_gunicorns_atoms_gave(monkeypatch):
+    """The same request, through gunicorn's own atoms and AccessJsonFormatter, and
+    through AccessLogger, gives the same line; an error answer (no status_code) too."""
+    from gunicorn.glogging import Logger, SafeAtoms
+
+    from platform_core.ops.logs import AccessJsonFormatter
+
+    logger, stream = _access_logger(monkeypatch, proxies=2)
+    req, environ, took = _gunicorn_request(HTTP_USER_AGENT="curl sk_test_51Hxyz")
+    for resp in (
+        _GunicornResponse("200 OK", [("x-request-id", "req-access-0003")], sent=39),
+        _GunicornResponse("400 Bad Request", [], sent=0),
+    ):
+        if resp.status.startswith("400"):
+            del resp.status_code  # gunicorn's error answer sets only the status text
+        stream.truncate(0)
+        stream.seek(0)
+        logger.access(resp, req, environ, took)
+        [ours] = [json.loads(x) for x in stream.getvalue().splitlines()]
+
+        atoms = SafeAtoms(Logger.atoms(logger, resp, req, environ, took))
+        record = logging.LogRecord("gunicorn.access", logging.INFO, "", 0, "%(h)s", (), None)
+        record.args = atoms
+        theirs = json.loads(AccessJsonFormatter().format(record))
+
+        assert {**ours, "ts": None} == {**theirs, "ts": None}
+        assert ours["client_ip"] == "198.51.100.1"
+        assert "sk_test" not in ours["http"]["user_agent"]
+
+
+def test_no_access_line_is_built_when_the_access_log_is_off(monkeypatch):
+    logger, stream = _access_logger(monkeypatch, proxies=0)
+    req, environ, took = _gunicorn_request()
+    logger.access_log.setLevel(logging.WARNING)
+    try:
+        logger.access(_GunicornResponse("200 OK", [], sent=1), req, environ, took)
+    finally:
+        logger.access_log.setLevel(logging.INFO)
+
+    assert stream.getvalue() == ""
+
+
+def test_log_timestamps_are_utc_to_the_millisecond():
+    from datetime import UTC, datetime
+
+    from platform_core.ops.logs import _timestamp
+
+    for created in (1_700_000_000.0, 1_700_000_000.0005, 1_700_000_000.123456, 1_700_000_001.9):
+        expected = datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")
+        assert _timestamp(created) == expected
+
+
+def test_scrub_misses_nothing_the_expressions_catch():
+    """The quick checks before each expression never skip a text it would change."""
+    import random
+
+    from platform_core.ops.logs import _DIGIT_RUN, _SECRETS, _card_masked, scrub
+
+    pieces = [
+        "sk_test_51Hxyz", "rk_live_ABC123", "SK_TEST_x", "whsec_abc_1", "tg_" + "A" * 20,
+        "pi_123abc_secret_XYZ789", "seti_1_secret_2", "cs_9_secret_z", "Bearer abc.def",
+        "BEARER  tok-1", "bEaReR x", "4242 4242 4242 4242", "4242-4242-4242-4242",
+        "4222222222222", "378282246310005", "1234567890123", "evt_fdd1f0d783334108b2a061e2",
+        "order 7", " ", "-", "_", "(", "é", "\N{KELVIN SIGN}",
+    ]  # fmt: skip
+    rng = random.Random(7)
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        assert scrub(text) == _DIGIT_RUN.sub(_card_masked, _SECRETS.sub("[redacted]", text)), text
+
+
+def test_a_request_without_a_sane_id_gets_a_fresh_one():
+    import re
+
+    ids = [
+        Client(headers=headers).get("/healthz")["X-Request-ID"]
+        for headers in ({}, {}, {"X-Request-ID": "short"}, {"X-Request-ID": "a b;c" * 4})
+    ]
+
+    assert all(re.fullmatch(r"[0-9a-f]{32}", x) for x in ids), ids
+    assert len(set(ids)) == len(ids)
+    assert Client(headers={"X-Request-ID": "req-given-0001"}).get("/healthz")["X-Request-ID"] == (
+        "req-given-0001"
+    )

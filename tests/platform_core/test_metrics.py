@@ -147,3 +147,33 @@ def test_stripe_calls_are_counted_and_timed(api, stripe_server):
     assert after[timed] > before.get(timed, 0)
     stripe_labels = [str(labels) for (name, labels) in after if name.startswith("tollgate_stripe")]
     assert stripe_labels and not any("pi_" in labels for labels in stripe_labels)
+
+
+def test_each_request_is_counted_under_its_route_method_and_status_class():
+    """Repeated requests land on the same series; a method no client should send, and a
+    path with no route, each have one series whatever they were."""
+    before = scrape()
+    client = Client()
+    for _ in range(3):
+        assert client.get("/healthz").status_code == 200
+    assert client.generic("BREW", "/healthz").status_code == 405
+    assert client.generic("PROPFIND-42", "/healthz").status_code == 405
+    assert client.get("/no/such/path/1").status_code == 404
+    assert client.get("/no/such/path/2").status_code == 404
+    assert Client(REMOTE_ADDR="203.0.113.9").get("/metrics").status_code == 404
+
+    after = scrape()
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    requests = "tollgate_http_requests_total"
+    assert grew(requests, method="GET", route="healthz", status="2xx") == 3
+    assert grew(requests, method="other", route="healthz", status="4xx") == 2
+    assert grew(requests, method="GET", route="unmatched", status="4xx") == 2
+    # One route, two status classes: the scrape before, and the refused one.
+    assert grew(requests, method="GET", route="metrics", status="2xx") == 1
+    assert grew(requests, method="GET", route="metrics", status="4xx") == 1
+    assert grew("tollgate_http_request_duration_seconds_count", route="healthz") == 5
+    assert not [key for key in after if "BREW" in str(key) or "/no/such" in str(key)]
