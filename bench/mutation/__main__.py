@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"==> traced in {time.monotonic() - t0:.0f} s", flush=True)
     print(f"==> mutating {', '.join(TARGETS[args.target][0])} (session {session})", flush=True)
     exec_cmd = [*cosmic, "exec", str(config), str(session)]
+    done_before, began = _counts(session)[0], time.monotonic()
     if args.limit:
         proc = subprocess.Popen(exec_cmd, cwd=tree, env=env)
         try:
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         env=env,
     )
     tested, killed, survived = _counts(session)
+    if tested > done_before:
+        per = (time.monotonic() - began) / (tested - done_before)
+        print(f"==> {tested - done_before} mutants in this run, {per:.1f} s per mutant")
     rate = f"{100 * killed / tested:.1f}%" if tested else "n/a"
     print(
         f"==> {args.target}: {tested} mutants tested, {killed} killed, {survived} survived; "
