@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.mutation.equivalent import skip_equivalent
+
 ROOT = Path(__file__).resolve().parents[2]
 # What each target mutates, and the tests that cover it.
 TARGETS = {
@@ -111,13 +113,24 @@ def _pristine_restore(home: Path, tree: Path) -> None:
 
 
 def _counts(session: Path) -> tuple[int, int, int]:
-    """(mutants tested, killed, survived) from cosmic-ray's session."""
+    """(mutants tested, killed, survived) from cosmic-ray's session; a skipped mutant
+    (`bench.mutation.equivalent`) was not tested."""
     with sqlite3.connect(session) as db:
-        rows = db.execute("SELECT test_outcome FROM work_results").fetchall()
+        rows = db.execute(
+            "SELECT test_outcome FROM work_results WHERE test_outcome IS NOT NULL"
+        ).fetchall()
     outcomes = [str(o).lower() for (o,) in rows]
     killed = outcomes.count("killed")
     survived = outcomes.count("survived")
     return len(rows), killed, survived
+
+
+def _skipped(session: Path) -> dict[str, int]:
+    with sqlite3.connect(session) as db:
+        rows = db.execute(
+            "SELECT output, count(*) FROM work_results WHERE worker_outcome = 'SKIPPED' GROUP BY 1"
+        ).fetchall()
+    return {str(why): n for why, n in rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         _config(args.target, home, config)
         subprocess.run([*cosmic, "init", str(config), str(session)], cwd=tree, env=env, check=True)
     _pristine_restore(home, tree)
+    skip_equivalent(session, home / "pristine")
     subprocess.run(_runtests(home, "--prepare"), cwd=tree, env=env, check=True)
     if not (home / "trace.json").exists():
         # Which tests run each line of the target: each mutant then runs only those.
@@ -178,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         env=env,
     )
     tested, killed, survived = _counts(session)
+    for why, n in sorted(_skipped(session).items()):
+        print(f"==> skipped, {why}: {n}")
     if tested > done_before:
         per = (time.monotonic() - began) / (tested - done_before)
         print(f"==> {tested - done_before} mutants in this run, {per:.1f} s per mutant")
