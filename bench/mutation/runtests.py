@@ -13,9 +13,10 @@ a line run at import (a constant, a default, a decorator) runs every test that
 touched the module; a line no test ever ran needs no run: no test can see it.
 
 The database: the suite's server (DATABASE_URL), with a database of the target's
-own (`tollgate_mutation_<target>`). Its test database is cloned from a migrated
-template before every run (a second), so `--reuse-db` skips the migrations and
-no run sees rows or flushes left by the one before.
+own (`tollgate_mutation_<target>`). Its test database is cloned once from a
+migrated template, and before every run emptied and given back the rows the
+migrations wrote (a transactional test's flush deletes them), so `--reuse-db`
+skips the migrations and no run sees rows or flushes left by the one before.
 
 The rule: without a trace, or when the mutated file cannot be told, it runs every
 test of the target, never fewer.
@@ -64,11 +65,75 @@ def prepare(home: Path) -> None:
         raise SystemExit(f"migrating the template database {template} failed")
 
 
+def _connect(url: str, name: str):
+    import psycopg
+
+    return psycopg.connect(urlunsplit(urlsplit(url)._replace(path="/" + name)))
+
+
+def _seed_keep(home: Path, url: str, template: str) -> None:
+    """The rows the migrations wrote (content types, permissions, groups, schedules),
+    as COPY data, and every table's name: what a reset puts back."""
+    seed = home / "seed"
+    seed.mkdir(exist_ok=True)
+    with _connect(url, template) as conn:
+        tables = [
+            t
+            for (t,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'django_migrations' ORDER BY 1"
+            )
+        ]
+        for table in tables:
+            data = bytearray()
+            with conn.cursor().copy(f'COPY "{table}" TO STDOUT') as copy:
+                for chunk in copy:
+                    data += chunk
+            if data:
+                (seed / f"{table}.copy").write_bytes(bytes(data))
+    (seed / "tables.json").write_text(json.dumps(tables))
+
+
+def _reset(home: Path, url: str, test_db: str) -> None:
+    """Put the test database back as the migrations left it, in one transaction:
+    every table emptied, then the migrations' rows copied back (a clone of the
+    template costs seconds; this, a fraction of one)."""
+    from psycopg import sql
+
+    seed = home / "seed"
+    tables = json.loads((seed / "tables.json").read_text())
+    with _connect(url, test_db) as conn:
+        conn.execute(
+            "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+        )
+        for path in sorted(seed.glob("*.copy")):
+            table = path.stem
+            with conn.cursor().copy(f'COPY "{table}" FROM STDIN') as copy:
+                copy.write(path.read_bytes())
+            has_id = conn.execute(
+                "SELECT 1 FROM information_schema.columns WHERE table_name = %s "
+                "AND column_name = 'id'",
+                [table],
+            ).fetchone()
+            if has_id:
+                conn.execute(
+                    sql.SQL(
+                        "SELECT setval(pg_get_serial_sequence({}, 'id'), (SELECT max(id) FROM {}))"
+                    ).format(sql.Literal(f'"{table}"'), sql.Identifier(table))
+                )
+
+
 def _fresh_test_db(home: Path) -> str:
+    """The target's test database as the migrations left it; its DATABASE_URL."""
     url, test_db, template = _db_urls(home)
+    if not (home / "seed" / "tables.json").exists():
+        _seed_keep(home, url, template)
     with _admin(url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{test_db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{test_db}" TEMPLATE "{template}"')
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [test_db])
+        if exists.fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{test_db}" TEMPLATE "{template}"')
+            return url
+    _reset(home, url, test_db)
     return url
 
 
