@@ -132,6 +132,59 @@ def overbooked_sessions() -> int | None:
     )
 
 
+def subscriptions_live_twice() -> int:
+    """Users with more than one live subscription record for one plan."""
+    return _one(
+        "SELECT count(*) FROM (SELECT user_id, purchase_type, plan_ref "
+        "FROM billing_subscription "
+        "WHERE status IN ('incomplete','trialing','active','past_due') "
+        "GROUP BY 1, 2, 3 HAVING count(*) > 1) s"
+    )
+
+
+def sessions_over_capacity() -> int | None:
+    """Sessions whose seat-taking bookings and live holds together pass their capacity
+    (None: no bookings app). A hold counts while it is active and its time has not run
+    out, whether or not the sweep has marked it yet."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('bookings_servicesession')")
+        if cursor.fetchone()[0] is None:
+            return None
+    return _one(
+        "SELECT count(*) FROM bookings_servicesession s WHERE s.capacity < "
+        "  (SELECT count(*) FROM bookings_booking b WHERE b.session_id = s.id "
+        "   AND b.status IN ('confirmed','partially_refunded','completed')) "
+        "+ (SELECT coalesce(sum(h.quantity), 0) FROM bookings_seathold h "
+        "   WHERE h.session_id = s.id AND h.status = 'active' AND h.expires_at > now())"
+    )
+
+
+def holds_past_limits(*, user_ids: list[int], per_session: int, per_user: int) -> int:
+    """Of these users, those holding more live unpaid seats in one session than
+    `per_session`, or live holds for more orders than `per_user`."""
+    return _one(
+        "SELECT count(*) FROM (SELECT user_id, session_id FROM bookings_seathold h "
+        "WHERE h.user_id = ANY(%s) AND h.session_id IS NOT NULL "
+        "AND h.status = 'active' AND h.expires_at > now() "
+        "GROUP BY 1, 2 HAVING sum(quantity) > %s) x",
+        [user_ids, per_session],
+    ) + _one(
+        "SELECT count(*) FROM (SELECT user_id FROM bookings_seathold h "
+        "WHERE h.user_id = ANY(%s) AND h.status = 'active' AND h.expires_at > now() "
+        "GROUP BY 1 HAVING count(DISTINCT order_id) > %s) x",
+        [user_ids, per_user],
+    )
+
+
+def holds_longer_than(*, minutes: int) -> int:
+    """Holds set to end later than `minutes` after they were made (never extended)."""
+    return _one(
+        "SELECT count(*) FROM bookings_seathold "
+        "WHERE expires_at > created_at + make_interval(mins => %s) + interval '5 seconds'",
+        [minutes],
+    )
+
+
 def all_invariants() -> dict[str, int | None]:
     return {
         "fulfilled twice": fulfilled_twice(),

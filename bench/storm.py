@@ -10,7 +10,10 @@ run a queue worker is SIGKILLed (its cluster's sentinel starts another), later
 a whole queue cluster is SIGKILLed and restarted, and the web server is
 SIGKILLed and restarted. Then the harness waits for the retries to settle and
 checks the database against the plan's reference model, printing every figure;
-it exits 1 on any violation.
+it exits 1 on any violation. Before the deliveries, buyers' API bursts are played
+(`bench.storm_bursts`): simultaneous subscribes to one plan, and hoarders opening
+unpaid workshop orders against the per-user seat-hold limits, which the storm's
+web server keeps on (`BENCH_HOLD_LIMITS=on`).
 
 The retry back-off is compressed (2, 5, 10, 20, 30 s, with 25 attempts, so an
 event that keeps waiting for one held by a dead worker's lease still outlasts
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     procs.install_signal_handlers()
     procs.watchdog(args.time_limit + 20, "storm")
     started = time.time()
-    extra = {"TOLLGATE_EVENT_MAX_ATTEMPTS": str(args.max_attempts)}
+    extra = {"TOLLGATE_EVENT_MAX_ATTEMPTS": str(args.max_attempts), "BENCH_HOLD_LIMITS": "on"}
     if args.backoff:
         extra["BENCH_EVENT_RETRY_BACKOFF"] = args.backoff
     stack = Stack(

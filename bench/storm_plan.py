@@ -23,6 +23,12 @@ own flows make:
 - disputes opened on paid orders and closed won (nothing changes) or lost (the
   order is reversed as a full refund would reverse it).
 
+And what one buyer sends at once over the API (played by `bench.storm_bursts`):
+- simultaneous subscribes to one plan (`SubscribeBurst`): one subscription, the
+  other requests refused, one charge for its one cycle;
+- unpaid workshop orders by hoarders (`HoardPlan`): holds within the per-user
+  limits, a seat still for a paying buyer, holds that end on time.
+
 The reference model is plain arithmetic over the plan: each order's final
 status and each user's balance, independent of the order events arrive in.
 
@@ -34,6 +40,7 @@ from __future__ import annotations
 import copy
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,12 +119,55 @@ class StormPlan:
     unwanted_order_ids: list[int] = field(default_factory=list)
     # Paid invoices that are not a whole cycle: no order, no credits.
     odd_invoice_ids: list[str] = field(default_factory=list)
+    # Users who subscribe to `burst_plan_id` several times at once (bench.storm_bursts).
+    subscribe_bursts: list[SubscribeBurst] = field(default_factory=list)
+    burst_plan_id: int = 0
+    burst_amount: int = 0
+    burst_credits: int = 0
+    hoard: HoardPlan | None = None
 
     def expected_balances(self) -> dict[int, int]:
         out: dict[int, int] = dict.fromkeys(self.users, 0)
         for p in self.purchases:
             out[p.user_id] = out.get(p.user_id, 0) + p.expected_credits
         return out
+
+
+@dataclass
+class SubscribeBurst:
+    """One user with a card sends `requests` subscribes to one plan at once. The model:
+    one answered 201 (active), the rest 409 `subscription_exists`; one live subscription
+    here and at Stripe; one paid invoice, one charge, one order, the cycle's credits."""
+
+    user_id: int
+    token: str
+    requests: int
+    # What the storm saw (filled by bench.storm_bursts).
+    answers: list[tuple[int, str]] = field(default_factory=list)
+    stripe_customer_id: str = ""
+    stripe_live: list[str] = field(default_factory=list)
+    stripe_paid_invoices: list[str] = field(default_factory=list)
+    stripe_charges: int = 0
+
+
+@dataclass
+class HoardPlan:
+    """Hoarders without a card, paying buyers and a latecomer, on one workshop: session
+    A has one seat more than the hoarders may hold, and each B session room for a
+    hoarder's limit and one more (the steps and their model: bench.storm_bursts)."""
+
+    service_id: int
+    session_a: int
+    sessions_b: list[int]
+    hoarders: list[tuple[int, str]]  # (user id, API token)
+    payers: list[tuple[int, str]]
+    latecomer: tuple[int, str]
+    per_session: int
+    per_user: int
+    hold_minutes: int
+    tries: int  # unpaid orders each hoarder sends at once
+    steps: list[tuple[str, Counter, Counter]] = field(default_factory=list)  # name, model, seen
+    lapsed_paid_order_ids: list[int] = field(default_factory=list)
 
 
 def _refund_obj(p: Purchase, amount: int, status: str = "succeeded") -> dict[str, Any]:
@@ -386,6 +436,9 @@ def build(
     dispute_share: float = 0.06,
     foreign_share: float = 0.04,
     unwanted_share: float = 0.04,
+    subscribe_bursts: int = 3,
+    subscribe_requests: int = 6,
+    hoarders: int = 2,
 ) -> StormPlan:
     """Make the rows a storm starts from (orders, customers, subscriptions) and its events."""
     t0 = int(time.time()) - 3600
@@ -433,19 +486,22 @@ def build(
             foreign_refunds.append(re_id)
 
     # Workshop seats, if this tree has bookings: sessions filled exactly to capacity by
-    # the orders' seat holds, so any seat booked twice overbooks a session.
-    for session_id, service_id, orders_here in _workshops(n_bookable, rng):
-        for o in seed.orders_create_bookable(
-            users,
-            orders_here,
-            purchase_type="workshop",
-            service_id=service_id,
-            scheduling_data={"service_session_id": session_id},
-            rng=rng,
-        ):
-            p, evts = _order_purchase("workshop", o, 0, t0, rng, second_event_share)
-            purchases.append(p)
-            events += evts
+    # the orders' seat holds, so any seat booked twice overbooks a session. The harness
+    # writes these holds itself, for buyers drawn at random: the per-user hold limits
+    # (which the API bursts test) are not the question here.
+    with _hold_limits_off():
+        for session_id, service_id, orders_here in _workshops(n_bookable, rng):
+            for o in seed.orders_create_bookable(
+                users,
+                orders_here,
+                purchase_type="workshop",
+                service_id=service_id,
+                scheduling_data={"service_session_id": session_id},
+                rng=rng,
+            ):
+                p, evts = _order_purchase("workshop", o, 0, t0, rng, second_event_share)
+                purchases.append(p)
+                events += evts
 
     # Subscriptions: customers and local records as subscription_start leaves them
     # (with the id of the subscription Stripe made: the storm's Stripe has none to
@@ -536,15 +592,111 @@ def build(
                     )
                     events += evts
                     odd_invoices.append(invoice_id)
+    burst_plan = _burst_plan()
+    bursts = [
+        SubscribeBurst(user_id, token, subscribe_requests)
+        for user_id, token in _users_with_tokens(subscribe_bursts, "storm-burst")
+    ]
     return StormPlan(
         purchases,
         events,
         plan.pk,
-        users + sub_users,
+        users + sub_users + [b.user_id for b in bursts],
         foreign_payment_ids=foreign_payments,
         foreign_refund_ids=foreign_refunds,
         unwanted_order_ids=unwanted,
         odd_invoice_ids=odd_invoices,
+        subscribe_bursts=bursts,
+        burst_plan_id=burst_plan.pk,
+        burst_amount=burst_plan.amount,
+        burst_credits=burst_plan.credits_per_cycle,
+        hoard=_hoard(hoarders) if hoarders and _bookings_installed() else None,
+    )
+
+
+def _users_with_tokens(n: int, prefix: str) -> list[tuple[int, str]]:
+    """Users who call the API with a token of their own. Their passwords are used once,
+    here, to make the token (which is checked by digest, not by a password hasher):
+    hashed cheaply, they cost the storm no seconds."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        return [seed.user_with_token(prefix=f"{prefix}-{i}") for i in range(n)]
+
+
+def _burst_plan() -> Plan:
+    """A plan the storm's Stripe knows (a legacy plan, priced by its id), for the bursts."""
+    plan = Plan.objects.create(
+        name="Storm burst plan",
+        stripe_price_id=new_id("plan"),
+        amount=1900,
+        currency="usd",
+        credits_per_cycle=500,
+    )
+    _stripe_client().v1.plans.create(
+        params={
+            "id": plan.stripe_price_id,
+            "amount": plan.amount,
+            "currency": plan.currency,
+            "interval": plan.interval,
+            "product": {"name": plan.name},
+        }
+    )
+    return plan
+
+
+def _hold_limits_off():
+    from django.conf import settings
+    from django.test import override_settings
+
+    return override_settings(
+        TOLLGATE={
+            **settings.TOLLGATE,
+            "BOOKING_HOLD_SEATS_PER_SESSION": 0,
+            "BOOKING_HOLDS_PER_USER": 0,
+        }
+    )
+
+
+def _hoard(n_hoarders: int) -> HoardPlan | None:
+    """The hoard's workshop and people, sized from the limits the web server enforces
+    (the platform's, unless the environment sets others)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bookings.models import Service, ServiceSession
+    from bookings.services.seats import hold_limits, hold_minutes
+
+    per_session, per_user = hold_limits()
+    if not (0 < per_session < per_user):
+        return None  # the steps' model assumes both limits on, one order per session less
+    service = Service.objects.create(
+        name="Storm hoard workshop", kind=Service.Kind.WORKSHOP, price=3000, currency="usd"
+    )
+    start = timezone.now() + timedelta(days=9)
+
+    def session(i: int, capacity: int) -> int:
+        return ServiceSession.objects.create(
+            service=service,
+            start=start + timedelta(hours=2 * i),
+            end=start + timedelta(hours=2 * i + 1),
+            capacity=capacity,
+        ).pk
+
+    a = session(0, per_session * n_hoarders + 1)
+    bs = [session(1 + i, per_session + 1) for i in range(per_user + 1)]
+    return HoardPlan(
+        service_id=service.pk,
+        session_a=a,
+        sessions_b=bs,
+        hoarders=_users_with_tokens(n_hoarders, "storm-hoarder"),
+        payers=_users_with_tokens(1 + per_session * n_hoarders, "storm-payer"),
+        latecomer=_users_with_tokens(1, "storm-late")[0],
+        per_session=per_session,
+        per_user=per_user,
+        hold_minutes=hold_minutes(),
+        tries=3 * per_session + 2,
     )
 
 

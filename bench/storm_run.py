@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connection
 
-from bench import checks, loadgen, storm_plan
+from bench import checks, loadgen, storm_bursts, storm_plan
 from bench.report import other_share
 from bench.scenarios import cpu_meter
 from bench.stack import Stack
@@ -131,6 +131,13 @@ def _throughput(sent_at: float) -> dict[str, Any]:
     }
 
 
+def _burst_sizes(args: argparse.Namespace) -> dict[str, int]:
+    """Subscribe bursts (users, requests each) and hoarders: fewer in the small storm."""
+    if args.small:
+        return {"subscribe_bursts": 2, "subscribe_requests": 5, "hoarders": 2}
+    return {"subscribe_bursts": 6, "subscribe_requests": 8, "hoarders": 3}
+
+
 def _converged(plan: storm_plan.StormPlan) -> bool:
     return (
         checks.events_unfinished() == 0
@@ -154,9 +161,15 @@ def _unhandled_event() -> loadgen.Request:
 def storm(stack: Stack, args: argparse.Namespace, killer_cls, started: float):
     rng = random.Random(args.seed)  # noqa: S311 - a workload, not a secret
     ready_at = t = time.time()
-    plan = storm_plan.build(orders=args.orders, rng=rng)
-    deliveries, repeats = storm_plan.deliveries(plan, repeat_share=args.repeat, rng=rng)
+    plan = storm_plan.build(orders=args.orders, rng=rng, **_burst_sizes(args))
     planned = time.time() - t
+    # What buyers send at once over the API, before the webhooks and the kills.
+    t = time.time()
+    storm_bursts.subscribes_run(plan, stack.web_url)
+    storm_bursts.hoard_run(plan, stack.web_url)
+    bursts_s = time.time() - t
+    print(f"storm: API bursts played in {bursts_s:.1f} s", flush=True)
+    deliveries, repeats = storm_plan.deliveries(plan, repeat_share=args.repeat, rng=rng)
     print(
         f"storm: {len(plan.purchases)} purchases, {len(plan.events)} distinct events, "
         f"{repeats} repeated deliveries; planned in {planned:.1f} s",
@@ -230,6 +243,8 @@ def storm(stack: Stack, args: argparse.Namespace, killer_cls, started: float):
         if inv["overbooked sessions"] is not None
         else "n/a (no bookings app)",
         **_others(plan),
+        **storm_bursts.subscribes_off(plan),
+        **storm_bursts.hoard_off(plan),
         "events left unprocessed": unfinished,
         "deliveries never accepted": undelivered,
     }
@@ -245,6 +260,9 @@ def storm(stack: Stack, args: argparse.Namespace, killer_cls, started: float):
         f"{len(plan.foreign_payment_ids)} payments and {len(plan.foreign_refund_ids)} "
         f"refunds, {len(plan.unwanted_order_ids)} payments no order can take, "
         f"{len(plan.odd_invoice_ids)} invoices that are not a cycle; "
+        f"{len(plan.subscribe_bursts)} users subscribing "
+        f"{max((b.requests for b in plan.subscribe_bursts), default=0)} times at once, "
+        f"{len(plan.hoard.hoarders) if plan.hoard else 0} seat hoarders; "
         f"{len(plan.events)} distinct events, {len(result.samples)} deliveries "
         f"({repeats} repeats), {args.senders} senders"
         + (f"; then {trickle} unhandled events while settling" if trickle else ""),
@@ -259,6 +277,7 @@ def storm(stack: Stack, args: argparse.Namespace, killer_cls, started: float):
         f"statuses of final attempts {result.statuses}; "
         f"{sum(s.attempts - 1 for s in result.samples)} retried attempts)",
     ]
+    lines += storm_bursts.subscribe_lines(plan) + storm_bursts.hoard_lines(plan)
     lines += [f"  {k.ljust(width)}  {v}" for k, v in _throughput(sent_at).items()]
     lines += [
         f"  events by status                {by_status}",

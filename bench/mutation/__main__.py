@@ -16,18 +16,22 @@ The rule: it never touches the working tree, and it is not part of `make test`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from bench.mutation.equivalent import skip_equivalent
 
 ROOT = Path(__file__).resolve().parents[2]
 # What each target mutates, and the tests that cover it.
 TARGETS = {
     "credits": (["credits/services.py"], ["tests/credits", "tests/properties"]),
-    "billing": (["billing/services"], ["tests/billing", "tests/properties"]),
+    "billing": (["billing/services"], ["tests/billing", "tests/properties", "tests/purchasables"]),
     "bookings": (["bookings/services"], ["tests/bookings", "tests/purchasables"]),
 }
 TEST_ENV = {
@@ -60,28 +64,70 @@ def _copy_tree(dest: Path) -> None:
             shutil.copy2(ROOT / rel, target)
 
 
-def _config(target: str, tree: Path, path: Path) -> None:
-    modules, tests = TARGETS[target]
+def _runtests(home: Path, *flags: str) -> list[str]:
+    """`bench.mutation.runtests` for `home`, inside the suite's database wrapper."""
     python = sys.executable
-    command = (
-        f"{python} -m devstack.database run --for tests -- "
-        f"{python} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
-    )
+    return [
+        python, "-m", "devstack.database", "run", "--for", "tests", "--",
+        python, "-m", "bench.mutation.runtests", str(home), *flags,
+    ]  # fmt: skip
+
+
+def _config(target: str, home: Path, path: Path) -> None:
+    modules, _ = TARGETS[target]
+    command = " ".join(_runtests(home))
     path.write_text(
         f"[cosmic-ray]\nmodule-path = {modules!r}\n".replace("'", '"')
-        + f"timeout = 600.0\nexcluded-modules = []\ntest-command = {command!r}\n".replace("'", '"')
+        + f"timeout = 300.0\nexcluded-modules = []\ntest-command = {command!r}\n".replace("'", '"')
         + '\n[cosmic-ray.distributor]\nname = "local"\n'
     )
 
 
+def _module_files(target: str, root: Path) -> list[Path]:
+    """The target's Python files, relative to `root`."""
+    out: list[Path] = []
+    for module in TARGETS[target][0]:
+        path = root / module
+        out += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return [p.relative_to(root) for p in out]
+
+
+def _pristine_keep(target: str, home: Path, tree: Path) -> None:
+    """The target's files as cosmic-ray found them: what a mutant is compared with."""
+    pristine = home / "pristine"
+    shutil.rmtree(pristine, ignore_errors=True)
+    for rel in _module_files(target, tree):
+        (pristine / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(tree / rel, pristine / rel)
+    (home / "tests.json").write_text(json.dumps(TARGETS[target][1]))
+
+
+def _pristine_restore(home: Path, tree: Path) -> None:
+    """Undo a mutation left behind by a run that was stopped in the middle of one."""
+    pristine = home / "pristine"
+    for original in pristine.rglob("*.py"):
+        shutil.copy2(original, tree / original.relative_to(pristine))
+
+
 def _counts(session: Path) -> tuple[int, int, int]:
-    """(mutants tested, killed, survived) from cosmic-ray's session."""
+    """(mutants tested, killed, survived) from cosmic-ray's session; a skipped mutant
+    (`bench.mutation.equivalent`) was not tested."""
     with sqlite3.connect(session) as db:
-        rows = db.execute("SELECT test_outcome FROM work_results").fetchall()
+        rows = db.execute(
+            "SELECT test_outcome FROM work_results WHERE test_outcome IS NOT NULL"
+        ).fetchall()
     outcomes = [str(o).lower() for (o,) in rows]
     killed = outcomes.count("killed")
     survived = outcomes.count("survived")
     return len(rows), killed, survived
+
+
+def _skipped(session: Path) -> dict[str, int]:
+    with sqlite3.connect(session) as db:
+        rows = db.execute(
+            "SELECT output, count(*) FROM work_results WHERE worker_outcome = 'SKIPPED' GROUP BY 1"
+        ).fetchall()
+    return {str(why): n for why, n in rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,10 +142,28 @@ def main(argv: list[str] | None = None) -> int:
     cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
     if not session.exists():
         _copy_tree(tree)
-        _config(args.target, tree, config)
+        _pristine_keep(args.target, home, tree)
+        _config(args.target, home, config)
         subprocess.run([*cosmic, "init", str(config), str(session)], cwd=tree, env=env, check=True)
+    _pristine_restore(home, tree)
+    shared = ROOT.parent / "shared"  # what the tests read beside the checkout (Stripe's fixtures)
+    if shared.is_dir() and not (home / "shared").exists():
+        (home / "shared").symlink_to(shared)
+    skip_equivalent(session, home / "pristine")
+    subprocess.run(_runtests(home, "--prepare"), cwd=tree, env=env, check=True)
+    if not (home / "trace.json").exists():
+        # Which tests run each line of the target: each mutant then runs only those.
+        print("==> tracing which tests run each line (once per session)", flush=True)
+        t0 = time.monotonic()
+        traced = subprocess.run(_runtests(home, "--trace"), cwd=tree, env=env, check=False)
+        if traced.returncode:
+            (home / "trace.json").unlink(missing_ok=True)
+            print("==> the unmutated tests fail; fix them first", flush=True)
+            return 1
+        print(f"==> traced in {time.monotonic() - t0:.0f} s", flush=True)
     print(f"==> mutating {', '.join(TARGETS[args.target][0])} (session {session})", flush=True)
     exec_cmd = [*cosmic, "exec", str(config), str(session)]
+    done_before, began = _counts(session)[0], time.monotonic()
     if args.limit:
         proc = subprocess.Popen(exec_cmd, cwd=tree, env=env)
         try:
@@ -128,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         env=env,
     )
     tested, killed, survived = _counts(session)
+    for why, n in sorted(_skipped(session).items()):
+        print(f"==> skipped, {why}: {n}")
+    if tested > done_before:
+        per = (time.monotonic() - began) / (tested - done_before)
+        print(f"==> {tested - done_before} mutants in this run, {per:.1f} s per mutant")
     rate = f"{100 * killed / tested:.1f}%" if tested else "n/a"
     print(
         f"==> {args.target}: {tested} mutants tested, {killed} killed, {survived} survived; "

@@ -1,0 +1,120 @@
+"""Mutants that cannot change what the program does, or are not Python at all, marked
+skipped before they run.
+
+Not Python: the mutated module does not compile (`def f(*, x)` made `def f(-, x)`):
+any import fails, so counting it killed would say nothing about the tests.
+
+Equivalent, two kinds, both decided from the source alone:
+- a change inside an annotation, in a module with `from __future__ import
+  annotations`: annotations there are strings nobody evaluates (`int | None` made
+  `int + None` is still never run);
+- the bare `*` that makes the parameters after it keyword-only, made `/` (or
+  another operator): every call the program makes names those arguments, so each
+  one still binds the same values.
+
+The rule: a mutant is skipped only when its mutated source does not compile, or
+its whole span lies in such a place; it is reported apart, never counted killed.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from pathlib import Path
+
+import cosmic_ray.plugins
+from cosmic_ray.mutating import mutate_code
+from cosmic_ray.work_db import WorkDB, use_db
+from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+Span = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _annotation_spans(tree: ast.Module) -> list[Span]:
+    spans: list[Span] = []
+
+    def add(node: ast.AST | None) -> None:
+        if node is not None:
+            spans.append(
+                ((node.lineno, node.col_offset), (node.end_lineno or 0, node.end_col_offset or 0))
+            )
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
+                add(arg.annotation if arg else None)
+            add(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            add(node.annotation)
+    return spans
+
+
+def _postponed(tree: ast.Module) -> bool:
+    return any(
+        isinstance(n, ast.ImportFrom)
+        and n.module == "__future__"
+        and any(a.name == "annotations" for a in n.names)
+        for n in tree.body
+    )
+
+
+def _is_keyword_only_marker(lines: list[str], row: int, col: int) -> bool:
+    """The `*` at (row, col) stands alone between commas or a parenthesis: the marker."""
+    line = lines[row - 1]
+    if line[col : col + 1] != "*" or line[col + 1 : col + 2] == "*":
+        return False
+    after = line[col + 1 :].lstrip()
+    before = line[:col].rstrip()
+    if not before and row > 1:
+        before = lines[row - 2].rstrip()
+    return after[:1] in (",", ")") and before[-1:] in ("(", ",")
+
+
+def why_equivalent(source: str, start: tuple[int, int], end: tuple[int, int]) -> str:
+    """Why the mutant spanning `start`..`end` (cosmic-ray's 1-based rows, 0-based
+    columns) cannot change behaviour, or "" when it may."""
+    tree = ast.parse(source)
+    if _postponed(tree):
+        for lo, hi in _annotation_spans(tree):
+            if lo <= start and end <= hi:
+                return "inside an annotation, which this module never evaluates"
+    if start[0] == end[0] and _is_keyword_only_marker(source.splitlines(), *start):
+        return "the keyword-only marker: every call names these arguments"
+    return ""
+
+
+def skip_equivalent(session: Path, root: Path) -> dict[str, int]:
+    """Mark the session's equivalent and non-compiling mutants skipped (those run
+    already too: the verdict comes from the source, not from a run); answers how many,
+    by why."""
+    counts: dict[str, int] = {}
+    sources: dict[str, str] = {}
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        skipped: dict[str, list[str]] = {}
+        for item in db.work_items:
+            if len(item.mutations) != 1:
+                continue
+            m = item.mutations[0]
+            path = str(m.module_path)
+            if path not in sources:
+                sources[path] = (root / path).read_text()
+            operator = cosmic_ray.plugins.get_operator(m.operator_name)(**(m.operator_args or {}))
+            mutated = mutate_code(sources[path], operator, m.occurrence)
+            try:
+                with warnings.catch_warnings():  # `x is 1` compiles, with a warning
+                    warnings.simplefilter("ignore")
+                    compile(mutated or "", path, "exec")
+            except SyntaxError:
+                why = "not Python: the mutated module does not compile"
+            else:
+                why = why_equivalent(sources[path], tuple(m.start_pos), tuple(m.end_pos))
+            if why:
+                skipped.setdefault(why, []).append(item.job_id)
+        for why, job_ids in skipped.items():
+            db.set_multiple_results(
+                job_ids,
+                WorkResult(output=f"equivalent: {why}", worker_outcome=WorkerOutcome.SKIPPED),
+            )
+            counts[why] = len(job_ids)
+    return counts

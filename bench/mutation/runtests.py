@@ -1,0 +1,243 @@
+"""The test command cosmic-ray runs after each mutation: only the tests that execute the
+mutated line, on a fresh copy of a migrated database.
+
+    python -m bench.mutation.runtests HOME            (the test command; cwd: the tree)
+    python -m bench.mutation.runtests HOME --prepare  (the template database, once)
+    python -m bench.mutation.runtests HOME --trace    (record which tests run each line)
+
+HOME is `var/mutation/<target>`; it holds `pristine/` (the target's files as they
+were when the session began), `tests.json` (the target's test paths) and, after
+`--trace`, `trace.json` (`bench.mutation.tracer`). The mutated file and line are
+found by comparing the tree with `pristine/`. A line run by some tests runs those;
+a line run at import (a constant, a default, a decorator) runs every test that
+touched the module; a line no test ever ran needs no run: no test can see it.
+
+The database: the suite's server (DATABASE_URL), with a database of the target's
+own (`tollgate_mutation_<target>`). Its test database is cloned once from a
+migrated template, and before every run emptied and given back the rows the
+migrations wrote (a transactional test's flush deletes them), so `--reuse-db`
+skips the migrations and no run sees rows or flushes left by the one before.
+
+The rule: without a trace, or when the mutated file cannot be told, it runs every
+test of the target, never fewer.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from bench.mutation.tracer import IMPORT
+
+
+def _db_urls(home: Path) -> tuple[str, str, str]:
+    """(the target's DATABASE_URL, its test database's name, the template's name)."""
+    url = urlsplit(os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/tollgate")
+    name = f"tollgate_mutation_{home.name}"
+    return urlunsplit(url._replace(path="/" + name)), f"test_{name}", f"test_{name}_tpl"
+
+
+def _admin(url: str):
+    import psycopg
+
+    return psycopg.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")), autocommit=True)
+
+
+def prepare(home: Path) -> None:
+    """Make the migrated template database, unless it exists."""
+    url, _, template = _db_urls(home)
+    with _admin(url) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [template]).fetchone():
+            return
+        conn.execute(f'CREATE DATABASE "{template}"')
+    env = {**os.environ, "DATABASE_URL": urlunsplit(urlsplit(url)._replace(path="/" + template))}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, check=False
+    )
+    if done.returncode:
+        with _admin(url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        raise SystemExit(f"migrating the template database {template} failed")
+
+
+def _connect(url: str, name: str):
+    import psycopg
+
+    return psycopg.connect(urlunsplit(urlsplit(url)._replace(path="/" + name)))
+
+
+def _seed_keep(home: Path, url: str, template: str) -> None:
+    """The rows the migrations wrote (content types, permissions, groups, schedules),
+    as COPY data, and every table's name: what a reset puts back."""
+    seed = home / "seed"
+    seed.mkdir(exist_ok=True)
+    with _connect(url, template) as conn:
+        tables = [
+            t
+            for (t,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'django_migrations' ORDER BY 1"
+            )
+        ]
+        for table in tables:
+            data = bytearray()
+            with conn.cursor().copy(f'COPY "{table}" TO STDOUT') as copy:
+                for chunk in copy:
+                    data += chunk
+            if data:
+                (seed / f"{table}.copy").write_bytes(bytes(data))
+    (seed / "tables.json").write_text(json.dumps(tables))
+
+
+def _reset(home: Path, url: str, test_db: str) -> None:
+    """Put the test database back as the migrations left it, in one transaction:
+    every table emptied, then the migrations' rows copied back (a clone of the
+    template costs seconds; this, a fraction of one)."""
+    from psycopg import sql
+
+    seed = home / "seed"
+    tables = json.loads((seed / "tables.json").read_text())
+    with _connect(url, test_db) as conn:
+        conn.execute(
+            "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+        )
+        for path in sorted(seed.glob("*.copy")):
+            table = path.stem
+            with conn.cursor().copy(f'COPY "{table}" FROM STDIN') as copy:
+                copy.write(path.read_bytes())
+            has_id = conn.execute(
+                "SELECT 1 FROM information_schema.columns WHERE table_name = %s "
+                "AND column_name = 'id'",
+                [table],
+            ).fetchone()
+            if has_id:
+                conn.execute(
+                    sql.SQL(
+                        "SELECT setval(pg_get_serial_sequence({}, 'id'), (SELECT max(id) FROM {}))"
+                    ).format(sql.Literal(f'"{table}"'), sql.Identifier(table))
+                )
+
+
+def _fresh_test_db(home: Path) -> str:
+    """The target's test database as the migrations left it; its DATABASE_URL."""
+    url, test_db, template = _db_urls(home)
+    if not (home / "seed" / "tables.json").exists():
+        _seed_keep(home, url, template)
+    with _admin(url) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [test_db])
+        if exists.fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{test_db}" TEMPLATE "{template}"')
+            return url
+    _reset(home, url, test_db)
+    return url
+
+
+def _changed_lines(home: Path, tree: Path) -> dict[str, list[int]]:
+    """{absolute path in the tree: lines of the pristine file the mutation changed}."""
+    pristine = home / "pristine"
+    out: dict[str, list[int]] = {}
+    for original in sorted(pristine.rglob("*.py")):
+        rel = original.relative_to(pristine)
+        before = original.read_text().splitlines()
+        now = (tree / rel).read_text().splitlines()
+        if before == now:
+            continue
+        lines: set[int] = set()
+        matcher = difflib.SequenceMatcher(a=before, b=now, autojunk=False)
+        for tag, i1, i2, _j1, _j2 in matcher.get_opcodes():
+            if tag == "equal":
+                continue
+            lines.update(range(i1 + 1, i2 + 1) if i2 > i1 else [max(1, i1)])
+        out[str((tree / rel).resolve())] = sorted(lines)
+    return out
+
+
+def select(home: Path, tree: Path) -> list[str] | None:
+    """The tests to run for the mutant in `tree` (None: all of the target's)."""
+    trace_file = home / "trace.json"
+    if not trace_file.exists():
+        return None
+    changed = _changed_lines(home, tree)
+    if len(changed) != 1:
+        return None
+    trace = json.loads(trace_file.read_text())
+    order = {test: i for i, test in enumerate(trace["tests"])}
+    [(path, lines)] = changed.items()
+    recorded = {int(k): set(v) for k, v in trace["lines"].get(path, {}).items()}
+    wanted: set[str] = set()
+    for line in lines:
+        found = recorded.get(line)
+        if found is None:
+            # Not a line the tracer stops at (the middle of a multi-line statement, a
+            # comment): take the recorded lines around it.
+            before = [n for n in recorded if n < line]
+            after = [n for n in recorded if n > line]
+            found = set()
+            if before:
+                found |= recorded[max(before)]
+            if after:
+                found |= recorded[min(after)]
+        if IMPORT in found:
+            found = set().union(*recorded.values())
+        wanted |= found
+    wanted.discard(IMPORT)
+    return sorted(wanted, key=lambda t: order.get(t, len(order)))
+
+
+def _pytest_args() -> list[str]:
+    args = ["-x", "-q", "-p", "no:cacheprovider", "--reuse-db"]
+    try:
+        import pytest_randomly  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        args += ["-p", "no:randomly"]
+    return args
+
+
+def run(home: Path, *, trace: bool = False) -> int:
+    tree = Path.cwd()
+    tests = json.loads((home / "tests.json").read_text())
+    chosen = None if trace else select(home, tree)
+    if chosen == []:
+        print("no test runs the mutated line: nothing can tell the mutant apart")
+        return 0
+    env = {**os.environ, "DATABASE_URL": _fresh_test_db(home)}
+    cmd = [sys.executable, "-m", "pytest", *_pytest_args()]
+    if trace:
+        files = [
+            str((tree / p.relative_to(home / "pristine")).resolve())
+            for p in sorted((home / "pristine").rglob("*.py"))
+        ]
+        env["MUTATION_TRACE_FILES"] = os.pathsep.join(files)
+        env["MUTATION_TRACE_OUT"] = str(home / "trace.json")
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--reuse-db",
+            "-p",
+            "bench.mutation.tracer",
+        ]
+    cmd += tests if chosen is None else chosen
+    return subprocess.run(cmd, env=env, check=False).returncode
+
+
+def main(argv: list[str]) -> int:
+    home = Path(argv[0]).resolve()
+    if "--prepare" in argv:
+        prepare(home)
+        return 0
+    return run(home, trace="--trace" in argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
