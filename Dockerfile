@@ -21,6 +21,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY kernel kernel
 COPY platform_core platform_core
+COPY webclient webclient
 COPY billing billing
 COPY purchasables purchasables
 COPY credits credits

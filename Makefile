@@ -92,7 +92,7 @@ fmt: $(STAMP) ## Format and fix with ruff
 
 .PHONY: client
 client: $(STAMP) ## Regenerate clients/typescript (schema.json, api.d.ts) from the API; needs npm
-	DEBUG=1 $(BIN)/python -m platform_core.web.openapi_export clients/typescript/schema.json
+	DEBUG=1 $(BIN)/python -m webclient.openapi_export clients/typescript/schema.json
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error \
 		&& npx --no-install openapi-typescript schema.json -o api.d.ts
 

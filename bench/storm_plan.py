@@ -41,8 +41,8 @@ from django.db import transaction
 
 from bench import seed
 from billing.models import StripeCustomer, Subscription
+from credits.models import Plan
 from purchasables.builtin.credit_pack import refund_debit
-from purchasables.models import Plan
 from tests.stripe_events import event, fixture, new_id, payment_intent
 
 

@@ -4,7 +4,7 @@ The rule: the admin never edits a ledger entry or a balance. Entries and
 accounts are view-only here; a correction is a new entry, written by the
 grant/adjust form through `credits_grant_by_staff` (the same service as the
 staff API), for staff holding `credits.add_credittransaction`. Only credit
-packs, which are catalogue data, are editable.
+packs and subscription plans, which are catalogue data, are editable.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from credits.models import (
     CreditLot,
     CreditPack,
     CreditTransaction,
+    Plan,
 )
 from credits.selectors import credits_balance_get
 from credits.services import LEDGER_ENTRY_MAX, MEMO_MAX_LENGTH, credits_grant_by_staff
@@ -302,3 +303,19 @@ class CreditPackAdmin(admin.ModelAdmin):
     list_display = ("name", "credits", "price", "currency", "active", "sort_order")
     list_editable = ("active", "sort_order")
     list_filter = ("active", "currency")
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "stripe_price_id",
+        "amount",
+        "currency",
+        "interval",
+        "interval_count",
+        "credits_per_cycle",
+        "active",
+    ]
+    list_filter = ["active", "interval", "currency"]
+    search_fields = ["name", "stripe_price_id"]

@@ -11,6 +11,12 @@ left of it); every entry that takes credits out or gives them back records per
 lot how many in `CreditDraw` rows. Under the same lock the lots are kept so that
 the sum of what is left of them equals the balance, or zero while the balance is
 negative (a debt, which credits coming in repay first).
+
+`Plan` is the subscription purchase type's catalog, as `CreditPack` is the
+credit-pack purchase type's: its price lives at Stripe (`stripe_price_id`, a
+`price_…` or a legacy `plan_…`); `amount` and `currency` here must match it
+and are what the catalog shows. Credits are granted per paid invoice, never per
+plan change.
 """
 
 from __future__ import annotations
@@ -240,3 +246,37 @@ class CreditPack(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.credits} credits)"
+
+
+class Plan(models.Model):
+    """A subscription plan: a Stripe price billed each cycle, granting credits per paid invoice."""
+
+    class Interval(models.TextChoices):
+        DAY = "day", "Daily"
+        WEEK = "week", "Weekly"
+        MONTH = "month", "Monthly"
+        YEAR = "year", "Yearly"
+
+    name = models.CharField(max_length=100)
+    stripe_price_id = models.CharField(max_length=255, unique=True)
+    amount = models.PositiveBigIntegerField(help_text="Per cycle, in the currency's minor unit.")
+    currency = models.CharField(max_length=3, default="usd")
+    interval = models.CharField(max_length=10, choices=Interval.choices, default=Interval.MONTH)
+    interval_count = models.PositiveSmallIntegerField(default=1)
+    credits_per_cycle = models.PositiveIntegerField()
+    active = models.BooleanField(default=True)
+    sort_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        # The table keeps the name it had when plans lived in `purchasables`.
+        db_table = "purchasables_plan"
+        ordering = ["sort_order", "id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="plan_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(credits_per_cycle__gt=0), name="plan_credits_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.credits_per_cycle} credits / {self.interval})"

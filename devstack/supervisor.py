@@ -328,7 +328,7 @@ class Supervisor:
 
     def _create_localstripe_plans(self) -> None:
         """Give localstripe the legacy plans the demo subscriptions bill through."""
-        from purchasables.models import Plan
+        from credits.models import Plan
 
         for plan in Plan.objects.filter(active=True, stripe_price_id__startswith="plan_"):
             body = urllib.parse.urlencode(

@@ -322,6 +322,8 @@ OTEL_EXPORTER_OTLP_ENDPOINT = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 # The reference web client at `/`; off for a deployment with its own front end
 # (the API, the admin, the webhook and the probes stay).
 WEB_CLIENT = env_bool("TOLLGATE_WEB_CLIENT", True)
+if WEB_CLIENT:
+    INSTALLED_APPS.append("webclient")
 # Values copied from .env.example that must never reach production.
 PLACEHOLDER_SECRETS = {"change-me", "sk_test_replace_me", "pk_test_replace_me", "whsec_replace_me"}
 

@@ -16,4 +16,4 @@ urlpatterns = [
     path("api/v1/", api.urls),
 ]
 if settings.WEB_CLIENT:
-    urlpatterns.append(path("", include("platform_core.web.urls")))
+    urlpatterns.append(path("", include("webclient.urls")))

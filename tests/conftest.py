@@ -48,13 +48,17 @@ def staff_groups(db):
 
     groups = {}
     definitions = importlib.import_module("platform_core.migrations.0004_staff_groups").GROUPS
+    # Plans moved from purchasables to credits after the groups were defined; a
+    # later migration carried their permissions along.
+    moved = {"purchasables": {"view_plan": "credits"}}
     for name, wanted in definitions.items():
         group, _ = Group.objects.get_or_create(name=name)
         group.permissions.set(
             [
                 p
-                for app, codename in wanted
-                if (
+                for app_then, codename in wanted
+                if (app := moved.get(app_then, {}).get(codename, app_then))
+                and (
                     p := Permission.objects.filter(
                         content_type__app_label=app, codename=codename
                     ).first()

@@ -38,11 +38,10 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Quer
 from django.db.models.functions import TruncDate
 
 from billing.models import Dispute, Order, Refund, StripeEvent, Subscription
-from credits.models import CreditTransaction
+from credits.models import CreditTransaction, Plan
 from kernel.errors import InvalidInputError
 from kernel.money import currency_get, format_minor
 from kernel.times import input_date_check
-from purchasables.models import Plan
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from credits.models import CreditLot, CreditTransaction
+from credits.models import CreditLot, CreditTransaction, Plan
 from credits.services import credits_grant
 from kernel.errors import InvalidInputError
 from purchasables import hookimpl
@@ -20,7 +20,6 @@ from purchasables.builtin.credit_pack import (
     credits_dispute_hold,
     credits_refund_reverse,
 )
-from purchasables.models import Plan
 from purchasables.types import (
     DeliveryLine,
     DisputeInfo,

@@ -11,9 +11,9 @@ import requests
 
 from billing.models import Order, StripeCustomer, StripeEvent, Subscription
 from billing.services.events import events_drain
+from credits.models import Plan
 from credits.selectors import credits_balance_get, credits_ledger_sum
 from platform_core.auth import api_token_create
-from purchasables.models import Plan
 from tests.billing.conftest import eventually, stripe_plan_create, wait_for_event
 from tests.billing.test_checkout_e2e import card_form, stripe_client
 from tests.billing.test_e2e_payments import Http

@@ -27,9 +27,8 @@ from billing.models import (
 from billing.services.events import events_drain
 from billing.services.payments import order_info
 from billing.services.subscriptions import INCOMPLETE_GRACE
-from credits.models import CreditTransaction
+from credits.models import CreditTransaction, Plan
 from credits.selectors import credits_balance_get
-from purchasables.models import Plan
 from purchasables.types import InvoiceInfo
 from tests.billing.conftest import in_threads, post_webhook, stripe_plan_create
 from tests.billing.test_cards import add_card_via_setup_intent

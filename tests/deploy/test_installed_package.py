@@ -85,8 +85,8 @@ def test_the_wheel_carries_templates_and_static_files(installed):
     import zipfile
 
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
-    assert "platform_core/templates/web/index.html" in names
-    assert "platform_core/static/web/app.css" in names
+    assert "webclient/templates/web/index.html" in names
+    assert "webclient/static/web/app.css" in names
     assert "billing/templates/admin/billing/order/refund_form.html" in names
 
 

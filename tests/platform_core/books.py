@@ -11,9 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 
 from billing.models import Order, Payment, Refund, StripeEvent, Subscription
-from credits.models import CreditTransaction
+from credits.models import CreditTransaction, Plan
 from credits.services import credits_debit_refund, credits_grant, credits_spend
-from purchasables.models import Plan
 from tests.factories import UserFactory
 
 START, END = date(2025, 1, 10), date(2025, 1, 12)

@@ -18,10 +18,9 @@ from billing.models import (
     Subscription,
 )
 from bookings.models import Booking, SeatHold, Service
-from credits.models import CreditPack
+from credits.models import CreditPack, Plan
 from credits.services import credits_freeze, credits_grant
 from platform_core.ops.audit import audit_record
-from purchasables.models import Plan
 from tests.billing.factories import PaymentFactory
 from tests.bookings.factories import (
     AvailabilityWindowFactory,

@@ -13,7 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.test import Client
 
-from platform_core.web.openapi_export import openapi_schema
+from webclient.openapi_export import openapi_schema
 
 CLIENT_DIR = Path(settings.BASE_DIR) / "clients" / "typescript"
 REGENERATE = (

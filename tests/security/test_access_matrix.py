@@ -26,10 +26,10 @@ from django.contrib.auth.models import Group
 from bookings.models import Service
 from bookings.services.bookings import bookings_create_for_order
 from bookings.services.holds import seat_holds_create
+from credits.models import Plan
 from credits.services import credits_grant
 from platform_core.api import api as ninja_api
 from platform_core.auth import api_token_create
-from purchasables.models import Plan
 from tests.billing.conftest import stripe_plan_create
 from tests.billing.test_cards import add_card_via_setup_intent
 from tests.bookings.factories import (

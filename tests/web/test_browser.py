@@ -17,9 +17,8 @@ from django.utils import timezone
 
 from billing.models import Order, SavedPaymentMethod, StripeEvent, Subscription
 from bookings.models import Booking, Service
-from credits.models import CreditPack
+from credits.models import CreditPack, Plan
 from credits.selectors import credits_balance_get
-from purchasables.models import Plan
 from tests.billing.conftest import eventually, stripe_plan_create
 from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
 from tests.conftest import PASSWORD, client_for

@@ -8,7 +8,7 @@ import re
 import pytest
 from django.test import Client
 
-from platform_core.web.views import STRIPE_JS_URL, stripe_js_url
+from webclient.views import STRIPE_JS_URL, stripe_js_url
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_the_clients_currency_table_is_billings():
 
     from kernel.money import THREE_DECIMAL, WHOLE_UNITS_SENT_X100, ZERO_DECIMAL
 
-    source = (settings.BASE_DIR / "platform_core/static/web/money.js").read_text(encoding="utf-8")
+    source = (settings.BASE_DIR / "webclient/static/web/money.js").read_text(encoding="utf-8")
 
     def js_set(name: str) -> set[str]:
         body = re.search(rf"const {name} = new Set\(\[(.*?)\]\);", source, re.S).group(1)

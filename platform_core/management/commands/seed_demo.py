@@ -19,9 +19,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from bookings.models import AvailabilityWindow, PackageItem, Service, ServiceSession
-from credits.models import CreditPack
+from credits.models import CreditPack, Plan
 from kernel.money import format_minor
-from purchasables.models import Plan
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def sweep_unscheduled(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('credits', '0002_frozen_credits'),
+        ('credits', '0003_plan'),
         ('django_q', '0018_task_success_index'),
     ]
 

@@ -1,6 +1,6 @@
 """Write the API's OpenAPI schema, the source of the TypeScript client's types.
 
-    DEBUG=1 python -m platform_core.web.openapi_export clients/typescript/schema.json
+    DEBUG=1 python -m webclient.openapi_export clients/typescript/schema.json
 
 `make client` runs this and then openapi-typescript over the file. The rule:
 `clients/typescript/schema.json` is exactly what this writes for the current
@@ -29,7 +29,7 @@ def openapi_schema_text(schema: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> None:
     if len(argv) != 1:
-        sys.exit("usage: python -m platform_core.web.openapi_export OUTPUT.json")
+        sys.exit("usage: python -m webclient.openapi_export OUTPUT.json")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_core.settings")
     import django
 

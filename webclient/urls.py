@@ -1,6 +1,6 @@
 from django.urls import path
 
-from platform_core.web.views import web_client
+from webclient.views import web_client
 
 urlpatterns = [
     path("", web_client, name="web-client"),
