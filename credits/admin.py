@@ -17,7 +17,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from credits.models import CreditAccount, CreditFreeze, CreditPack, CreditTransaction, Plan
+from credits.models import (
+    CreditAccount,
+    CreditDraw,
+    CreditFreeze,
+    CreditLot,
+    CreditPack,
+    CreditTransaction,
+    Plan,
+)
 from credits.selectors import credits_balance_get
 from credits.services import LEDGER_ENTRY_MAX, MEMO_MAX_LENGTH, credits_grant_by_staff
 from kernel.errors import DomainError
@@ -49,6 +57,16 @@ class GrantForm(forms.Form):
         help_text="Why: kept on the entry and in the audit log.",
     )
 
+    category = forms.ChoiceField(
+        choices=CreditLot.Category.choices,
+        initial=CreditLot.Category.PROMOTIONAL,
+        help_text="A grant's lot: promotional credits are spent before paid ones.",
+    )
+    expires_at = forms.DateTimeField(
+        required=False,
+        help_text="When what is left of a grant expires (YYYY-MM-DD HH:MM); empty for never.",
+    )
+
     def clean_user(self) -> int:
         given = self.cleaned_data["user"].strip()
         users = get_user_model().objects
@@ -66,12 +84,55 @@ class GrantForm(forms.Form):
         return amount
 
 
+class CreditLotInline(admin.TabularInline):
+    model = CreditLot
+    fk_name = "account"
+    fields = ("id", "category", "source", "amount", "remaining", "expires_at", "created_at")
+    readonly_fields = fields
+    ordering = ("-id",)
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class CreditDrawInline(admin.TabularInline):
+    """The lots an entry took credits from (> 0) or gave them back to (< 0)."""
+
+    model = CreditDraw
+    fk_name = "entry"
+    fields = ("lot", "amount")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class LotDrawInline(CreditDrawInline):
+    """The entries that took credits from this lot (> 0) or gave them back (< 0)."""
+
+    fk_name = "lot"
+    fields = ("entry", "amount")
+    readonly_fields = fields
+
+
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ViewOnlyAdmin):
     list_display = ("id", "user", "balance", "frozen", "updated_at")
     list_select_related = ("user",)
     search_fields = ("user__username", "user__email")
     readonly_fields = ("user", "balance", "frozen", "updated_at")
+    inlines = [CreditLotInline]
 
     def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):
         account = self.get_object(request, object_id)
@@ -117,6 +178,42 @@ class CreditFreezeAdmin(ViewOnlyAdmin):
     )
 
 
+@admin.register(CreditLot)
+class CreditLotAdmin(ViewOnlyAdmin):
+    """Credits that came in together and what is left of them; kept only by the services."""
+
+    list_display = (
+        "id",
+        "account",
+        "category",
+        "source",
+        "source_order_id",
+        "amount",
+        "remaining",
+        "expires_at",
+        "cost_basis",
+        "currency",
+        "created_at",
+    )
+    list_select_related = ("account__user",)
+    list_filter = ("category", "source", ("expires_at", admin.EmptyFieldListFilter))
+    search_fields = ("account__user__username", "=source_order_id")
+    readonly_fields = (
+        "account",
+        "entry",
+        "category",
+        "source",
+        "source_order_id",
+        "amount",
+        "remaining",
+        "expires_at",
+        "cost_basis",
+        "currency",
+        "created_at",
+    )
+    inlines = [LotDrawInline]
+
+
 @admin.register(CreditTransaction)
 class CreditTransactionAdmin(ViewOnlyAdmin):
     list_display = (
@@ -142,7 +239,9 @@ class CreditTransactionAdmin(ViewOnlyAdmin):
         "memo",
         "created_by",
         "created_at",
+        "returns",
     )
+    inlines = [CreditDrawInline]
 
     def get_urls(self):
         grant = self.admin_site.admin_view(self.grant_view)
@@ -169,6 +268,8 @@ class CreditTransactionAdmin(ViewOnlyAdmin):
                     amount=form.cleaned_data["amount"],
                     memo=form.cleaned_data["memo"],
                     created_by_id=request.user.pk,
+                    category=form.cleaned_data["category"],
+                    expires_at=form.cleaned_data["expires_at"],
                 )
             except DomainError as exc:
                 form.add_error(None, exc.message)

@@ -1,10 +1,16 @@
-"""Credit accounts and their ledger.
+"""Credit accounts, their ledger, and the lots the credits sit in.
 
 The rule: a balance changes only through `credits.services`, which appends one
 immutable `CreditTransaction` and updates `CreditAccount.balance` in the same
 transaction under the account's row lock, so balance = sum of the ledger always.
 Frozen credits (`CreditFreeze`) stay in the balance; only what spending may take
 changes.
+
+Every credit that comes in is a `CreditLot` (its category, its expiry, what is
+left of it); every entry that takes credits out or gives them back records per
+lot how many in `CreditDraw` rows. Under the same lock the lots are kept so that
+the sum of what is left of them equals the balance, or zero while the balance is
+negative (a debt, which credits coming in repay first).
 
 `Plan` is the subscription purchase type's catalog, as `CreditPack` is the
 credit-pack purchase type's: its price lives at Stripe (`stripe_price_id`, a
@@ -56,6 +62,8 @@ class CreditTransaction(models.Model):
         ADJUSTMENT = "adjustment", "Adjustment"
         REFUND = "refund", "Refund"
         SUBSCRIPTION = "subscription", "Subscription cycle"
+        RETURN = "return", "Spend returned"
+        EXPIRY = "expiry", "Expiry"
 
     account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="entries")
     amount = models.BigIntegerField()  # signed: credits in > 0, credits out < 0
@@ -72,6 +80,10 @@ class CreditTransaction(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # A return entry: the spend whose credits it gives back.
+    returns = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="returned_by"
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -92,6 +104,92 @@ class CreditTransaction(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Ledger entries are immutable; append a correcting entry instead.")
+
+
+class CreditLot(models.Model):
+    """Credits that came in together: a purchase, a subscription cycle, a grant, a refund.
+
+    `amount` is what the entry brought in; `remaining` what is left of it to
+    spend (less than `amount` from the start when the entry first repaid a
+    debt). `cost_basis` is what was paid for the whole lot, in minor units of
+    `currency`, when it was bought; `remaining * cost_basis / amount` is then
+    revenue not yet earned.
+    """
+
+    class Category(models.TextChoices):
+        PAID = "paid", "Paid"
+        PROMOTIONAL = "promotional", "Promotional"
+
+    class Source(models.TextChoices):
+        PURCHASE = "purchase", "Purchase"
+        SUBSCRIPTION = "subscription", "Subscription cycle"
+        STAFF = "staff", "Staff grant"
+        REFUND = "refund", "Refund to credits"
+        GRANT = "grant", "Grant"
+        OPENING = "opening", "Balance before lots"
+
+    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="lots")
+    # The entry that brought the credits in; none for an opening lot.
+    entry = models.OneToOneField(
+        CreditTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="lot"
+    )
+    source = models.CharField(max_length=20, choices=Source.choices)
+    source_order_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    category = models.CharField(max_length=20, choices=Category.choices)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    amount = models.BigIntegerField()
+    remaining = models.BigIntegerField()
+    cost_basis = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="credit_lot_amount"),
+            models.CheckConstraint(
+                condition=models.Q(remaining__gte=0) & models.Q(remaining__lte=models.F("amount")),
+                name="credit_lot_remaining_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cost_basis__isnull=True) | models.Q(cost_basis__gte=0),
+                name="credit_lot_cost_basis",
+            ),
+        ]
+        indexes = [
+            # What a spend draws from: the account's lots with credits left.
+            models.Index(
+                fields=["account", "expires_at", "id"],
+                condition=models.Q(remaining__gt=0),
+                name="credit_lot_open",
+            ),
+            # What the expiry sweep looks for.
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(remaining__gt=0, expires_at__isnull=False),
+                name="credit_lot_expiring",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.remaining}/{self.amount} {self.category} credits ({self.source})"
+
+
+class CreditDraw(models.Model):
+    """How many credits one entry took from (amount > 0) or gave back to (< 0) one lot."""
+
+    entry = models.ForeignKey(CreditTransaction, on_delete=models.PROTECT, related_name="draws")
+    lot = models.ForeignKey(CreditLot, on_delete=models.PROTECT, related_name="draws")
+    amount = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(amount=0), name="credit_draw_nonzero"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount:+d} from lot {self.lot_id}"
 
 
 class CreditFreeze(models.Model):

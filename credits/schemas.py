@@ -11,15 +11,45 @@ from datetime import datetime
 from typing import Literal
 
 from ninja import Field, ModelSchema, Schema
-from pydantic import field_validator
+from pydantic import AwareDatetime, field_validator
 
-from credits.models import CreditTransaction
+from credits.models import CreditLot, CreditTransaction
 from credits.services import (
     GRANT_REFERENCE_MAX_LENGTH,
     LEDGER_ENTRY_MAX,
     MEMO_MAX_LENGTH,
     SPEND_REFERENCE_MAX_LENGTH,
 )
+
+# The lots a balance shows, the first to be drawn first.
+BALANCE_LOTS_SHOWN = 20
+
+
+class CreditLotOut(Schema):
+    """Credits that came in together, and what is left of them."""
+
+    id: int
+    category: Literal["paid", "promotional"] = Field(
+        ..., description="`paid` (bought, or refunded to credits) or `promotional` (granted)."
+    )
+    source: str
+    amount: int = Field(..., description="The credits that came in.")
+    remaining: int = Field(..., description="What is left of them to spend.")
+    expires_at: datetime | None = Field(
+        ..., description="When what is left expires; null when it never does."
+    )
+    created_at: datetime
+
+
+class CreditsByCategoryOut(Schema):
+    paid: int
+    promotional: int
+
+
+class CreditsExpiringSoonOut(Schema):
+    credits: int = Field(..., description="Credits that expire within `within_days`.")
+    within_days: int
+    first_expires_at: datetime | None
 
 
 class CreditBalanceOut(Schema):
@@ -30,6 +60,17 @@ class CreditBalanceOut(Schema):
         "they cannot be spent until the dispute is resolved.",
     )
     currency_unit: Literal["credits"] = "credits"
+    by_category: CreditsByCategoryOut = Field(
+        ..., description="What is left of the lots, per category."
+    )
+    expiring_soon: CreditsExpiringSoonOut
+    lots: list[CreditLotOut] = Field(
+        ...,
+        description=f"The lots with credits left, in the order spending draws them: the "
+        f"soonest expiry first (none last), promotional before paid, then the oldest. At "
+        f"most {BALANCE_LOTS_SHOWN}; `GET /credits/lots/` lists them all.",
+    )
+    lots_open: int = Field(..., description="How many lots have credits left.")
 
 
 class CreditTransactionOut(ModelSchema):
@@ -73,6 +114,13 @@ class CreditGrantIn(Schema):
         "One is generated when absent.",
     )
     memo: str = Field(..., min_length=1, max_length=MEMO_MAX_LENGTH, description="Why.")
+    category: Literal["paid", "promotional"] = Field(
+        CreditLot.Category.PROMOTIONAL.value,
+        description="A grant's lot: `promotional` (the default) or `paid`.",
+    )
+    expires_at: AwareDatetime | None = Field(
+        None, description="When what is left of a grant expires (a time to come); never if null."
+    )
 
     @field_validator("amount")
     @classmethod

@@ -321,8 +321,32 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Credits Balance */
+        /**
+         * Credits Balance
+         * @description My balance, what is left per category, what expires soon, and the lots drawn next.
+         */
         get: operations["credits_api_credits_balance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/credits/lots/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Credits Lots
+         * @description My lots, newest first; with `open=true` only those with credits left, in the order
+         *     spending draws them.
+         */
+        get: operations["credits_api_credits_lots"];
         put?: never;
         post?: never;
         delete?: never;
@@ -386,6 +410,9 @@ export interface paths {
         /**
          * Credits Grant Create
          * @description Staff: grant credits (amount > 0) or adjust them down (amount < 0, never below zero).
+         *
+         *     A grant is a lot of `category` (promotional by default) that expires at
+         *     `expires_at`, or never; an adjustment draws from the lots as a spend does.
          *
          *     201 when written, 200 with the first entry when the `reference` was used before.
          */
@@ -989,6 +1016,81 @@ export interface components {
              * @constant
              */
             currency_unit: "credits";
+            /** @description What is left of the lots, per category. */
+            by_category: components["schemas"]["CreditsByCategoryOut"];
+            expiring_soon: components["schemas"]["CreditsExpiringSoonOut"];
+            /**
+             * Lots
+             * @description The lots with credits left, in the order spending draws them: the soonest expiry first (none last), promotional before paid, then the oldest. At most 20; `GET /credits/lots/` lists them all.
+             */
+            lots: components["schemas"]["CreditLotOut"][];
+            /**
+             * Lots Open
+             * @description How many lots have credits left.
+             */
+            lots_open: number;
+        };
+        /**
+         * CreditLotOut
+         * @description Credits that came in together, and what is left of them.
+         */
+        CreditLotOut: {
+            /** Id */
+            id: number;
+            /**
+             * Category
+             * @description `paid` (bought, or refunded to credits) or `promotional` (granted).
+             * @enum {string}
+             */
+            category: "paid" | "promotional";
+            /** Source */
+            source: string;
+            /**
+             * Amount
+             * @description The credits that came in.
+             */
+            amount: number;
+            /**
+             * Remaining
+             * @description What is left of them to spend.
+             */
+            remaining: number;
+            /**
+             * Expires At
+             * @description When what is left expires; null when it never does.
+             */
+            expires_at: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /** CreditsByCategoryOut */
+        CreditsByCategoryOut: {
+            /** Paid */
+            paid: number;
+            /** Promotional */
+            promotional: number;
+        };
+        /** CreditsExpiringSoonOut */
+        CreditsExpiringSoonOut: {
+            /**
+             * Credits
+             * @description Credits that expire within `within_days`.
+             */
+            credits: number;
+            /** Within Days */
+            within_days: number;
+            /** First Expires At */
+            first_expires_at: string | null;
+        };
+        /** PagedCreditLotOut */
+        PagedCreditLotOut: {
+            /** Items */
+            items: components["schemas"]["CreditLotOut"][];
+            /** Count */
+            count: number;
         };
         /** CreditTransactionOut */
         CreditTransactionOut: {
@@ -1060,6 +1162,18 @@ export interface components {
              * @description Why.
              */
             memo: string;
+            /**
+             * Category
+             * @description A grant's lot: `promotional` (the default) or `paid`.
+             * @default promotional
+             * @enum {string}
+             */
+            category: "paid" | "promotional";
+            /**
+             * Expires At
+             * @description When what is left of a grant expires (a time to come); never if null.
+             */
+            expires_at?: string | null;
         };
         /** AvailabilityWindowOut */
         AvailabilityWindowOut: {
@@ -2493,6 +2607,48 @@ export interface operations {
             };
             /** @description Unauthorized */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    credits_api_credits_lots: {
+        parameters: {
+            query?: {
+                open?: boolean;
+                page?: number;
+                page_size?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PagedCreditLotOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

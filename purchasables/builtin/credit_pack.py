@@ -1,9 +1,11 @@
 """The `credits` purchase type: credit packs and custom amounts at a configured rate.
 
 Fulfilment appends one `purchase` entry to the buyer's ledger with the order as
-its reference, so even a second call could not count the credits twice. A
-refund debits credits in proportion to the money returned, and the debits of
-all an order's refunds add up to exactly the credits it bought. While the
+its reference, so even a second call could not count the credits twice; the
+credits are a paid lot that remembers the order and what was paid for it. A
+refund debits credits in proportion to the money returned, from what is left of
+the order's own lot first, and the debits of all an order's refunds add up to
+exactly the credits it bought. While the
 order's payment is disputed, its share of the credits is frozen (unspendable);
 a lost dispute debits them as a refund does.
 """
@@ -14,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from credits.models import CreditPack, CreditTransaction
+from credits.models import CreditLot, CreditPack, CreditTransaction
 from credits.selectors import credit_packs_active
 from credits.services import (
     credits_debit_refund,
@@ -119,6 +121,10 @@ def tollgate_fulfil(order: OrderInfo) -> dict[str, Any]:
         kind=CreditTransaction.Kind.PURCHASE,
         reference=f"order-{order.order_id}",
         memo=f"Order {order.order_id}",
+        category=CreditLot.Category.PAID,
+        source_order_id=order.order_id,
+        cost_basis=order.amount,
+        currency=order.currency,
     )
     return {"ledger_entry_id": entry.pk, "credits": entry.amount}
 
@@ -162,7 +168,11 @@ def credits_refund_reverse(
     if debit <= 0:
         return {"credits": 0}
     entry = credits_debit_refund(
-        user_id=order.user_id, amount=debit, reference=f"refund-{refund.refund_id}", memo=memo
+        user_id=order.user_id,
+        amount=debit,
+        reference=f"refund-{refund.refund_id}",
+        memo=memo,
+        source_order_id=order.order_id,
     )
     return {"ledger_entry_id": entry.pk, "credits": entry.amount}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from credits.models import CreditTransaction, Plan
+from credits.models import CreditLot, CreditTransaction, Plan
 from credits.services import credits_grant
 from kernel.errors import InvalidInputError
 from purchasables import hookimpl
@@ -102,6 +102,10 @@ def tollgate_fulfil(order: OrderInfo) -> dict[str, Any]:
         reference=f"order-{order.order_id}",
         memo=f"Subscription cycle, order {order.order_id}"
         + (f", invoice {invoice.stripe_invoice_id}" if invoice else ""),
+        category=CreditLot.Category.PAID,
+        source_order_id=order.order_id,
+        cost_basis=order.amount,
+        currency=order.currency,
     )
     result: dict[str, Any] = {"ledger_entry_id": entry.pk, "credits": entry.amount}
     if invoice is not None:

@@ -28,7 +28,73 @@ def assert_error(response, status: int, code: str) -> dict:
 def test_balance_is_zero_without_an_account(api):
     response = api.get("/credits/balance/")
     assert response.status_code == 200
-    assert response.json() == {"balance": 0, "frozen": 0, "currency_unit": "credits"}
+    assert response.json() == {
+        "balance": 0,
+        "frozen": 0,
+        "currency_unit": "credits",
+        "by_category": {"paid": 0, "promotional": 0},
+        "expiring_soon": {"credits": 0, "within_days": 30, "first_expires_at": None},
+        "lots": [],
+        "lots_open": 0,
+    }
+
+
+def test_balance_shows_the_lots_in_draw_order_and_what_expires_soon(api, other_api, user, fund):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    fund(user, 30)
+    credits_grant(
+        user_id=user.pk,
+        amount=8,
+        reference="promo",
+        category="promotional",
+        expires_at=now + timedelta(days=10),
+    )
+    credits_grant(user_id=user.pk, amount=5, reference="later", expires_at=now + timedelta(days=90))
+    credits_grant(user_id=user.pk, amount=1, reference="spent")
+    api.post("/credits/spend/", {"amount": 1, "reference": "x"})  # from `promo`
+
+    body = api.get("/credits/balance/").json()
+    assert body["balance"] == 43
+    assert body["by_category"] == {"paid": 36, "promotional": 7}
+    assert body["expiring_soon"]["credits"] == 7
+    assert body["expiring_soon"]["first_expires_at"].startswith(
+        (now + timedelta(days=10)).date().isoformat()
+    )
+    assert [(lot["remaining"], lot["category"]) for lot in body["lots"]] == [
+        (7, "promotional"),
+        (5, "paid"),
+        (30, "paid"),
+        (1, "paid"),
+    ]
+    assert body["lots_open"] == 4
+    assert set(body["lots"][0]) == {
+        "id",
+        "category",
+        "source",
+        "amount",
+        "remaining",
+        "expires_at",
+        "created_at",
+    }
+    assert other_api.get("/credits/balance/").json()["lots"] == []
+
+
+def test_lots_lists_mine_all_or_only_open(api, other_api, user, other_user, fund):
+    fund(user, 3)
+    fund(user, 4)
+    fund(other_user, 9)
+    api.post("/credits/spend/", {"amount": 3, "reference": "x"})
+
+    every = api.get("/credits/lots/").json()
+    assert every["count"] == 2
+    assert [lot["remaining"] for lot in every["items"]] == [4, 0]
+    still_open = api.get("/credits/lots/?open=true").json()
+    assert [lot["remaining"] for lot in still_open["items"]] == [4]
+    assert [lot["amount"] for lot in other_api.get("/credits/lots/").json()["items"]] == [9]
 
 
 def test_balance_and_transactions_show_only_my_own(api, other_api, user, other_user, fund):
@@ -245,6 +311,49 @@ def test_staff_grant_writes_a_grant_by_that_staff_member(staff_api, staff_user, 
     assert entry.account.user_id == user.pk
     assert balance_of(user) == 25
     assert balance_of(staff_user) == 0
+
+
+def test_staff_grant_is_a_promotional_lot_or_what_staff_say(staff_api, user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from credits.models import CreditLot
+
+    expires_at = (timezone.now() + timedelta(days=7)).isoformat()
+    plain = staff_api.post("/credits/grant/", {"user_id": user.pk, "amount": 5, "memo": "hi"})
+    paid = staff_api.post(
+        "/credits/grant/",
+        {
+            "user_id": user.pk,
+            "amount": 6,
+            "memo": "goodwill",
+            "category": "paid",
+            "expires_at": expires_at,
+        },
+    )
+    assert (plain.status_code, paid.status_code) == (201, 201), paid.content
+    lots = CreditLot.objects.filter(account__user=user).order_by("id")
+    assert [(lot.category, lot.expires_at is None) for lot in lots] == [
+        ("promotional", True),
+        ("paid", False),
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"category": "gift"},
+        {"expires_at": "2020-01-01T00:00:00Z"},
+        {"expires_at": "2999-01-01T00:00:00"},
+        {"expires_at": "soon"},
+    ],
+    ids=["category", "past", "naive", "not-a-time"],
+)
+def test_staff_grant_with_bad_lot_terms_is_422(staff_api, user, extra):
+    body = {"user_id": user.pk, "amount": 5, "memo": "hi", **extra}
+    assert_error(staff_api.post("/credits/grant/", body), 422, "invalid_input")
+    assert balance_of(user) == 0
 
 
 def test_staff_grants_without_a_reference_are_distinct(staff_api, user):

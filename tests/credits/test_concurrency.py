@@ -134,3 +134,107 @@ def test_racing_staff_adjustments_never_take_the_balance_below_zero(user, staff_
         START - PRICE * n for n in range(1, WINNERS + 1)
     ]
     assert balance_of(user) == START - WINNERS * PRICE >= 0
+
+
+# --- with lots ---------------------------------------------------------------------------
+
+
+def test_fifty_racing_spends_draw_the_lots_in_order_and_never_overdraw(user):
+    """Five lots of 20 (expiring in a known order) and fifty spends of 3 at once:
+    33 win, and what they drew empties the lots in draw order, exactly."""
+    from datetime import timedelta
+
+    from django.db.models import Sum
+    from django.utils import timezone
+
+    from credits.models import CreditDraw, CreditLot
+    from credits.services import credits_grant
+
+    now = timezone.now()
+    expiries = [now + timedelta(days=d) for d in (5, 1, 3)] + [None, None]
+    categories = ["paid", "paid", "paid", "paid", "promotional"]
+    for i, (expires_at, category) in enumerate(zip(expiries, categories, strict=True)):
+        credits_grant(
+            user_id=user.pk,
+            amount=20,
+            reference=f"lot-{i}",
+            expires_at=expires_at,
+            category=category,
+        )
+    lots = list(CreditLot.objects.filter(account__user=user).order_by("id"))
+    in_draw_order = [lots[1], lots[2], lots[0], lots[4], lots[3]]
+
+    results = run_together(
+        50, lambda i: credits_spend(user_id=user.pk, amount=3, reference=f"many-{i}")
+    )
+
+    won = [r for r in results if isinstance(r, CreditTransaction)]
+    assert len(won) == 33, results
+    assert all(isinstance(r, InsufficientCreditsError) for r in results if r not in won)
+    assert balance_of(user) == 1
+    left = [CreditLot.objects.get(pk=lot.pk).remaining for lot in in_draw_order]
+    assert left == [0, 0, 0, 0, 1]
+    for entry in won:
+        drawn = CreditDraw.objects.filter(entry=entry).aggregate(s=Sum("amount"))["s"]
+        assert drawn == 3
+    # Serialised by the lock: in the order the spends ran, the lots they drew never
+    # go back to one earlier in the draw order.
+    order = [lot.pk for lot in in_draw_order]
+    positions = [
+        order.index(lot_id)
+        for entry in sorted(won, key=lambda e: e.balance_after, reverse=True)
+        for lot_id in CreditDraw.objects.filter(entry=entry).values_list("lot_id", flat=True)
+    ]
+    assert positions == sorted(positions)
+    assert positions[0] == 0 and positions[-1] == 4
+
+
+def test_a_spend_that_waited_for_a_grant_draws_the_lot_it_brought(user):
+    """A spend that starts while another transaction empties the only lot it can
+    see and brings a new one: its statement's snapshot has the old lot, not the new
+    one, so it must notice the lots fall short and run again, never spend credits
+    without drawing them from a lot."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from credits.models import CreditDraw, CreditLot
+    from credits.services import credits_grant
+
+    credits_grant(user_id=user.pk, amount=5, reference="old-lot")
+    replaced = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def replace() -> None:
+        try:
+            with transaction.atomic():
+                credits_spend(user_id=user.pk, amount=5, reference="empties-old")
+                credits_grant(user_id=user.pk, amount=10, reference="new-lot")
+                replaced.set()
+                threading.Event().wait(0.5)  # the spend starts meanwhile, waits on the lock
+        finally:
+            connection.close()
+
+    def spend() -> None:
+        try:
+            replaced.wait(10)
+            outcome["spend"] = credits_spend(user_id=user.pk, amount=4, reference="waiting")
+        except Exception as exc:  # asserted below
+            outcome["spend"] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=replace), threading.Thread(target=spend)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    entry = outcome["spend"]
+    assert isinstance(entry, CreditTransaction), entry
+    new_lot = CreditLot.objects.get(entry__reference="new-lot")
+    assert list(CreditDraw.objects.filter(entry=entry).values_list("lot_id", "amount")) == [
+        (new_lot.pk, 4)
+    ]
+    assert new_lot.remaining == 6
+    assert balance_of(user) == 6
