@@ -7,11 +7,13 @@ from __future__ import annotations
 import pytest
 
 from billing.models import Order
+from purchasables.models import Plan
+from tests.billing.conftest import stripe_plan_create
 from tests.billing.factories import OrderFactory
 from tests.web.conftest import snap
 
 # `app`: the page, logged in as `user` (every test here uses it, through pytestmark).
-from tests.web.test_browser import app, go  # noqa: F401
+from tests.web.test_browser import VISA, add_card, app, go  # noqa: F401
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is not installed"
@@ -62,6 +64,32 @@ def test_a_custom_amount_out_of_range_says_the_limit_and_cannot_be_bought(page, 
     count.press("Enter")
     expect(buy).to_be_disabled()
     assert not Order.objects.filter(user=user).exists()
+
+
+def test_a_plan_has_one_name_on_every_page(page, request, user, event_worker):
+    plan = Plan.objects.create(
+        name="Studio", stripe_price_id="plan_web_studio", amount=2900, credits_per_cycle=300
+    )
+    stripe_plan_create(plan)
+    add_card(page, VISA)
+    go(page, "#/subscription", "Subscription")
+    expect(page.locator(".plan h3")).to_have_text("Studio")
+    page.get_by_role("button", name="Subscribe to Studio").click()
+    expect(page.locator("#subscription-result [data-state=success]")).to_have_text(
+        "Subscribed to Studio (active)."
+    )
+    expect(page.locator("li[data-subscription-id] strong")).to_have_text("Studio")
+    expect(page.locator("#plan strong")).to_have_text("Studio")
+    snap(page, request, "subscription")
+    go(page, "#/cards", "Cards")
+    go(page, "#/", "Dashboard")
+    expect(page.locator("#plan strong")).to_have_text("Studio")
+
+    # Stripe's portal names the plan by its product: the same name.
+    go(page, "#/subscription", "Subscription")
+    page.get_by_role("button", name="Manage billing").click()
+    expect(page.locator(".subscription")).to_contain_text("Studio")
+    expect(page.locator(".subscription")).not_to_contain_text("Studio subscription")
 
 
 def page_scrolls_sideways(page) -> bool:
