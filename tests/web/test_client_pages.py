@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from billing.models import Order
-from purchasables.models import Plan
+from credits.models import Plan
 from tests.billing.conftest import stripe_plan_create
 from tests.billing.factories import OrderFactory
 from tests.web.conftest import snap
