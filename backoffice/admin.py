@@ -26,6 +26,7 @@ from billing.admin import OrderAdmin
 from billing.models import Order
 from bookings.selectors import bookings_for_order
 from credits.models import CreditTransaction
+from kernel.admin_cells import clipped, short_datetime
 from kernel.errors import DomainError
 from platform_core.models import ApiToken, AuditEntry
 
@@ -52,7 +53,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor", "action", "object_type", "object_id", "reason_short"]
+    # Fits 1280 pixels beside the admin's side bars: long values are cut, whole on hover.
+    list_display = ["created_short", "actor_short", "action", "object_short", "reason_short"]
     list_filter = ["action", "object_type"]
     search_fields = ["=object_id", "object_repr", "reason", "actor__username"]
     date_hierarchy = "created_at"
@@ -67,9 +69,21 @@ class AuditEntryAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
+    @admin.display(description="When", ordering="created_at")
+    def created_short(self, entry: AuditEntry) -> str:
+        return short_datetime(entry.created_at)
+
+    @admin.display(description="Actor", ordering="actor__username")
+    def actor_short(self, entry: AuditEntry) -> str:
+        return clipped(entry.actor or "system")
+
+    @admin.display(description="Object", ordering="object_type")
+    def object_short(self, entry: AuditEntry) -> str:
+        return clipped(f"{entry.object_type} {entry.object_id}".strip())
+
     @admin.display(description="Reason")
     def reason_short(self, entry: AuditEntry) -> str:
-        return entry.reason[:80]
+        return clipped(entry.reason, wide=True)
 
 
 # --- the order page, with the ledger entries and bookings it caused -----------------

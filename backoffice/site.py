@@ -3,8 +3,9 @@
 The rule: every ModelAdmin registered here is given `AuditedAdminMixin`, so
 what the admin logs (adds, changes, deletions, and what actions log) is also
 written to the append-only audit log; no app has to know the platform exists.
-`backoffice.admin_config.TollgateAdminConfig` makes this the default site (`admin.site`), the way
-Django documents overriding it.
+Each is given the site's stylesheet too (`ops/admin.css`, lists that fit a laptop).
+`backoffice.admin_config.TollgateAdminConfig` makes this the default site
+(`admin.site`), the way Django documents overriding it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from django.http import HttpRequest
 from django.urls import URLPattern, path, reverse
 
 from backoffice.audit import AuditedAdminMixin
+
+# Every admin page's own stylesheet, on top of Django's.
+ADMIN_CSS = "ops/admin.css"
+
+
+class _SiteMedia:
+    css = {"all": [ADMIN_CSS]}
+
 
 # (url name, label, permission) of the pages that are not about one model.
 OPS_PAGES = (
@@ -31,12 +40,19 @@ class TollgateAdminSite(AdminSite):
 
     def register(self, model_or_iterable, admin_class=None, **options) -> None:
         admin_class = admin_class or ModelAdmin
+        bases = (admin_class,)
         if not issubclass(admin_class, AuditedAdminMixin):
-            admin_class = type(
-                admin_class.__name__,
-                (AuditedAdminMixin, admin_class),
-                {"__module__": admin_class.__module__, "__qualname__": admin_class.__qualname__},
-            )
+            bases = (AuditedAdminMixin, admin_class)
+        admin_class = type(
+            admin_class.__name__,
+            bases,
+            {
+                "__module__": admin_class.__module__,
+                "__qualname__": admin_class.__qualname__,
+                # Added to the class's own Media, never in its place.
+                "Media": _SiteMedia,
+            },
+        )
         super().register(model_or_iterable, admin_class, **options)
 
     def get_urls(self) -> list[URLPattern]:

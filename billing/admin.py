@@ -35,6 +35,7 @@ from billing.models import (
 )
 from billing.services.events import event_replay
 from billing.services.refunds import refund_create
+from kernel.admin_cells import clipped, short_datetime
 from kernel.errors import DomainError
 from kernel.money import format_minor
 
@@ -137,14 +138,14 @@ class RefundForm(forms.Form):
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdmin):
+    # Fits 1280 pixels beside the admin's side bars; the order type is a filter.
     list_display = [
         "id",
-        "user",
+        "user_short",
         "purchase_type",
-        "order_type",
         "status",
         "amount_shown",
-        "created_at",
+        "created_short",
     ]
     list_filter = [
         "status",
@@ -237,6 +238,14 @@ class OrderAdmin(ReadOnlyAdmin):
     @admin.display(description="Amount", ordering="amount")
     def amount_shown(self, order: Order) -> str:
         return format_minor(order.amount, order.currency)
+
+    @admin.display(description="User", ordering="user__username")
+    def user_short(self, order: Order) -> str:
+        return clipped(order.user)
+
+    @admin.display(description="Created", ordering="created_at")
+    def created_short(self, order: Order) -> str:
+        return short_datetime(order.created_at)
 
     @admin.display(description="Stripe events")
     def stripe_events(self, order: Order) -> str:

@@ -15,12 +15,19 @@ from ninja import Router, Status
 from ninja.pagination import paginate
 
 from bookings.models import Booking, Service
-from bookings.schemas import BookingOut, BookingScheduleIn, ServiceOut, ServiceSessionOut
+from bookings.schemas import (
+    BookingOut,
+    BookingScheduleIn,
+    FreeSlotOut,
+    ServiceOut,
+    ServiceSessionOut,
+)
 from bookings.selectors import (
     booking_get_for_user,
     bookings_for_user,
     service_for_sale_get,
     service_sessions_upcoming,
+    service_slots_free,
     services_for_sale,
 )
 from bookings.services.bookings import booking_schedule
@@ -48,6 +55,22 @@ def bookings_service_sessions(request: HttpRequest, service_id: int):
     """Upcoming sessions of an active service, with free seats."""
     service_for_sale_get(service_id=service_id)
     return Status(200, list(service_sessions_upcoming(service_id=service_id)))
+
+
+@router.get(
+    "/services/{int:service_id}/slots/",
+    auth=None,
+    response={200: list[FreeSlotOut], 404: ErrorOut},
+)
+def bookings_service_slots(request: HttpRequest, service_id: int):
+    """The free slots of an active 1-on-1 service, soonest first (at most 200).
+
+    A slot is free when no booking and no unpaid order's live hold of the same
+    host overlaps it; the purchase checks it again, so a slot taken meanwhile
+    is refused with 409 `seats_unavailable`. Any other kind of service has none.
+    """
+    service = service_for_sale_get(service_id=service_id)
+    return Status(200, service_slots_free(service=service))
 
 
 @router.get("/", response={200: list[BookingOut], 401: ErrorOut, 422: ErrorOut})

@@ -57,6 +57,11 @@ class ServiceSessionOut(Schema):
     free_seats: int = Field(description="Capacity less confirmed bookings and live holds.")
 
 
+class FreeSlotOut(Schema):
+    start: datetime
+    end: datetime
+
+
 class BookingChildOut(Schema):
     id: int
     service_id: int

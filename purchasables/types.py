@@ -63,11 +63,17 @@ class PurchaseRequest:
 
 @dataclass(frozen=True)
 class RecurringPrice:
-    """The Stripe price (or legacy plan) a subscription purchase type bills every cycle."""
+    """The Stripe price (or legacy plan) a subscription purchase type bills every cycle.
+
+    :param plan_name: the plan's name as the buyer sees it in the catalog (and as
+        Stripe's pages show its product); the subscription is listed under it.
+        Empty: the quote's `description` stands in.
+    """
 
     stripe_price_id: str
     interval: str
     interval_count: int = 1
+    plan_name: str = ""
 
 
 @dataclass(frozen=True)

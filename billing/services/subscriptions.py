@@ -99,7 +99,8 @@ def _claim(*, user_id: int, purchase_type: str, plan_id: int, quote: Quote) -> S
                 user_id=user_id,
                 purchase_type=purchase_type,
                 plan_ref=str(plan_id),
-                plan_name=quote.description[:255],
+                # One name for the plan everywhere: the catalog's, not the order's wording.
+                plan_name=(quote.recurring.plan_name or quote.description)[:255],
                 stripe_price_id=quote.recurring.stripe_price_id,
             )
     except IntegrityError:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from bookings.errors import SeatsUnavailableError
-from bookings.models import SEAT_TAKING_STATUSES, Booking, SeatHold, Service, ServiceSession
-from bookings.selectors import sessions_with_seats
+from bookings.models import Service, ServiceSession
+from bookings.selectors import sessions_with_seats, slot_claims, slot_scope
 
 if TYPE_CHECKING:
     from bookings.services.plans import PlanNode
@@ -74,15 +74,6 @@ def seat_needs(plan: PlanNode) -> SeatNeeds:
     return SeatNeeds(sessions=dict(sessions), slots=slots)
 
 
-def slot_scope(service_id: int) -> list[int]:
-    """The 1-on-1 services whose slots clash with this one's: itself, and its host's others."""
-    host_id = Service.objects.filter(pk=service_id).values_list("host_id", flat=True).first()
-    if host_id is None:
-        return [service_id]
-    same_host = Service.objects.filter(kind=Service.Kind.SESSION, host_id=host_id)
-    return sorted({service_id, *same_host.values_list("pk", flat=True)})
-
-
 def seats_lock(needs: SeatNeeds) -> None:
     """Lock every session and every slot scope the needs touch, in the global order."""
     if needs.sessions:
@@ -95,19 +86,13 @@ def seats_lock(needs: SeatNeeds) -> None:
 
 
 def slot_is_taken(slot: Slot, *, now: datetime, exclude_order_id: int | None = None) -> bool:
-    scope = slot_scope(slot.service_id)
-    booked = Booking.objects.filter(
-        service_id__in=scope,
-        session__isnull=True,
-        status__in=SEAT_TAKING_STATUSES,
-        start__lt=slot.end,
-        end__gt=slot.start,
+    booked, held = slot_claims(
+        scope=slot_scope(slot.service_id),
+        start=slot.start,
+        end=slot.end,
+        now=now,
+        exclude_order_id=exclude_order_id,
     )
-    held = SeatHold.objects.live(now).filter(
-        service_id__in=scope, session__isnull=True, start__lt=slot.end, end__gt=slot.start
-    )
-    if exclude_order_id is not None:
-        held = held.exclude(order_id=exclude_order_id)
     return booked.exists() or held.exists()
 
 

@@ -463,6 +463,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/bookings/services/{service_id}/slots/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Bookings Service Slots
+         * @description The free slots of an active 1-on-1 service, soonest first (at most 200).
+         *
+         *     A slot is free when no booking and no unpaid order's live hold of the same
+         *     host overlaps it; the purchase checks it again, so a slot taken meanwhile
+         *     is refused with 409 `seats_unavailable`. Any other kind of service has none.
+         */
+        get: operations["bookings_api_bookings_service_slots"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/bookings/": {
         parameters: {
             query?: never;
@@ -1255,6 +1279,19 @@ export interface components {
              * @description Capacity less confirmed bookings and live holds.
              */
             free_seats: number;
+        };
+        /** FreeSlotOut */
+        FreeSlotOut: {
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+            /**
+             * End
+             * Format: date-time
+             */
+            end: string;
         };
         /** BookingChildOut */
         BookingChildOut: {
@@ -2875,6 +2912,37 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ServiceSessionOut"][];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    bookings_api_bookings_service_slots: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                service_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FreeSlotOut"][];
                 };
             };
             /** @description Not Found */

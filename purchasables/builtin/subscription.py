@@ -87,6 +87,7 @@ def tollgate_quote(request: PurchaseRequest) -> Quote:
             stripe_price_id=plan.stripe_price_id,
             interval=plan.interval,
             interval_count=plan.interval_count,
+            plan_name=plan.name,
         ),
     )
 

@@ -69,3 +69,42 @@ def test_the_command_reports_what_it_did_with_progress(api, stripe_server):
     assert "were new and are queued" in out.getvalue()
     assert "stuck orders re-read from Stripe" in out.getvalue()
     assert "events read" in err.getvalue()
+
+
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def stuck_orders(api, count: int) -> None:
+    """`count` orders paid at Stripe whose webhooks never came, unpaid here for an hour."""
+    for _ in range(count):
+        body = api.post("/payments/create/", BUY_100).json()
+        pay_in_the_browser(body["payment_intent_id"])
+    Order.objects.update(updated_at=timezone.now() - timedelta(hours=1))
+
+
+def test_the_commands_progress_in_a_log_is_whole_lines(api, stripe_server):
+    stuck_orders(api, 2)
+    log = StringIO()  # a pipe or a file: not a terminal
+    call_command("reconcile", "--since", "1", stdout=StringIO(), stderr=log)
+    text = log.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert lines[0].startswith("events read   ")
+    assert lines[-1] == f"stuck orders  [{'#' * 30}] 2/2"
+    # Every line is one display of one counter, never two run together.
+    assert all(line.count("events read") + line.count("stuck orders") == 1 for line in lines)
+
+
+def test_the_commands_progress_on_a_terminal_is_redrawn_and_each_counter_ends_its_line(
+    api, stripe_server
+):
+    stuck_orders(api, 2)
+    tty = Terminal()
+    call_command("reconcile", "--since", "1", stdout=StringIO(), stderr=tty)
+    lines = tty.getvalue().split("\n")
+    assert lines[-1] == ""  # the last display's line is ended
+    events, stuck = lines[:-1]
+    assert events.startswith("\revents read   ") and "stuck orders" not in events
+    assert stuck.count("\r") == 2 and stuck.endswith(f"stuck orders  [{'#' * 30}] 2/2")

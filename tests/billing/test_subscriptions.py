@@ -65,12 +65,13 @@ def test_a_subscription_charges_the_default_card_and_grants_its_first_cycle_once
     assert resp.status_code == 201, resp.content
     sub = resp.json()["subscription"]
     assert sub["status"] == "active"
-    assert sub["plan_name"] == "Pro subscription"
+    assert sub["plan_name"] == "Pro"  # the plan's own name, as the catalog lists it
     assert sub["stripe_subscription_id"].startswith("sub_")
     assert credits_balance_get(user_id=user.pk) == 500
     order = Order.objects.get(order_type="subscription")
     assert order.status == Order.Status.PAID
     assert order.amount == 1900
+    assert order.description == "Pro subscription"
     assert order.stripe_invoice_id.startswith("in_")
 
     # localstripe's own invoice event for that invoice, and Stripe's newer name for it.
@@ -83,7 +84,7 @@ def test_a_subscription_charges_the_default_card_and_grants_its_first_cycle_once
 
     listing = api.get("/payments/subscriptions/").json()
     assert listing["summary"]["has_active_subscription"] is True
-    assert listing["summary"]["plan_name"] == "Pro subscription"
+    assert listing["summary"]["plan_name"] == "Pro"
     assert [s["id"] for s in listing["subscriptions"]] == [sub["id"]]
 
     canceled = api.delete(f"/payments/subscriptions/{sub['id']}/")

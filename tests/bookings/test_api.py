@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
+import pytest
+from django.utils import timezone
+
+from bookings.models import Booking, SeatHold, Service
 from bookings.services.bookings import bookings_create_for_order
 from bookings.services.holds import seat_holds_create
+from tests.bookings.factories import AvailabilityWindowFactory, ServiceFactory
 from tests.bookings.seat_checks import plan_for
 from tests.bookings.times import at, iso
 
@@ -100,3 +105,52 @@ def test_a_package_unit_is_scheduled_over_the_api(api, user, package):
 
 def test_a_page_beyond_any_offset_is_422_not_500(api):
     assert api.get("/bookings/", page=10**20).status_code == 422
+
+
+def test_only_free_slots_of_a_one_on_one_are_offered(anon_api, one_on_one, coach, user):
+    path = f"/bookings/services/{one_on_one.pk}/slots/"
+    resp = anon_api.get(path)
+    assert resp.status_code == 200, resp.content
+    assert [s["start"] for s in resp.json()] == [
+        iso(at(hour)).replace("+00:00", "Z") for hour in range(9, 17)
+    ]
+    assert resp.json()[0]["end"] == iso(at(10)).replace("+00:00", "Z")
+
+    # Booked, held by an unpaid order, and booked with the same host through another
+    # service (a half hour that overlaps the 14:00 slot): none of those is offered.
+    buy(one_on_one, user, 1, {"start_datetime": iso(at(10))})
+    seat_holds_create(
+        order_id=2, user_id=user.pk, plan=plan_for(one_on_one, {"start_datetime": iso(at(12))})
+    )
+    quick = ServiceFactory(
+        name="Quick call", kind=Service.Kind.SESSION, duration_minutes=30, host=coach
+    )
+    AvailabilityWindowFactory(service=quick, start=at(14, 30), end=at(15))
+    buy(quick, user, 3, {"start_datetime": iso(at(14, 30))})
+    # A hold that has lapsed, and a cancelled booking, free their slot again.
+    [lapsed] = seat_holds_create(
+        order_id=4, user_id=user.pk, plan=plan_for(one_on_one, {"start_datetime": iso(at(15))})
+    )
+    SeatHold.objects.filter(pk=lapsed.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    [cancelled] = buy(one_on_one, user, 5, {"start_datetime": iso(at(16))})
+    Booking.objects.filter(pk=cancelled.pk).update(status=Booking.Status.CANCELED)
+
+    starts = [s["start"] for s in anon_api.get(path).json()]
+    assert starts == [iso(at(hour)).replace("+00:00", "Z") for hour in (9, 11, 13, 15, 16)]
+
+
+def test_slots_start_in_the_future_and_other_kinds_have_none(anon_api, one_on_one, workshop):
+    now = timezone.now().replace(microsecond=0)
+    AvailabilityWindowFactory(
+        service=one_on_one, start=now - timedelta(minutes=90), end=now + timedelta(minutes=90)
+    )
+    starts = [s["start"] for s in anon_api.get(f"/bookings/services/{one_on_one.pk}/slots/").json()]
+    # Of the slots at now-90 min, now-30 min and now+30 min, only the last one is to come.
+    assert starts[0] == iso(now + timedelta(minutes=30)).replace("+00:00", "Z")
+    assert len(starts) == 1 + 8
+
+    assert anon_api.get(f"/bookings/services/{workshop.pk}/slots/").json() == []
+    assert anon_api.get("/bookings/services/999999/slots/").status_code == 404
+    one_on_one.active = False
+    one_on_one.save()
+    assert anon_api.get(f"/bookings/services/{one_on_one.pk}/slots/").status_code == 404

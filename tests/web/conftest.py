@@ -74,14 +74,24 @@ def _artifact_name(item: pytest.Item) -> str:
 
 
 @pytest.fixture
-def page(browser, request) -> Iterator:
+def browser_timezone() -> str:
+    """The buyer's time zone; a test parametrizes it to read the page elsewhere."""
+    return "UTC"
+
+
+@pytest.fixture
+def viewport() -> dict[str, int]:
+    """The window's size; a test parametrizes it to read the page on a phone."""
+    return {"width": 1100, "height": 900}
+
+
+@pytest.fixture
+def page(browser, request, browser_timezone, viewport) -> Iterator:
     """A fresh browser context and page; its screenshot is saved when the test ends.
 
     A failing test also leaves the page's HTML and console log beside the screenshot.
     """
-    context = browser.new_context(
-        locale="en-US", timezone_id="UTC", viewport={"width": 1100, "height": 900}
-    )
+    context = browser.new_context(locale="en-US", timezone_id=browser_timezone, viewport=viewport)
     context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()
     console: list[str] = []

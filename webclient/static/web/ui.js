@@ -46,6 +46,14 @@ export function errorNotice(err, prefix = "") {
   if (err instanceof ApiError && err.code === "card_declined") {
     return notice("declined", prefix, "Card declined: ", err.message, " Nothing was charged.");
   }
+  if (err instanceof ApiError && err.code === "seats_unavailable" && err.extra.start_datetime) {
+    // The server names the slot in UTC; the reader wants their own clock.
+    return notice(
+      "error",
+      prefix,
+      `The slot at ${formatDateTime(err.extra.start_datetime)} has just been taken; choose another time.`,
+    );
+  }
   if (err instanceof ApiError) return notice("error", prefix, err.message);
   console.error(err);
   return notice("error", prefix, err && err.message ? err.message : String(err));

@@ -1,22 +1,14 @@
 // Book: a 1-on-1 slot, a workshop seat, a course or a package, paid with a saved card.
-// Seats and slots come from /bookings/services/ (free seats included); the server
-// checks them again under a lock when the order is created.
+// Seats come from /bookings/services/{id}/sessions/ and free 1-on-1 slots from
+// /bookings/services/{id}/slots/; the server checks them again under a lock when the
+// order is created. After each payment the listing is read again, so the seats and
+// slots on screen are the ones still free.
 import { api } from "../api.js";
 import { cardPicker, runPayment } from "../checkout.js";
 import { formatMoney, minorToMajor } from "../money.js";
-import {
-  errorNotice,
-  formatDate,
-  formatDateTime,
-  formatTime,
-  h,
-  loading,
-  notice,
-  section,
-  show,
-} from "../ui.js";
+import { freeSlots, formatSlot, slotPicker } from "../slots.js";
+import { errorNotice, formatDateTime, h, loading, notice, section, show } from "../ui.js";
 
-const MAX_SLOTS_PER_WINDOW = 24;
 const KIND_ORDER = ["session", "workshop", "course", "package", "bundle"];
 const KIND_TITLE = {
   session: "1-on-1 sessions",
@@ -25,23 +17,6 @@ const KIND_TITLE = {
   package: "Packages",
   bundle: "Bundles",
 };
-
-/** Bookable slot starts inside the availability windows, one slot length apart. */
-function slotStarts(service, now = Date.now()) {
-  const step = (service.duration_minutes || 60) * 60000;
-  const starts = [];
-  for (const window of service.availability || []) {
-    const end = Date.parse(window.end);
-    let count = 0;
-    for (let t = Date.parse(window.start); t + step <= end && count < MAX_SLOTS_PER_WINDOW; t += step) {
-      if (t > now) {
-        starts.push(new Date(t));
-        count += 1;
-      }
-    }
-  }
-  return starts;
-}
 
 export async function render(root, { isActive }) {
   const title = h("h1", {}, "Book");
@@ -59,7 +34,8 @@ export async function render(root, { isActive }) {
   }
   if (!isActive()) return;
   const result = h("div", { class: "messages", id: "book-result" });
-  const buttons = [];
+  const listing = h("div", { id: "book-listing" });
+  let buttons = [];
 
   const pay = async (service, scheduling, what) => {
     const card = picker.selected();
@@ -89,6 +65,8 @@ export async function render(root, { isActive }) {
     } finally {
       buttons.forEach((b) => (b.disabled = b.dataset.full === "true"));
     }
+    // Whatever happened, a seat or slot may have gone (ours or someone else's).
+    if (isActive()) await refresh();
   };
   const button = (text, onclick, attrs = {}) => {
     const b = h("button", { type: "button", ...attrs }, text);
@@ -97,19 +75,24 @@ export async function render(root, { isActive }) {
     return b;
   };
 
-  // Workshops and courses list their sessions (with free seats) from their own endpoint.
+  // Workshops and courses list their sessions (with free seats), 1-on-1s their free slots.
   const sessionsOf = new Map();
-  await Promise.all(
-    services
-      .filter((s) => s.kind === "workshop" || s.kind === "course")
-      .map(async (s) => {
-        try {
-          sessionsOf.set(s.id, await api.get(`/bookings/services/${s.id}/sessions/`, { auth: false }));
-        } catch {
-          sessionsOf.set(s.id, []);
+  const slotsOf = new Map();
+  const readAvailability = () =>
+    Promise.all(
+      services.map(async (s) => {
+        if (s.kind === "session") {
+          slotsOf.set(s.id, await freeSlots(s.id));
+        } else if (s.kind === "workshop" || s.kind === "course") {
+          try {
+            sessionsOf.set(s.id, await api.get(`/bookings/services/${s.id}/sessions/`, { auth: false }));
+          } catch {
+            sessionsOf.set(s.id, []);
+          }
         }
       }),
-  );
+    );
+  await readAvailability();
   if (!isActive()) return;
 
   const entry = (service) => {
@@ -119,43 +102,19 @@ export async function render(root, { isActive }) {
       service.description ? h("p", { class: "muted" }, service.description) : null,
     ];
     if (service.kind === "session") {
-      // Slots grouped by day: a day picker, then that day's free starts.
-      const byDay = new Map();
-      for (const start of slotStarts(service)) {
-        const day = formatDate(start.toISOString());
-        if (!byDay.has(day)) byDay.set(day, []);
-        byDay.get(day).push(start);
-      }
-      const slots = h("div", { class: "slots" });
-      const showDay = (day) =>
-        show(
-          slots,
-          (byDay.get(day) || []).map((start) =>
-            button(formatTime(start.toISOString()), () =>
-              pay(
-                service,
-                { start_datetime: start.toISOString() },
-                `${service.name} on ${formatDateTime(start.toISOString())}`,
-              ),
-            ),
+      const picker = slotPicker(slotsOf.get(service.id) || [], {
+        label: `Day for ${service.name}`,
+        makeButton: (slot, text) =>
+          button(text, () =>
+            pay(service, { start_datetime: slot.start }, `${service.name} on ${formatSlot(slot.start)}`),
           ),
-        );
-      const days = [...byDay.keys()];
-      const dayPicker = h(
-        "select",
-        { name: "day", "aria-label": `Day for ${service.name}` },
-        days.map((d) => h("option", { value: d }, d)),
-      );
-      dayPicker.addEventListener("change", () => showDay(dayPicker.value));
-      if (days.length) showDay(days[0]);
+      });
       return h(
         "li",
         { class: "service", "data-service": service.name },
         head,
         h("p", {}, `${service.duration_minutes} minutes, ${price}`),
-        days.length
-          ? [h("label", { class: "day" }, "Day ", dayPicker), slots]
-          : h("p", { class: "empty" }, "No free slots coming up."),
+        picker || h("p", { class: "empty" }, "No free slots coming up."),
       );
     }
     if (service.kind === "workshop") {
@@ -228,18 +187,29 @@ export async function render(root, { isActive }) {
     );
   };
 
-  const groups = KIND_ORDER.map((kind) => [kind, services.filter((s) => s.kind === kind)]).filter(
-    ([, list]) => list.length,
-  );
-  show(
-    root,
-    title,
-    section("Payment", picker.element),
-    result,
-    groups.length
-      ? groups.map(([kind, list]) =>
-          section(KIND_TITLE[kind], h("ul", { class: "services" }, list.map(entry))),
-        )
-      : notice("info", "Nothing to book right now."),
-  );
+  const paint = () => {
+    buttons = [];
+    const groups = KIND_ORDER.map((kind) => [kind, services.filter((s) => s.kind === kind)]).filter(
+      ([, list]) => list.length,
+    );
+    show(
+      listing,
+      groups.length
+        ? groups.map(([kind, list]) =>
+            section(KIND_TITLE[kind], h("ul", { class: "services" }, list.map(entry))),
+          )
+        : notice("info", "Nothing to book right now."),
+    );
+  };
+  async function refresh() {
+    try {
+      services = await api.get("/bookings/services/", { auth: false });
+      await readAvailability();
+    } catch {
+      return; // keep what is on screen; the server checks every seat again anyway
+    }
+    if (isActive()) paint();
+  }
+  paint();
+  show(root, title, section("Payment", picker.element), result, listing);
 }

@@ -1,27 +1,40 @@
 // My bookings, with what a course or package contains; an unscheduled 1-on-1 unit
 // of a package gets its time here (POST /bookings/{id}/schedule/).
 import { api } from "../api.js";
+import { formatSlot, freeSlots, localZone } from "../slots.js";
 import { errorNotice, formatDateTime, h, loading, notice, section, show, statusBadge } from "../ui.js";
 
 const PAGE_SIZE = 20;
 
 function scheduleForm(booking, refresh) {
-  const when = h("input", { type: "datetime-local", required: true, name: "start" });
+  // Only the free slots are offered, in the reader's time zone; the server checks again.
+  const when = h(
+    "select",
+    { name: "start", required: true, "aria-label": "Time" },
+    h("option", { value: "" }, "Loading free times…"),
+  );
   const message = h("span", { class: "messages" });
-  const submit = h("button", { type: "submit" }, "Schedule");
+  const submit = h("button", { type: "submit", disabled: true }, "Schedule");
+  freeSlots(booking.service_id).then((slots) => {
+    show(
+      when,
+      slots.length
+        ? slots.map((slot) => h("option", { value: slot.start }, formatSlot(slot.start)))
+        : h("option", { value: "" }, "No free times coming up"),
+    );
+    submit.disabled = !slots.length;
+  });
   return h(
     "form",
     {
       class: "schedule",
       onsubmit: async (event) => {
         event.preventDefault();
-        // datetime-local is the browser's local time; the API wants an explicit offset.
-        const start = new Date(when.value);
-        if (Number.isNaN(start.getTime())) return;
+        if (!when.value) return;
         submit.disabled = true;
         show(message, notice("loading", "Scheduling…"));
         try {
-          await api.post(`/bookings/${booking.id}/schedule/`, { start_datetime: start.toISOString() });
+          await api.post(`/bookings/${booking.id}/schedule/`, { start_datetime: when.value });
           await refresh();
         } catch (err) {
           show(message, errorNotice(err));
@@ -32,6 +45,7 @@ function scheduleForm(booking, refresh) {
     when,
     " ",
     submit,
+    h("span", { class: "hint" }, ` (${localZone()})`),
     message,
   );
 }

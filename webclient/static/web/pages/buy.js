@@ -49,6 +49,7 @@ export async function render(root, { isActive, query }) {
       );
     } finally {
       buttons.forEach((b) => (b.disabled = false));
+      reprice(); // the custom Buy stays off while its amount is out of range
     }
   }
 
@@ -94,13 +95,30 @@ export async function render(root, { isActive, query }) {
   const customPrice = h("span", { class: "price", id: "custom-price" });
   const customButton = h("button", { type: "submit" }, "Buy");
   buttons.push(customButton);
-  const wanted = () => (/^\d+$/.test(count.value) ? Number(count.value) : NaN);
+  const range = h(
+    "p",
+    { class: "hint", id: "custom-range", "aria-live": "polite" },
+    `From ${rate.min_credits} to ${rate.max_credits} credits.`,
+  );
+  count.setAttribute("aria-describedby", "custom-range");
+  const wanted = () => (/^\d+$/.test(count.value.trim()) ? Number(count.value.trim()) : NaN);
   const valid = (n) => Number.isSafeInteger(n) && n >= rate.min_credits && n <= rate.max_credits;
+  /** What is wrong with the number typed, or null. */
+  const problem = (n) => {
+    if (count.value.trim() === "") return `Enter a number of credits: at least ${rate.min_credits}.`;
+    if (Number.isNaN(n)) return "Enter a whole number of credits.";
+    if (n < rate.min_credits) return `The minimum is ${rate.min_credits} credits.`;
+    if (n > rate.max_credits) return `The maximum is ${rate.max_credits} credits.`;
+    return null;
+  };
   const reprice = () => {
     const n = wanted();
-    customPrice.textContent = valid(n)
-      ? formatMoney(multiplyMinor(rate.unit_amount, n), rate.currency)
-      : `between ${rate.min_credits} and ${rate.max_credits} credits`;
+    const wrong = valid(n) ? null : problem(n);
+    customPrice.textContent = wrong ? "—" : formatMoney(multiplyMinor(rate.unit_amount, n), rate.currency);
+    customButton.disabled = Boolean(wrong);
+    count.setAttribute("aria-invalid", String(Boolean(wrong)));
+    range.textContent = wrong || `From ${rate.min_credits} to ${rate.max_credits} credits.`;
+    range.className = wrong ? "hint invalid" : "hint";
   };
   count.addEventListener("input", reprice);
   reprice();
@@ -112,10 +130,7 @@ export async function render(root, { isActive, query }) {
         event.preventDefault();
         const n = wanted();
         if (!valid(n)) {
-          show(
-            result,
-            notice("error", `Choose between ${rate.min_credits} and ${rate.max_credits} credits.`),
-          );
+          reprice();
           return;
         }
         const amount = minorToMajor(multiplyMinor(rate.unit_amount, n), rate.currency);
@@ -127,6 +142,7 @@ export async function render(root, { isActive, query }) {
     customPrice,
     " ",
     customButton,
+    range,
     h("p", { class: "hint" }, `${formatMoney(rate.unit_amount, rate.currency)} per credit.`),
   );
 

@@ -3,8 +3,10 @@ import { api } from "../api.js";
 import { formatMoney } from "../money.js";
 import { errorNotice, formatDate, formatDateTime, h, loading, section, show, statusBadge } from "../ui.js";
 
+/** Orders as a table; on a narrow screen each row stacks, each cell under its label. */
 export function ordersTable(orders) {
   if (!orders.length) return h("p", { class: "empty" }, "No orders yet.");
+  const cell = (label, content, attrs = {}) => h("td", { "data-label": label, ...attrs }, content);
   return h(
     "table",
     { class: "orders" },
@@ -24,11 +26,11 @@ export function ordersTable(orders) {
         h(
           "tr",
           { "data-order-id": o.id },
-          h("td", {}, h("a", { href: `#/orders/${o.id}` }, `#${o.id}`)),
-          h("td", {}, o.description),
-          h("td", { class: "amount" }, formatMoney(o.amount, o.currency)),
-          h("td", {}, statusBadge(o.status)),
-          h("td", {}, formatDateTime(o.created_at)),
+          cell("Order", h("a", { href: `#/orders/${o.id}` }, `#${o.id}`)),
+          cell("What", o.description, { class: "what" }),
+          cell("Amount", formatMoney(o.amount, o.currency), { class: "amount" }),
+          cell("Status", statusBadge(o.status)),
+          cell("Created", formatDateTime(o.created_at)),
         ),
       ),
     ),
