@@ -59,7 +59,7 @@ def child_exit(server, worker):
 # every header and environment variable.
 _DEBUG = os.environ.get("DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 if os.environ.get("LOG_FORMAT", "plain" if _DEBUG else "json") == "json":
-    logger_class = "platform_core.ops.logs.AccessLogger"
+    logger_class = "platform_core.ops.access_log.AccessLogger"
     logconfig_dict = {
         "version": 1,
         "disable_existing_loggers": False,

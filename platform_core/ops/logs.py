@@ -15,15 +15,12 @@ import json
 import logging
 import os
 import re
-import time
-import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
-from gunicorn import glogging
 
 from kernel.log_context import log_ids_bound
 
@@ -87,20 +84,24 @@ def scrub(text: str) -> str:
     return text
 
 
-_second = -1
-_second_text = ""
+# The last second formatted, and its text: one tuple, so that a thread reading it
+# while another replaces it sees one pair or the other, never a mix.
+_second: tuple[int, str] = (-1, "")
 
 
 def _timestamp(created: float) -> str:
     """`2026-01-31T12:00:00.123+00:00` for a `time.time()` value; the date part is made
     once a second."""
-    global _second, _second_text
+    global _second
     second = int(created)
-    if second != _second:
-        _second_text = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second = second
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (
+            second,
+            datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        )
     millis = min(int((created - second) * 1_000_000 + 0.5) // 1000, 999)
-    return f"{_second_text}.{millis:03d}+00:00"
+    return f"{cached[1]}.{millis:03d}+00:00"
 
 
 # One encoder for every line (`json.dumps` with an argument builds a new one per call).
@@ -161,7 +162,8 @@ def forwarded_client(remote_addr: str, forwarded_for: str, proxies: int) -> str:
     return remote_addr or "unknown"
 
 
-def _trusted_proxies() -> int:
+def trusted_proxies() -> int:
+    """How many proxies in front append to X-Forwarded-For (TOLLGATE_TRUSTED_PROXIES)."""
     return int(os.environ.get("TOLLGATE_TRUSTED_PROXIES") or 0)
 
 
@@ -194,13 +196,13 @@ def access_line(
 class AccessJsonFormatter(logging.Formatter):
     """gunicorn's access line as JSON.
 
-    A line `AccessLogger` rendered passes as it is; with gunicorn's own logger the
-    record's args are the request's atoms, and the line is built from them.
+    A line `access_log.AccessLogger` rendered passes as it is; with gunicorn's own
+    logger the record's args are the request's atoms, and the line is built from them.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.trusted_proxies = _trusted_proxies()
+        self.trusted_proxies = trusted_proxies()
 
     def format(self, record: logging.LogRecord) -> str:
         if record.__dict__.get("access_line_rendered"):
@@ -225,54 +227,6 @@ class AccessJsonFormatter(logging.Formatter):
             ),
             user_agent=str(atoms.get("a") or ""),
         )
-
-
-class AccessLogger(glogging.Logger):
-    """gunicorn's logger, whose access line is built from the request and response alone.
-
-    gunicorn's own copies every header and environment variable into a dict (its
-    atoms) for each request, so that `access_log_format` can pick from them; the
-    JSON line needs six values, read here directly. `access_log_format` is not used.
-    """
-
-    def setup(self, cfg: Any) -> None:
-        super().setup(cfg)
-        self.trusted_proxies = _trusted_proxies()
-
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        log = self.access_log
-        if not log.handlers or not log.isEnabledFor(logging.INFO):
-            return
-        try:
-            status = getattr(resp, "status_code", None) or str(resp.status).split(None, 1)[0]
-            request_id = None
-            headers = resp.headers
-            for name, value in headers.items() if hasattr(headers, "items") else headers:
-                if len(name) == 12 and name.lower() == "x-request-id":
-                    request_id = value
-            client_ip = environ.get("REMOTE_ADDR") or "unknown"
-            if self.trusted_proxies:
-                client_ip = forwarded_client(
-                    client_ip, environ.get("HTTP_X_FORWARDED_FOR", ""), self.trusted_proxies
-                )
-            line = access_line(
-                created=time.time(),
-                method=environ.get("REQUEST_METHOD", "-"),
-                path=environ.get("PATH_INFO", "-"),
-                status=int(status) if str(status).isdigit() else status,
-                duration_ms=request_time.total_seconds() * 1000,
-                sent=getattr(resp, "sent", None),
-                request_id=request_id,
-                client_ip=client_ip,
-                user_agent=environ.get("HTTP_USER_AGENT", ""),
-            )
-        except Exception:
-            self.error(traceback.format_exc())
-            return
-        # Made directly, not through log.info(): that looks up the caller's frame first.
-        record = log.makeRecord(log.name, logging.INFO, "", 0, line, None, None)
-        record.access_line_rendered = True
-        log.handle(record)
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9\-]{8,64}")

@@ -271,7 +271,7 @@ def _gunicorn_request(**environ: str):
 
 
 def test_gunicorn_writes_access_lines_from_the_request_itself(monkeypatch):
-    from platform_core.ops.logs import AccessLogger
+    from platform_core.ops.access_log import AccessLogger
 
     logger, stream = _access_logger(monkeypatch, proxies=1)
     assert isinstance(logger, AccessLogger)
