@@ -495,3 +495,77 @@ def credits_unfreeze(*, user_id: int, reference: str) -> int:
         if freeze.amount:
             CreditAccount.objects.filter(pk=account.pk).update(frozen=F("frozen") - freeze.amount)
         return freeze.amount
+
+
+RETURN_REFERENCE_PREFIX = "return:"
+
+
+def credits_spend_return(
+    *,
+    user_id: int,
+    spend_reference: str,
+    amount: int | None = None,
+    reference: str,
+    memo: str = "",
+) -> LedgerWrite:
+    """Give back credits a spend took (an order paid with credits was cancelled or
+    refunded): one positive `refund` entry, once per `reference`.
+
+    `spend_reference` is the spend's reference as given to `credits_spend_or_replay`.
+    What comes back is capped at what the spend took less what earlier returns of it
+    gave back; `amount` None returns all of that. A repeat of `reference` answers
+    the first entry. Refuses (422) when the spend does not exist or nothing of it is
+    left to return.
+    """
+    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)):
+        raise InvalidInputError("A return is a whole number of credits.", amount=amount)
+    if amount is not None and amount <= 0:
+        raise InvalidInputError("A return is a positive number of credits.", amount=amount)
+    spent_as = (
+        spend_reference
+        if spend_reference.startswith(SPEND_REFERENCE_PREFIX)
+        else SPEND_REFERENCE_PREFIX + spend_reference
+    )
+    family = f"{RETURN_REFERENCE_PREFIX}{spent_as}:"
+    stored = family + reference
+    if len(stored) > REFERENCE_MAX_LENGTH:
+        raise InvalidInputError(
+            f"A return's references are at most {REFERENCE_MAX_LENGTH} characters together."
+        )
+    with transaction.atomic():
+        account = CreditAccount.objects.select_for_update().filter(user_id=user_id).first()
+        spend = (
+            CreditTransaction.objects.filter(
+                account=account, reference=spent_as, kind=CreditTransaction.Kind.SPEND
+            ).first()
+            if account is not None
+            else None
+        )
+        if spend is None:
+            raise InvalidInputError(
+                f"No spend {spend_reference!r} to return credits of.", reference=spend_reference
+            )
+        existing = CreditTransaction.objects.filter(account=account, reference=stored).first()
+        if existing is not None:
+            return LedgerWrite(entry=existing, created=False, balance=account.balance)
+        returned = sum(
+            CreditTransaction.objects.filter(
+                account=account, reference__startswith=family
+            ).values_list("amount", flat=True)
+        )
+        left = -spend.amount - returned
+        give = left if amount is None else min(amount, left)
+        if give <= 0:
+            raise InvalidInputError(
+                f"Nothing of spend {spend_reference!r} is left to return.",
+                reference=spend_reference,
+                returned=returned,
+            )
+        return _ledger_append(
+            user_id=user_id,
+            amount=give,
+            kind=CreditTransaction.Kind.REFUND,
+            reference=stored,
+            memo=memo,
+            allow_negative=True,
+        )
