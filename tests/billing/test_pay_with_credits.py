@@ -21,9 +21,11 @@ from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get, credits_ledger_sum
 from credits.services import credits_grant
 from platform_core.auth import api_token_create
+from tests.billing.conftest import in_threads
 from tests.billing.test_e2e_payments import BUY_100, Http, card
 from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
 from tests.conftest import PASSWORD
+from tollgate_testing.api import ApiClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -340,3 +342,52 @@ def test_card_rest_rounds_up_to_the_currency_step():
     assert card_rest(amount=1000, credits=3, taken=1, currency="usd") == 667
     assert card_rest(amount=1000, credits=3, taken=1, currency="kwd") == 670
     assert card_rest(amount=1000, credits=40, taken=40, currency="usd") == 0
+
+
+@pytest.fixture
+def no_limits(settings):
+    """Fifty creates from one buyer at once is what this test is about, not the limits."""
+    settings.TOLLGATE = {
+        **settings.TOLLGATE,
+        "RATE_LIMITS": dict.fromkeys(settings.TOLLGATE["RATE_LIMITS"], "off"),
+        "BOOKING_HOLD_SEATS_PER_SESSION": 0,
+        "BOOKING_HOLDS_PER_USER": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("seats", "affordable"),
+    [(20, 30), (100, 25)],
+    ids=["seats-run-out-first", "credits-run-out-first"],
+)
+def test_fifty_concurrent_credit_payments_on_one_account(
+    stripe_server, user, no_limits, seats, affordable
+):
+    service = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, credit_price=40)
+    session = ServiceSessionFactory(service=service, capacity=seats)
+    fund(user, 40 * affordable)
+
+    token, _ = api_token_create(username=user.username, password=PASSWORD)
+
+    def pay(i: int):
+        # The whole request path in this thread, on its own database connection.
+        return ApiClient(token).post("/payments/create/", book(service, payment_type="credits"))
+
+    answers = in_threads(50, pay)
+
+    codes = sorted(a.status_code for a in answers)
+    paid = min(seats, affordable)
+    assert codes.count(201) == paid, [a.text for a in answers if a.status_code != 201][:3]
+    assert codes.count(409) == 50 - paid
+    refusals = {a.json()["code"] for a in answers if a.status_code == 409}
+    assert refusals == {"seats_unavailable" if seats < affordable else "insufficient_credits"}
+    orders = Order.objects.filter(user=user)
+    assert orders.count() == paid
+    assert all(o.status == Order.Status.PAID for o in orders)
+    assert Fulfilment.objects.filter(order__in=orders).count() == paid
+    assert Booking.objects.filter(session=session).count() == paid <= seats
+    assert balance_whole(user) == 40 * (affordable - paid) >= 0
+    spends = CreditTransaction.objects.filter(
+        account__user=user, kind=CreditTransaction.Kind.SPEND
+    )
+    assert spends.count() == paid
