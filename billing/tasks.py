@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from billing.services.credit_payments import orders_holding_credits_expire
 from billing.services.events import events_drain as _events_drain
 from billing.services.events import events_drain_queued as _events_drain_queued
 from billing.services.events import queued_drains_forget
 from billing.services.reconcile import reconcile as _reconcile
-from billing.services.credit_payments import orders_holding_credits_expire
 from billing.services.refunds import refund_apply as _refund_apply
 from billing.services.refunds import refund_submit as _refund_submit
 from billing.services.refunds import refunds_resume

@@ -17,8 +17,8 @@ from billing.schemas import (
     RefundOut,
 )
 from billing.selectors import order_get_for_user_shown, orders_for_user
-from billing.services.orders import order_cancel, order_create, order_pay
 from billing.services.credit_refunds import refund_as_credits, refund_order
+from billing.services.orders import order_cancel, order_create, order_pay
 from kernel.errors import InvalidInputError, PermissionDeniedError
 from kernel.money import format_minor
 from kernel.schemas import ErrorOut

@@ -125,7 +125,9 @@ def order_credits_take(*, order: Order, quote: Quote, apply_credits: bool) -> No
                 return
             if taken <= 0:
                 raise _WorthNothing
-            rest = card_rest(amount=order.amount, credits=price, taken=taken, currency=order.currency)
+            rest = card_rest(
+                amount=order.amount, credits=price, taken=taken, currency=order.currency
+            )
             if rest >= order.amount:
                 raise _WorthNothing  # undone with the savepoint: the buyer keeps them
             order.credits, order.credits_value = taken, order.amount - rest

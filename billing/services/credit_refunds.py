@@ -276,8 +276,7 @@ def order_cancel_paid_with_credits(*, order_id: int, user_id: int) -> Order:
             raise NotFoundError("No such order.", order_id=order_id)
         if order.status != Order.Status.PAID:
             raise ConflictError(
-                f"Only a paid order can be cancelled for its credits; this one is "
-                f"{order.status}.",
+                f"Only a paid order can be cancelled for its credits; this one is {order.status}.",
                 order_id=order.pk,
                 status=order.status,
             )

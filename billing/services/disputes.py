@@ -180,9 +180,7 @@ def _at_stake(order: Order, dispute: Dispute) -> int:
     reversed_ = (
         order.refunds.filter(applied_at__isnull=False, reverses_order=True)
         .exclude(method=Refund.Method.CREDITS)  # the credits part is not the card's
-        .aggregate(
-            s=Sum("amount")
-        )["s"]
+        .aggregate(s=Sum("amount"))["s"]
         or 0
     )
     return max(0, min(dispute.amount, captured - reversed_, order.amount - reversed_))

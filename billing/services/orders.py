@@ -30,13 +30,13 @@ from billing.services.cards import (
     charge_source_for,
     charge_source_ready,
 )
-from billing.services.credit_payments import credits_request_check, order_credits_take
-from billing.services.credit_refunds import order_cancel_paid_with_credits
 from billing.services.checkout import (
     checkout_session_record,
     checkout_start,
     redirect_urls_check,
 )
+from billing.services.credit_payments import credits_request_check, order_credits_take
+from billing.services.credit_refunds import order_cancel_paid_with_credits
 from billing.services.payments import (
     order_info,
     order_target_status,

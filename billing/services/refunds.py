@@ -98,18 +98,14 @@ def _holding(refunds) -> int:
 
 def _counted(order: Order) -> int:
     """What refunds hold of the card payments: to the card, or refunded as credits."""
-    card_side = order.refunds.filter(currency=order.currency).exclude(
-        method=Refund.Method.CREDITS
-    )
+    card_side = order.refunds.filter(currency=order.currency).exclude(method=Refund.Method.CREDITS)
     return _holding(card_side)
 
 
 def card_refundable(order: Order) -> tuple[Payment | None, int]:
     """The order's card payment a refund goes to, and what is left to refund of it."""
     payment = (
-        order.payments.filter(amount_received__gt=0, currency=order.currency)
-        .order_by("id")
-        .first()
+        order.payments.filter(amount_received__gt=0, currency=order.currency).order_by("id").first()
     )
     refundable = _captured(order) - _counted(order)
     if payment is not None:
@@ -167,7 +163,11 @@ def refund_submit(*, refund_id: int) -> Refund:
     """Ask Stripe for a stored refund, once: a row that may have reached Stripe is looked
     up there first. Then record the answer and apply it."""
     with transaction.atomic():
-        refund = Refund.objects.select_for_update(of=("self",)).select_related("payment").get(pk=refund_id)
+        refund = (
+            Refund.objects.select_for_update(of=("self",))
+            .select_related("payment")
+            .get(pk=refund_id)
+        )
         if refund.stripe_refund_id or refund.status != S.PENDING:
             return refund
         sent_before = refund.submitted_at is not None

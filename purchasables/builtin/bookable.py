@@ -74,6 +74,7 @@ def _cancellable_until(plan: PlanNode) -> datetime | None:
     starts = [node.start for node in plan.walk() if node.start is not None]
     return min(starts) - _cancel_cutoff() if starts else None
 
+
 DESCRIPTIONS = {
     Kind.SESSION: "A 1-on-1 session at a time inside the host's availability "
     "(`scheduling_data.start_datetime`).",

@@ -168,7 +168,9 @@ def test_a_retried_request_with_the_same_idempotency_key_pays_once(
     assert second.status_code == 200, second.text
     assert second.json()["order_id"] == first.json()["order_id"]
     assert second.json()["status"] == "paid"
-    other = http.post("/payments/create/", {**body, "apply_credits": True}, **{"Idempotency-Key": "k-1"})
+    other = http.post(
+        "/payments/create/", {**body, "apply_credits": True}, **{"Idempotency-Key": "k-1"}
+    )
     assert other.status_code == 409
     assert other.json()["code"] == "idempotency_conflict"
     assert Order.objects.count() == 1
@@ -281,9 +283,7 @@ def test_a_split_order_is_refunded_to_the_card_and_the_credits(
     assert more.status_code == 409, more.text
 
 
-def test_a_refund_may_name_its_card_and_credit_parts(
-    http, staff_http, live_stripe, user, workshop
-):
+def test_a_refund_may_name_its_card_and_credit_parts(http, staff_http, live_stripe, user, workshop):
     fund(user, 20)
     order_id = http.post(
         "/payments/create/", book(workshop, apply_credits=True, payment_method_id="pm_card_visa")
@@ -302,9 +302,7 @@ def test_a_refund_may_name_its_card_and_credit_parts(
 
 
 def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe, user, workshop):
-    paid = http.post(
-        "/payments/create/", book(workshop, payment_method_id="pm_card_visa")
-    ).json()
+    paid = http.post("/payments/create/", book(workshop, payment_method_id="pm_card_visa")).json()
     order_id = paid["order_id"]
     assert paid["status"] == "paid"
     refund = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
@@ -387,7 +385,37 @@ def test_fifty_concurrent_credit_payments_on_one_account(
     assert Fulfilment.objects.filter(order__in=orders).count() == paid
     assert Booking.objects.filter(session=session).count() == paid <= seats
     assert balance_whole(user) == 40 * (affordable - paid) >= 0
-    spends = CreditTransaction.objects.filter(
-        account__user=user, kind=CreditTransaction.Kind.SPEND
-    )
+    spends = CreditTransaction.objects.filter(account__user=user, kind=CreditTransaction.Kind.SPEND)
     assert spends.count() == paid
+
+
+def test_the_admin_action_refunds_a_card_order_as_credits_once(http, live_stripe, user, workshop):
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    order_id = http.post(
+        "/payments/create/", book(workshop, payment_method_id="pm_card_visa")
+    ).json()["order_id"]
+    finance = UserFactory(is_staff=True)
+    finance.user_permissions.add(
+        Permission.objects.get(codename="view_order"),
+        Permission.objects.get(codename="add_refund"),
+    )
+    client = Client()
+    client.force_login(finance)
+    for _ in range(2):  # a double-submitted action refunds once
+        client.post(
+            reverse("admin:billing_order_changelist"),
+            {"action": "refund_as_credits_in_full", "_selected_action": [order_id]},
+        )
+    [refund] = Refund.objects.filter(order_id=order_id)
+    assert (refund.method, refund.amount, refund.credits) == ("as_credits", 4500, 40)
+    assert refund.stripe_refund_id is None and refund.initiated_by == finance
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert balance_whole(user) == 40
+    page = client.get(reverse("admin:billing_order_change", args=[order_id]))
+    assert page.status_code == 200
+    assert b"as_credits" in page.content or b"Card payment refunded as credits" in page.content
