@@ -154,10 +154,12 @@ def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any] | No
         (the refunded total reached the order's amount) from a partial one.
     :return: an optional JSON-serialisable summary, stored on the refund.
 
-    firstresult; called only on the owning plugin, exactly once per Stripe
-    refund, by the event worker or the staff refund request, inside the
-    transaction that marks the refund applied. Also called for an order whose
-    fulfilment was impossible, which has nothing to reverse.
+    firstresult; called only on the owning plugin, exactly once per refund (a
+    Stripe refund, or a refund in credits: `refund.credits` set, no
+    `stripe_refund_id`), by the event worker, the staff refund request or the
+    buyer's cancellation of an order paid with credits, inside the transaction
+    that marks the refund applied (and gives the credits). Also called for an
+    order whose fulfilment was impossible, which has nothing to reverse.
     """
 
 

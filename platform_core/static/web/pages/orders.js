@@ -135,7 +135,9 @@ function detail(order, cancel) {
               h(
                 "li",
                 {},
-                formatMoney(r.amount, r.currency),
+                r.method === "card"
+                  ? formatMoney(r.amount, r.currency)
+                  : `${r.credits} credits (${formatMoney(r.amount, r.currency)})`,
                 " ",
                 statusBadge(r.status),
                 r.reason ? ` (${r.reason})` : "",
