@@ -80,7 +80,9 @@ def test_an_order_paid_only_with_credits_that_cannot_be_delivered_is_not_created
     api, user, stripe_server, sold_out
 ):
     credits_grant(user_id=user.pk, amount=30, reference="fund")
-    refused = api.post("/payments/create/", {"purchase_type": "sold-out", "payment_type": "credits"})
+    refused = api.post(
+        "/payments/create/", {"purchase_type": "sold-out", "payment_type": "credits"}
+    )
     assert refused.status_code == 409, refused.content
     assert refused.json()["code"] == "fulfilment_impossible"
     assert not Order.objects.exists()

@@ -41,7 +41,9 @@ def test_book_with_credits_see_what_is_missing_and_cancel_for_them_back(app, req
         "or 40 credits"
     )
     page.locator("#pay-credits").check()
-    page.locator(f"li[data-session-id='{seat.pk}']").get_by_role("button", name="Book a seat").click()
+    page.locator(f"li[data-session-id='{seat.pk}']").get_by_role(
+        "button", name="Book a seat"
+    ).click()
     expect(page.locator("#book-result [data-state=success]")).to_contain_text("40 credits used")
     expect(page.locator("#credit-balance")).to_have_text("60")
     assert credits_balance_get(user_id=user.pk) == 60
