@@ -2,7 +2,7 @@
 subscriptions.
 
 The rule: money records are read-only here. They change only through the
-services (a refund through `refund_create`, a replay through `event_replay`), so
+services (a refund through `refund_order`, a replay through `event_replay`), so
 the admin cannot break an invariant; the actions that call them are offered only
 to staff holding the matching permission.
 """
@@ -33,8 +33,8 @@ from billing.models import (
     StripeEvent,
     Subscription,
 )
+from billing.services.credit_refunds import refund_as_credits, refund_order
 from billing.services.events import event_replay
-from billing.services.refunds import refund_create
 from kernel.admin_cells import clipped, short_datetime
 from kernel.errors import DomainError
 from kernel.money import format_minor
@@ -66,7 +66,16 @@ class RefundInline(admin.TabularInline):
     model = Refund
     extra = 0
     can_delete = False
-    fields = ["stripe_refund_id", "amount", "status", "source", "reason", "applied_at"]
+    fields = [
+        "stripe_refund_id",
+        "method",
+        "amount",
+        "credits",
+        "status",
+        "source",
+        "reason",
+        "applied_at",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
@@ -169,7 +178,7 @@ class OrderAdmin(ReadOnlyAdmin):
     list_select_related = ["user"]
     readonly_fields = ["stripe_events"]
     inlines = [PaymentInline, RefundInline, DisputeInline, FulfilmentInline]
-    actions = ["refund_in_full", "refund_with_form"]
+    actions = ["refund_in_full", "refund_with_form", "refund_as_credits_in_full"]
 
     def has_refund_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.add_refund")
@@ -180,7 +189,7 @@ class OrderAdmin(ReadOnlyAdmin):
 
     def _refund(self, request: HttpRequest, order_id: int, amount: str | None, reason: str) -> bool:
         try:
-            refund = refund_create(
+            refund = refund_order(
                 order_id=order_id, amount=amount, reason=reason, initiated_by_id=request.user.pk
             )
         except DomainError as exc:
@@ -196,6 +205,29 @@ class OrderAdmin(ReadOnlyAdmin):
     def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         for order_id in queryset.values_list("pk", flat=True):
             self._refund(request, order_id, None, "Refunded in full from the admin")
+
+    @admin.action(
+        description="Refund the selected orders' card payments as credits", permissions=["refund"]
+    )
+    def refund_as_credits_in_full(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        """What is left of each card payment goes to the buyer as credits, not to the card."""
+        for order_id in queryset.values_list("pk", flat=True):
+            try:
+                refund = refund_as_credits(
+                    order_id=order_id,
+                    amount=None,
+                    reason="Refunded as credits from the admin",
+                    initiated_by_id=request.user.pk,
+                )
+            except DomainError as exc:
+                self.message_user(request, f"Order {order_id}: {exc.message}", messages.ERROR)
+                continue
+            shown = format_minor(refund.amount, refund.currency)
+            self.message_user(
+                request,
+                f"Order {order_id}: {shown} refunded as {refund.credits} credits.",
+                messages.SUCCESS,
+            )
 
     @admin.action(
         description="Refund the selected orders… (amount and reason)", permissions=["refund"]

@@ -42,7 +42,20 @@ class OrderCreateIn(Schema):
         description='What the client expects to pay, in major units ("10.50"); '
         "409 if it differs from the server's price.",
     )
-    payment_type: Literal["intent", "checkout"] = "intent"
+    payment_type: Literal["intent", "checkout", "credits"] = Field(
+        default="intent",
+        description="`intent`: a PaymentIntent; `checkout`: Stripe's Checkout page; "
+        "`credits`: paid at once from my credits, at the purchase's credit price (422 "
+        "when it has none, 409 with `extra.missing` when I have too few; then nothing "
+        "is created).",
+    )
+    apply_credits: StrictBool = Field(
+        default=False,
+        description="With `intent`: my credits pay first, up to the credit price, and "
+        "the card pays the rest of the price in proportion (all of it, and no card, when "
+        "my credits cover it). The credits come back if the order is cancelled or left "
+        "unpaid.",
+    )
     success_url: Annotated[str, Field(max_length=2000)] | None = Field(
         default=None, description="Checkout only; on FRONTEND_URL's origin."
     )
@@ -103,6 +116,11 @@ class RefundOut(Schema):
     reason: str
     failure_reason: str
     applied: bool
+    method: str = Field(
+        description="`card`: to the card at Stripe; `credits`: the credits the order "
+        "was paid with, given back; `as_credits`: card money refunded as credits."
+    )
+    credits: int = Field(description="Credits this refund gives (0 for `card`).")
     created_at: datetime
 
     @staticmethod
@@ -115,12 +133,28 @@ class RefundOut(Schema):
 
 
 class RefundCreateIn(Schema):
-    """A staff refund: `amount` in major units ("5.00"), or none to refund all that is left."""
+    """A staff refund: `amount` in major units ("5.00"), or none to refund all that is left.
+
+    An order paid with credits (in full or in part) is refunded in proportion to
+    what paid it: the card part at Stripe, the credits part back to the buyer's
+    credits; with `credits` the request names the parts (`credits` back, `amount`
+    to the card). With `to_credits` the card payment is refunded as credits instead.
+    """
 
     model_config = {"extra": "forbid"}
 
     amount: Decimal | StrictInt | StrictStr | None = None
     reason: Annotated[str, Field(max_length=500)] = ""
+    credits: Annotated[StrictInt, Field(ge=1, le=10**9)] | None = Field(
+        default=None,
+        description="Orders paid with credits: give back this many credits, and `amount` "
+        "(if any) to the card.",
+    )
+    to_credits: StrictBool = Field(
+        default=False,
+        description="Refund the card payment as credits (no Stripe refund): the buyer "
+        "gets credits at the order's credit price, or at the credit rate.",
+    )
 
 
 class DeliveryOut(Schema):
@@ -144,6 +178,16 @@ class OrderOut(Schema):
     amount: int = Field(description="In the currency's minor unit.")
     amount_display: str
     currency: str
+    payment_type: str = Field(description="`intent`, `checkout` or `credits`.")
+    credit_price: int | None = Field(
+        description="The price in credits when it was ordered; null: not sold for credits."
+    )
+    credits: int = Field(description="Credits my credits paid of it (0: none).")
+    credits_value: int = Field(description="The part of `amount` those credits paid.")
+    card_amount: int = Field(description="The part of `amount` a card pays.")
+    cancellable_until: datetime | None = Field(
+        description="Paid with credits: until when I may cancel it for my credits back."
+    )
     description: str
     metadata: dict[str, str]
     failure_code: str
@@ -254,7 +298,20 @@ class SubscriptionCreateIn(Schema):
     payment_method_id: StrictInt | Annotated[str, Field(min_length=3, max_length=255)] | None = (
         Field(default=None, description="A saved card (its id or `pm_…` id); else the default.")
     )
-    payment_type: Literal["intent", "checkout"] = "intent"
+    payment_type: Literal["intent", "checkout", "credits"] = Field(
+        default="intent",
+        description="`intent`: a PaymentIntent; `checkout`: Stripe's Checkout page; "
+        "`credits`: paid at once from my credits, at the purchase's credit price (422 "
+        "when it has none, 409 with `extra.missing` when I have too few; then nothing "
+        "is created).",
+    )
+    apply_credits: StrictBool = Field(
+        default=False,
+        description="With `intent`: my credits pay first, up to the credit price, and "
+        "the card pays the rest of the price in proportion (all of it, and no card, when "
+        "my credits cover it). The credits come back if the order is cancelled or left "
+        "unpaid.",
+    )
     success_url: Annotated[str, Field(max_length=2000)] | None = None
     cancel_url: Annotated[str, Field(max_length=2000)] | None = None
 

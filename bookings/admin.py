@@ -45,7 +45,16 @@ class PackageItemInline(admin.TabularInline):
 
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "price", "currency", "duration_minutes", "host", "active")
+    list_display = (
+        "name",
+        "kind",
+        "price",
+        "currency",
+        "credit_price",
+        "duration_minutes",
+        "host",
+        "active",
+    )
     list_filter = ("kind", "active", "currency")
     list_editable = ("active",)
     search_fields = ("name", "description")

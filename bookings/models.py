@@ -30,6 +30,10 @@ class Service(models.Model):
     duration_minutes = models.PositiveIntegerField(null=True, blank=True)
     price = models.PositiveBigIntegerField(help_text="In the currency's minor unit.")
     currency = models.CharField(max_length=3, default="usd")
+    # The same service priced in credits; blank when it cannot be bought with credits.
+    credit_price = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="In credits; blank: not sold for credits."
+    )
     active = models.BooleanField(default=True)
     host = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -44,6 +48,10 @@ class Service(models.Model):
         ordering = ["name", "id"]
         constraints = [
             models.CheckConstraint(condition=models.Q(price__gt=0), name="service_price_positive"),
+            models.CheckConstraint(
+                condition=models.Q(credit_price__isnull=True) | models.Q(credit_price__gt=0),
+                name="service_credit_price_positive",
+            ),
             models.CheckConstraint(
                 condition=~models.Q(kind="session") | models.Q(duration_minutes__gt=0),
                 name="service_session_has_duration",

@@ -33,6 +33,9 @@ class ServiceOut(Schema):
     kind: str
     price: int = Field(description="In the currency's minor unit.")
     currency: str
+    credit_price: int | None = Field(
+        description="The same service in credits; null when it cannot be bought with credits."
+    )
     duration_minutes: int | None = Field(description="1-on-1 sessions: the length of a slot.")
     items: list[PackageItemOut] = Field(description="Packages and bundles: what they contain.")
     availability: list[AvailabilityWindowOut] = Field(

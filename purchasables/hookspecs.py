@@ -154,10 +154,12 @@ def tollgate_refund(order: OrderInfo, refund: RefundInfo) -> dict[str, Any] | No
         (the refunded total reached the order's amount) from a partial one.
     :return: an optional JSON-serialisable summary, stored on the refund.
 
-    firstresult; called only on the owning plugin, exactly once per Stripe
-    refund, by the event worker or the staff refund request, inside the
-    transaction that marks the refund applied. Also called for an order whose
-    fulfilment was impossible, which has nothing to reverse.
+    firstresult; called only on the owning plugin, exactly once per refund (a
+    Stripe refund, or a refund in credits: `refund.credits` set, no
+    `stripe_refund_id`), by the event worker, the staff refund request or the
+    buyer's cancellation of an order paid with credits, inside the transaction
+    that marks the refund applied (and gives the credits). Also called for an
+    order whose fulfilment was impossible, which has nothing to reverse.
     """
 
 
@@ -201,4 +203,62 @@ def tollgate_delivered(order: OrderInfo, fulfilment: dict[str, Any] | None) -> l
     firstresult; called only on the owning plugin, when one order is read, outside
     any transaction. Read only and cheap: it must not write or call the network.
     A plugin with nothing to show need not implement it.
+    """
+
+
+# --- the credit ledger, for paying with credits ------------------------------------------
+# Billing never touches the ledger itself: one plugin (the built-in credits plugin)
+# implements these two hooks. They are not per purchase type.
+
+
+@hookspec(firstresult=True)
+def tollgate_credits_take(
+    user_id: int, credits: int, reference: str, memo: str, partial: bool
+) -> int | None:
+    """Take credits from the buyer's ledger to pay an order.
+
+    :param user_id: the buyer.
+    :param credits: how many to take (> 0).
+    :param reference: names the take, unique per order (`order-<id>`); a repeat
+        of the same reference takes nothing more and answers what the first took.
+    :param memo: the ledger entry's memo, for the buyer.
+    :param partial: False: all of `credits` or nothing, and refuse with a
+        409 `insufficient_credits` `DomainError` whose `extra` says how many are
+        `missing`; True: as many as the buyer may spend, at most `credits`
+        (answers 0 when none).
+    :return: the credits taken.
+
+    firstresult; called from `POST /api/v1/payments/create/` with
+    `payment_type: "credits"` or `apply_credits`, inside the transaction that
+    creates the order: the take commits with the order or not at all. Spending
+    never takes a balance below zero, under any concurrency.
+    """
+
+
+@hookspec(firstresult=True)
+def tollgate_credits_give_back(
+    user_id: int,
+    spend_reference: str | None,
+    credits: int,
+    reference: str,
+    memo: str,
+    order_id: int,
+) -> int | None:
+    """Give credits back to the buyer, once per `reference`.
+
+    :param user_id: the buyer.
+    :param spend_reference: the `reference` of the `tollgate_credits_take` whose
+        credits come back (to where they came from), never more than it took;
+        None for card money refunded as credits: new paid credits, tied to the
+        order.
+    :param credits: how many (> 0).
+    :param reference: names this give-back (`order-<id>-back`, `refund-<id>`);
+        a repeat gives nothing more.
+    :param memo: the ledger entry's memo.
+    :param order_id: the order they are given back for.
+    :return: the credits given (a repeat answers what the first gave).
+
+    firstresult; called by billing inside the transaction that cancels an
+    unpaid order holding credits, or that applies a refund in credits, under
+    the order's row lock.
     """

@@ -187,6 +187,41 @@ class PluginRegistry:
         hook = self._owner_hook("tollgate_dispute", order.purchase_type)
         return hook(order=order, dispute=dispute) or {}
 
+    # --- the credit ledger (one plugin implements it) ----------------------------------
+    def credits_take(
+        self, *, user_id: int, credits: int, reference: str, memo: str, partial: bool
+    ) -> int:
+        """Take credits to pay an order; see `hookspecs.tollgate_credits_take`."""
+        taken = self._pm.hook.tollgate_credits_take(
+            user_id=user_id, credits=credits, reference=reference, memo=memo, partial=partial
+        )
+        if taken is None:
+            raise ImproperlyConfigured("No plugin implements tollgate_credits_take.")
+        return int(taken)
+
+    def credits_give_back(
+        self,
+        *,
+        user_id: int,
+        spend_reference: str | None,
+        credits: int,
+        reference: str,
+        memo: str,
+        order_id: int,
+    ) -> int:
+        """Give credits back; see `hookspecs.tollgate_credits_give_back`."""
+        given = self._pm.hook.tollgate_credits_give_back(
+            user_id=user_id,
+            spend_reference=spend_reference,
+            credits=credits,
+            reference=reference,
+            memo=memo,
+            order_id=order_id,
+        )
+        if given is None:
+            raise ImproperlyConfigured("No plugin implements tollgate_credits_give_back.")
+        return int(given)
+
     # --- questions for every plugin ----------------------------------------------------
     def service_purchase_type(self, service_id: int) -> str | None:
         """The purchase type that sells bookable service `service_id`, if any plugin knows it."""

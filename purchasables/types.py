@@ -8,6 +8,7 @@ are integers in the currency's Stripe minor unit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 OrderType = Literal["credit", "direct", "subscription"]
@@ -87,6 +88,16 @@ class Quote:
         (JSON-serialisable).
     :param recurring: for a subscription purchase type, what Stripe bills each
         cycle; every paid invoice then becomes an order fulfilled by the plugin.
+    :param credits: the price in credits, for the same purchase: `credits`
+        credits buy what `amount` buys. None (the default) when it is not sold
+        for credits; then `payment_type: "credits"` and `apply_credits` are
+        refused with 422 `not_sold_this_way`. With `apply_credits` a buyer who
+        has fewer credits pays part in credits and the rest by card: `k` of the
+        `credits` stand for `k/credits` of `amount`, and the card pays
+        `amount * (credits - k) / credits`, rounded up to the currency's step.
+    :param cancellable_until: until when the buyer may cancel the order
+        themselves once it is paid with credits (the credits go back to them);
+        None (the default) for never.
     """
 
     amount: int
@@ -95,6 +106,8 @@ class Quote:
     metadata: dict[str, str] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     recurring: RecurringPrice | None = None
+    credits: int | None = None
+    cancellable_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,10 @@ class OrderInfo:
 
     :param invoice: for an order made from a paid subscription invoice, that
         invoice; None for every other order.
+    :param credits: how many credits the buyer paid with (all of it with
+        `payment_type: "credits"`, part of it with `apply_credits`); 0 when the
+        order was paid only by card. `amount` is always the whole price in
+        money, whatever paid it.
     """
 
     order_id: int
@@ -142,15 +159,25 @@ class OrderInfo:
     metadata: dict[str, str]
     data: dict[str, Any]
     invoice: InvoiceInfo | None = None
+    credits: int = 0
 
 
 @dataclass(frozen=True)
 class RefundInfo:
-    """One Stripe refund being applied to an order, exactly once.
+    """One refund being applied to an order, exactly once.
 
-    :param amount: this refund, in minor units.
+    A refund goes back to the card at Stripe, or as credits: the credits the
+    order was paid with, or card money refunded as credits by staff. Whichever
+    way, `amount` is the part of the order's price it refunds, so a plugin
+    reverses delivery the same way for all of them.
+
+    :param amount: this refund, in minor units (the money value of the credits
+        for a refund in credits; may be 0 for a few credits worth less than one
+        minor unit).
     :param refunded_total: all refunds of the order so far, this one included;
         `refunded_total == order.amount` on the refund that completes it.
+    :param credits: the credits this refund gives the buyer; 0 for a refund to
+        the card.
     """
 
     refund_id: int
@@ -161,6 +188,7 @@ class RefundInfo:
     reason: str
     # Set when the money went back through a lost dispute (a chargeback), not a refund.
     stripe_dispute_id: str = ""
+    credits: int = 0
 
     def is_full(self, order: OrderInfo) -> bool:
         return self.refunded_total >= order.amount

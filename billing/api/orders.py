@@ -17,8 +17,8 @@ from billing.schemas import (
     RefundOut,
 )
 from billing.selectors import order_get_for_user_shown, orders_for_user
+from billing.services.credit_refunds import refund_as_credits, refund_order
 from billing.services.orders import order_cancel, order_create, order_pay
-from billing.services.refunds import refund_create
 from kernel.errors import InvalidInputError, PermissionDeniedError
 from kernel.money import format_minor
 from kernel.schemas import ErrorOut
@@ -101,6 +101,7 @@ def payments_create(
         payment_type=payload.payment_type,
         success_url=payload.success_url,
         cancel_url=payload.cancel_url,
+        apply_credits=payload.apply_credits,
     )
     order, payment = result.order, result.payment
     if not result.replayed and order.status in UNPAID_STATUSES:
@@ -140,6 +141,8 @@ def payments_order_detail(request: HttpRequest, order_id: int):
     "/orders/{int:order_id}/cancel/", response={200: OrderOut, 404: ErrorOut, 409: ErrorOut}
 )
 def payments_order_cancel(request: HttpRequest, order_id: int):
+    """Cancel my unpaid order (credits it took come back), or my order paid with credits
+    before its `cancellable_until` (refunded in credits; a booking is cancelled)."""
     return order_cancel(order_id=order_id, user_id=request.user.pk)
 
 
@@ -200,12 +203,27 @@ def payments_order_pay(request: HttpRequest, order_id: int, payload: OrderPayIn)
 )
 def payments_order_refund(request: HttpRequest, order_id: int, payload: RefundCreateIn):
     """Staff with the refund permission (the "finance" group): refund all (no `amount`)
-    or part of a paid order at Stripe."""
+    or part of a paid order: to the card at Stripe, the credits part of an order paid
+    with credits back to the buyer's credits, or (`to_credits`) the card payment as
+    credits."""
     if not (request.user.is_staff and request.user.has_perm("billing.add_refund")):
         raise PermissionDeniedError("Refunds are for finance staff only.")
-    refund = refund_create(
+    if payload.to_credits:
+        if payload.credits is not None:
+            raise InvalidInputError(
+                "`to_credits` refunds the card payment; leave out `credits`.", field="credits"
+            )
+        refund = refund_as_credits(
+            order_id=order_id,
+            amount=payload.amount,
+            reason=payload.reason,
+            initiated_by_id=request.user.pk,
+        )
+        return Status(201, refund)
+    refund = refund_order(
         order_id=order_id,
         amount=payload.amount,
+        credits=payload.credits,
         reason=payload.reason,
         initiated_by_id=request.user.pk,
     )

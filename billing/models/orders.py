@@ -36,6 +36,8 @@ class Order(models.Model):
     class PaymentType(models.TextChoices):
         INTENT = "intent", "PaymentIntent"
         CHECKOUT = "checkout", "Checkout Session"
+        # Paid from the buyer's credit ledger when it was created; no Stripe object.
+        CREDITS = "credits", "Credits"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
@@ -45,8 +47,20 @@ class Order(models.Model):
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
     )
+    # The whole price, whatever pays it: the card pays `card_amount`, the rest
+    # (`credits_value`) is paid with `credits` credits.
     amount = models.BigIntegerField(help_text="In the currency's Stripe minor unit.")
     currency = models.CharField(max_length=3)
+    # The quote's price in credits, for the whole order (None: not sold for credits).
+    credit_price = models.BigIntegerField(null=True, blank=True)
+    # Credits taken from the buyer's ledger when the order was created, and the
+    # part of `amount` they pay. Taken under `credits_reference`, which only the
+    # server knows, so no client spend can take its place.
+    credits = models.BigIntegerField(default=0)
+    credits_value = models.BigIntegerField(default=0)
+    credits_reference = models.CharField(max_length=64, blank=True)
+    # Until when the buyer may cancel it themselves once paid in full with credits.
+    cancellable_until = models.DateTimeField(null=True, blank=True)
     description = models.CharField(max_length=255)
     payment_type = models.CharField(
         max_length=10, choices=PaymentType.choices, default=PaymentType.INTENT
@@ -93,10 +107,21 @@ class Order(models.Model):
                 name="order_idempotency_key_unique",
             ),
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(credits__gte=0)
+                & models.Q(credits_value__gte=0)
+                & models.Q(credits_value__lte=models.F("amount")),
+                name="order_credits_within_amount",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"Order {self.pk} ({self.status})"
+
+    @property
+    def card_amount(self) -> int:
+        """What a card pays of the order: its price less what credits paid."""
+        return self.amount - self.credits_value
 
 
 S = Order.Status
@@ -153,7 +178,8 @@ class Fulfilment(models.Model):
 
 
 class Refund(models.Model):
-    """One Stripe refund of an order's payment, applied to the plugin exactly once.
+    """One refund of an order, applied to the plugin exactly once: a Stripe refund of a
+    card payment, or a refund in credits (`method`).
 
     A refund we start is stored (pending, no Stripe id) before Stripe is asked,
     and carries our id in Stripe's metadata, so its webhook finds this row
@@ -176,11 +202,28 @@ class Refund(models.Model):
         # refund exists (no `re_…` id); the row makes the reversal count
         # against what is left to refund, like any refund.
         DISPUTE = "dispute", "Lost dispute"
+        # The buyer cancelled an order they paid with credits, before its cut-off.
+        CUSTOMER = "customer", "Customer's cancellation"
+
+    class Method(models.TextChoices):
+        CARD = "card", "To the card"
+        # The credits the order was paid with, given back to the buyer's ledger.
+        CREDITS = "credits", "Credits given back"
+        # Card money refunded as new credits instead of to the card (staff, or the
+        # buyer's own cancellation): no Stripe refund; counts against the card payment.
+        AS_CREDITS = "as_credits", "Card payment refunded as credits"
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    # The card payment refunded; None for credits given back.
+    payment = models.ForeignKey(
+        Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="refunds"
+    )
+    method = models.CharField(max_length=20, choices=Method.choices, default=Method.CARD)
+    # Credits this refund gives the buyer (0 for a refund to the card).
+    credits = models.BigIntegerField(default=0)
     # NULL until Stripe answers; unique once it has.
     stripe_refund_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    # For a refund in credits, the part of the order's price they stand for.
     amount = models.BigIntegerField(help_text="In the currency's minor unit.")
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
@@ -207,7 +250,15 @@ class Refund(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive"),
+            # A refund in credits may be worth less than one minor unit.
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0) | models.Q(amount=0, credits__gt=0),
+                name="refund_amount_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(payment__isnull=False) | ~models.Q(method="card"),
+                name="refund_card_has_payment",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -178,9 +178,9 @@ def _at_stake(order: Order, dispute: Dispute) -> int:
     reversals) applied so far have not taken back, at most the dispute's amount."""
     captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or 0
     reversed_ = (
-        order.refunds.filter(applied_at__isnull=False, reverses_order=True).aggregate(
-            s=Sum("amount")
-        )["s"]
+        order.refunds.filter(applied_at__isnull=False, reverses_order=True)
+        .exclude(method=Refund.Method.CREDITS)  # the credits part is not the card's
+        .aggregate(s=Sum("amount"))["s"]
         or 0
     )
     return max(0, min(dispute.amount, captured - reversed_, order.amount - reversed_))

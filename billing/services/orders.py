@@ -35,6 +35,8 @@ from billing.services.checkout import (
     checkout_start,
     redirect_urls_check,
 )
+from billing.services.credit_payments import credits_request_check, order_credits_take
+from billing.services.credit_refunds import order_cancel_paid_with_credits
 from billing.services.payments import (
     order_info,
     order_target_status,
@@ -111,12 +113,16 @@ def order_create(
     payment_type: str = Order.PaymentType.INTENT,
     success_url: str | None = None,
     cancel_url: str | None = None,
+    apply_credits: bool = False,
 ) -> OrderCreateResult:
     """Price `purchase`, store the order, and create (and maybe confirm) its PaymentIntent.
 
     With `payment_method_id` the payment is confirmed server-side and the order
     moves at once to what Stripe answered (a decline raises `CardDeclinedError`
-    after the order is marked failed).
+    after the order is marked failed). With `payment_type` credits the order is
+    paid from the buyer's credits in its own transaction, or not created at all
+    (409 with the credits `missing`); with `apply_credits` the buyer's credits
+    pay first and the PaymentIntent is for the rest (`credit_payments`).
     """
     spec = registry.purchase_type_sold_as(purchase.purchase_type, "order")
     # A blank header is no key: stored, it would make every later blank key a conflict.
@@ -125,12 +131,17 @@ def order_create(
         raise InvalidInputError(
             "The Idempotency-Key may not contain the character U+0000.", field="Idempotency-Key"
         )
+    credits_request_check(
+        payment_type=payment_type, apply_credits=apply_credits, payment_method_id=payment_method_id
+    )
     fingerprint = _fingerprint(
         purchase,
         amount=amount,
         payment_method_id=payment_method_id,
         save=save_payment_method,
         payment_type=payment_type,
+        # Only when asked, so the fingerprints of earlier requests stay as they were.
+        **({"apply_credits": True} if apply_credits else {}),
     )
     checkout = payment_type == Order.PaymentType.CHECKOUT
     if checkout:
@@ -154,8 +165,15 @@ def order_create(
         ).first()
         if existing is not None:
             return _replay(existing, fingerprint, payment_method_id)
-    source = charge_source_for(
-        user_id=purchase.user_id, payment_method_id=payment_method_id, save=save_payment_method
+    with_credits = payment_type == Order.PaymentType.CREDITS or apply_credits
+    source = (
+        None
+        if payment_type == Order.PaymentType.CREDITS
+        else charge_source_for(
+            user_id=purchase.user_id,
+            payment_method_id=payment_method_id,
+            save=save_payment_method,
+        )
     )
     try:
         with transaction.atomic():
@@ -172,6 +190,8 @@ def order_create(
                 idempotency_key=idempotency_key,
                 request_fingerprint=fingerprint,
                 payment_type=payment_type,
+                credit_price=quote.credits,
+                cancellable_until=quote.cancellable_until,
             )
             order.metadata = metadata_build(
                 order_id=order.pk,
@@ -183,6 +203,8 @@ def order_create(
             )
             order.save(update_fields=["metadata"])
             registry.reserve(order_info(order))
+            if with_credits:
+                order_credits_take(order=order, quote=quote, apply_credits=apply_credits)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -194,9 +216,12 @@ def order_create(
         if first is None:
             raise
         return _replay(first, fingerprint, payment_method_id)
+    if order.payment_type == Order.PaymentType.CREDITS:
+        return OrderCreateResult(order=order, payment=None, replayed=False)
     if checkout:
         order = checkout_start(order=order, success_url=success_url, cancel_url=cancel_url)
         return OrderCreateResult(order=order, payment=None, replayed=False)
+    assert source is not None  # only an order paid with credits has none
     payment = _payment_start(order, source)
     if source.payment_method_id:  # confirmed: the order moved
         order.refresh_from_db()
@@ -210,6 +235,8 @@ def _replay(order: Order, fingerprint: str, payment_method_id: str | None) -> Or
             "This Idempotency-Key was used for a different request.", order_id=order.pk
         )
     payment = order.payments.order_by("id").first()
+    if order.payment_type == Order.PaymentType.CREDITS:
+        return OrderCreateResult(order=order, payment=None, replayed=True)
     if order.payment_type == Order.PaymentType.CHECKOUT:
         if not order.stripe_checkout_session_id:
             raise IdempotencyConflictError(
@@ -336,7 +363,7 @@ def order_pay(*, order_id: int, user_id: int, payment_method_id: str | int) -> O
             payment = current
         else:
             intent = gateway.payment_intent_create(
-                amount=locked.amount,
+                amount=locked.card_amount,
                 currency=locked.currency,
                 metadata=locked.metadata,
                 idempotency_key=f"order-{order.pk}-pi-{attempt}",
@@ -395,7 +422,7 @@ def _payment_start(order: Order, source: ChargeSource, *, resume: bool = False) 
     payment_method_id = source.payment_method_id
     try:
         intent = gateway.payment_intent_create(
-            amount=order.amount,
+            amount=order.card_amount,
             currency=order.currency,
             metadata=order.metadata,
             description=order.description,
@@ -456,13 +483,17 @@ def _payment_confirm(
 
 def order_cancel(*, order_id: int, user_id: int) -> Order:
     """Cancel an unpaid order, its Checkout Session and its PaymentIntents; a paid order
-    is refunded instead.
+    is refunded instead. Credits an unpaid order took go back to the buyer. An order
+    paid with credits may be cancelled by its buyer until its `cancellable_until`:
+    it is refunded in credits (`order_cancel_paid_with_credits`).
 
     An open Checkout Session is expired at Stripe before the order is canceled, so
     nobody can pay a canceled order; one that completed first pays the order,
     which then is not canceled (409).
     """
     order = order_get_for_user(order_id=order_id, user_id=user_id)
+    if order.payment_type == Order.PaymentType.CREDITS and order.status not in UNPAID_STATUSES:
+        return order_cancel_paid_with_credits(order_id=order.pk, user_id=user_id)
     if order.status not in UNPAID_STATUSES:
         raise ConflictError(
             f"Only an unpaid order can be cancelled; this one is {order.status}.",

@@ -33,6 +33,7 @@ from purchasables.types import InvoiceInfo, OrderInfo
 log = logging.getLogger(__name__)
 
 REFUND_SUBMIT_TASK = "billing.tasks.refund_submit"
+REFUND_APPLY_TASK = "billing.tasks.refund_apply"
 
 
 class PaymentMismatchError(DomainError):
@@ -120,8 +121,8 @@ def order_mismatch(
         return f"it is for user {metadata.get('user_id') or '(none)'}, the order {order.user_id}'s"
     if currency is not None and currency.lower() != order.currency:
         return f"it is in {currency}, the order in {order.currency}"
-    if amount is not None and amount != order.amount:
-        return f"it is for {amount}, the order for {order.amount}"
+    if amount is not None and amount != order.card_amount:
+        return f"it is for {amount}, the order's card part {order.card_amount}"
     if customer_id:
         ours = StripeCustomer.objects.filter(user_id=order.user_id).values_list(
             "stripe_customer_id", flat=True
@@ -162,6 +163,7 @@ def order_info(order: Order) -> OrderInfo:
         currency=order.currency,
         metadata=dict(order.metadata),
         data=dict(order.data),
+        credits=order.credits,
         # A subscription order: the paid invoice it stands for (recorded by
         # `invoice_record`; orders recorded before it kept only `invoice_id`).
         invoice=_invoice_info(invoice) if isinstance(invoice, dict) else None,
@@ -273,11 +275,11 @@ def _payment_apply(
     if target not in ORDER_TRANSITIONS[order.status] or (older and target != Order.Status.PAID):
         return PaymentOutcome(order.pk, False, f"order is {order.status}; {target} is stale")
     if target == Order.Status.PAID and (
-        intent.amount != order.amount or intent.currency != order.currency
+        intent.amount != order.card_amount or intent.currency != order.currency
     ):
         raise PaymentMismatchError(
             f"Stripe charged {intent.amount} {intent.currency} for order {order.pk}, "
-            f"which costs {order.amount} {order.currency}.",
+            f"whose card part is {order.card_amount} {order.currency}.",
             order_id=order.pk,
         )
     order_transition(
@@ -341,6 +343,29 @@ def refund_automatic(
     return refund
 
 
+def credits_refund_automatic(*, order: Order, reason: str) -> Refund:
+    """Give back all the credits a paid order took, as a refund applied when the
+    order's card part is refunded (the plugin's refund hook then runs for the whole).
+
+    Inside the caller's transaction, under the order's row lock. The row is
+    applied by `refund_apply` (the sweep retries it), after the order is paid.
+    """
+    refund = Refund.objects.create(
+        order=order,
+        payment=None,
+        method=Refund.Method.CREDITS,
+        amount=order.credits_value,
+        credits=order.credits,
+        currency=order.currency,
+        source=Refund.Source.AUTOMATIC,
+        status=Refund.Status.SUCCEEDED,
+        reason=reason[:500],
+    )
+    # Enqueued inside the caller's transaction on purpose, as `refund_automatic`'s.
+    async_task(REFUND_APPLY_TASK, refund.pk, task_name=f"refund-apply-{refund.pk}")
+    return refund
+
+
 def order_transition(
     order: Order, target: str, *, failure_code: str = "", failure_message: str = ""
 ) -> bool:
@@ -364,6 +389,17 @@ def order_transition(
     sql.row_update(order, fields=fields)
     if target in (Order.Status.FAILED, Order.Status.CANCELED):
         registry.release(order_info(order), reason=target)
+    if target == Order.Status.CANCELED and order.credits:
+        # The card never paid the rest: the credits taken at create go back, once
+        # (canceled is final, and the give-back is keyed on the order).
+        registry.credits_give_back(
+            user_id=order.user_id,
+            spend_reference=order.credits_reference,
+            credits=order.credits,
+            reference=f"order-{order.pk}-back",
+            memo=f"Order {order.pk} cancelled: credits given back",
+            order_id=order.pk,
+        )
     if target == Order.Status.PAID:
         fulfilment_create(order=order)
     return True
@@ -383,6 +419,8 @@ def fulfilment_create(*, order: Order) -> Fulfilment:
         with transaction.atomic():
             result = registry.fulfil(order_info(order))
     except FulfilmentImpossibleError as exc:
+        if order.payment_type == Order.PaymentType.CREDITS:
+            raise  # paid in the create's own transaction: nothing is taken or kept
         fulfilment = Fulfilment.objects.create(order=order, result={"impossible": exc.message})
         order.failure_code = exc.code
         order.failure_message = exc.message[:500]
@@ -390,10 +428,12 @@ def fulfilment_create(*, order: Order) -> Fulfilment:
         refund_automatic(
             order=order,
             payment=order.payments.filter(status="succeeded").order_by("id").first(),
-            amount=order.amount,
+            amount=order.card_amount,
             reason=exc.message,
             reverses_order=True,
         )
+        if order.credits:
+            credits_refund_automatic(order=order, reason=exc.message)
         log.warning(
             "order %s cannot be fulfilled (%s); refunding",
             order.pk,

@@ -97,7 +97,20 @@ def _holding(refunds) -> int:
 
 
 def _counted(order: Order) -> int:
-    return _holding(order.refunds.filter(currency=order.currency))
+    """What refunds hold of the card payments: to the card, or refunded as credits."""
+    card_side = order.refunds.filter(currency=order.currency).exclude(method=Refund.Method.CREDITS)
+    return _holding(card_side)
+
+
+def card_refundable(order: Order) -> tuple[Payment | None, int]:
+    """The order's card payment a refund goes to, and what is left to refund of it."""
+    payment = (
+        order.payments.filter(amount_received__gt=0, currency=order.currency).order_by("id").first()
+    )
+    refundable = _captured(order) - _counted(order)
+    if payment is not None:
+        refundable = min(refundable, _payment_refundable(payment))
+    return payment, max(0, refundable)
 
 
 def _payment_refundable(payment: Payment) -> int:
@@ -113,7 +126,8 @@ def refund_create(
     initiated_by_id: int | None = None,
     source: str = Refund.Source.STAFF,
 ) -> Refund:
-    """Refund `amount` (major units; None for all that is left) of a paid order at Stripe."""
+    """Refund `amount` (major units; None for all that is left) of a paid order's card
+    payment at Stripe. (`credit_refunds.refund_order` refunds orders paid with credits.)"""
     with transaction.atomic():
         order = Order.objects.select_for_update().filter(pk=order_id).first()
         if order is None:
@@ -124,14 +138,7 @@ def refund_create(
                 order_id=order.pk,
                 status=order.status,
             )
-        payment = (
-            order.payments.filter(amount_received__gt=0, currency=order.currency)
-            .order_by("id")
-            .first()
-        )
-        refundable = _captured(order) - _counted(order)
-        if payment is not None:
-            refundable = min(refundable, _payment_refundable(payment))
+        payment, refundable = card_refundable(order)
         minor = refundable if amount is None else to_minor(amount, order.currency)
         if payment is None or minor <= 0 or minor > refundable:
             raise RefundExceedsCapturedError(
@@ -156,7 +163,11 @@ def refund_submit(*, refund_id: int) -> Refund:
     """Ask Stripe for a stored refund, once: a row that may have reached Stripe is looked
     up there first. Then record the answer and apply it."""
     with transaction.atomic():
-        refund = Refund.objects.select_for_update().select_related("payment").get(pk=refund_id)
+        refund = (
+            Refund.objects.select_for_update(of=("self",))
+            .select_related("payment")
+            .get(pk=refund_id)
+        )
         if refund.stripe_refund_id or refund.status != S.PENDING:
             return refund
         sent_before = refund.submitted_at is not None
@@ -334,6 +345,14 @@ def refund_apply(*, refund_id: int) -> str:
         refund = Refund.objects.select_for_update().get(pk=refund_id)
         if refund.applied_at is not None or refund.status != S.SUCCEEDED:
             return f"refund {refund.stripe_refund_id} needs nothing more"
+        if (
+            refund.method == Refund.Method.CREDITS
+            and refund.amount == 0
+            and order.status == Order.Status.REFUNDED
+        ):
+            # Credits worth less than a minor unit, after the card part refunded all
+            # of the price: nothing is left to reverse, but the credits go back.
+            refund.reverses_order = False
         if refund.reverses_order and order.status not in REFUNDABLE_STATUSES:
             raise RefundBeforePaymentError(
                 f"Order {order.pk} is {order.status}; its payment must be recorded "
@@ -344,12 +363,15 @@ def refund_apply(*, refund_id: int) -> str:
             s=Sum("amount")
         )
         refunded_total = (applied["s"] or 0) + refund.amount
-        if refunded_total > _captured(order):
+        paid = _captured(order) + order.credits_value
+        if refunded_total > paid:
             raise RefundExceedsCapturedError(
                 f"Refunds of order {order.pk} would reach {refunded_total}, more than the "
-                f"{_captured(order)} captured.",
+                f"{paid} paid.",
                 order_id=order.pk,
             )
+        if refund.credits:
+            credits_refund_give(order=order, refund=refund)
         if refund.reverses_order:
             info = RefundInfo(
                 refund_id=refund.pk,
@@ -359,18 +381,38 @@ def refund_apply(*, refund_id: int) -> str:
                 refunded_total=refunded_total,
                 reason=refund.reason,
                 stripe_dispute_id=_dispute_of(refund),
+                credits=refund.credits,
             )
             refund.result = registry.refund(order_info(order), info)
         else:
             refund.result = {"payment_only": True}
         refund.applied_at = timezone.now()
-        refund.save(update_fields=["result", "applied_at", "updated_at"])
+        refund.save(update_fields=["result", "applied_at", "reverses_order", "updated_at"])
         if refund.reverses_order:
             full = refunded_total >= order.amount
             order_transition(
                 order, Order.Status.REFUNDED if full else Order.Status.PARTIALLY_REFUNDED
             )
         return f"refund {refund.stripe_refund_id} applied; order is {order.status}"
+
+
+def credits_refund_give(*, order: Order, refund: Refund) -> int:
+    """Give the buyer a refund's credits through the ledger hook, once (keyed on the
+    refund): back to the spend that paid the order, or as new paid credits for card
+    money refunded as credits."""
+    back = refund.method == Refund.Method.CREDITS
+    return registry.credits_give_back(
+        user_id=order.user_id,
+        spend_reference=order.credits_reference if back else None,
+        credits=refund.credits,
+        reference=f"refund-{refund.pk}",
+        memo=(
+            f"Refund of order {order.pk}: credits given back"
+            if back
+            else f"Refund of order {order.pk} as credits"
+        ),
+        order_id=order.pk,
+    )
 
 
 def _dispute_of(refund: Refund) -> str:

@@ -108,7 +108,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Payments Order Cancel */
+        /**
+         * Payments Order Cancel
+         * @description Cancel my unpaid order (credits it took come back), or my order paid with credits
+         *     before its `cancellable_until` (refunded in credits; a booking is cancelled).
+         */
         post: operations["billing_api_orders_payments_order_cancel"];
         delete?: never;
         options?: never;
@@ -154,7 +158,9 @@ export interface paths {
         /**
          * Payments Order Refund
          * @description Staff with the refund permission (the "finance" group): refund all (no `amount`)
-         *     or part of a paid order at Stripe.
+         *     or part of a paid order: to the card at Stripe, the credits part of an order paid
+         *     with credits back to the buyer's credits, or (`to_credits`) the card payment as
+         *     credits.
          */
         post: operations["billing_api_orders_payments_order_refund"];
         delete?: never;
@@ -715,6 +721,36 @@ export interface components {
             amount_display: string;
             /** Currency */
             currency: string;
+            /**
+             * Payment Type
+             * @description `intent`, `checkout` or `credits`.
+             */
+            payment_type: string;
+            /**
+             * Credit Price
+             * @description The price in credits when it was ordered; null: not sold for credits.
+             */
+            credit_price: number | null;
+            /**
+             * Credits
+             * @description Credits my credits paid of it (0: none).
+             */
+            credits: number;
+            /**
+             * Credits Value
+             * @description The part of `amount` those credits paid.
+             */
+            credits_value: number;
+            /**
+             * Card Amount
+             * @description The part of `amount` a card pays.
+             */
+            card_amount: number;
+            /**
+             * Cancellable Until
+             * @description Paid with credits: until when I may cancel it for my credits back.
+             */
+            cancellable_until: string | null;
             /** Description */
             description: string;
             /** Metadata */
@@ -785,6 +821,16 @@ export interface components {
             /** Applied */
             applied: boolean;
             /**
+             * Method
+             * @description `card`: to the card at Stripe; `credits`: the credits the order was paid with, given back; `as_credits`: card money refunded as credits.
+             */
+            method: string;
+            /**
+             * Credits
+             * @description Credits this refund gives (0 for `card`).
+             */
+            credits: number;
+            /**
              * Created At
              * Format: date-time
              */
@@ -825,10 +871,17 @@ export interface components {
             amount?: number | string | null;
             /**
              * Payment Type
+             * @description `intent`: a PaymentIntent; `checkout`: Stripe's Checkout page; `credits`: paid at once from my credits, at the purchase's credit price (422 when it has none, 409 with `extra.missing` when I have too few; then nothing is created).
              * @default intent
              * @enum {string}
              */
-            payment_type: "intent" | "checkout";
+            payment_type: "intent" | "checkout" | "credits";
+            /**
+             * Apply Credits
+             * @description With `intent`: my credits pay first, up to the credit price, and the card pays the rest of the price in proportion (all of it, and no card, when my credits cover it). The credits come back if the order is cancelled or left unpaid.
+             * @default false
+             */
+            apply_credits: boolean;
             /**
              * Success Url
              * @description Checkout only; on FRONTEND_URL's origin.
@@ -893,6 +946,11 @@ export interface components {
         /**
          * RefundCreateIn
          * @description A staff refund: `amount` in major units ("5.00"), or none to refund all that is left.
+         *
+         *     An order paid with credits (in full or in part) is refunded in proportion to
+         *     what paid it: the card part at Stripe, the credits part back to the buyer's
+         *     credits; with `credits` the request names the parts (`credits` back, `amount`
+         *     to the card). With `to_credits` the card payment is refunded as credits instead.
          */
         RefundCreateIn: {
             /** Amount */
@@ -902,6 +960,17 @@ export interface components {
              * @default
              */
             reason: string;
+            /**
+             * Credits
+             * @description Orders paid with credits: give back this many credits, and `amount` (if any) to the card.
+             */
+            credits?: number | null;
+            /**
+             * To Credits
+             * @description Refund the card payment as credits (no Stripe refund): the buyer gets credits at the order's credit price, or at the credit rate.
+             * @default false
+             */
+            to_credits: boolean;
         };
         /** PaymentMethodOut */
         PaymentMethodOut: {
@@ -1010,10 +1079,17 @@ export interface components {
             payment_method_id?: number | string | null;
             /**
              * Payment Type
+             * @description `intent`: a PaymentIntent; `checkout`: Stripe's Checkout page; `credits`: paid at once from my credits, at the purchase's credit price (422 when it has none, 409 with `extra.missing` when I have too few; then nothing is created).
              * @default intent
              * @enum {string}
              */
-            payment_type: "intent" | "checkout";
+            payment_type: "intent" | "checkout" | "credits";
+            /**
+             * Apply Credits
+             * @description With `intent`: my credits pay first, up to the credit price, and the card pays the rest of the price in proportion (all of it, and no card, when my credits cover it). The credits come back if the order is cancelled or left unpaid.
+             * @default false
+             */
+            apply_credits: boolean;
             /** Success Url */
             success_url?: string | null;
             /** Cancel Url */
@@ -1240,6 +1316,11 @@ export interface components {
             price: number;
             /** Currency */
             currency: string;
+            /**
+             * Credit Price
+             * @description The same service in credits; null when it cannot be bought with credits.
+             */
+            credit_price: number | null;
             /**
              * Duration Minutes
              * @description 1-on-1 sessions: the length of a slot.

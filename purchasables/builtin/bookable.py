@@ -9,6 +9,12 @@ marks them partially refunded. While an order's payment is disputed its
 bookings are marked disputed (they keep their seats); a lost dispute cancels
 them, a won one restores them.
 
+A service with a `credit_price` may be paid with credits too (`Quote.credits`).
+The buyer may cancel a booking paid with credits up to `CANCEL_CUTOFF` before
+its earliest start (`Quote.cancellable_until`); a purchase with nothing
+scheduled yet (a package whose 1-on-1 units are booked later) cannot be
+cancelled by its buyer.
+
 The rule: fulfilment books exactly the plan stored in `Quote.data["plan"]`,
 which the server built from the database; nothing the client sends after the
 quote is trusted.
@@ -16,7 +22,10 @@ quote is trusted.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
+
+from django.conf import settings
 
 from bookings.errors import SeatsUnavailableError
 from bookings.models import Service
@@ -50,6 +59,21 @@ from purchasables.types import (
 Kind = Service.Kind
 # Stripe's limit on one metadata value.
 METADATA_VALUE_MAX = 500
+# How long before its start a buyer may still cancel a booking paid with credits;
+# `TOLLGATE["BOOKING_CANCEL_CUTOFF_HOURS"]` overrides it.
+CANCEL_CUTOFF = timedelta(hours=24)
+
+
+def _cancel_cutoff() -> timedelta:
+    hours = settings.TOLLGATE.get("BOOKING_CANCEL_CUTOFF_HOURS")
+    return CANCEL_CUTOFF if hours is None else timedelta(hours=int(hours))
+
+
+def _cancellable_until(plan: PlanNode) -> datetime | None:
+    """The cut-off before the plan's earliest start; None when nothing has a time yet."""
+    starts = [node.start for node in plan.walk() if node.start is not None]
+    return min(starts) - _cancel_cutoff() if starts else None
+
 
 DESCRIPTIONS = {
     Kind.SESSION: "A 1-on-1 session at a time inside the host's availability "
@@ -74,6 +98,8 @@ def _service_entry(service: Service) -> dict[str, Any]:
         "kind": service.kind,
         "price": service.price,
         "currency": service.currency,
+        # The same service in credits; None when it cannot be bought with credits.
+        "credit_price": service.credit_price,
     }
     if service.kind == Kind.SESSION:
         entry["duration_minutes"] = service.duration_minutes
@@ -151,6 +177,8 @@ class BookablePlugin:
             description=f"{Kind(self.kind).label}: {service.name}{_when(plan)}",
             metadata=metadata,
             data={"service_id": service.pk, "plan": plan.to_dict()},
+            credits=service.credit_price,
+            cancellable_until=_cancellable_until(plan),
         )
 
     @hookimpl

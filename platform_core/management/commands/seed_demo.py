@@ -79,7 +79,7 @@ def demo_services_upsert() -> list[str]:
                 service=obj, start=begin, end=begin + timedelta(hours=2), capacity=capacity
             )
 
-    coaching = service("Coaching call", "session", 6000, duration_minutes=60)
+    coaching = service("Coaching call", "session", 6000, duration_minutes=60, credit_price=500)
     AvailabilityWindow.objects.filter(service=coaching).delete()
     for day in range(7, 21):
         opens = (timezone.now() + timedelta(days=day)).replace(
@@ -88,11 +88,11 @@ def demo_services_upsert() -> list[str]:
         AvailabilityWindow.objects.create(
             service=coaching, start=opens, end=opens + timedelta(hours=8)
         )
-    workshop = service("Pricing workshop", "workshop", 2500)
+    workshop = service("Pricing workshop", "workshop", 2500, credit_price=200)
     sessions(workshop, count=1, capacity=10)
-    course = service("Stripe in four weeks", "course", 12000)
+    course = service("Stripe in four weeks", "course", 12000, credit_price=1000)
     sessions(course, count=4, capacity=12)
-    package = service("Coaching bundle", "package", 15000)
+    package = service("Coaching bundle", "package", 15000, credit_price=1200)
     PackageItem.objects.update_or_create(
         package=package, item_service=coaching, defaults={"quantity": 3}
     )

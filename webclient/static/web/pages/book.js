@@ -1,10 +1,12 @@
-// Book: a 1-on-1 slot, a workshop seat, a course or a package, paid with a saved card.
+// Book: a 1-on-1 slot, a workshop seat, a course or a package, paid with a saved card,
+// with credits where the service has a credit price, or with credits first and the card
+// for the rest. The server checks seats, slots and credits again under a lock.
 // Seats come from /bookings/services/{id}/sessions/ and free 1-on-1 slots from
 // /bookings/services/{id}/slots/; the server checks them again under a lock when the
 // order is created. After each payment the listing is read again, so the seats and
 // slots on screen are the ones still free.
 import { api } from "../api.js";
-import { cardPicker, runPayment } from "../checkout.js";
+import { balanceText, cardPicker, runPayment } from "../checkout.js";
 import { formatMoney, minorToMajor } from "../money.js";
 import { freeSlots, formatSlot, slotPicker } from "../slots.js";
 import { errorNotice, formatDateTime, h, loading, notice, section, show } from "../ui.js";
@@ -18,15 +20,44 @@ const KIND_TITLE = {
   bundle: "Bundles",
 };
 
+/**
+ * How to pay: with my card (optionally my credits first, the card for the rest) or with
+ * credits alone. Shows my balance; `credits()` and `creditsFirst()` say what was chosen.
+ */
+function payWith(balance, anyCreditPrice) {
+  const byCard = h("input", { type: "radio", name: "pay-with", value: "card", checked: true });
+  const byCredits = h("input", { type: "radio", name: "pay-with", value: "credits", id: "pay-credits" });
+  const first = h("input", { type: "checkbox", name: "credits-first", id: "credits-first" });
+  const shown = h("span", { id: "credit-balance" }, String(balance));
+  if (!anyCreditPrice) return { element: null, credits: () => false, creditsFirst: () => false, setBalance() {} };
+  return {
+    element: h(
+      "div",
+      { class: "pay-with" },
+      h("p", {}, "My credits: ", shown),
+      h("label", {}, byCard, " Pay with my card"),
+      " ",
+      h("label", {}, first, " use my credits first (the card pays the rest)"),
+      h("br"),
+      h("label", {}, byCredits, " Pay with credits, where a service has a credit price"),
+    ),
+    credits: () => byCredits.checked,
+    creditsFirst: () => first.checked,
+    setBalance: (value) => (shown.textContent = String(value)),
+  };
+}
+
 export async function render(root, { isActive }) {
   const title = h("h1", {}, "Book");
   show(root, title, loading());
   let services;
   let picker;
+  let balance;
   try {
-    [services, picker] = await Promise.all([
+    [services, picker, { balance }] = await Promise.all([
       api.get("/bookings/services/", { auth: false }),
       cardPicker("/book"),
+      api.get("/credits/balance/"),
     ]);
   } catch (err) {
     show(root, title, errorNotice(err));
@@ -36,32 +67,42 @@ export async function render(root, { isActive }) {
   const result = h("div", { class: "messages", id: "book-result" });
   const listing = h("div", { id: "book-listing" });
   let buttons = [];
+  const how = payWith(balance, services.some((s) => s.credit_price));
 
   const pay = async (service, scheduling, what) => {
+    const withCredits = how.credits();
     const card = picker.selected();
-    if (!card) {
+    if (withCredits && !service.credit_price) {
+      show(result, notice("error", `${service.name} cannot be paid with credits; pay by card.`));
+      return;
+    }
+    if (!withCredits && !card) {
       show(result, notice("error", "Add a card first."));
       return;
     }
     buttons.forEach((b) => (b.disabled = true));
     result.scrollIntoView({ block: "nearest" });
+    const body = {
+      service_id: service.id,
+      scheduling_data: scheduling,
+      amount: minorToMajor(service.price, service.currency),
+    };
+    if (withCredits) body.payment_type = "credits";
+    else {
+      body.payment_method_id = card;
+      if (how.creditsFirst() && service.credit_price) body.apply_credits = true;
+    }
     try {
-      await runPayment(
-        result,
-        {
-          service_id: service.id,
-          scheduling_data: scheduling,
-          amount: minorToMajor(service.price, service.currency),
-          payment_method_id: card,
-        },
-        {
-          isActive,
-          describeSuccess: async () => [
-            `${what} is booked; see `,
-            h("a", { href: "#/bookings" }, "my bookings"),
-          ],
-        },
-      );
+      const order = await runPayment(result, body, {
+        isActive,
+        describeSuccess: async (paid) => [
+          `${what} is booked`,
+          paid.credits ? ` (${paid.credits} credits used; ${await balanceText()})` : "",
+          "; see ",
+          h("a", { href: "#/bookings" }, "my bookings"),
+        ],
+      });
+      if (order && isActive()) how.setBalance((await api.get("/credits/balance/")).balance);
     } finally {
       buttons.forEach((b) => (b.disabled = b.dataset.full === "true"));
     }
@@ -96,7 +137,9 @@ export async function render(root, { isActive }) {
   if (!isActive()) return;
 
   const entry = (service) => {
-    const price = formatMoney(service.price, service.currency);
+    const price =
+      formatMoney(service.price, service.currency) +
+      (service.credit_price ? ` or ${service.credit_price} credits` : "");
     const head = [
       h("h3", {}, service.name),
       service.description ? h("p", { class: "muted" }, service.description) : null,
@@ -211,5 +254,5 @@ export async function render(root, { isActive }) {
     if (isActive()) paint();
   }
   paint();
-  show(root, title, section("Payment", picker.element), result, listing);
+  show(root, title, section("Payment", how.element, picker.element), result, listing);
 }

@@ -72,7 +72,21 @@ function detail(order, cancel) {
     ["Paid", order.paid_at ? formatDateTime(order.paid_at) : "—"],
     ["Delivered", order.fulfilled ? "yes" : "not yet"],
   ];
+  if (order.credits) {
+    rows.push([
+      "Paid with credits",
+      order.card_amount
+        ? `${order.credits} credits, and ${formatMoney(order.card_amount, order.currency)} by card`
+        : `${order.credits} credits`,
+    ]);
+  }
   if (order.failure_message || order.failure_code) rows.push(["Why it failed", failureText(order)]);
+  // An order paid with credits may be cancelled, for the credits back, until its cut-off.
+  const creditsBack =
+    order.payment_type === "credits" &&
+    order.status === "paid" &&
+    order.cancellable_until &&
+    Date.parse(order.cancellable_until) > Date.now();
   return h(
     "div",
     { id: "order", "data-status": order.status },
@@ -121,7 +135,9 @@ function detail(order, cancel) {
               h(
                 "li",
                 {},
-                formatMoney(r.amount, r.currency),
+                r.method === "card"
+                  ? formatMoney(r.amount, r.currency)
+                  : `${r.credits} credits (${formatMoney(r.amount, r.currency)})`,
                 " ",
                 statusBadge(r.status),
                 r.reason ? ` (${r.reason})` : "",
@@ -132,6 +148,18 @@ function detail(order, cancel) {
       : null,
     ["pending", "requires_action"].includes(order.status)
       ? h("button", { type: "button", class: "danger", onclick: cancel }, "Cancel this order")
+      : null,
+    creditsBack
+      ? h(
+          "p",
+          {},
+          h(
+            "button",
+            { type: "button", class: "danger", id: "cancel-for-credits", onclick: cancel },
+            `Cancel and get my ${order.credits} credits back`,
+          ),
+          ` (until ${formatDateTime(order.cancellable_until)})`,
+        )
       : null,
   );
 }
@@ -179,8 +207,17 @@ export async function renderDetail(root, { isActive, params }) {
   const cancel = async () => {
     show(live, notice("loading", "Cancelling…"));
     try {
-      render(await api.post(`/payments/orders/${id}/cancel/`));
-      show(live, notice("success", "The order is cancelled."));
+      const after = await api.post(`/payments/orders/${id}/cancel/`);
+      render(after);
+      show(
+        live,
+        notice(
+          "success",
+          after.status === "refunded"
+            ? `The order is cancelled; your ${after.credits} credits are back.`
+            : "The order is cancelled.",
+        ),
+      );
     } catch (err) {
       show(live, errorNotice(err));
     }

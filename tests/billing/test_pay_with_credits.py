@@ -1,0 +1,422 @@
+"""Paying with credits, end to end: real HTTP to a live server, the development Stripe.
+
+A buyer tops up credits by card, books a workshop with credits, cancels it and
+gets the credits back; pays part with credits and a card for the rest (a declined
+card, then a good one); staff refund split orders and refund card payments as
+credits. Each flow checks the ledger (balance = sum of entries), the seats and the
+order's one fulfilment.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from billing.models import Fulfilment, Order, Refund
+from billing.services.credit_payments import card_rest, orders_holding_credits_expire
+from bookings.models import Booking, SeatHold, Service
+from credits.models import CreditTransaction
+from credits.selectors import credits_balance_get, credits_ledger_sum
+from credits.services import credits_grant
+from platform_core.auth import api_token_create
+from tests.billing.conftest import in_threads
+from tests.billing.test_e2e_payments import BUY_100, Http, card
+from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
+from tests.conftest import PASSWORD
+from tollgate_testing.api import ApiClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+DECLINED = "4000000000000002"
+GOOD = "4242424242424242"
+
+
+def http_for(live_server, user) -> Http:
+    raw, _ = api_token_create(username=user.username, password=PASSWORD)
+    return Http(live_server.url, raw)
+
+
+@pytest.fixture
+def http(live_server, user) -> Http:
+    return http_for(live_server, user)
+
+
+@pytest.fixture
+def staff_http(live_server, staff_user) -> Http:
+    return http_for(live_server, staff_user)
+
+
+@pytest.fixture
+def workshop(db) -> Service:
+    """A 10-seat workshop sold for 45.00 USD or 40 credits."""
+    service = ServiceFactory(
+        name="Sourdough", kind=Service.Kind.WORKSHOP, price=4500, credit_price=40
+    )
+    ServiceSessionFactory(service=service, capacity=10)
+    return service
+
+
+def fund(user, credits: int) -> None:
+    credits_grant(user_id=user.pk, amount=credits, reference=f"fund-{user.pk}-{credits}")
+
+
+def book(service: Service, **more) -> dict:
+    return {"service_id": service.pk, **more}
+
+
+def balance_whole(user) -> int:
+    balance = credits_balance_get(user_id=user.pk)
+    assert balance == credits_ledger_sum(user_id=user.pk)
+    return balance
+
+
+def test_buy_a_pack_book_a_workshop_with_credits_cancel_and_get_them_back(
+    http, live_stripe, user, workshop
+):
+    topped = http.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"})
+    assert topped.status_code == 201, topped.text
+    assert balance_whole(user) == 100
+
+    catalog = http.get("/catalog/").json()
+    entry = next(
+        s
+        for t in catalog["purchase_types"]
+        if t["name"] == "workshop"
+        for s in t["catalog"]["services"]
+        if s["id"] == workshop.pk
+    )
+    assert (entry["price"], entry["credit_price"]) == (4500, 40)
+    listed = http.get("/bookings/services/").json()
+    assert next(s for s in listed if s["id"] == workshop.pk)["credit_price"] == 40
+
+    booked = http.post("/payments/create/", book(workshop, payment_type="credits"))
+    assert booked.status_code == 201, booked.text
+    body = booked.json()
+    assert body["status"] == "paid"
+    assert body["payment_intent_id"] is None and body["client_secret"] is None
+    assert body["order"]["payment_type"] == "credits"
+    assert (body["order"]["credits"], body["order"]["card_amount"]) == (40, 0)
+    assert body["order"]["fulfilled"] is True
+    assert balance_whole(user) == 60
+    order = Order.objects.get(pk=body["order_id"])
+    assert not order.payments.exists()
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    booking = Booking.objects.get(order_id=order.pk)
+    assert booking.status == Booking.Status.CONFIRMED
+    assert not SeatHold.objects.live(timezone.now()).filter(order_id=order.pk).exists()
+
+    cancelled = http.post(f"/payments/orders/{order.pk}/cancel/", {})
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "refunded"
+    assert balance_whole(user) == 100
+    booking.refresh_from_db()
+    assert booking.status == Booking.Status.CANCELED
+    refund = Refund.objects.get(order=order)
+    assert (refund.method, refund.credits, refund.amount) == ("credits", 40, 4500)
+    assert refund.applied_at is not None
+
+    again = http.post(f"/payments/orders/{order.pk}/cancel/", {})
+    assert again.status_code == 409, again.text
+    assert balance_whole(user) == 100
+    assert Refund.objects.filter(order=order).count() == 1
+
+
+def test_too_few_credits_is_409_with_what_is_missing_and_creates_nothing(
+    http, live_stripe, user, workshop
+):
+    fund(user, 30)
+    refused = http.post("/payments/create/", book(workshop, payment_type="credits"))
+    assert refused.status_code == 409, refused.text
+    body = refused.json()
+    assert body["code"] == "insufficient_credits"
+    assert body["extra"]["missing"] == 10
+    assert "10 more" in body["message"]
+    assert not Order.objects.exists()
+    assert not SeatHold.objects.exists()
+    assert balance_whole(user) == 30
+
+
+def test_a_purchase_without_a_credit_price_is_422(http, live_stripe, user, workshop):
+    fund(user, 1000)
+    pack = http.post("/payments/create/", {**BUY_100, "payment_type": "credits"})
+    assert pack.status_code == 422, pack.text
+    assert pack.json()["code"] == "not_sold_this_way"
+    plain = ServiceFactory(kind=Service.Kind.WORKSHOP, price=1000)
+    ServiceSessionFactory(service=plain)
+    refused = http.post("/payments/create/", book(plain, payment_type="credits"))
+    assert refused.status_code == 422, refused.text
+    split = http.post("/payments/create/", book(plain, apply_credits=True))
+    assert split.status_code == 422, split.text
+    with_card = http.post(
+        "/payments/create/", book(workshop, payment_type="credits", payment_method_id="pm_x_1")
+    )
+    assert with_card.status_code == 422, with_card.text
+    assert not Order.objects.exists()
+    assert balance_whole(user) == 1000
+
+
+def test_a_retried_request_with_the_same_idempotency_key_pays_once(
+    http, live_stripe, user, workshop
+):
+    fund(user, 100)
+    body = book(workshop, payment_type="credits")
+    first = http.post("/payments/create/", body, **{"Idempotency-Key": "k-1"})
+    assert first.status_code == 201, first.text
+    second = http.post("/payments/create/", body, **{"Idempotency-Key": "k-1"})
+    assert second.status_code == 200, second.text
+    assert second.json()["order_id"] == first.json()["order_id"]
+    assert second.json()["status"] == "paid"
+    other = http.post(
+        "/payments/create/", {**body, "apply_credits": True}, **{"Idempotency-Key": "k-1"}
+    )
+    assert other.status_code == 409
+    assert other.json()["code"] == "idempotency_conflict"
+    assert Order.objects.count() == 1
+    assert Booking.objects.count() == 1
+    assert balance_whole(user) == 60
+
+
+def test_credits_first_then_a_declined_card_then_a_good_one(http, live_stripe, user, workshop):
+    fund(user, 10)
+    declined = http.post(
+        "/payments/create/", book(workshop, apply_credits=True, payment_method_id=card(DECLINED))
+    )
+    assert declined.status_code == 402, declined.text
+    order = Order.objects.get(pk=declined.json()["extra"]["order_id"])
+    # 10 of 40 credits pay a quarter; the card the rest.
+    assert order.status == Order.Status.FAILED
+    assert (order.credits, order.card_amount, order.credits_value) == (10, 3375, 1125)
+    assert order.payments.get().amount == 3375
+    assert balance_whole(user) == 0  # kept for paying again
+
+    paid = http.post(f"/payments/orders/{order.pk}/pay/", {"payment_method_id": card(GOOD)})
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == "paid"
+    order.refresh_from_db()
+    assert order.credits == 10
+    assert [p.amount_received for p in order.payments.all()] == [3375]
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert Booking.objects.filter(order_id=order.pk).count() == 1
+    assert balance_whole(user) == 0
+
+
+def test_credits_come_back_once_when_the_split_order_is_cancelled(
+    http, live_stripe, user, workshop
+):
+    fund(user, 25)
+    created = http.post("/payments/create/", book(workshop, apply_credits=True))
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["status"] == "pending"
+    assert body["amount"] == 4500 and body["order"]["card_amount"] == 1688
+    assert balance_whole(user) == 0
+
+    cancelled = http.post(f"/payments/orders/{body['order_id']}/cancel/", {})
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "canceled"
+    assert balance_whole(user) == 25
+    assert http.post(f"/payments/orders/{body['order_id']}/cancel/", {}).status_code == 409
+    returned = CreditTransaction.objects.filter(
+        account__user=user, kind=CreditTransaction.Kind.REFUND
+    )
+    assert [e.amount for e in returned] == [25]
+
+
+def test_credits_come_back_when_the_split_order_expires(http, live_stripe, user, workshop):
+    fund(user, 20)
+    created = http.post("/payments/create/", book(workshop, apply_credits=True)).json()
+    assert balance_whole(user) == 0
+    assert orders_holding_credits_expire() == 0  # not yet
+    later = timezone.now() + timedelta(hours=2)
+    assert orders_holding_credits_expire(now=later) == 1
+    assert Order.objects.get(pk=created["order_id"]).status == Order.Status.CANCELED
+    assert balance_whole(user) == 20
+    assert orders_holding_credits_expire(now=later) == 0
+    assert balance_whole(user) == 20
+
+
+def test_credits_that_cover_the_price_need_no_card(http, live_stripe, user, workshop):
+    fund(user, 50)
+    created = http.post("/payments/create/", book(workshop, apply_credits=True))
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "paid"
+    assert created.json()["payment_intent_id"] is None
+    assert balance_whole(user) == 10
+
+
+def test_a_split_order_is_refunded_to_the_card_and_the_credits(
+    http, staff_http, live_stripe, user, workshop
+):
+    fund(user, 20)
+    paid = http.post(
+        "/payments/create/", book(workshop, apply_credits=True, payment_method_id="pm_card_visa")
+    )
+    assert paid.status_code == 201, paid.text
+    order = Order.objects.get(pk=paid.json()["order_id"])
+    assert order.status == Order.Status.PAID
+    assert (order.credits, order.card_amount) == (20, 2250)
+    assert balance_whole(user) == 0
+
+    # Half of the price: half from each side.
+    half = staff_http.post(f"/payments/orders/{order.pk}/refunds/", {"amount": "22.50"})
+    assert half.status_code == 201, half.text
+    refunds = list(order.refunds.order_by("id"))
+    assert [(r.method, r.amount, r.credits) for r in refunds] == [
+        ("card", 1125, 0),
+        ("credits", 1125, 10),
+    ]
+    assert all(r.applied_at for r in refunds)
+    order.refresh_from_db()
+    assert order.status == Order.Status.PARTIALLY_REFUNDED
+    assert balance_whole(user) == 10
+
+    rest = staff_http.post(f"/payments/orders/{order.pk}/refunds/", {})
+    assert rest.status_code == 201, rest.text
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
+    assert balance_whole(user) == 20
+    assert sum(r.amount for r in order.refunds.all()) == 4500
+    assert Booking.objects.get(order_id=order.pk).status == Booking.Status.CANCELED
+    more = staff_http.post(f"/payments/orders/{order.pk}/refunds/", {"credits": 1})
+    assert more.status_code == 409, more.text
+
+
+def test_a_refund_may_name_its_card_and_credit_parts(http, staff_http, live_stripe, user, workshop):
+    fund(user, 20)
+    order_id = http.post(
+        "/payments/create/", book(workshop, apply_credits=True, payment_method_id="pm_card_visa")
+    ).json()["order_id"]
+    only_credits = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"credits": 5})
+    assert only_credits.status_code == 201, only_credits.text
+    assert (only_credits.json()["method"], only_credits.json()["credits"]) == ("credits", 5)
+    too_many = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"credits": 16})
+    assert too_many.status_code == 409, too_many.text
+    both = staff_http.post(
+        f"/payments/orders/{order_id}/refunds/", {"credits": 15, "amount": "22.50"}
+    )
+    assert both.status_code == 201, both.text
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert balance_whole(user) == 20
+
+
+def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe, user, workshop):
+    paid = http.post("/payments/create/", book(workshop, payment_method_id="pm_card_visa")).json()
+    order_id = paid["order_id"]
+    assert paid["status"] == "paid"
+    refund = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
+    assert refund.status_code == 201, refund.text
+    body = refund.json()
+    assert (body["method"], body["credits"], body["stripe_refund_id"]) == ("as_credits", 40, None)
+    assert body["applied"] is True
+    order = Order.objects.get(pk=order_id)
+    assert order.status == Order.Status.REFUNDED
+    assert Booking.objects.get(order_id=order_id).status == Booking.Status.CANCELED
+    assert balance_whole(user) == 40
+    again = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
+    assert again.status_code == 409, again.text
+    card_too = staff_http.post(f"/payments/orders/{order_id}/refunds/", {})
+    assert card_too.status_code == 409, card_too.text
+    assert balance_whole(user) == 40
+    denied = http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
+    assert denied.status_code == 403
+
+
+def test_a_booking_past_its_cut_off_is_not_cancelled(http, live_stripe, user):
+    soon = ServiceFactory(kind=Service.Kind.WORKSHOP, price=1000, credit_price=10)
+    ServiceSessionFactory(service=soon, start=timezone.now() + timedelta(hours=3))
+    fund(user, 10)
+    order_id = http.post("/payments/create/", book(soon, payment_type="credits")).json()["order_id"]
+    refused = http.post(f"/payments/orders/{order_id}/cancel/", {})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["extra"]["cancellable_until"]
+    assert balance_whole(user) == 0
+    assert Booking.objects.get(order_id=order_id).status == Booking.Status.CONFIRMED
+
+
+def test_card_rest_rounds_up_to_the_currency_step():
+    assert card_rest(amount=4500, credits=40, taken=10, currency="usd") == 3375
+    assert card_rest(amount=1000, credits=3, taken=1, currency="usd") == 667
+    assert card_rest(amount=1000, credits=3, taken=1, currency="kwd") == 670
+    assert card_rest(amount=1000, credits=40, taken=40, currency="usd") == 0
+
+
+@pytest.fixture
+def no_limits(settings):
+    """Fifty creates from one buyer at once is what this test is about, not the limits."""
+    settings.TOLLGATE = {
+        **settings.TOLLGATE,
+        "RATE_LIMITS": dict.fromkeys(settings.TOLLGATE["RATE_LIMITS"], "off"),
+        "BOOKING_HOLD_SEATS_PER_SESSION": 0,
+        "BOOKING_HOLDS_PER_USER": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("seats", "affordable"),
+    [(20, 30), (100, 25)],
+    ids=["seats-run-out-first", "credits-run-out-first"],
+)
+def test_fifty_concurrent_credit_payments_on_one_account(
+    stripe_server, user, no_limits, seats, affordable
+):
+    service = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, credit_price=40)
+    session = ServiceSessionFactory(service=service, capacity=seats)
+    fund(user, 40 * affordable)
+
+    token, _ = api_token_create(username=user.username, password=PASSWORD)
+
+    def pay(i: int):
+        # The whole request path in this thread, on its own database connection.
+        return ApiClient(token).post("/payments/create/", book(service, payment_type="credits"))
+
+    answers = in_threads(50, pay)
+
+    codes = sorted(a.status_code for a in answers)
+    paid = min(seats, affordable)
+    assert codes.count(201) == paid, [a.text for a in answers if a.status_code != 201][:3]
+    assert codes.count(409) == 50 - paid
+    refusals = {a.json()["code"] for a in answers if a.status_code == 409}
+    assert refusals == {"seats_unavailable" if seats < affordable else "insufficient_credits"}
+    orders = Order.objects.filter(user=user)
+    assert orders.count() == paid
+    assert all(o.status == Order.Status.PAID for o in orders)
+    assert Fulfilment.objects.filter(order__in=orders).count() == paid
+    assert Booking.objects.filter(session=session).count() == paid <= seats
+    assert balance_whole(user) == 40 * (affordable - paid) >= 0
+    spends = CreditTransaction.objects.filter(account__user=user, kind=CreditTransaction.Kind.SPEND)
+    assert spends.count() == paid
+
+
+def test_the_admin_action_refunds_a_card_order_as_credits_once(http, live_stripe, user, workshop):
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    order_id = http.post(
+        "/payments/create/", book(workshop, payment_method_id="pm_card_visa")
+    ).json()["order_id"]
+    finance = UserFactory(is_staff=True)
+    finance.user_permissions.add(
+        Permission.objects.get(codename="view_order"),
+        Permission.objects.get(codename="view_refund"),
+        Permission.objects.get(codename="add_refund"),
+    )
+    client = Client()
+    client.force_login(finance)
+    for _ in range(2):  # a double-submitted action refunds once
+        client.post(
+            reverse("admin:billing_order_changelist"),
+            {"action": "refund_as_credits_in_full", "_selected_action": [order_id]},
+        )
+    [refund] = Refund.objects.filter(order_id=order_id)
+    assert (refund.method, refund.amount, refund.credits) == ("as_credits", 4500, 40)
+    assert refund.stripe_refund_id is None and refund.initiated_by == finance
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert balance_whole(user) == 40
+    page = client.get(reverse("admin:billing_order_change", args=[order_id]))
+    assert page.status_code == 200
+    assert b"Card payment refunded as credits" in page.content
