@@ -4,7 +4,7 @@ page with what other apps hold about an order.
 The rules: the audit log is read-only here like everywhere; erasing a user goes
 through `backoffice.data_rights.user_erase` and needs
 `platform_core.erase_user`. Views that join several apps live here, in the
-composition root, because billing may not import credits or bookings.
+back office, because billing may not import credits or bookings.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ no entry and an action that commits always has one.
 Where entries come from:
 - refunds started by staff and credits granted by staff, through the API or the
   admin, from the rows those services create (`post_save` receivers below: the
-  apps cannot import the platform, so the platform listens);
+  apps cannot import the back office, so the back office listens);
 - every change the admin logs (add, change, delete, and what an admin action
   logs, such as a replay), from the admin site's `ModelAdmin.log_*` methods;
-- commands and services of the platform (erasure, the replay command) directly.
+- commands and services of the back office (erasure, the replay command) directly.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 
 `make client` runs this and then openapi-typescript over the file. The rule:
 `clients/typescript/schema.json` is exactly what this writes for the current
-API; `tests/platform_core/test_typescript_client.py` fails when it is not.
+API; `tests/webclient/test_typescript_client.py` fails when it is not.
 """
 
 from __future__ import annotations

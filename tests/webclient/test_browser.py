@@ -22,7 +22,7 @@ from credits.selectors import credits_balance_get
 from tests.billing.conftest import eventually, stripe_plan_create
 from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
 from tests.conftest import PASSWORD, client_for
-from tests.web.conftest import snap
+from tests.webclient.conftest import snap
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is not installed"
