@@ -13,7 +13,7 @@ from platform_core.models import AuditEntry
 from tests.billing.factories import OrderFactory
 from tests.conftest import PASSWORD
 from tests.factories import UserFactory
-from tests.web.conftest import snap
+from tests.webclient.conftest import snap
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is not installed"

@@ -24,10 +24,10 @@ from tests.bookings.factories import (
 from tests.bookings.seat_checks import plan_for
 from tests.bookings.times import at, iso
 from tests.factories import UserFactory
-from tests.web.conftest import snap
+from tests.webclient.conftest import snap
 
 # `app`: the page, logged in as `user` (every test here uses it, through pytestmark).
-from tests.web.test_browser import VISA, add_card, app, go  # noqa: F401
+from tests.webclient.test_browser import VISA, add_card, app, go  # noqa: F401
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is not installed"

@@ -10,10 +10,10 @@ from billing.models import Order
 from credits.models import Plan
 from tests.billing.conftest import stripe_plan_create
 from tests.billing.factories import OrderFactory
-from tests.web.conftest import snap
+from tests.webclient.conftest import snap
 
 # `app`: the page, logged in as `user` (every test here uses it, through pytestmark).
-from tests.web.test_browser import VISA, add_card, app, go  # noqa: F401
+from tests.webclient.test_browser import VISA, add_card, app, go  # noqa: F401
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is not installed"

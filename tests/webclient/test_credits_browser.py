@@ -12,8 +12,8 @@ from bookings.models import Booking, Service
 from credits.selectors import credits_balance_get
 from credits.services import credits_grant
 from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
-from tests.web.conftest import snap
-from tests.web.test_browser import app, go  # noqa: F401  (the logged-in client)
+from tests.webclient.conftest import snap
+from tests.webclient.test_browser import app, go  # noqa: F401  (the logged-in client)
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is not installed"
