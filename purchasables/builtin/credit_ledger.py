@@ -12,10 +12,8 @@ repeated call never moves a balance twice.
 
 from __future__ import annotations
 
-import inspect
-
 from credits.errors import InsufficientCreditsError
-from credits.models import CreditTransaction
+from credits.models import CreditLot, CreditTransaction
 from credits.selectors import credits_balance_and_frozen_get
 from credits.services import (
     SPEND_REFERENCE_PREFIX,
@@ -90,11 +88,6 @@ def tollgate_credits_take(
     return 0
 
 
-def _grant_options() -> dict[str, object]:
-    """What `credits_grant` accepts beyond the basics (a lot's category and order)."""
-    return dict(inspect.signature(credits_grant).parameters)
-
-
 @hookimpl
 def tollgate_credits_give_back(
     user_id: int,
@@ -113,18 +106,13 @@ def tollgate_credits_give_back(
             memo=memo,
         )
         return write.entry.amount
-    options = _grant_options()
-    extra: dict[str, object] = {}
-    if "category" in options:
-        extra["category"] = "paid"
-    if "source_order_id" in options:
-        extra["source_order_id"] = order_id
     entry = credits_grant(
         user_id=user_id,
         amount=credits,
         reference=reference,
         kind=CreditTransaction.Kind.REFUND,
         memo=memo,
-        **extra,  # type: ignore[arg-type]
+        category=CreditLot.Category.PAID,
+        source_order_id=order_id,
     )
     return entry.amount

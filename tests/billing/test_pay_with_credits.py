@@ -219,7 +219,7 @@ def test_credits_come_back_once_when_the_split_order_is_cancelled(
     assert balance_whole(user) == 25
     assert http.post(f"/payments/orders/{body['order_id']}/cancel/", {}).status_code == 409
     returned = CreditTransaction.objects.filter(
-        account__user=user, kind=CreditTransaction.Kind.REFUND
+        account__user=user, kind=CreditTransaction.Kind.RETURN
     )
     assert [e.amount for e in returned] == [25]
 
