@@ -109,7 +109,9 @@ def service_slots_free(
     if service.kind != Service.Kind.SESSION or not service.duration_minutes:
         return []
     step = timedelta(minutes=service.duration_minutes)
-    windows = list(AvailabilityWindow.objects.filter(service=service, end__gt=now))
+    windows = list(
+        AvailabilityWindow.objects.filter(service=service, end__gt=now).order_by("start", "id")
+    )
     if not windows:
         return []
     booked, held = slot_claims(
@@ -121,6 +123,8 @@ def service_slots_free(
     taken = [*booked.values_list("start", "end"), *held.values_list("start", "end")]
     free: dict[datetime, FreeSlot] = {}
     for window in windows:
+        if len(free) >= limit and window.start > sorted(free)[limit - 1]:
+            break  # windows come by start: none of the rest can be among the soonest
         start = window.start
         while start + step <= window.end:
             end = start + step

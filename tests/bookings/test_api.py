@@ -154,3 +154,18 @@ def test_slots_start_in_the_future_and_other_kinds_have_none(anon_api, one_on_on
     one_on_one.active = False
     one_on_one.save()
     assert anon_api.get(f"/bookings/services/{one_on_one.pk}/slots/").status_code == 404
+
+
+def test_a_listing_offers_the_soonest_free_slots_up_to_its_limit(one_on_one):
+    from bookings.selectors import service_slots_free
+
+    # A second window a day later, and one that overlaps the first: no slot twice.
+    AvailabilityWindowFactory(service=one_on_one, start=at(33), end=at(36))
+    AvailabilityWindowFactory(service=one_on_one, start=at(16), end=at(18))
+    starts = [slot.start for slot in service_slots_free(service=one_on_one)]
+    assert starts == [at(h) for h in (*range(9, 18), 33, 34, 35)]
+    assert [slot.start for slot in service_slots_free(service=one_on_one, limit=3)] == [
+        at(9),
+        at(10),
+        at(11),
+    ]

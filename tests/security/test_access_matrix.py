@@ -119,6 +119,13 @@ class World:
         return service
 
     @functools.cached_property
+    def coaching(self) -> Service:
+        """A 1-on-1 service with free slots."""
+        call = ServiceFactory(kind=Service.Kind.SESSION, price=8000, duration_minutes=60)
+        AvailabilityWindowFactory(service=call, start=at(9), end=at(17))
+        return call
+
+    @functools.cached_property
     def package_booking(self):
         """The owner's package of 1-on-1 calls: the parent and an unscheduled unit."""
         call = ServiceFactory(kind=Service.Kind.SESSION, price=8000, duration_minutes=60)
@@ -275,6 +282,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/bookings/services/"): Row(public(200), fixed("/bookings/services/")),
     ("GET", "/bookings/services/{service_id}/sessions/"): Row(
         public(200), lambda w, a: (f"/bookings/services/{w.workshop.pk}/sessions/", None)
+    ),
+    # Free 1-on-1 slots are public, like the sessions: no one's booking shows in them.
+    ("GET", "/bookings/services/{service_id}/slots/"): Row(
+        public(200), lambda w, a: (f"/bookings/services/{w.coaching.pk}/slots/", None)
     ),
     ("GET", "/bookings/"): Row(
         mine(200),
