@@ -51,7 +51,13 @@ class PurchaseType:
 
 @dataclass(frozen=True)
 class PurchaseRequest:
-    """What a client asked to buy, already authenticated and schema-checked."""
+    """What a client asked to buy, already authenticated and schema-checked.
+
+    :param renewal: True when billing quotes a paid cycle of a subscription the
+        user already holds (a renewal invoice), not a new sale: price what the
+        subscriber holds even if it is no longer for sale (a plan withdrawn
+        from the catalog keeps serving those who hold it until they cancel).
+    """
 
     user_id: int
     purchase_type: str
@@ -60,6 +66,7 @@ class PurchaseRequest:
     service_id: int | None = None
     scheduling_data: dict[str, Any] = field(default_factory=dict)
     service_data: dict[str, Any] = field(default_factory=dict)
+    renewal: bool = False
 
 
 @dataclass(frozen=True)

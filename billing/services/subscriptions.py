@@ -58,10 +58,12 @@ def _ts(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value, tz=UTC) if value else None
 
 
-def _quote(*, user_id: int, purchase_type: str, plan_id: int):
+def _quote(*, user_id: int, purchase_type: str, plan_id: int, renewal: bool = False):
     registry.purchase_type_sold_as(purchase_type, "subscription")
     quote = registry.quote(
-        PurchaseRequest(user_id=user_id, purchase_type=purchase_type, service_id=plan_id)
+        PurchaseRequest(
+            user_id=user_id, purchase_type=purchase_type, service_id=plan_id, renewal=renewal
+        )
     )
     if quote.recurring is None:
         raise TypeError(f"The plugin for {purchase_type!r} quoted no recurring price.")
@@ -378,7 +380,10 @@ def invoice_record(*, invoice: InvoiceData) -> str:
         if existing is not None:
             return f"invoice already recorded as order {existing.pk}"
         quote = _quote(
-            user_id=local.user_id, purchase_type=local.purchase_type, plan_id=int(local.plan_ref)
+            user_id=local.user_id,
+            purchase_type=local.purchase_type,
+            plan_id=int(local.plan_ref),
+            renewal=True,
         )
         refusal = _not_a_whole_cycle(invoice, amount=quote.amount, currency=quote.currency)
         if refusal:

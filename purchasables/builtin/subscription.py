@@ -74,7 +74,9 @@ def _plan_id(request: PurchaseRequest) -> int:
 @hookimpl
 def tollgate_quote(request: PurchaseRequest) -> Quote:
     plan_id = _plan_id(request)
-    plan = Plan.objects.filter(pk=plan_id, active=True).first()
+    # A plan withdrawn from sale still serves its subscribers' paid cycles.
+    plans = Plan.objects.all() if request.renewal else Plan.objects.filter(active=True)
+    plan = plans.filter(pk=plan_id).first()
     if plan is None:
         raise InvalidInputError(f"No active plan with id {plan_id}.", field="plan_id")
     return Quote(

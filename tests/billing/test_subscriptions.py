@@ -233,6 +233,27 @@ def test_three_cycles_grant_exactly_three_times(customer, plan, user):
     assert credits_balance_get(user_id=user.pk) == 1500
 
 
+def test_a_plan_withdrawn_from_sale_still_grants_its_subscribers_paid_cycles(
+    anon_api, customer, plan, user
+):
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    post_webhook(event("invoice.paid", invoice_obj(1)))
+    events_drain()
+    plan.active = False
+    plan.save(update_fields=["active"])
+    # No new buyer can start it: the catalog hides it and a new quote refuses it.
+    subscription_type = next(
+        t for t in anon_api.get("/catalog/").json()["purchase_types"] if t["name"] == "subscription"
+    )
+    assert subscription_type["catalog"]["plans"] == []
+    # Those who hold it are still billed by Stripe, and each paid cycle is served.
+    post_webhook(event("invoice.paid", invoice_obj(2)))
+    events_drain()
+    assert StripeEvent.objects.exclude(status="processed").count() == 0
+    assert Order.objects.filter(order_type="subscription", status="paid").count() == 2
+    assert credits_balance_get(user_id=user.pk) == 1000
+
+
 def test_an_invoice_before_its_subscription_reads_the_subscription_from_stripe(
     customer, plan, user, stripe_plan, monkeypatch
 ):
