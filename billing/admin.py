@@ -10,19 +10,17 @@ to staff holding the matching permission.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from billing import sql
 from billing.models import (
     CardSetup,
     Dispute,
@@ -128,30 +126,6 @@ def events_for_order(order: Order) -> QuerySet[StripeEvent]:
     return StripeEvent.objects.filter(object_id__in=ids).order_by("received_at", "id")
 
 
-# Namespace of the PostgreSQL advisory locks held while the refund form refunds an
-# order ("tgrf").
-_REFUND_FORM_LOCK_NAMESPACE = 0x74677266
-
-
-@contextmanager
-def _refund_form_lock(order_id: int) -> Iterator[None]:
-    """Serialise refund-form submissions for one order, so a double-clicked form
-    refunds once: the second waits, then sees the first's refund and stops.
-
-    A session-level lock, not a transaction: `refund_create` commits its refund
-    before calling Stripe, and that must stay so.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_REFUND_FORM_LOCK_NAMESPACE, order_id])
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_unlock(%s, %s)", [_REFUND_FORM_LOCK_NAMESPACE, order_id]
-            )
-
-
 class RefundForm(forms.Form):
     amount = forms.CharField(
         required=False,
@@ -235,7 +209,7 @@ class OrderAdmin(ReadOnlyAdmin):
                 form.add_error("amount", "A partial amount is for one order at a time.")
             else:
                 for order in orders:
-                    with _refund_form_lock(order.pk):
+                    with sql.refund_form_lock(order_id=order.pk):
                         # The form carries how many refunds each order had when it was
                         # shown: a resubmitted or double-clicked form refunds once.
                         seen = request.POST.get(f"refunds_seen_{order.pk}")

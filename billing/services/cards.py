@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from billing import gateway
+from billing import gateway, sql
 from billing.metadata import metadata_marker
 from billing.models import CardSetup, SavedPaymentMethod, StripeCustomer
 from billing.stripe_objects import PaymentMethodData, SetupIntentData
@@ -38,28 +38,13 @@ SETUPS_READ_PER_LIST = 3
 SETTLED_SETUP_STATUSES = frozenset({"succeeded", "canceled"})
 
 
-# Namespace of the PostgreSQL advisory locks taken while a user's first Stripe
-# customer is made ("tgcu").
-_CUSTOMER_LOCK_NAMESPACE = 0x74676375
-
-
-def _first_customer_lock(user_id: int) -> None:
-    """Serialise a user's first-customer creation without locking any row.
-
-    An advisory lock, not `SELECT … FOR UPDATE` on the user: that would make
-    every foreign-key insert for the user (orders, tokens) wait on Stripe.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CUSTOMER_LOCK_NAMESPACE, user_id])
-
-
 def stripe_customer_get_or_create(*, user_id: int) -> str:
     """The user's Stripe customer id, made at Stripe on first need."""
     existing = StripeCustomer.objects.filter(user_id=user_id).first()
     if existing is not None:
         return existing.stripe_customer_id
     with transaction.atomic():
-        _first_customer_lock(user_id)
+        sql.stripe_customer_creation_lock(user_id=user_id)
         user = get_user_model().objects.get(pk=user_id)
         existing = StripeCustomer.objects.filter(user_id=user_id).first()
         if existing is not None:

@@ -51,18 +51,18 @@ from time import monotonic
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing import sql
 from billing.metadata import NotOursError
 from billing.models import QueuedDrain, StripeEvent
 from billing.services.event_handlers import HANDLED_IN_EVENT_TRANSACTION, HANDLERS
 from kernel.errors import error_retryable
 from kernel.log_context import log_ids
-from kernel.rows import instance_from_row, saved
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,6 @@ QUEUED_DRAIN_TASK = "billing.tasks.events_drain_queued"
 # by the sweep after this long; the sweep has drained its events by then.
 QUEUED_DRAIN_FORGET_AFTER = timedelta(minutes=10)
 
-_EVENTS = StripeEvent._meta.db_table
-_DRAINS = QueuedDrain._meta.db_table
 S = StripeEvent.Status
 
 
@@ -113,17 +111,15 @@ def event_store(*, event: dict[str, Any], body: str | None = None) -> tuple[Stri
     """
     columns = _event_columns(event)
     now = timezone.now()
-    row = _store_riding({**columns, "now": now}, body or json.dumps(event))
+    # The usual way: one statement, riding on a queued drain (see the module docstring).
+    row = sql.event_insert_riding(columns=columns, payload=body or json.dumps(event), now=now)
     if row is not None:
         if row[0] is None:  # a duplicate: it answers only who came first
             return StripeEvent(stripe_id=event["id"]), False
         stored = StripeEvent(
             id=row[0], **columns, payload=event, next_attempt_at=now, received_at=now
         )
-        stored._state.adding, stored._state.db = False, connection.alias
-        # `post_save` as `create()` sends it (`pre_save` is not: the statement may
-        # store nothing, and then the path below sends its own).
-        saved(stored, using=connection.alias, created=True)
+        stored._state.adding, stored._state.db = False, DEFAULT_DB_ALIAS
         return stored, True
     try:
         with transaction.atomic():
@@ -142,37 +138,6 @@ def event_store(*, event: dict[str, Any], body: str | None = None) -> tuple[Stri
     return stored, True
 
 
-# The usual way an event is stored on PostgreSQL: one statement, so one round trip
-# and, outside a transaction, its own commit. It inserts the event only while a
-# queued drain is open to ride on, and holds that drain `FOR KEY SHARE` until it
-# commits. No row: no drain was open, and the caller stores the event with a task
-# of its own. A row of NULLs: a duplicate (the insert waited for the first
-# delivery's transaction, if it was still running, and did nothing).
-_STORE_RIDING_SQL = f"""
-WITH ride AS (
-    SELECT id FROM {_DRAINS} WHERE open_until > STATEMENT_TIMESTAMP()
-    ORDER BY id DESC LIMIT 1 FOR KEY SHARE
-), stored AS (
-    INSERT INTO {_EVENTS} (stripe_id, type, api_version, object_id, livemode, stripe_created,
-        payload, status, attempts, last_error, next_attempt_at, received_at)
-    SELECT %(stripe_id)s, %(type)s, %(api_version)s, %(object_id)s, %(livemode)s,
-        %(stripe_created)s, %(payload)s::jsonb, '{S.PENDING}', 0, '',
-        %(now)s, %(now)s
-    WHERE EXISTS (SELECT 1 FROM ride)
-    ON CONFLICT (stripe_id) DO NOTHING
-    RETURNING id
-)
-SELECT stored.id FROM ride LEFT JOIN stored ON true
-"""  # noqa: S608 - the names are ours
-
-
-def _store_riding(params: dict[str, Any], payload: str) -> tuple[int | None] | None:
-    """`(id,)` stored, `(None,)` a duplicate, None when no drain was open to ride on."""
-    with connection.cursor() as cursor:
-        cursor.execute(_STORE_RIDING_SQL, {**params, "payload": payload})
-        return cursor.fetchone()
-
-
 def _drain_ride_or_enqueue() -> None:
     """Make sure a drain task starts after the caller's transaction commits.
 
@@ -180,13 +145,8 @@ def _drain_ride_or_enqueue() -> None:
     transaction on purpose: with django-q2's database broker the task row
     commits with the event or not at all.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {_DRAINS} WHERE open_until > STATEMENT_TIMESTAMP() "  # noqa: S608
-            "ORDER BY id DESC LIMIT 1 FOR KEY SHARE"
-        )
-        if cursor.fetchone() is not None:
-            return
+    if sql.queued_drain_ride():
+        return
     drain = QueuedDrain.objects.create(open_until=Now() + RIDE_WINDOW)
     async_task(QUEUED_DRAIN_TASK, drain.pk, task_name=f"drain-{drain.pk}")
 
@@ -199,81 +159,22 @@ def events_drain_enqueue() -> None:
 
 # --- processing ----------------------------------------------------------------------
 
-_DUE = f"status IN ('{S.PENDING}', '{S.RETRYING}') AND next_attempt_at <= %(now)s"
-_DEAD = f"status = '{S.PROCESSING}' AND lease_expires_at < %(now)s AND attempts < %(max_attempts)s"
-# Events whose worker died, then due events, each read through its own partial
-# index in that index's order: an `OR` of the two ordered by id made PostgreSQL
-# walk every finished event (128 ms a claim at 100k events). An event whose
-# worker died is taken on its own, never in a batch: if it is what kills its
-# worker, it does not take other events' attempts down with it again. `named` is
-# the event a task was enqueued for, if it is due. Every row a CTE locks is
-# updated, so no claimable row is held back from another worker unclaimed.
-_CLAIM_SQL = f"""
-WITH dead AS (
-    SELECT id FROM {_EVENTS} WHERE {_DEAD}
-    ORDER BY lease_expires_at LIMIT 1
-    FOR UPDATE SKIP LOCKED
-), named AS (
-    SELECT id FROM {_EVENTS}
-    WHERE id = %(first)s AND {_DUE} AND NOT EXISTS (SELECT 1 FROM dead)
-    FOR UPDATE SKIP LOCKED
-), due AS (
-    SELECT id FROM {_EVENTS} WHERE {_DUE} AND NOT EXISTS (SELECT 1 FROM dead)
-    ORDER BY next_attempt_at LIMIT %(due_limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE {_EVENTS} AS e
-SET status = '{S.PROCESSING}', attempts = e.attempts + 1, lease_expires_at = %(lease)s
-FROM (
-    SELECT id, true AS retaken FROM dead
-    UNION SELECT id, false FROM named
-    UNION SELECT id, false FROM due
-) AS claimed
-WHERE e.id = claimed.id
-RETURNING {{columns}}, claimed.retaken
-"""  # noqa: S608 - the names are ours
-_CLAIMED_FIELDS = [
-    f
-    for f in StripeEvent._meta.concrete_fields
-    if f.attname in {"id", "stripe_id", "type", "payload", "status", "attempts"}
-]
-_CLAIM_SQL = _CLAIM_SQL.format(columns=", ".join(f"e.{f.column}" for f in _CLAIMED_FIELDS))
 
-
-def _claim(first_event_id: int | None = None, size: int = CLAIM_BATCH) -> list[StripeEvent]:
+def _claim_batch(first_event_id: int | None, size: int) -> tuple[list[StripeEvent], bool]:
     """Claim up to `size` due events (this one first, if given) in one statement, or
-    one event whose worker died.
+    one event whose worker died; and whether it was one whose worker died (then alone).
 
     The attempt of each is counted by the claim itself, committed before any of
     them runs, so a worker killed mid-batch still used up an attempt of the
     event it was running, and a poison event cannot loop forever; the events it
     had not started wait for their lease (see `_release` for a drain that stops).
     """
-    return _claim_batch(first_event_id, size)[0]
-
-
-def _claim_batch(first_event_id: int | None, size: int) -> tuple[list[StripeEvent], bool]:
-    """`_claim`, and whether it took an event whose worker died (then alone)."""
-    now = timezone.now()
-    params = {
-        "now": now,
-        "first": first_event_id,
-        "due_limit": size - 1 if first_event_id is not None else size,
-        "max_attempts": settings.TOLLGATE["EVENT_MAX_ATTEMPTS"],
-        "lease": now + LEASE,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, params)
-        rows = cursor.fetchall()
-    names = [f.attname for f in _CLAIMED_FIELDS]
-    events = [
-        instance_from_row(StripeEvent, row[:-1], alias=connection.alias, attnames=names)
-        for row in rows
-    ]
-    retaken = any(row[-1] for row in rows)
-    # The named event first, then the order they arrived in.
-    events.sort(key=lambda e: (e.pk != first_event_id, e.pk))
-    return events, retaken
+    return sql.events_claim(
+        first_event_id=first_event_id,
+        size=size,
+        lease=LEASE,
+        max_attempts=settings.TOLLGATE["EVENT_MAX_ATTEMPTS"],
+    )
 
 
 def _release(events: list[StripeEvent]) -> int:
@@ -297,12 +198,6 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=schedule[min(attempts, len(schedule)) - 1])
 
 
-_FINISH_SQL = (
-    f"UPDATE {_EVENTS} SET status = %s, processed_at = %s, last_error = %s, "  # noqa: S608
-    "lease_expires_at = NULL WHERE id = %s AND attempts = %s"
-)
-
-
 class LeaseLostError(Exception):
     """A later attempt took the event while this one ran (its lease ran out)."""
 
@@ -314,11 +209,9 @@ def _event_finish(event: StripeEvent, status: str, note: str, *, owned: bool = F
     the handler's work is rolled back and only the attempt that owns the event
     commits its outcome.
     """
-    with connection.cursor() as cursor:
-        now = connection.ops.adapt_datetimefield_value(timezone.now())  # as the ORM stores it
-        cursor.execute(_FINISH_SQL, [str(status), now, note, event.pk, event.attempts])
-        if owned and cursor.rowcount == 0:
-            raise LeaseLostError(f"event {event.pk}: attempt {event.attempts} lost its lease")
+    owns = sql.event_finish(event_id=event.pk, attempts=event.attempts, status=status, note=note)
+    if owned and not owns:
+        raise LeaseLostError(f"event {event.pk}: attempt {event.attempts} lost its lease")
     return status
 
 
@@ -455,9 +348,7 @@ def events_drain_queued(*, drain_id: int) -> int:
     The delete waits for every transaction holding the row `FOR KEY SHARE` (the
     events riding on this task), so each of them has committed before the claim.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {_DRAINS} SET open_until = NULL WHERE id = %s", [drain_id])  # noqa: S608
-        cursor.execute(f"DELETE FROM {_DRAINS} WHERE id = %s", [drain_id])  # noqa: S608
+    sql.queued_drain_close(drain_id=drain_id)
     return events_drain()
 
 

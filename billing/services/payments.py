@@ -12,27 +12,23 @@ succeeded payment no order can take is refunded automatically, once.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from django.db import DatabaseError, connections, router, transaction
-from django.db.models import Field, Model
+from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing import sql
 from billing.metadata import NotOursError, metadata_is_ours
 from billing.models import ORDER_TRANSITIONS, Fulfilment, Order, Payment, Refund, StripeCustomer
 from billing.stripe_objects import PaymentIntentData
 from kernel.errors import DomainError, ErrorCode
 from kernel.log_context import log_ids
-from kernel.rows import instance_from_row, saved, saving
 from purchasables.errors import FulfilmentImpossibleError
 from purchasables.registry import registry
 from purchasables.types import InvoiceInfo, OrderInfo
-
-M = TypeVar("M", bound=Model)
 
 log = logging.getLogger(__name__)
 
@@ -54,116 +50,6 @@ class PaymentOutcome:
     reason: str
 
 
-# --- the worker's writes, each statement compiled once ----------------------------------
-# On the event worker's path the ORM spent longer compiling each UPDATE and INSERT
-# than PostgreSQL spent running it, and it compiles the same statement every time.
-
-
-@functools.cache
-def _update_sql(model: type[Model], fields: tuple[str, ...], alias: str) -> tuple[str, list[Field]]:
-    quote = connections[alias].ops.quote_name
-    meta = model._meta
-    columns = [meta.get_field(name) for name in fields]
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
-    return (
-        f"UPDATE {quote(meta.db_table)} SET {assignments} "  # noqa: S608 - names are ours
-        f"WHERE {quote(meta.pk.column)} = %s",
-        columns,
-    )
-
-
-def _row_update(instance: Model, fields: list[str]) -> None:
-    """`instance.save(update_fields=fields)`, the statement compiled once per field list.
-
-    The same row write (`auto_now` fields stamped), the same `pre_save` and
-    `post_save` signals, the same error when no row was updated.
-    """
-    model, alias = type(instance), instance._state.db or "default"
-    connection = connections[alias]
-    sql, columns = _update_sql(model, tuple(fields), alias)
-    update_fields = frozenset(fields)
-    saving(instance, using=alias, update_fields=update_fields)
-    values = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in columns]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, instance.pk])
-        if cursor.rowcount != 1:
-            raise DatabaseError("Save with update_fields did not affect any rows.")
-    saved(instance, using=alias, created=False, update_fields=update_fields)
-
-
-@functools.cache
-def _insert_sql(
-    model: type[Model], alias: str, unless_exists: str | None
-) -> tuple[str, list[Field]]:
-    quote = connections[alias].ops.quote_name
-    meta = model._meta
-    columns = [f for f in meta.concrete_fields if not f.primary_key]
-    conflict = f"ON CONFLICT ({quote(unless_exists)}) DO NOTHING " if unless_exists else ""
-    return (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(columns))}) {conflict}"
-        f"RETURNING {quote(meta.pk.column)}",
-        columns,
-    )
-
-
-def _row_insert(instance: M, *, unless_exists: str | None = None) -> M | None:
-    """`instance.save()` of a new row, the INSERT compiled once per model.
-
-    With `unless_exists` (a column with a unique constraint), nothing is inserted
-    when a row with the same value exists (or is being inserted by a transaction
-    that then commits): the answer is None, and no `post_save` is sent.
-    """
-    model = type(instance)
-    alias = router.db_for_write(model, instance=instance)
-    connection = connections[alias]
-    sql, columns = _insert_sql(model, alias, unless_exists)
-    saving(instance, using=alias)
-    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in columns]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    instance.pk = row[0]
-    instance._state.adding, instance._state.db = False, alias
-    saved(instance, using=alias, created=True)
-    return instance
-
-
-def _columns(model: type[Model], alias: str) -> str:
-    return ", ".join(f"{alias}.{f.column}" for f in model._meta.concrete_fields)
-
-
-# The payment and its order, both locked, the order first: `FOR UPDATE OF` takes
-# the rows in the order it names them, the order in which every other writer
-# takes them. The payment is locked too so that, after waiting for the order's
-# lock, PostgreSQL re-reads both rows, not only the order.
-_PAYMENT_AND_ORDER_SQL = (
-    f"SELECT {_columns(Payment, 'p')}, {_columns(Order, 'o')} "  # noqa: S608 - names are ours
-    f"FROM {Order._meta.db_table} o JOIN {Payment._meta.db_table} p ON p.order_id = o.id "
-    "WHERE p.stripe_payment_intent_id = %s FOR UPDATE OF o, p"
-)
-
-
-def _payment_and_order_locked(intent_id: str) -> Payment | None:
-    """The intent's `Payment` with its order (`payment.order`), both row-locked.
-
-    One statement, written out: the ORM spends longer compiling this query than
-    the database spends running it.
-    """
-    connection = transaction.get_connection()
-    with connection.cursor() as cursor:
-        cursor.execute(_PAYMENT_AND_ORDER_SQL, [intent_id])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    split = len(Payment._meta.concrete_fields)
-    payment = instance_from_row(Payment, row[:split], alias=connection.alias)
-    payment.order = instance_from_row(Order, row[split:], alias=connection.alias)
-    return payment
-
-
 def _order_locked(intent: PaymentIntentData) -> tuple[Order, Payment | None] | None:
     """The intent's order, row-locked, with its `Payment` row when there is one.
 
@@ -171,7 +57,7 @@ def _order_locked(intent: PaymentIntentData) -> tuple[Order, Payment | None] | N
     by its metadata, and only when the intent is provably this order's
     (`order_for_first_seen_intent`).
     """
-    payment = _payment_and_order_locked(intent.id)
+    payment = sql.payment_and_order_locked(intent_id=intent.id)
     if payment is not None:
         return payment.order, payment
     order = order_for_first_seen_intent(intent=intent)
@@ -351,7 +237,7 @@ def payment_row_for(*, order: Order, intent: PaymentIntentData, locked: bool) ->
     }
     rows = Payment.objects.select_for_update() if locked else Payment.objects
     payment = Payment(stripe_payment_intent_id=intent.id, **fields)
-    if _row_insert(payment, unless_exists="stripe_payment_intent_id") is not None:
+    if sql.row_insert(payment, unless_exists="stripe_payment_intent_id") is not None:
         return payment
     return rows.get(stripe_payment_intent_id=intent.id)
 
@@ -372,9 +258,9 @@ def _payment_apply(
         payment.stripe_event_at = as_of
     payment.amount_received = max(payment.amount_received, intent.amount_received)
     payment.stripe_charge_id = intent.latest_charge_id or payment.stripe_charge_id
-    _row_update(
+    sql.row_update(
         payment,
-        ["status", "amount_received", "stripe_charge_id", "stripe_event_at", "updated_at"],
+        fields=["status", "amount_received", "stripe_charge_id", "stripe_event_at", "updated_at"],
     )
 
     if target == Order.Status.PAID and target not in ORDER_TRANSITIONS[order.status]:
@@ -475,7 +361,7 @@ def order_transition(
         order.paid_at = timezone.now()
         order.failure_code = order.failure_message = ""
         fields += ["paid_at", "failure_code", "failure_message"]
-    _row_update(order, fields)
+    sql.row_update(order, fields=fields)
     if target in (Order.Status.FAILED, Order.Status.CANCELED):
         registry.release(order_info(order), reason=target)
     if target == Order.Status.PAID:
@@ -515,7 +401,7 @@ def fulfilment_create(*, order: Order) -> Fulfilment:
             extra={"order_id": order.pk, "user_id": order.user_id},
         )
         return fulfilment
-    fulfilment = _row_insert(Fulfilment(order=order, result=result or {}))
+    fulfilment = sql.row_insert(Fulfilment(order=order, result=result or {}))
     log.info(
         "order %s fulfilled by %s",
         order.pk,

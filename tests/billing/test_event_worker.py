@@ -11,15 +11,16 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from billing import tasks
+from billing import sql, tasks
 from billing.models import Fulfilment, Order, Payment, QueuedDrain, StripeEvent
 from billing.services import events
-from billing.services.events import _claim, event_process, event_store, events_drain
+from billing.services.events import event_process, event_store, events_drain
 from billing.services.payments import payment_apply, payment_record, payment_row_for
 from billing.stripe_objects import payment_intent_from_payload
 from credits.models import CreditTransaction
@@ -39,6 +40,17 @@ def succeeded(payment: Payment) -> dict:
         metadata=payment.order.metadata,
     )
     return event("payment_intent.succeeded", obj)
+
+
+def claim(first_event_id: int | None = None, size: int = events.CLAIM_BATCH) -> list[StripeEvent]:
+    """Claim due events as a drain does, and process none of them (a worker that dies)."""
+    claimed, _ = sql.events_claim(
+        first_event_id=first_event_id,
+        size=size,
+        lease=events.LEASE,
+        max_attempts=django_settings.TOLLGATE["EVENT_MAX_ATTEMPTS"],
+    )
+    return claimed
 
 
 def stored_events(n: int, *, status: str = StripeEvent.Status.PENDING, **fields) -> list[int]:
@@ -61,22 +73,24 @@ def stored_events(n: int, *, status: str = StripeEvent.Status.PENDING, **fields)
 # --- what one event costs ----------------------------------------------------------------
 
 
-def test_a_paid_event_is_processed_in_at_most_ten_statements():
-    """The worker's hot path: one read of the payment and its order (locked), the
-    payment, the order, the ledger entry with the balance in one statement, the
-    fulfilment with its result, the event's status, in one transaction (inside
-    this test's transaction its begin and commit are a savepoint and its release).
+def test_draining_one_paid_event_runs_at_most_twelve_statements():
+    """The worker's hot path, through the drain a task runs: the dead-lease sweep and
+    the claim, then one read of the payment and its order (locked), the payment, the
+    order, the ledger entry with the balance in one statement (in the plugin's
+    savepoint and its release), the fulfilment with its result, the event's status,
+    in one transaction (inside this test's transaction its begin and commit are a
+    savepoint and its release).
     """
     payment = PaymentFactory()
     credits_grant(user_id=payment.order.user_id, amount=5, reference="earlier")  # an account
-    event_store(event=succeeded(payment))
-    [claimed] = _claim()
+    stored, _ = event_store(event=succeeded(payment))
     with CaptureQueriesContext(connection) as ctx:
-        assert event_process(claimed) == StripeEvent.Status.PROCESSED
+        assert events_drain() == 1
     statements = [q["sql"] for q in ctx.captured_queries]
-    assert len(statements) <= 10, "\n".join(statements)
+    assert len(statements) <= 12, "\n".join(statements)
     reads = [s for s in statements if s.startswith("SELECT")]
     assert len(reads) == 1 and "FOR UPDATE" in reads[0], reads
+    assert StripeEvent.objects.get(pk=stored.pk).status == StripeEvent.Status.PROCESSED
     assert Order.objects.get(pk=payment.order_id).status == Order.Status.PAID
     assert Fulfilment.objects.get(order_id=payment.order_id).result["credits"] == 100
     assert credits_balance_get(user_id=payment.order.user_id) == 105
@@ -137,7 +151,7 @@ def test_concurrent_claimers_never_take_the_same_event():
 
     def claim_all(i: int) -> list[int]:
         taken: list[int] = []
-        while batch := _claim(size=7):
+        while batch := claim(size=7):
             taken += [e.pk for e in batch]
         return taken
 
@@ -159,9 +173,9 @@ def test_an_event_whose_worker_died_is_retaken_alone():
     dead = stored_events(
         2, status=StripeEvent.Status.PROCESSING, attempts=1, lease_expires_at=expired
     )
-    assert [e.pk for e in _claim()] == [dead[0]]
-    assert [e.pk for e in _claim()] == [dead[1]]
-    assert [e.pk for e in _claim()] == due
+    assert [e.pk for e in claim()] == [dead[0]]
+    assert [e.pk for e in claim()] == [dead[1]]
+    assert [e.pk for e in claim()] == due
     assert events_drain() == 0
 
 
@@ -180,7 +194,7 @@ def test_a_drain_goes_on_after_retaking_an_event_whose_worker_died():
 def test_a_claim_takes_the_named_event_first_and_counts_every_attempt():
     older = stored_events(3)
     named = stored_events(1)[0]
-    batch = _claim(named, size=2)
+    batch = claim(named, size=2)
     assert [e.pk for e in batch] == [named, older[0]]
     assert all(e.attempts == 1 and e.status == "processing" for e in batch)
     assert [e.payload for e in batch] == [{"id": "x0"}, {"id": "x0"}]
@@ -190,7 +204,7 @@ def test_a_claim_takes_the_named_event_first_and_counts_every_attempt():
 
 def test_a_worker_killed_mid_batch_leaves_the_batch_to_its_lease():
     ids = stored_events(5)
-    assert len(_claim()) == 5  # … and the worker dies before processing any of them
+    assert len(claim()) == 5  # … and the worker dies before processing any of them
     assert events_drain() == 0  # leased: nobody else takes them
     StripeEvent.objects.filter(pk__in=ids).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
@@ -241,8 +255,9 @@ def test_a_drain_that_fails_mid_batch_releases_what_it_had_not_started(monkeypat
 def test_a_released_retry_keeps_its_earlier_attempts(monkeypatch):
     [retry] = stored_events(1, status=StripeEvent.Status.RETRYING, attempts=2)
     [fresh] = stored_events(1)
-    batch = _claim()
-    events._release(batch)
+    clock = iter([0.0, 1e9, 1e9])  # the deadline passes before the first event starts
+    monkeypatch.setattr(events, "monotonic", lambda: next(clock))
+    assert events_drain() == 0  # both claimed, then released unstarted
     rows = {e.pk: e for e in StripeEvent.objects.filter(pk__in=[retry, fresh])}
     assert (rows[retry].status, rows[retry].attempts) == (StripeEvent.Status.RETRYING, 2)
     assert (rows[fresh].status, rows[fresh].attempts) == (StripeEvent.Status.PENDING, 0)
@@ -504,7 +519,7 @@ def test_an_attempt_that_lost_its_lease_rolls_back_its_work():
     attempt's fulfilment must not commit: only the owner's outcome counts."""
     payment = PaymentFactory()
     event_store(event=succeeded(payment))
-    [claimed] = _claim()
+    [claimed] = claim()
     StripeEvent.objects.filter(pk=claimed.pk).update(attempts=claimed.attempts + 1)  # retaken
     event_process(claimed)
     payment.order.refresh_from_db()
