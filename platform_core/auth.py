@@ -5,25 +5,22 @@ django-ninja's session auth enforces CSRF and would refuse a bearer POST.
 
 Every bearer request reads its token and user from the database (nothing is
 cached between requests), so a revoked token or a deactivated user is refused
-from the next request on. The lookup is one indexed query whose SQL is built
-once per database: building it through the ORM cost more than running it.
+from the next request on. The lookup is one indexed query (`platform_core.sql`).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import secrets
 from datetime import timedelta
 
-from django.contrib.auth import authenticate, get_user_model
-from django.db import connections
+from django.contrib.auth import authenticate
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import HttpBearer, SessionAuth
 
 from kernel.errors import DomainError, ErrorCode, PermissionDeniedError
-from kernel.rows import instance_from_row
+from platform_core import sql
 from platform_core.models import ApiToken
 
 TOKEN_PREFIX = "tg_"
@@ -54,37 +51,9 @@ def api_token_revoke(*, token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
-@functools.cache
-def _token_lookup_sql(alias: str) -> str:
-    """`SELECT <token columns>, <user columns> … WHERE digest = %s` for a live token of
-    an active user."""
-    quote = connections[alias].ops.quote_name
-    user_model = get_user_model()
-    columns = [f"t.{quote(f.column)}" for f in ApiToken._meta.concrete_fields]
-    columns += [f"u.{quote(f.column)}" for f in user_model._meta.concrete_fields]
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {quote(ApiToken._meta.db_table)} t "  # noqa: S608 - names are ours
-        f"JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_model._meta.pk.column)} = "
-        f"t.{quote(ApiToken._meta.get_field('user').column)} "
-        f"WHERE t.{quote(ApiToken._meta.get_field('digest').column)} = %s "
-        f"AND t.{quote(ApiToken._meta.get_field('revoked_at').column)} IS NULL "
-        f"AND u.{quote(user_model._meta.get_field('is_active').column)}"
-    )
-    return sql
-
-
 def api_token_lookup(raw: str) -> ApiToken | None:
     """The live token with this raw value, its active user loaded (`token.user`); or None."""
-    alias = ApiToken.objects.db
-    with connections[alias].cursor() as cursor:
-        cursor.execute(_token_lookup_sql(alias), [_digest(raw)])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    split = len(ApiToken._meta.concrete_fields)
-    token = instance_from_row(ApiToken, row[:split], alias=alias)
-    token.user = instance_from_row(get_user_model(), row[split:], alias=alias)
-    return token
+    return sql.api_token_with_user(digest=_digest(raw))
 
 
 class BearerAuth(HttpBearer):

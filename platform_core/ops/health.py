@@ -21,14 +21,15 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from platform_core import sql
+
 # Once every migration is applied it stays so for the life of the process (a
 # deploy that adds migrations starts new processes), so the check then costs nothing.
 _migrations_applied = False
 
 
 def _database() -> dict:
-    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-        cursor.execute("SELECT 1")
+    sql.database_ping()
     return {"ok": True}
 
 

@@ -15,11 +15,10 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest
 
 from kernel.errors import DomainError, ErrorCode
-from platform_core.ratelimit.models import RateLimitWindow
+from platform_core.ratelimit import sql
 
 _PERIODS = {
     "s": 1,
@@ -92,23 +91,6 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
-def _bump(key: str, window_start: int, expires_at: int) -> int:
-    """Count one hit in the window atomically; answers the hits so far, this one included."""
-    table = connection.ops.quote_name(RateLimitWindow._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (key, window_start, expires_at, hits) "  # noqa: S608 - the table name is ours
-            "VALUES (%s, %s, %s, 1) "
-            "ON CONFLICT (key, window_start) DO UPDATE "
-            f"SET hits = {table}.hits + 1 RETURNING hits",
-            [key, window_start, expires_at],
-        )
-        hits = cursor.fetchone()[0]
-        if hits == 1:  # a new window: the client's old ones, and everyone's, are done with
-            cursor.execute(f"DELETE FROM {table} WHERE expires_at < %s", [window_start])  # noqa: S608
-    return hits
-
-
 def rate_limit_hit(*, scope: str, identity: str) -> None:
     """Count one request of `identity` for `scope`; raise `RateLimitedError` past the rate.
 
@@ -123,7 +105,7 @@ def rate_limit_hit(*, scope: str, identity: str) -> None:
     window_start = int(now) // rate.period * rate.period
     expires_at = window_start + rate.period
     key = hashlib.sha256(f"{scope}\n{identity}".encode()).hexdigest()
-    if _bump(key, window_start, expires_at) > rate.limit:
+    if sql.window_hit(key=key, window_start=window_start, expires_at=expires_at) > rate.limit:
         retry_after = max(1, math.ceil(expires_at - now))
         raise RateLimitedError(
             f"Too many requests; try again in {retry_after} seconds.",
