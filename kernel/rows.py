@@ -1,11 +1,16 @@
-"""Model instances from the rows of hand-written SQL, and the signals `save()` sends.
+"""Model instances from the rows of hand-written SQL.
 
-The hottest statements of the money path are written out as SQL compiled once,
-because the ORM spends longer compiling them on every call than PostgreSQL
-spends running them. The rule: their rows become instances only through
-`instance_from_row`, which applies the converters the ORM would, and their
-writes are announced through `saving` and `saved`, so signal listeners (the
-audit trail among them) see what `save()` would have shown them.
+An app's SQL module (`billing.sql`, `platform_core.sql`, …) reads rows with a
+cursor; `instance_from_row` turns them into the instances a queryset would
+have built, applying the converters the ORM would (the backend's, then the
+field's) and `Model.from_db`. That leans on Django internals, so the rule: only
+the apps' SQL modules import this module (an import-linter contract holds it),
+and the tests of this module show, against the ORM's own reads, that it still
+builds the same instances after a Django upgrade.
+
+`saved` sends `post_save` as `save()` sends it, for a SQL module whose rule is
+to announce its writes (the credit ledger's entries feed the staff audit
+trail); the others send no signal.
 """
 
 from __future__ import annotations
@@ -16,23 +21,33 @@ from typing import Any, TypeVar
 
 from django.db import connections
 from django.db.models import Model
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_save
 
 M = TypeVar("M", bound=Model)
 
 
 @functools.cache
-def _converters(model: type[Model], attnames: tuple[str, ...], alias: str) -> list[tuple]:
-    """Per column: the backend's and the field's converters, and the column they expect."""
+def _reading(
+    model: type[Model], attnames: tuple[str, ...], alias: str
+) -> tuple[list[tuple], tuple[int, ...] | None, list[str]]:
+    """How to read columns named `attnames`: per column the backend's and the field's
+    converters and the column they expect; the order that puts the values in
+    `model._meta` order (None when they are in it); and the names in that order."""
     connection = connections[alias]
-    by_attname = {f.attname: f for f in model._meta.concrete_fields}
-    found = []
+    fields = model._meta.concrete_fields
+    by_attname = {f.attname: f for f in fields}
+    if len(set(attnames)) != len(attnames):
+        raise ValueError(f"{model.__name__}: a column is named twice in {attnames}")
+    converters = []
     for name in attnames:
         field = by_attname[name]
         col = field.get_col(model._meta.db_table)
-        converters = (*connection.ops.get_db_converters(col), *field.get_db_converters(connection))
-        found.append((converters, col))
-    return found
+        found = (*connection.ops.get_db_converters(col), *field.get_db_converters(connection))
+        converters.append((found, col))
+    position = {f.attname: i for i, f in enumerate(fields)}
+    order = tuple(sorted(range(len(attnames)), key=lambda i: position[attnames[i]]))
+    in_order = order == tuple(range(len(attnames)))
+    return converters, None if in_order else order, [attnames[i] for i in order]
 
 
 def instance_from_row(
@@ -40,28 +55,23 @@ def instance_from_row(
 ) -> M:
     """An instance of `model` from raw column values, as a queryset would build it.
 
-    `attnames` names the columns in order; by default all concrete fields in
-    `model._meta` order (what `SELECT <every column>` returns).
+    `attnames` names the columns in order, in any order; by default all concrete
+    fields in `model._meta` order (what `SELECT <every column>` returns). Fields
+    not named are deferred, as `only()` defers them. A row with more or fewer
+    values than names is refused.
     """
     names = tuple(attnames or (f.attname for f in model._meta.concrete_fields))
+    converters, order, model_names = _reading(model, names, alias)
     connection = connections[alias]
     converted = []
-    for value, (converters, col) in zip(values, _converters(model, names, alias), strict=True):
-        for convert in converters:
+    for value, (found, col) in zip(values, converters, strict=True):
+        for convert in found:
             value = convert(value, col, connection)
         converted.append(value)
-    return model.from_db(alias, list(names), converted)
-
-
-def saving(instance: Model, *, using: str, update_fields: frozenset[str] | None = None) -> None:
-    """`pre_save`, as `save()` sends it."""
-    pre_save.send(
-        sender=type(instance),
-        instance=instance,
-        raw=False,
-        using=using,
-        update_fields=update_fields,
-    )
+    # `Model.from_db` takes the values of a partial row in `model._meta` order.
+    if order is not None:
+        converted = [converted[i] for i in order]
+    return model.from_db(alias, model_names, converted)
 
 
 def saved(
