@@ -31,13 +31,15 @@ What each statement is for:
 - `refund_form_lock`: the session advisory lock that serialises the admin's
   refund form per order.
 
-The rule for model signals: these statements never send model signals
-(`pre_save`, `post_save`, `pre_delete`, `post_delete`), and nothing in the
-product listens to the signals of the models they write (`MODELS_WRITTEN`);
-work that follows a payment runs through the plugin hooks, never a receiver.
+The rule for model signals, the same in every app's SQL module: each row a
+statement here inserts is announced with `post_save` exactly as `create()`
+announces it; what a statement updates or deletes is announced by nothing, as
+`QuerySet.update()` announces nothing; `pre_save` is never sent. So a receiver
+of these models' signals would miss the changes that matter most (an order
+paid, an event processed), and nothing in the product listens to the models in
+`MODELS_UPDATED`; work that follows a payment runs through the plugin hooks.
 Tests hold both halves. Rows read here become model instances only through
-`kernel.rows.instance_from_row`, which this module alone (with the other apps'
-SQL modules) may use.
+`kernel.rows.instance_from_row`, which only the apps' SQL modules may use.
 """
 
 from __future__ import annotations
@@ -53,12 +55,14 @@ from django.db.models import Field, Model
 from django.utils import timezone
 
 from billing.models import Fulfilment, Order, Payment, QueuedDrain, StripeEvent
-from kernel.rows import instance_from_row
+from kernel.rows import instance_from_row, saved
 
 M = TypeVar("M", bound=Model)
 
-# The models whose rows these statements insert, update or delete.
-MODELS_WRITTEN: tuple[type[Model], ...] = (Order, Payment, Fulfilment, StripeEvent, QueuedDrain)
+# The models whose rows these statements insert (each announced with `post_save`), and
+# those whose rows they update or delete (announced by nothing).
+MODELS_INSERTED: tuple[type[Model], ...] = (Payment, Fulfilment, StripeEvent)
+MODELS_UPDATED: tuple[type[Model], ...] = (Order, Payment, StripeEvent, QueuedDrain)
 
 _EVENTS = StripeEvent._meta.db_table
 _DRAINS = QueuedDrain._meta.db_table
@@ -95,16 +99,24 @@ _QUEUED_DRAIN_RIDE_SQL = (
 
 
 def event_insert_riding(
-    *, columns: dict[str, Any], payload: str, now: datetime
-) -> tuple[int | None] | None:
-    """Store an event on an open queued drain: `(id,)` stored, `(None,)` a duplicate,
-    None when no drain was open to ride on (nothing was stored).
+    *, columns: dict[str, Any], event: dict[str, Any], body: str, now: datetime
+) -> tuple[bool, StripeEvent | None]:
+    """Store an event on an open queued drain: whether a drain was open to ride on (if
+    not, nothing was stored), and the stored event (None for a duplicate).
 
-    `columns` are the event's columns from its body, `payload` its JSON as received.
+    `columns` are the event's columns from its body, `body` its JSON as received.
     """
     with connection.cursor() as cursor:
-        cursor.execute(_EVENT_INSERT_RIDING_SQL, {**columns, "now": now, "payload": payload})
-        return cursor.fetchone()
+        cursor.execute(_EVENT_INSERT_RIDING_SQL, {**columns, "now": now, "payload": body})
+        row = cursor.fetchone()
+    if row is None:
+        return False, None
+    if row[0] is None:
+        return True, None
+    stored = StripeEvent(id=row[0], **columns, payload=event, next_attempt_at=now, received_at=now)
+    stored._state.adding, stored._state.db = False, connection.alias
+    saved(stored, using=connection.alias, created=True)
+    return True, stored
 
 
 def queued_drain_ride() -> bool:
@@ -266,7 +278,7 @@ def row_update(instance: Model, *, fields: list[str]) -> None:
     """`instance.save(update_fields=fields)`, the statement compiled once per field list.
 
     The same row write (`auto_now` fields stamped) and the same error when no
-    row was updated; no signal (see the module's rule).
+    row was updated; announced by nothing (see the module's rule).
     """
     model, alias = type(instance), instance._state.db or "default"
     db = connections[alias]
@@ -295,11 +307,12 @@ def _insert_sql(
 
 
 def row_insert(instance: M, *, unless_exists: str | None = None) -> M | None:
-    """`instance.save()` of a new row, the INSERT compiled once per model; no signal.
+    """`instance.save()` of a new row, the INSERT compiled once per model, announced
+    with `post_save`.
 
     With `unless_exists` (a column with a unique constraint), nothing is inserted
     when a row with the same value exists (or is being inserted by a transaction
-    that then commits): the answer is None.
+    that then commits): the answer is None, and nothing is announced.
     """
     model = type(instance)
     alias = router.db_for_write(model, instance=instance)
@@ -313,6 +326,7 @@ def row_insert(instance: M, *, unless_exists: str | None = None) -> M | None:
         return None
     instance.pk = row[0]
     instance._state.adding, instance._state.db = False, alias
+    saved(instance, using=alias, created=True)
     return instance
 
 

@@ -8,9 +8,10 @@ the apps' SQL modules import this module (an import-linter contract holds it),
 and the tests of this module show, against the ORM's own reads, that it still
 builds the same instances after a Django upgrade.
 
-`saved` sends `post_save` as `save()` sends it, for a SQL module whose rule is
-to announce its writes (the credit ledger's entries feed the staff audit
-trail); the others send no signal.
+`saved` sends `post_save` as `save()` sends it. Every SQL module announces each
+row it inserts with it, as `create()` would (the audit trail listens for the
+credit ledger's staff entries), and announces nothing it updates or deletes, as
+`QuerySet.update()` announces nothing.
 """
 
 from __future__ import annotations

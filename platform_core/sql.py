@@ -10,10 +10,11 @@ What each statement is for:
   more than running it (`make bench` measures it).
 - `database_ping`: the readiness check's `SELECT 1`.
 
-The rule for model signals, as in billing's SQL module: a statement here sends
-none, and nothing in the product listens to the signals of a model whose rows a
-statement here writes (`MODELS_WRITTEN`; none today: both statements only
-read). Rows become model instances only through `kernel.rows.instance_from_row`.
+The rule for model signals, the same in every app's SQL module: each row a
+statement here inserts is announced with `post_save` exactly as `create()`
+announces it; what a statement updates or deletes is announced by nothing, as
+`QuerySet.update()` announces nothing (both statements here only read). Rows
+become model instances only through `kernel.rows.instance_from_row`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from django.db.models import Model
 from kernel.rows import instance_from_row
 from platform_core.models import ApiToken
 
-# The models whose rows these statements insert, update or delete.
-MODELS_WRITTEN: tuple[type[Model], ...] = ()
+# The models whose rows these statements insert, and those they update or delete.
+MODELS_INSERTED: tuple[type[Model], ...] = ()
+MODELS_UPDATED: tuple[type[Model], ...] = ()
 
 
 @functools.cache

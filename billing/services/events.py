@@ -51,7 +51,7 @@ from time import monotonic
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -112,14 +112,12 @@ def event_store(*, event: dict[str, Any], body: str | None = None) -> tuple[Stri
     columns = _event_columns(event)
     now = timezone.now()
     # The usual way: one statement, riding on a queued drain (see the module docstring).
-    row = sql.event_insert_riding(columns=columns, payload=body or json.dumps(event), now=now)
-    if row is not None:
-        if row[0] is None:  # a duplicate: it answers only who came first
+    rode, stored = sql.event_insert_riding(
+        columns=columns, event=event, body=body or json.dumps(event), now=now
+    )
+    if rode:
+        if stored is None:  # a duplicate: it answers only who came first
             return StripeEvent(stripe_id=event["id"]), False
-        stored = StripeEvent(
-            id=row[0], **columns, payload=event, next_attempt_at=now, received_at=now
-        )
-        stored._state.adding, stored._state.db = False, DEFAULT_DB_ALIAS
         return stored, True
     try:
         with transaction.atomic():
