@@ -537,26 +537,33 @@ def pg_ceiling(
 def claim_plan(*, analyze_first: bool = True) -> dict[str, Any]:
     """EXPLAIN ANALYZE of the queries the event worker runs to take the next due event.
 
-    The worker's own `_claim` runs once inside a transaction that is rolled back,
-    its `SELECT … FOR UPDATE` statements are captured and each is explained (also
+    The worker's own claim (`billing.sql.events_claim`, with the worker's lease and
+    attempt limit) runs once inside a transaction that is rolled back, its
+    `SELECT … FOR UPDATE` statements are captured and each is explained (also
     rolled back), so whatever the claim's code becomes, the figure follows it. With
     `analyze_first`, the table's statistics are refreshed first, as autovacuum would
     while traffic is flowing: the plan PostgreSQL then picks is the one production
     gets after its next auto-analyze.
     """
+    from django.conf import settings
     from django.db import transaction
     from django.test.utils import CaptureQueriesContext
 
     try:
-        from billing.services.events import _claim
+        from billing.services.events import CLAIM_BATCH, LEASE
+        from billing.sql import events_claim
     except ImportError:
-        return {"skipped": "billing.services.events._claim is gone; update bench.scenarios"}
+        return {"skipped": "billing.sql.events_claim is gone; update bench.scenarios"}
     with connection.cursor() as cursor:
         if analyze_first:
             cursor.execute("ANALYZE billing_stripeevent")
     with transaction.atomic():
         with CaptureQueriesContext(connection) as ctx:
-            _claim()
+            events_claim(
+                size=CLAIM_BATCH,
+                lease=LEASE,
+                max_attempts=settings.TOLLGATE["EVENT_MAX_ATTEMPTS"],
+            )
         transaction.set_rollback(True)
     selects = [q["sql"] for q in ctx.captured_queries if "FOR UPDATE" in q["sql"]]
     ms, removed, scans = 0.0, 0, []
