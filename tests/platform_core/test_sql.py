@@ -14,7 +14,16 @@ from platform_core.ratelimit.models import RateLimitWindow
 from platform_core.ratelimit.services import rate_limit_hit
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ["platform_core", "billing", "purchasables", "credits", "bookings", "kernel"]
+PRODUCT = [
+    "platform_core",
+    "backoffice",
+    "webclient",
+    "billing",
+    "purchasables",
+    "credits",
+    "bookings",
+    "kernel",
+]
 # billing's is checked with billing's tests.
 SQL_MODULES = [platform_core.sql, platform_core.ratelimit.sql]
 # What runs SQL the ORM did not build.
