@@ -1,0 +1,90 @@
+"""The edges of the booking rules: the hold limits' defaults, a slot starting this very
+moment, a package with several withdrawn items, and a buyer's holder lock that must
+not stop their other rows from being written."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from bookings.models import SeatHold, Service
+from bookings.services.holds import _holder_lock
+from bookings.services.plans import booking_plan_build, slot_validate
+from bookings.services.seats import hold_limits, hold_minutes
+from kernel.errors import InvalidInputError
+from tests.bookings.factories import PackageItemFactory, ServiceFactory, ServiceSessionFactory
+from tests.bookings.times import at
+
+pytest_plugins = ["tests.bookings.fixtures"]
+
+
+def test_without_settings_a_buyer_may_hold_two_seats_a_session_and_five_orders(settings):
+    settings.TOLLGATE = {
+        k: v for k, v in settings.TOLLGATE.items() if not k.startswith("BOOKING_HOLD")
+    }
+    assert hold_limits() == (2, 5)
+    assert hold_minutes() == 15
+
+
+@pytest.mark.django_db
+def test_a_slot_starting_this_very_moment_is_in_the_past(one_on_one):
+    now = at(10)
+    with pytest.raises(InvalidInputError) as err:
+        slot_validate(one_on_one, now, now=now)
+    assert "is in the past" in err.value.message
+    assert slot_validate(one_on_one, now, now=now - timedelta(seconds=1)) == at(11)
+
+
+@pytest.mark.django_db
+def test_a_package_with_several_withdrawn_items_names_its_first_and_lists_them_all():
+    package = ServiceFactory(name="Weekend", kind=Service.Kind.BUNDLE, price=9000)
+    first = ServiceFactory(name="Bread class", kind=Service.Kind.WORKSHOP, active=False)
+    second = ServiceFactory(name="Pasta class", kind=Service.Kind.WORKSHOP, active=False)
+    for service in (first, second):
+        ServiceSessionFactory(service=service)
+        PackageItemFactory(package=package, item_service=service)
+    with pytest.raises(InvalidInputError) as err:
+        booking_plan_build(service_id=package.pk, kind=package.kind, scheduling_data=None)
+    assert "contains Bread class, which is no longer offered" in err.value.message
+    assert err.value.extra["inactive_service_ids"] == [first.pk, second.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_buyer_s_holder_lock_does_not_block_rows_that_point_at_them(user):
+    """One request of a buyer holds their lock (taking seats); another writes a row
+    that points at the buyer (an order, a hold): a key-share lock, which it must get
+    at once, not after the first request ends."""
+    session = ServiceSessionFactory(capacity=5)
+    locked, release = threading.Event(), threading.Event()
+
+    def first_request() -> None:
+        try:
+            with transaction.atomic():
+                _holder_lock(user.pk)
+                locked.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=first_request)
+    holder.start()
+    try:
+        assert locked.wait(20)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '3s'")
+            SeatHold.objects.create(
+                service=session.service,
+                session=session,
+                user=user,
+                order_id=1,
+                expires_at=timezone.now() + timedelta(minutes=15),
+            )
+    finally:
+        release.set()
+        holder.join(30)
+    assert SeatHold.objects.filter(user=user).count() == 1
