@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from bookings.models import SeatHold, Service
 from bookings.services.holds import _holder_lock
-from bookings.services.plans import booking_plan_build, slot_validate
+from bookings.services.plans import PlanNode, booking_plan_build, slot_validate
 from bookings.services.seats import hold_limits, hold_minutes
 from kernel.errors import InvalidInputError
 from tests.bookings.factories import PackageItemFactory, ServiceFactory, ServiceSessionFactory
@@ -88,3 +88,31 @@ def test_a_buyer_s_holder_lock_does_not_block_rows_that_point_at_them(user):
         release.set()
         holder.join(30)
     assert SeatHold.objects.filter(user=user).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_plan_stored_with_its_order_comes_back_as_planned(bundle, one_on_one, workshop):
+    scheduling = {
+        "items": [
+            {"service_id": one_on_one.pk, "start_datetime": at(10).isoformat()},
+            {"service_id": one_on_one.pk, "start_datetime": at(12).isoformat()},
+        ]
+    }
+    _, plan = booking_plan_build(service_id=bundle.pk, kind=bundle.kind, scheduling_data=scheduling)
+    assert any(child.scheduling_data for child in plan.children)
+    assert PlanNode.from_dict(plan.to_dict()) == plan
+
+
+@pytest.mark.django_db
+def test_session_ids_start_at_one():
+    session = ServiceSessionFactory(pk=1, service__kind=Service.Kind.WORKSHOP)
+    service = session.service
+    _, plan = booking_plan_build(
+        service_id=service.pk, kind=service.kind, scheduling_data={"service_session_id": 1}
+    )
+    assert plan.session_id == 1
+    with pytest.raises(InvalidInputError) as err:
+        booking_plan_build(
+            service_id=service.pk, kind=service.kind, scheduling_data={"service_session_id": 0}
+        )
+    assert err.value.extra["field"] == "service_session_id"
