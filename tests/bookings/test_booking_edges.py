@@ -1,6 +1,7 @@
-"""The edges of the booking rules: the hold limits' defaults, a slot starting this very
-moment, a package with several withdrawn items, and a buyer's holder lock that must
-not stop their other rows from being written."""
+"""The edges of the booking rules: the hold limits' defaults, a slot or a session
+starting this very moment, a package with several withdrawn items, a stored plan,
+the first session id, buyers racing for one 1-on-1 slot, and a buyer's holder lock
+that must not stop their other rows from being written."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from bookings.errors import SeatsUnavailableError
 from bookings.models import SeatHold, Service
-from bookings.services.holds import _holder_lock
+from bookings.services.holds import _holder_lock, seat_holds_create
 from bookings.services.plans import PlanNode, booking_plan_build, slot_validate
 from bookings.services.seats import hold_limits, hold_minutes
 from kernel.errors import InvalidInputError
 from tests.bookings.factories import PackageItemFactory, ServiceFactory, ServiceSessionFactory
+from tests.bookings.seat_checks import plan_for
 from tests.bookings.times import at
+from tests.factories import UserFactory
 
 pytest_plugins = ["tests.bookings.fixtures"]
 
@@ -116,3 +120,48 @@ def test_session_ids_start_at_one():
             service_id=service.pk, kind=service.kind, scheduling_data={"service_session_id": 0}
         )
     assert err.value.extra["field"] == "service_session_id"
+
+
+@pytest.mark.django_db
+def test_a_session_starting_this_very_moment_has_started(workshop, monkeypatch):
+    session = workshop.sessions.get()
+    monkeypatch.setattr(timezone, "now", lambda: session.start)
+    with pytest.raises(InvalidInputError) as err:
+        booking_plan_build(
+            service_id=workshop.pk,
+            kind=workshop.kind,
+            scheduling_data={"service_session_id": session.pk},
+        )
+    assert "has already started" in err.value.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_buyers_racing_for_one_1_on_1_slot_get_it_once(one_on_one):
+    """The slot has no row of its own to lock: the service's lock is what serialises
+    its buyers, so one holds it and every other is refused."""
+    buyers = [UserFactory() for _ in range(6)]
+    plan = plan_for(one_on_one, {"start_datetime": at(10).isoformat()})
+    barrier = threading.Barrier(len(buyers))
+
+    def buy(i: int) -> str:
+        try:
+            barrier.wait(20)
+            seat_holds_create(order_id=100 + i, user_id=buyers[i].pk, plan=plan)
+            return "held"
+        except SeatsUnavailableError:
+            return "refused"
+        finally:
+            connection.close()
+
+    answers: list[str] = [""] * len(buyers)
+
+    def run(i: int) -> None:
+        answers[i] = buy(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(buyers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(answers) == ["held"] + ["refused"] * (len(buyers) - 1)
+    assert SeatHold.objects.filter(service=one_on_one, status="active").count() == 1
