@@ -61,6 +61,19 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "the rows are read only to take their locks; the values are thrown away",
     ),
     (
+        "bookings/services/plans.py",
+        "if len(upcoming) > 1:",
+        "core/ReplaceComparisonOperator_Gt_NotEq",
+        "the empty list was refused just above, so the length is 1 or 2 here",
+    ),
+    (
+        "bookings/services/plans.py",
+        "upcoming = list(ServiceSession.objects.filter(service=service, start__gt=now)[:2])",
+        "core/NumberReplacer",
+        "only whether there is more than one upcoming session is asked; 3 rows or 2 "
+        "answer it alike (1 would not: it is killed)",
+    ),
+    (
         "bookings/services/holds.py",
         'list(users.values_list("pk", flat=True))',
         "core/ReplaceTrueWithFalse",

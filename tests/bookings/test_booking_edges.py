@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from bookings.errors import SeatsUnavailableError
 from bookings.models import SeatHold, Service
-from bookings.services.holds import _holder_lock, seat_holds_create
+from bookings.services.holds import _holder_lock, seat_holds_create, seat_holds_release
 from bookings.services.plans import PlanNode, booking_plan_build, slot_validate
 from bookings.services.seats import hold_limits, hold_minutes
 from kernel.errors import InvalidInputError
@@ -165,3 +165,19 @@ def test_buyers_racing_for_one_1_on_1_slot_get_it_once(one_on_one):
         t.join(30)
     assert sorted(answers) == ["held"] + ["refused"] * (len(buyers) - 1)
     assert SeatHold.objects.filter(service=one_on_one, status="active").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_hold_taken_again_the_moment_the_first_would_end_is_a_full_one(
+    small_workshop, user, monkeypatch
+):
+    """Released early and taken again: the new hold keeps the first one's end while
+    that is still to come; at the very moment it ends, the new hold gets its full
+    time rather than being born already over."""
+    plan = plan_for(small_workshop)
+    [first] = seat_holds_create(order_id=1, user_id=user.pk, plan=plan)
+    seat_holds_release(order_id=1)  # the payment failed
+    monkeypatch.setattr(timezone, "now", lambda: first.expires_at)
+    [again] = seat_holds_create(order_id=1, user_id=user.pk, plan=plan)
+    assert again.expires_at == first.expires_at + timedelta(minutes=hold_minutes())
+    assert SeatHold.objects.live(first.expires_at).filter(order_id=1).count() == 1
