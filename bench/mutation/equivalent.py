@@ -31,53 +31,51 @@ from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
 Span = tuple[tuple[int, int], tuple[int, int]]
 
-# Survivors read and found equivalent: (module, the mutated line as written, the
-# operator's name or its prefix, why). Matched on the line's text, not its number,
+# Survivors read and found equivalent: (module, the line as written, the line as the
+# mutant writes it, why). Matched on the lines' text (spaces aside), not on numbers,
 # so they follow the code as it moves; a line that changes is examined again.
 KNOWN: list[tuple[str, str, str, str]] = [
-    (
-        "bookings/services/plans.py",
-        "end = start + timedelta(minutes=service.duration_minutes or 0)",
-        "core/NumberReplacer",
-        "only 1-on-1 services have slots, and a check constraint keeps their duration "
-        "above 0: the `or` default is never taken",
-    ),
+    *[
+        (
+            "bookings/services/plans.py",
+            "end = start + timedelta(minutes=service.duration_minutes or 0)",
+            f"end = start + timedelta(minutes=service.duration_minutes or {n})",
+            "only 1-on-1 services have slots, and a check constraint keeps their duration "
+            "above 0: the `or` default is never taken",
+        )
+        for n in (1, -1)
+    ],
     (
         "bookings/services/seats.py",
         "@dataclass(frozen=True)",
-        "core/ReplaceTrueWithFalse",
+        "@dataclass(frozen=False)",
         "Slot and SeatNeeds are never hashed nor assigned to after they are made",
     ),
-    (
-        "bookings/services/seats.py",
-        'list(sessions.order_by("pk").values_list("pk", flat=True))',
-        "core/ReplaceTrueWithFalse",
-        "the rows are read only to take their locks; the values are thrown away",
-    ),
-    (
-        "bookings/services/seats.py",
-        'list(services.order_by("pk").values_list("pk", flat=True))',
-        "core/ReplaceTrueWithFalse",
-        "the rows are read only to take their locks; the values are thrown away",
-    ),
+    *[
+        (
+            path,
+            f'list({rows}.values_list("pk", flat=True))',
+            f'list({rows}.values_list("pk", flat=False))',
+            "the rows are read only to take their locks; the values are thrown away",
+        )
+        for path, rows in (
+            ("bookings/services/seats.py", 'sessions.order_by("pk")'),
+            ("bookings/services/seats.py", 'services.order_by("pk")'),
+            ("bookings/services/holds.py", "users"),
+        )
+    ],
     (
         "bookings/services/plans.py",
         "if len(upcoming) > 1:",
-        "core/ReplaceComparisonOperator_Gt_NotEq",
+        "if len(upcoming) != 1:",
         "the empty list was refused just above, so the length is 1 or 2 here",
     ),
     (
         "bookings/services/plans.py",
         "upcoming = list(ServiceSession.objects.filter(service=service, start__gt=now)[:2])",
-        "core/NumberReplacer",
-        "only whether there is more than one upcoming session is asked; 3 rows or 2 "
-        "answer it alike (1 would not: it is killed)",
-    ),
-    (
-        "bookings/services/holds.py",
-        'list(users.values_list("pk", flat=True))',
-        "core/ReplaceTrueWithFalse",
-        "the row is read only to take its lock; the value is thrown away",
+        "upcoming = list(ServiceSession.objects.filter(service=service, start__gt=now)[:3])",
+        "only whether there is more than one upcoming session is asked: 3 rows or 2 "
+        "answer it alike",
     ),
 ]
 
@@ -123,20 +121,27 @@ def _is_keyword_only_marker(lines: list[str], row: int, col: int) -> bool:
     return after[:1] in (",", ")") and before[-1:] in ("(", ",")
 
 
+def _bare(line: str) -> str:
+    return "".join(line.split())
+
+
 def why_equivalent(
     source: str,
     start: tuple[int, int],
     end: tuple[int, int],
     *,
     module: str = "",
-    operator: str = "",
+    mutated: str = "",
 ) -> str:
     """Why the mutant spanning `start`..`end` (cosmic-ray's 1-based rows, 0-based
-    columns) cannot change behaviour, or "" when it may."""
-    line = source.splitlines()[start[0] - 1].strip()
-    for path, text, op, why in KNOWN:
-        if module == path and line == text and operator.startswith(op):
-            return f"read and found equivalent: {why}"
+    columns) cannot change behaviour, or "" when it may. `mutated`: the mutant's
+    source, for the mutants in `KNOWN`."""
+    lines, changed = source.splitlines(), mutated.splitlines()
+    if len(lines) == len(changed):
+        before, after = _bare(lines[start[0] - 1]), _bare(changed[start[0] - 1])
+        for path, text, mutant, why in KNOWN:
+            if module == path and before == _bare(text) and after == _bare(mutant):
+                return f"read and found equivalent: {why}"
     tree = ast.parse(source)
     if _postponed(tree):
         for lo, hi in _annotation_spans(tree):
@@ -176,7 +181,7 @@ def skip_equivalent(session: Path, root: Path) -> dict[str, int]:
                     tuple(m.start_pos),
                     tuple(m.end_pos),
                     module=path,
-                    operator=m.operator_name,
+                    mutated=mutated or "",
                 )
             if why:
                 skipped.setdefault(why, []).append(item.job_id)
