@@ -65,6 +65,13 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
     ],
     (
+        "billing/services/reconcile.py",
+        "if len(batch) == 100:",
+        "if not len(batch) == 100:",
+        "a batch of one instead of a hundred: every event is still looked up and stored "
+        "once; only the number of lookups changes",
+    ),
+    (
         "bookings/services/plans.py",
         "if len(upcoming) > 1:",
         "if len(upcoming) != 1:",
