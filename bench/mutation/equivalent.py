@@ -4,7 +4,9 @@ skipped before they run.
 Not Python: the mutated module does not compile (`def f(*, x)` made `def f(-, x)`):
 any import fails, so counting it killed would say nothing about the tests.
 
-Equivalent, two kinds, both decided from the source alone:
+Equivalent: the mutants in `KNOWN` (a survivor someone read and found cannot
+change what the program does, with the reason), and two kinds decided from the
+source alone:
 - a change inside an annotation, in a module with `from __future__ import
   annotations`: annotations there are strings nobody evaluates (`int | None` made
   `int + None` is still never run);
@@ -28,6 +30,61 @@ from cosmic_ray.work_db import WorkDB, use_db
 from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
 Span = tuple[tuple[int, int], tuple[int, int]]
+
+# Survivors read and found equivalent: (module, the line as written, the line as the
+# mutant writes it, why). Matched on the lines' text (spaces aside), not on numbers,
+# so they follow the code as it moves; a line that changes is examined again.
+KNOWN: list[tuple[str, str, str, str]] = [
+    *[
+        (
+            "bookings/services/plans.py",
+            "end = start + timedelta(minutes=service.duration_minutes or 0)",
+            f"end = start + timedelta(minutes=service.duration_minutes or {n})",
+            "only 1-on-1 services have slots, and a check constraint keeps their duration "
+            "above 0: the `or` default is never taken",
+        )
+        for n in (1, -1)
+    ],
+    (
+        "bookings/services/seats.py",
+        "@dataclass(frozen=True)",
+        "@dataclass(frozen=False)",
+        "Slot and SeatNeeds are never hashed nor assigned to after they are made",
+    ),
+    *[
+        (
+            path,
+            f'list({rows}.values_list("pk", flat=True))',
+            f'list({rows}.values_list("pk", flat=False))',
+            "the rows are read only to take their locks; the values are thrown away",
+        )
+        for path, rows in (
+            ("bookings/services/seats.py", 'sessions.order_by("pk")'),
+            ("bookings/services/seats.py", 'services.order_by("pk")'),
+            ("bookings/services/holds.py", "users"),
+        )
+    ],
+    (
+        "billing/services/reconcile.py",
+        "if len(batch) == 100:",
+        "if not len(batch) == 100:",
+        "a batch of one instead of a hundred: every event is still looked up and stored "
+        "once; only the number of lookups changes",
+    ),
+    (
+        "bookings/services/plans.py",
+        "if len(upcoming) > 1:",
+        "if len(upcoming) != 1:",
+        "the empty list was refused just above, so the length is 1 or 2 here",
+    ),
+    (
+        "bookings/services/plans.py",
+        "upcoming = list(ServiceSession.objects.filter(service=service, start__gt=now)[:2])",
+        "upcoming = list(ServiceSession.objects.filter(service=service, start__gt=now)[:3])",
+        "only whether there is more than one upcoming session is asked: 3 rows or 2 "
+        "answer it alike",
+    ),
+]
 
 
 def _annotation_spans(tree: ast.Module) -> list[Span]:
@@ -71,9 +128,27 @@ def _is_keyword_only_marker(lines: list[str], row: int, col: int) -> bool:
     return after[:1] in (",", ")") and before[-1:] in ("(", ",")
 
 
-def why_equivalent(source: str, start: tuple[int, int], end: tuple[int, int]) -> str:
+def _bare(line: str) -> str:
+    return "".join(line.split())
+
+
+def why_equivalent(
+    source: str,
+    start: tuple[int, int],
+    end: tuple[int, int],
+    *,
+    module: str = "",
+    mutated: str = "",
+) -> str:
     """Why the mutant spanning `start`..`end` (cosmic-ray's 1-based rows, 0-based
-    columns) cannot change behaviour, or "" when it may."""
+    columns) cannot change behaviour, or "" when it may. `mutated`: the mutant's
+    source, for the mutants in `KNOWN`."""
+    lines, changed = source.splitlines(), mutated.splitlines()
+    if len(lines) == len(changed):
+        before, after = _bare(lines[start[0] - 1]), _bare(changed[start[0] - 1])
+        for path, text, mutant, why in KNOWN:
+            if module == path and before == _bare(text) and after == _bare(mutant):
+                return f"read and found equivalent: {why}"
     tree = ast.parse(source)
     if _postponed(tree):
         for lo, hi in _annotation_spans(tree):
@@ -108,7 +183,13 @@ def skip_equivalent(session: Path, root: Path) -> dict[str, int]:
             except SyntaxError:
                 why = "not Python: the mutated module does not compile"
             else:
-                why = why_equivalent(sources[path], tuple(m.start_pos), tuple(m.end_pos))
+                why = why_equivalent(
+                    sources[path],
+                    tuple(m.start_pos),
+                    tuple(m.end_pos),
+                    module=path,
+                    mutated=mutated or "",
+                )
             if why:
                 skipped.setdefault(why, []).append(item.job_id)
         for why, job_ids in skipped.items():

@@ -1,0 +1,49 @@
+"""What a stored event's columns keep of a verified body that is longer than they are:
+as much as fits, never a failed insert; and what the worker says when it cannot give
+back the events it claimed."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from billing.models import StripeEvent
+from billing.services import events
+from billing.services.events import event_store
+from tests.stripe_events import event, payment_intent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_overlong_fields_are_stored_cut_to_their_columns():
+    evt = event("payment_intent.succeeded", payment_intent(id="pi_long", amount=1000))
+    evt["type"] = "payment_intent." + "x" * 200
+    evt["api_version"] = "2099-01-01." + "v" * 80
+    evt["data"]["object"]["id"] = "pi_" + "9" * 400
+    stored, created = event_store(event=evt)
+    assert created
+    stored.refresh_from_db()
+    assert stored.type == evt["type"][:100]
+    assert stored.api_version == evt["api_version"][:50]
+    assert stored.object_id == evt["data"]["object"]["id"][:255]
+    assert StripeEvent.objects.filter(stripe_id=evt["id"]).count() == 1
+
+
+def test_a_worker_that_cannot_give_back_its_claims_says_how_many(monkeypatch, caplog):
+    batch = [object(), object(), object(), object()]
+    ran = []
+
+    def fails(event):
+        ran.append(event)
+        if len(ran) == 2:  # the second of four: two are left unstarted
+            raise RuntimeError("the database went away")
+
+    def cannot_release(claimed):
+        raise RuntimeError("still away")
+
+    monkeypatch.setattr(events, "event_process", fails)
+    monkeypatch.setattr(events, "_release", cannot_release)
+    with caplog.at_level(logging.ERROR, logger=events.log.name), pytest.raises(RuntimeError):
+        events._batch_process(batch, deadline=float("inf"))
+    assert "could not release 2 claimed events" in caplog.text

@@ -1,0 +1,93 @@
+"""`make mutate`'s own rules: which tests a mutant runs, and which mutants are skipped
+as equivalent. No database: the trace and the sources are written here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.mutation.equivalent import why_equivalent
+from bench.mutation.runtests import select
+from bench.mutation.tracer import IMPORT
+
+SOURCE = """from __future__ import annotations
+
+LIMIT = 5
+
+
+def allowed(count: int | None, *, extra: int = 0) -> bool:
+    total = (count or 0) + extra
+    return total <= LIMIT
+"""
+
+
+def _home(tmp_path: Path, trace: dict[int, list[str]]) -> tuple[Path, Path]:
+    home, tree = tmp_path / "home", tmp_path / "tree"
+    (home / "pristine" / "pkg").mkdir(parents=True)
+    (tree / "pkg").mkdir(parents=True)
+    (home / "pristine" / "pkg" / "limits.py").write_text(SOURCE)
+    (tree / "pkg" / "limits.py").write_text(SOURCE)
+    path = str((tree / "pkg" / "limits.py").resolve())
+    (home / "trace.json").write_text(
+        json.dumps(
+            {
+                "tests": ["t::a", "t::b", "t::c"],
+                "lines": {path: {str(k): v for k, v in trace.items()}},
+            }
+        )
+    )
+    return home, tree
+
+
+def _mutate(tree: Path, old: str, new: str) -> None:
+    path = tree / "pkg" / "limits.py"
+    path.write_text(path.read_text().replace(old, new))
+
+
+TRACE = {3: [IMPORT], 6: [IMPORT], 7: ["t::b", "t::a"], 8: ["t::b"]}
+
+
+def test_a_mutant_runs_the_tests_that_ran_its_line_in_their_order(tmp_path):
+    home, tree = _home(tmp_path, TRACE)
+    _mutate(tree, "total <= LIMIT", "total < LIMIT")
+    assert select(home, tree) == ["t::b"]
+    _mutate(tree, "(count or 0)", "(count and 0)")
+    assert select(home, tree) == ["t::a", "t::b"]
+
+
+def test_a_mutant_of_a_line_run_at_import_runs_every_test_of_its_module(tmp_path):
+    home, tree = _home(tmp_path, TRACE)
+    _mutate(tree, "LIMIT = 5", "LIMIT = 6")
+    assert select(home, tree) == ["t::a", "t::b"]
+
+
+def test_a_mutant_no_test_reaches_runs_nothing_and_without_a_trace_everything(tmp_path):
+    home, tree = _home(tmp_path, {3: [IMPORT], 6: [IMPORT], 7: [IMPORT]})
+    _mutate(tree, "total <= LIMIT", "total < LIMIT")
+    assert select(home, tree) == []
+    (home / "trace.json").unlink()
+    assert select(home, tree) is None
+
+
+def test_annotations_and_the_keyword_only_marker_are_equivalent_places(tmp_path):
+    at = SOURCE.splitlines().index("def allowed(count: int | None, *, extra: int = 0) -> bool:") + 1
+    line = SOURCE.splitlines()[at - 1]
+    pipe, star = line.index("|"), line.index("*,")
+    assert "annotation" in why_equivalent(SOURCE, (at, pipe), (at, pipe + 1))
+    assert "keyword-only" in why_equivalent(SOURCE, (at, star), (at, star + 1))
+    default = line.index("= 0") + 2
+    assert why_equivalent(SOURCE, (at, default), (at, default + 1)) == ""
+    # Without postponed annotations they are evaluated: not equivalent.
+    evaluated = SOURCE.replace("from __future__ import annotations\n", "\n")
+    assert why_equivalent(evaluated, (at, pipe), (at, pipe + 1)) == ""
+
+
+def test_a_known_equivalent_is_matched_on_its_line_before_and_after():
+    source = "def f():\n    if len(upcoming) > 1:\n        pass\n"
+    known = source.replace("> 1", "!= 1")
+    other = source.replace("> 1", ">= 1")
+    start, end = (2, 20), (2, 21)
+    module = "bookings/services/plans.py"
+    assert "1 or 2" in why_equivalent(source, start, end, module=module, mutated=known)
+    assert why_equivalent(source, start, end, module=module, mutated=other) == ""
+    assert why_equivalent(source, start, end, module="other.py", mutated=known) == ""
