@@ -128,13 +128,20 @@ class CreditLot(models.Model):
         GRANT = "grant", "Grant"
         OPENING = "opening", "Balance before lots"
 
-    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="lots")
+    # Indexed by `credit_lot_by_account` below.
+    account = models.ForeignKey(
+        CreditAccount, on_delete=models.PROTECT, related_name="lots", db_index=False
+    )
     # The entry that brought the credits in; none for an opening lot.
     entry = models.OneToOneField(
         CreditTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="lot"
     )
     source = models.CharField(max_length=20, choices=Source.choices)
-    source_order_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    source_order_id = models.BigIntegerField(null=True, blank=True)
+    # The subscription plan whose cycle granted the lot (its roll-over cap applies).
+    plan = models.ForeignKey(
+        "Plan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     category = models.CharField(max_length=20, choices=Category.choices)
     expires_at = models.DateTimeField(null=True, blank=True)
     amount = models.BigIntegerField()
@@ -156,17 +163,15 @@ class CreditLot(models.Model):
                 name="credit_lot_cost_basis",
             ),
         ]
+        # No index names `remaining`, not even in a condition: a spend's update of
+        # it then stays a heap-only update that writes no index entry.
         indexes = [
-            # What a spend draws from: the account's lots with credits left.
-            models.Index(
-                fields=["account", "expires_at", "id"],
-                condition=models.Q(remaining__gt=0),
-                name="credit_lot_open",
-            ),
+            # What a spend draws from: the account's lots.
+            models.Index(fields=["account", "expires_at", "id"], name="credit_lot_by_account"),
             # What the expiry sweep looks for.
             models.Index(
                 fields=["expires_at"],
-                condition=models.Q(remaining__gt=0, expires_at__isnull=False),
+                condition=models.Q(expires_at__isnull=False),
                 name="credit_lot_expiring",
             ),
         ]
@@ -264,6 +269,24 @@ class Plan(models.Model):
     interval = models.CharField(max_length=10, choices=Interval.choices, default=Interval.MONTH)
     interval_count = models.PositiveSmallIntegerField(default=1)
     credits_per_cycle = models.PositiveIntegerField()
+
+    class UnusedCredits(models.TextChoices):
+        ROLLOVER = "rollover", "Roll over to the next cycle"
+        EXPIRE = "expire", "Expire at the end of the cycle"
+
+    # What becomes of a cycle's credits left unspent when its period ends.
+    unused_credits = models.CharField(
+        max_length=10,
+        choices=UnusedCredits.choices,
+        default=UnusedCredits.ROLLOVER,
+        db_default=UnusedCredits.ROLLOVER,
+    )
+    rollover_cap = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="With roll-over: at most this many credits of the plan's earlier cycles "
+        "carry into a new cycle; the rest expire when it starts. Empty for no cap.",
+    )
     active = models.BooleanField(default=True)
     sort_order = models.PositiveSmallIntegerField(default=0)
 

@@ -66,7 +66,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('source', models.CharField(choices=[('purchase', 'Purchase'), ('subscription', 'Subscription cycle'), ('staff', 'Staff grant'), ('refund', 'Refund to credits'), ('grant', 'Grant'), ('opening', 'Balance before lots')], max_length=20)),
-                ('source_order_id', models.BigIntegerField(blank=True, db_index=True, null=True)),
+                ('source_order_id', models.BigIntegerField(blank=True, null=True)),
                 ('category', models.CharField(choices=[('paid', 'Paid'), ('promotional', 'Promotional')], max_length=20)),
                 ('expires_at', models.DateTimeField(blank=True, null=True)),
                 ('amount', models.BigIntegerField()),
@@ -74,7 +74,7 @@ class Migration(migrations.Migration):
                 ('cost_basis', models.BigIntegerField(blank=True, null=True)),
                 ('currency', models.CharField(blank=True, max_length=3)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lots', to='credits.creditaccount')),
+                ('account', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='lots', to='credits.creditaccount')),
                 ('entry', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='lot', to='credits.credittransaction')),
             ],
             options={
@@ -95,11 +95,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='creditlot',
-            index=models.Index(condition=models.Q(('remaining__gt', 0)), fields=['account', 'expires_at', 'id'], name='credit_lot_open'),
+            index=models.Index(fields=['account', 'expires_at', 'id'], name='credit_lot_by_account'),
         ),
         migrations.AddIndex(
             model_name='creditlot',
-            index=models.Index(condition=models.Q(('expires_at__isnull', False), ('remaining__gt', 0)), fields=['expires_at'], name='credit_lot_expiring'),
+            index=models.Index(condition=models.Q(('expires_at__isnull', False)), fields=['expires_at'], name='credit_lot_expiring'),
         ),
         migrations.AddConstraint(
             model_name='creditlot',
