@@ -65,7 +65,10 @@ class CreditTransaction(models.Model):
         RETURN = "return", "Spend returned"
         EXPIRY = "expiry", "Expiry"
 
-    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by `credit_txn_reference_unique`, which leads with it.
+    account = models.ForeignKey(
+        CreditAccount, on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
     amount = models.BigIntegerField()  # signed: credits in > 0, credits out < 0
     kind = models.CharField(max_length=20, choices=Kind.choices)
     # Makes a write idempotent: the same reference on one account is one entry.
@@ -78,11 +81,17 @@ class CreditTransaction(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # A return entry: the spend whose credits it gives back.
     returns = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="returned_by"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="returned_by",
+        db_index=False,
     )
 
     class Meta:
@@ -92,6 +101,20 @@ class CreditTransaction(models.Model):
                 fields=["account", "reference"], name="credit_txn_reference_unique"
             ),
             models.CheckConstraint(condition=~models.Q(amount=0), name="credit_txn_nonzero"),
+        ]
+        # Only the few entries that have a staff author or a spend they return are
+        # indexed by them: a client's spend, the busiest write, adds no entry to either.
+        indexes = [
+            models.Index(
+                fields=["created_by"],
+                condition=models.Q(created_by__isnull=False),
+                name="credit_txn_by_staff",
+            ),
+            models.Index(
+                fields=["returns"],
+                condition=models.Q(returns__isnull=False),
+                name="credit_txn_returns",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -140,7 +163,12 @@ class CreditLot(models.Model):
     source_order_id = models.BigIntegerField(null=True, blank=True)
     # The subscription plan whose cycle granted the lot (its roll-over cap applies).
     plan = models.ForeignKey(
-        "Plan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "Plan",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # looked up within an account's lots
     )
     category = models.CharField(max_length=20, choices=Category.choices)
     expires_at = models.DateTimeField(null=True, blank=True)
