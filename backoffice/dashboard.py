@@ -13,9 +13,13 @@ Definitions (a period is whole UTC days, `start` and `end` included):
 - payment outcomes: orders created in the period, subscription cycles left out
   (Stripe makes an order only for a paid invoice, which would flatter the rate);
   success rate = paid / (paid + failed); refunded orders count as paid;
-- credits: entries written in the period: issued (every positive entry), spent
-  (spend entries), reversed (refund debits and negative adjustments); outstanding
-  is the sum of the whole ledger up to the end of the period;
+- credits: entries written in the period: issued (every positive entry but a
+  spend given back), spent (spend entries less what was given back of them),
+  reversed (refund debits and negative adjustments), expired (the expiry
+  sweep's entries); outstanding is the sum of the whole ledger up to the end of
+  the period. Now, whatever the period: what is left of the lots per category,
+  and deferred revenue, the cost basis of the paid credits not yet used (per
+  lot, its price times the share of it left, rounded down);
 - subscriptions: active now, and MRR from their plans, normalised to a month
   (a year is /12, a week ×52/12, a day ×365/12, divided by the interval count);
 - webhook lag: `processed_at − received_at` of events received in the period,
@@ -39,6 +43,7 @@ from django.db.models.functions import TruncDate
 
 from billing.models import Dispute, Order, Refund, StripeEvent, Subscription
 from credits.models import CreditTransaction, Plan
+from credits.selectors import credits_deferred_revenue, credits_outstanding_by_category
 from kernel.errors import InvalidInputError
 from kernel.money import currency_get, format_minor
 from kernel.times import input_date_check
@@ -182,6 +187,9 @@ class CreditFigures:
     spent: int
     reversed: int
     outstanding: int
+    expired: int
+    outstanding_by_category: dict[str, int]
+    deferred_revenue: list[Money]
 
 
 @dataclass(frozen=True)
@@ -323,11 +331,14 @@ def payment_outcomes(period: Period) -> PaymentOutcomes:
 
 def credit_figures(period: Period) -> CreditFigures:
     in_period = Q(created_at__gte=period.since, created_at__lt=period.until)
-    spend = Q(kind=CreditTransaction.Kind.SPEND)
+    kind = CreditTransaction.Kind
+    spend = Q(kind__in=[kind.SPEND, kind.RETURN])
+    expiry = Q(kind=kind.EXPIRY)
     sums = CreditTransaction.objects.aggregate(
-        issued=Sum("amount", filter=in_period & Q(amount__gt=0)),
+        issued=Sum("amount", filter=in_period & Q(amount__gt=0) & ~spend),
         spent=Sum("amount", filter=in_period & spend),
-        reversed=Sum("amount", filter=in_period & Q(amount__lt=0) & ~spend),
+        reversed=Sum("amount", filter=in_period & Q(amount__lt=0) & ~spend & ~expiry),
+        expired=Sum("amount", filter=in_period & expiry),
         outstanding=Sum("amount", filter=Q(created_at__lt=period.until)),
     )
     return CreditFigures(
@@ -335,6 +346,11 @@ def credit_figures(period: Period) -> CreditFigures:
         spent=-(sums["spent"] or 0),
         reversed=-(sums["reversed"] or 0),
         outstanding=sums["outstanding"] or 0,
+        expired=-(sums["expired"] or 0),
+        outstanding_by_category=credits_outstanding_by_category(),
+        deferred_revenue=[
+            Money(currency, amount) for currency, amount in credits_deferred_revenue().items()
+        ],
     )
 
 

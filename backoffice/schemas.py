@@ -61,6 +61,13 @@ class CreditsOut(Schema):
     spent: int
     reversed: int = Field(description="Refund debits and negative adjustments.")
     outstanding: int = Field(description="The whole ledger's sum at the end of the period.")
+    expired: int = Field(description="Credits the expiry sweep took in the period.")
+    outstanding_by_category: dict[str, int] = Field(
+        description="Now: what is left of the lots, per category (paid, promotional)."
+    )
+    deferred_revenue: list[MoneyOut] = Field(
+        description="Now: per currency, what was paid for the paid credits not yet used."
+    )
 
 
 class SubscriptionsOut(Schema):

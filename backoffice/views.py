@@ -90,6 +90,7 @@ def dashboard_charts(board: Dashboard) -> dict:
             Bar("issued", c.issued, f"{c.issued:,}", GREEN),
             Bar("spent", c.spent, f"{c.spent:,}", BLUE),
             Bar("reversed", c.reversed, f"{c.reversed:,}", RED),
+            Bar("expired", c.expired, f"{c.expired:,}", RED),
             Bar("outstanding", c.outstanding, f"{c.outstanding:,}", GREY),
         ],
     )

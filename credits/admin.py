@@ -315,6 +315,8 @@ class PlanAdmin(admin.ModelAdmin):
         "interval",
         "interval_count",
         "credits_per_cycle",
+        "unused_credits",
+        "rollover_cap",
         "active",
     ]
     list_filter = ["active", "interval", "currency"]

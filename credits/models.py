@@ -65,7 +65,10 @@ class CreditTransaction(models.Model):
         RETURN = "return", "Spend returned"
         EXPIRY = "expiry", "Expiry"
 
-    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by `credit_txn_reference_unique`, which leads with it.
+    account = models.ForeignKey(
+        CreditAccount, on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
     amount = models.BigIntegerField()  # signed: credits in > 0, credits out < 0
     kind = models.CharField(max_length=20, choices=Kind.choices)
     # Makes a write idempotent: the same reference on one account is one entry.
@@ -78,11 +81,17 @@ class CreditTransaction(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # A return entry: the spend whose credits it gives back.
     returns = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="returned_by"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="returned_by",
+        db_index=False,
     )
 
     class Meta:
@@ -92,6 +101,20 @@ class CreditTransaction(models.Model):
                 fields=["account", "reference"], name="credit_txn_reference_unique"
             ),
             models.CheckConstraint(condition=~models.Q(amount=0), name="credit_txn_nonzero"),
+        ]
+        # Only the few entries that have a staff author or a spend they return are
+        # indexed by them: a client's spend, the busiest write, adds no entry to either.
+        indexes = [
+            models.Index(
+                fields=["created_by"],
+                condition=models.Q(created_by__isnull=False),
+                name="credit_txn_by_staff",
+            ),
+            models.Index(
+                fields=["returns"],
+                condition=models.Q(returns__isnull=False),
+                name="credit_txn_returns",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -128,13 +151,25 @@ class CreditLot(models.Model):
         GRANT = "grant", "Grant"
         OPENING = "opening", "Balance before lots"
 
-    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="lots")
+    # Indexed by `credit_lot_by_account` below.
+    account = models.ForeignKey(
+        CreditAccount, on_delete=models.PROTECT, related_name="lots", db_index=False
+    )
     # The entry that brought the credits in; none for an opening lot.
     entry = models.OneToOneField(
         CreditTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="lot"
     )
     source = models.CharField(max_length=20, choices=Source.choices)
-    source_order_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    source_order_id = models.BigIntegerField(null=True, blank=True)
+    # The subscription plan whose cycle granted the lot (its roll-over cap applies).
+    plan = models.ForeignKey(
+        "Plan",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # looked up within an account's lots
+    )
     category = models.CharField(max_length=20, choices=Category.choices)
     expires_at = models.DateTimeField(null=True, blank=True)
     amount = models.BigIntegerField()
@@ -156,17 +191,15 @@ class CreditLot(models.Model):
                 name="credit_lot_cost_basis",
             ),
         ]
+        # No index names `remaining`, not even in a condition: a spend's update of
+        # it then stays a heap-only update that writes no index entry.
         indexes = [
-            # What a spend draws from: the account's lots with credits left.
-            models.Index(
-                fields=["account", "expires_at", "id"],
-                condition=models.Q(remaining__gt=0),
-                name="credit_lot_open",
-            ),
+            # What a spend draws from: the account's lots.
+            models.Index(fields=["account", "expires_at", "id"], name="credit_lot_by_account"),
             # What the expiry sweep looks for.
             models.Index(
                 fields=["expires_at"],
-                condition=models.Q(remaining__gt=0, expires_at__isnull=False),
+                condition=models.Q(expires_at__isnull=False),
                 name="credit_lot_expiring",
             ),
         ]
@@ -264,6 +297,24 @@ class Plan(models.Model):
     interval = models.CharField(max_length=10, choices=Interval.choices, default=Interval.MONTH)
     interval_count = models.PositiveSmallIntegerField(default=1)
     credits_per_cycle = models.PositiveIntegerField()
+
+    class UnusedCredits(models.TextChoices):
+        ROLLOVER = "rollover", "Roll over to the next cycle"
+        EXPIRE = "expire", "Expire at the end of the cycle"
+
+    # What becomes of a cycle's credits left unspent when its period ends.
+    unused_credits = models.CharField(
+        max_length=10,
+        choices=UnusedCredits.choices,
+        default=UnusedCredits.ROLLOVER,
+        db_default=UnusedCredits.ROLLOVER,
+    )
+    rollover_cap = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="With roll-over: at most this many credits of the plan's earlier cycles "
+        "carry into a new cycle; the rest expire when it starts. Empty for no cap.",
+    )
     active = models.BooleanField(default=True)
     sort_order = models.PositiveSmallIntegerField(default=0)
 

@@ -223,6 +223,7 @@ def _grant(
     expires_at: datetime | None,
     cost_basis: int | None,
     currency: str,
+    plan_id: int | None = None,
 ) -> LedgerWrite:
     """Add `amount` (> 0) credits as one lot, in one statement; a repeated reference
     answers its entry.
@@ -247,6 +248,7 @@ def _grant(
             now=timezone.now(),
             source=source,
             source_order_id=source_order_id,
+            plan_id=plan_id,
             category=category,
             expires_at=expires_at,
             cost_basis=cost_basis,
@@ -277,6 +279,7 @@ def credits_grant(
     source_order_id: int | None = None,
     cost_basis: int | None = None,
     currency: str = "",
+    plan_id: int | None = None,
 ) -> CreditTransaction:
     """Add credits (a purchase, a grant, a subscription cycle, a refund to credits) as one
     lot, or adjust with a negative amount.
@@ -284,7 +287,8 @@ def credits_grant(
     `reference` is stored as given: callers here are the system (`order-<id>`).
     The lot is `category` (paid by default), expires at `expires_at` (never by
     default), and remembers the order it came from and, when it was bought,
-    what was paid for it (`cost_basis` minor units of `currency`). A negative
+    what was paid for it (`cost_basis` minor units of `currency`), and the
+    subscription plan whose cycle it is (`plan_id`). A negative
     adjustment draws from the lots like a spend and may not take the balance
     below zero; refund debits use `credits_debit_refund`, which may. Inside the
     caller's transaction (a fulfilment) adding credits takes no savepoint.
@@ -318,6 +322,7 @@ def credits_grant(
         expires_at=expires_at,
         cost_basis=cost_basis,
         currency=currency,
+        plan_id=plan_id,
     ).entry
 
 
@@ -701,6 +706,47 @@ def credit_lot_expire(*, lot_id: int, now: datetime | None = None) -> CreditTran
             reference=f"expiry:lot-{lot.pk}:{times.count() + 1}",
             memo=f"Credits of lot {lot.pk} expired",
             draws=[(lot, lot.remaining)],
+        ).entry
+
+
+def credits_rollover_cap(
+    *, user_id: int, plan_id: int, cap: int, reference: str, keep_lot_id: int | None = None
+) -> CreditTransaction | None:
+    """Expire what the plan's earlier cycles left above `cap` credits, at a new cycle's start.
+
+    The lots of plan `plan_id` other than `keep_lot_id` (the new cycle's) keep
+    at most `cap` credits together: the rest is taken in one `expiry` entry,
+    from those lots in the draw order. Once per `reference` (a repeat answers
+    the first entry); None when they hold no more than `cap`.
+    """
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+        raise InvalidInputError("A roll-over cap is a whole number of credits.", cap=cap)
+    _reference_checked(reference, max_length=REFERENCE_MAX_LENGTH, what="A roll-over")
+    with transaction.atomic():
+        account = CreditAccount.objects.select_for_update().filter(user_id=user_id).first()
+        if account is None:
+            return None
+        existing = CreditTransaction.objects.filter(account=account, reference=reference).first()
+        if existing is not None:
+            if existing.kind != CreditTransaction.Kind.EXPIRY:
+                raise _conflict(reference, existing)
+            return existing
+        lots = sorted(
+            CreditLot.objects.select_for_update()
+            .filter(account=account, plan_id=plan_id, remaining__gt=0)
+            .exclude(pk=keep_lot_id),
+            key=lot_draw_key,
+        )
+        over = sum(lot.remaining for lot in lots) - cap
+        if over <= 0:
+            return None
+        return _entry_append(
+            account,
+            amount=-over,
+            kind=CreditTransaction.Kind.EXPIRY,
+            reference=reference,
+            memo=f"Credits of earlier cycles above the plan's roll-over cap of {cap}",
+            draws=_draws_planned(lots, over),
         ).entry
 
 

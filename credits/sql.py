@@ -88,8 +88,8 @@ def _grant_sql(alias: str) -> str:
         f"%(reference)s, balance, %(memo)s, %(created_by_id)s, %(now)s FROM account "
         f"ON CONFLICT (account_id, reference) DO NOTHING RETURNING {n['entry_columns']}), "
         f"lot AS (INSERT INTO {n['lot']} (account_id, entry_id, source, source_order_id, "
-        f"category, expires_at, amount, remaining, cost_basis, currency, created_at) "
-        f"SELECT account_id, id, %(source)s, %(source_order_id)s, %(category)s, "
+        f"plan_id, category, expires_at, amount, remaining, cost_basis, currency, created_at) "
+        f"SELECT account_id, id, %(source)s, %(source_order_id)s, %(plan_id)s, %(category)s, "
         f"%(expires_at)s, amount, LEAST(amount, GREATEST(balance_after, 0)), %(cost_basis)s, "
         f"%(currency)s, created_at FROM entry RETURNING {n['lot_columns']}) "
         f"SELECT {_prefixed(n['entry_columns'], 'entry')}, {_prefixed(n['lot_columns'], 'lot')} "
@@ -109,6 +109,7 @@ def grant_write(
     now: datetime,
     source: str,
     source_order_id: int | None,
+    plan_id: int | None,
     category: str,
     expires_at: datetime | None,
     cost_basis: int | None,
@@ -126,6 +127,7 @@ def grant_write(
         "now": now,
         "source": str(source),
         "source_order_id": source_order_id,
+        "plan_id": plan_id,
         "category": str(category),
         "expires_at": expires_at,
         "cost_basis": cost_basis,

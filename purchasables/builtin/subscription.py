@@ -5,14 +5,20 @@ type; fulfilment grants that cycle's credits with the order as the ledger
 reference, so an invoice reported twice (`invoice.paid` and
 `invoice.payment_succeeded`) grants once. A disputed cycle's credits are
 frozen while the dispute is open, as a credit pack's are.
+
+A cycle's credits are a paid lot of the plan. What is left of it when the
+cycle's period ends follows the plan: it expires then (`expire`), or it rolls
+over (`rollover`), and when the plan caps the roll-over, a new cycle's start
+expires what the earlier cycles left above the cap.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from credits.models import CreditLot, CreditTransaction, Plan
-from credits.services import credits_grant
+from credits.services import credits_grant, credits_rollover_cap
 from kernel.errors import InvalidInputError
 from purchasables import hookimpl
 from purchasables.builtin.credit_pack import (
@@ -58,6 +64,8 @@ def tollgate_catalog(purchase_type: str) -> dict[str, Any]:
                 "interval": plan.interval,
                 "interval_count": plan.interval_count,
                 "credits_per_cycle": plan.credits_per_cycle,
+                "unused_credits": plan.unused_credits,
+                "rollover_cap": plan.rollover_cap,
             }
             for plan in Plan.objects.filter(active=True)
         ]
@@ -98,6 +106,15 @@ def tollgate_quote(request: PurchaseRequest) -> Quote:
 def tollgate_fulfil(order: OrderInfo) -> dict[str, Any]:
     # Billing hands over only whole, fully paid cycles; `order.invoice` says which.
     invoice = order.invoice
+    plan = Plan.objects.filter(pk=order.data.get("plan_id")).first()
+    expires_at = None
+    if (
+        plan is not None
+        and plan.unused_credits == Plan.UnusedCredits.EXPIRE
+        and invoice is not None
+        and invoice.period_end
+    ):
+        expires_at = datetime.fromtimestamp(invoice.period_end, tz=UTC)
     entry = credits_grant(
         user_id=order.user_id,
         amount=int(order.data["credits"]),
@@ -109,8 +126,24 @@ def tollgate_fulfil(order: OrderInfo) -> dict[str, Any]:
         source_order_id=order.order_id,
         cost_basis=order.amount,
         currency=order.currency,
+        expires_at=expires_at,
+        plan_id=plan.pk if plan is not None else None,
     )
     result: dict[str, Any] = {"ledger_entry_id": entry.pk, "credits": entry.amount}
+    if (
+        plan is not None
+        and plan.unused_credits == Plan.UnusedCredits.ROLLOVER
+        and plan.rollover_cap is not None
+    ):
+        capped = credits_rollover_cap(
+            user_id=order.user_id,
+            plan_id=plan.pk,
+            cap=plan.rollover_cap,
+            reference=f"rollover-order-{order.order_id}",
+            keep_lot_id=CreditLot.objects.get(entry_id=entry.pk).pk,
+        )
+        if capped is not None:
+            result["credits_expired_over_cap"] = -capped.amount
     if invoice is not None:
         result.update(
             billing_reason=invoice.billing_reason,

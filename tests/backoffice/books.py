@@ -232,6 +232,10 @@ def expected() -> dict:
             "spent": -sum(a for k, a, w in LEDGER if k == "spend" and _in_period(w)),
             "reversed": -sum(a for k, a, w in LEDGER if a < 0 and k != "spend" and _in_period(w)),
             "outstanding": sum(a for _, a, w in LEDGER if w.date() <= END),
+            "expired": 0,
+            # Every entry here is a paid lot (or draws from one), none with a price.
+            "outstanding_by_category": {"paid": sum(a for _, a, _ in LEDGER), "promotional": 0},
+            "deferred_revenue": [],
         },
         "subscriptions": {
             "active": sum(p[4] for p in PLANS) + 1,

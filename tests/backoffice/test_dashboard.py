@@ -151,3 +151,41 @@ def test_the_dashboard_counts_disputes_open_now_and_won_or_lost_in_the_period(fi
     assert 'data-figure="open-disputes"><span class="label">Open disputes</span>' in text
     assert '<span class="figure">3</span>' in text
     assert "<td>USD</td><td>2</td><td>17.00 USD</td><td>2</td><td>1</td><td>1</td>" in text
+
+
+def test_the_dashboard_shows_credit_lots_expiry_and_deferred_revenue(finance):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from credits.services import credits_expire_due, credits_grant, credits_spend
+
+    buyer = UserFactory()
+    now = timezone.now()
+    # 100 credits bought for 10.00 EUR, a quarter spent: 7.50 EUR not yet earned.
+    credits_grant(
+        user_id=buyer.pk,
+        amount=100,
+        reference="order-1",
+        kind="purchase",
+        source_order_id=1,
+        cost_basis=1000,
+        currency="eur",
+        expires_at=now + timedelta(days=30),
+    )
+    credits_spend(user_id=buyer.pk, amount=25, reference="x")
+    credits_grant(
+        user_id=buyer.pk,
+        amount=40,
+        reference="promo",
+        category="promotional",
+        expires_at=now - timedelta(seconds=1),
+    )
+    credits_grant(user_id=buyer.pk, amount=9, reference="welcome", category="promotional")
+    assert credits_expire_due(now=now) == 1
+
+    got = client_for(finance).get("/admin/dashboard/").json()["credits"]
+    assert got["expired"] == 40
+    assert got["outstanding_by_category"] == {"paid": 75, "promotional": 9}
+    assert [(m["currency"], m["amount"]) for m in got["deferred_revenue"]] == [("eur", 750)]
+    assert got["outstanding"] == 84

@@ -99,11 +99,9 @@ def test_an_open_dispute_freezes_the_credits_until_it_is_won(api, user, paid_ord
 
     assert spend(api, 30, "after-it-was-won").status_code == 201
     assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 70
-    assert api.get("/credits/balance/").json() == {
-        "balance": 70,
-        "frozen": 0,
-        "currency_unit": "credits",
-    }
+    body = api.get("/credits/balance/").json()
+    assert (body["balance"], body["frozen"], body["currency_unit"]) == (70, 0, "credits")
+    assert body["by_category"] == {"paid": 70, "promotional": 0}
     dispute.refresh_from_db()
     assert (dispute.status, dispute.outcome) == ("won", "won")
     assert dispute.released_at is not None and dispute.reversed_at is None
