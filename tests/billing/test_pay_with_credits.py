@@ -462,3 +462,25 @@ def test_a_retried_split_order_takes_the_credits_once(http, live_stripe, user, w
     assert (order.credits, order.payments.count()) == (10, 1)
     assert order.payments.get().amount_received == 3375
     assert balance_whole(user) == 0
+
+
+def test_racing_cancels_of_a_split_order_give_the_credits_back_once(stripe_server, user, workshop):
+    from billing.services.orders import order_cancel
+
+    fund(user, 25)
+    token, _ = api_token_create(username=user.username, password=PASSWORD)
+    created = ApiClient(token).post("/payments/create/", book(workshop, apply_credits=True))
+    assert created.status_code == 201, created.content
+    order_id = created.json()["order_id"]
+    assert balance_whole(user) == 0
+
+    outcomes = in_threads(6, lambda i: order_cancel(order_id=order_id, user_id=user.pk))
+    assert all(isinstance(o, Order) or getattr(o, "status", None) == 409 for o in outcomes), (
+        outcomes
+    )
+    assert Order.objects.get(pk=order_id).status == Order.Status.CANCELED
+    assert balance_whole(user) == 25
+    returned = CreditTransaction.objects.filter(
+        account__user=user, kind=CreditTransaction.Kind.REFUND
+    )
+    assert returned.count() == 1
