@@ -420,3 +420,67 @@ def test_the_admin_action_refunds_a_card_order_as_credits_once(http, live_stripe
     page = client.get(reverse("admin:billing_order_change", args=[order_id]))
     assert page.status_code == 200
     assert b"Card payment refunded as credits" in page.content
+
+
+def test_staff_refund_part_of_an_order_paid_with_credits(
+    http, staff_http, live_stripe, user, workshop
+):
+    fund(user, 40)
+    order_id = http.post("/payments/create/", book(workshop, payment_type="credits")).json()[
+        "order_id"
+    ]
+    half = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"amount": "22.50"})
+    assert half.status_code == 201, half.text
+    assert (half.json()["method"], half.json()["credits"], half.json()["amount"]) == (
+        "credits",
+        20,
+        2250,
+    )
+    assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
+    assert Booking.objects.get(order_id=order_id).status == Booking.Status.PARTIALLY_REFUNDED
+    assert balance_whole(user) == 20
+    # The buyer's own cancellation is for a whole order only.
+    assert http.post(f"/payments/orders/{order_id}/cancel/", {}).status_code == 409
+    rest = staff_http.post(f"/payments/orders/{order_id}/refunds/", {})
+    assert rest.status_code == 201, rest.text
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert Booking.objects.get(order_id=order_id).status == Booking.Status.CANCELED
+    assert balance_whole(user) == 40
+    to_card = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
+    assert to_card.status_code == 409, to_card.text
+
+
+def test_a_retried_split_order_takes_the_credits_once(http, live_stripe, user, workshop):
+    fund(user, 10)
+    body = book(workshop, apply_credits=True, payment_method_id="pm_card_visa")
+    first = http.post("/payments/create/", body, **{"Idempotency-Key": "split-1"})
+    again = http.post("/payments/create/", body, **{"Idempotency-Key": "split-1"})
+    assert (first.status_code, again.status_code) == (201, 200), again.text
+    assert first.json()["order_id"] == again.json()["order_id"]
+    assert again.json()["status"] == "paid"
+    order = Order.objects.get()
+    assert (order.credits, order.payments.count()) == (10, 1)
+    assert order.payments.get().amount_received == 3375
+    assert balance_whole(user) == 0
+
+
+def test_racing_cancels_of_a_split_order_give_the_credits_back_once(stripe_server, user, workshop):
+    from billing.services.orders import order_cancel
+
+    fund(user, 25)
+    token, _ = api_token_create(username=user.username, password=PASSWORD)
+    created = ApiClient(token).post("/payments/create/", book(workshop, apply_credits=True))
+    assert created.status_code == 201, created.content
+    order_id = created.json()["order_id"]
+    assert balance_whole(user) == 0
+
+    outcomes = in_threads(6, lambda i: order_cancel(order_id=order_id, user_id=user.pk))
+    assert all(isinstance(o, Order) or getattr(o, "status", None) == 409 for o in outcomes), (
+        outcomes
+    )
+    assert Order.objects.get(pk=order_id).status == Order.Status.CANCELED
+    assert balance_whole(user) == 25
+    returned = CreditTransaction.objects.filter(
+        account__user=user, kind=CreditTransaction.Kind.REFUND
+    )
+    assert returned.count() == 1
