@@ -50,6 +50,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--hot", type=int, default=3000, help="spend requests on the hot account")
     p.add_argument("--hot-senders", type=int, default=16)
     p.add_argument(
+        "--credit-pay",
+        type=int,
+        default=400,
+        help="workshop orders paid with credits, and as many by card (0 to skip)",
+    )
+    p.add_argument("--credit-pay-senders", type=int, default=8)
+    p.add_argument(
+        "--only",
+        choices=["credit-pay"],
+        help="run only this row group (with the invariants); the doc is left alone",
+    )
+    p.add_argument(
         "--scale",
         default="10000,100000",
         help="existing orders+events for the scaling runs ('' to skip)",
@@ -82,6 +94,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.ingest, args.e2e, args.create, args.hot = "200,500,800", 500, 30, 600
+        args.credit_pay = 100
         args.scale, args.scale_ingest, args.scale_e2e, args.paced = "3000,10000", 300, 200, 50.0
     return args
 
@@ -178,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     results["failures"] = failures
     report.write_results(results)
     print(f"bench: wrote {report.RESULTS.relative_to(ROOT)}", end="")
-    documented = not (args.no_doc or args.profile or args.quick) and report.update_doc(table, meta)
+    documented = not (args.no_doc or args.profile or args.quick or args.only) and report.update_doc(
+        table, meta
+    )
     if documented:
         print(f" and the figures in {report.DOC.relative_to(ROOT)}", end="")
     print()

@@ -92,8 +92,8 @@ def refunds_applied_twice() -> int:
         "SELECT count(*) FROM billing_order o JOIN ("
         "  SELECT order_id, sum(amount) AS s FROM billing_refund "
         "  WHERE applied_at IS NOT NULL GROUP BY 1) r ON r.order_id = o.id "
-        "WHERE r.s > (SELECT coalesce(sum(amount_received), 0) FROM billing_payment p "
-        "             WHERE p.order_id = o.id)"
+        "WHERE r.s > o.credits_value + (SELECT coalesce(sum(amount_received), 0) "
+        "             FROM billing_payment p WHERE p.order_id = o.id)"
     )
     entries = _one(
         "SELECT count(*) FROM billing_refund r WHERE r.applied_at IS NOT NULL "
@@ -101,6 +101,70 @@ def refunds_applied_twice() -> int:
         "     WHERE t.reference = 'refund-' || r.id::text) > 1"
     )
     return twice + stripe_twice + beyond + entries
+
+
+def lots_off_balance() -> int:
+    """Accounts whose lots' remaining credits are not the balance (zero while in debt)."""
+    return _one(
+        "SELECT count(*) FROM credits_creditaccount a LEFT JOIN ("
+        "  SELECT account_id, sum(remaining) AS s FROM credits_creditlot GROUP BY 1) l "
+        "ON l.account_id = a.id WHERE coalesce(l.s, 0) <> greatest(a.balance, 0)"
+    )
+
+
+def below_zero_not_refund() -> int:
+    """Entries that took a balance below zero other than a refund debit."""
+    return _one(
+        "SELECT count(*) FROM credits_credittransaction "
+        "WHERE amount < 0 AND balance_after < 0 AND kind <> 'refund'"
+    )
+
+
+def expired_lots_with_credits() -> int:
+    """Lots past their expiry with credits left (read after the expiry sweep has run)."""
+    return _one(
+        "SELECT count(*) FROM credits_creditlot WHERE expires_at <= now() AND remaining > 0"
+    )
+
+
+def credit_orders_taken_wrong() -> int:
+    """Orders that took credits with not exactly one spend of exactly those credits, or
+    whose spend was given back more than it took (returns, and refund rows in credits)."""
+    not_once = _one(
+        "SELECT count(*) FROM billing_order o WHERE o.credits > 0 AND ("
+        "  SELECT count(*) FROM credits_credittransaction t "
+        "  WHERE t.reference = 'spend:' || o.credits_reference AND t.kind = 'spend' "
+        "  AND t.amount = -o.credits) <> 1"
+    )
+    returned_more = _one(
+        "SELECT count(*) FROM credits_credittransaction s JOIN ("
+        "  SELECT returns_id, sum(amount) AS back FROM credits_credittransaction "
+        "  WHERE returns_id IS NOT NULL GROUP BY 1) r ON r.returns_id = s.id "
+        "WHERE r.back > -s.amount"
+    )
+    refunded_more = _one(
+        "SELECT count(*) FROM billing_order o JOIN ("
+        "  SELECT order_id, sum(credits) AS c FROM billing_refund "
+        "  WHERE method = 'credits' AND applied_at IS NOT NULL GROUP BY 1) r "
+        "ON r.order_id = o.id WHERE r.c > o.credits"
+    )
+    return not_once + returned_more + refunded_more
+
+
+def credit_orders_unsettled() -> int:
+    """Orders holding credits that ended unpaid (canceled) without all of them back, or
+    that were fulfilled although never paid."""
+    canceled_kept = _one(
+        "SELECT count(*) FROM billing_order o JOIN credits_credittransaction s "
+        "ON s.reference = 'spend:' || o.credits_reference AND s.kind = 'spend' "
+        "WHERE o.credits > 0 AND o.status = 'canceled' AND -s.amount <> coalesce(("
+        "  SELECT sum(amount) FROM credits_credittransaction r WHERE r.returns_id = s.id), 0)"
+    )
+    fulfilled_unpaid = _one(
+        "SELECT count(*) FROM billing_order o JOIN billing_fulfilment f ON f.order_id = o.id "
+        "WHERE o.credits > 0 AND o.status IN ('pending','requires_action','failed','canceled')"
+    )
+    return canceled_kept + fulfilled_unpaid
 
 
 def events_unfinished() -> int:
@@ -195,4 +259,9 @@ def all_invariants() -> dict[str, int | None]:
         "spends below zero": negative_spends(),
         "refunds applied twice": refunds_applied_twice(),
         "overbooked sessions": overbooked_sessions(),
+        "lots != balance (accounts)": lots_off_balance(),
+        "below zero other than a refund debit": below_zero_not_refund(),
+        "expired lots with credits left": expired_lots_with_credits(),
+        "orders' credits taken other than once, or given back more": (credit_orders_taken_wrong()),
+        "unpaid orders keeping credits, or fulfilled": credit_orders_unsettled(),
     }

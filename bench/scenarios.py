@@ -424,6 +424,183 @@ def hot_account(stack: Stack, *, spends: int, senders: int) -> dict[str, Any]:
     }
 
 
+# --- paying with credits --------------------------------------------------------------
+
+CREDIT_PAY_PRICE = 4500  # the workshop's price in cents, and in credits:
+CREDIT_PAY_CREDITS = 40
+
+
+def _credit_pay_setup(n: int, buyers: int) -> tuple[int, list[int], list[tuple[int, str]]]:
+    """A workshop sold for cents or credits, sessions with room for every order of both
+    paths, and buyers with API tokens."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bookings.models import Service, ServiceSession
+
+    service = Service.objects.create(
+        name="Bench credit workshop",
+        kind=Service.Kind.WORKSHOP,
+        price=CREDIT_PAY_PRICE,
+        currency="usd",
+        credit_price=CREDIT_PAY_CREDITS,
+    )
+    start = timezone.now() + timedelta(days=10)
+    sessions = [
+        ServiceSession.objects.create(
+            service=service,
+            start=start + timedelta(hours=2 * i),
+            end=start + timedelta(hours=2 * i + 1),
+            capacity=2 * n,
+        ).pk
+        for i in range(buyers)
+    ]
+    people = [seed.user_with_token(prefix=f"credit-payer-{i}") for i in range(buyers)]
+    return service.pk, sessions, people
+
+
+def _orders_paid_once(order_ids: list[int], *, by_credits: bool) -> int:
+    """Of these orders, how many are not paid exactly once: status paid, one fulfilment,
+    and either one spend of the credit price and no card payment, or one card payment
+    received in full and no credits."""
+    from billing.models import Payment
+
+    paid = set(Order.objects.filter(pk__in=order_ids, status="paid").values_list("pk", flat=True))
+    fulfilments: dict[int, int] = {}
+    for oid in Fulfilment.objects.filter(order_id__in=order_ids).values_list("order_id", flat=True):
+        fulfilments[oid] = fulfilments.get(oid, 0) + 1
+    received: dict[int, list[int]] = {}
+    for oid, amount in Payment.objects.filter(
+        order_id__in=order_ids, status="succeeded"
+    ).values_list("order_id", "amount_received"):
+        received.setdefault(oid, []).append(amount)
+    refs = dict(Order.objects.filter(pk__in=order_ids).values_list("pk", "credits_reference"))
+    spends: dict[str, list[int]] = {}
+    for ref, amount in CreditTransaction.objects.filter(
+        reference__in=[f"spend:{r}" for r in refs.values() if r], kind="spend"
+    ).values_list("reference", "amount"):
+        spends.setdefault(ref.removeprefix("spend:"), []).append(amount)
+    bad = 0
+    for oid in order_ids:
+        took = spends.get(refs.get(oid) or "", [])
+        if by_credits:
+            once = took == [-CREDIT_PAY_CREDITS] and not received.get(oid)
+        else:
+            once = not took and received.get(oid) == [CREDIT_PAY_PRICE]
+        bad += not (oid in paid and fulfilments.get(oid) == 1 and once)
+    return bad + len(order_ids) - len(set(order_ids))
+
+
+def _create_run(stack: Stack, bodies: list[tuple[str, dict[str, Any]]], senders: int):
+    deliveries = [
+        [
+            loadgen.Request(
+                "/api/v1/payments/create/",
+                json.dumps(body).encode(),
+                headers={"Authorization": f"Bearer {token}"},
+                tag=i,
+            )
+        ]
+        for i, (token, body) in enumerate(bodies)
+    ]
+    meter = cpu_meter(stack)
+    meter.begin()
+    result = loadgen.run(stack.web_url, deliveries, senders, keep_body=True, timeout=60)
+    cpu = meter.end()
+    order_ids = []
+    for sample in result.samples:
+        if sample.status == 201:
+            order_ids.append(json.loads(sample.body)["order_id"])
+    return result, cpu, order_ids
+
+
+def credit_payments(stack: Stack, *, n: int, senders: int, buyers: int = 20) -> dict[str, Any]:
+    """`n` workshop orders paid with credits (`payment_type: "credits"`) by `senders`
+    concurrent senders, for `buyers` buyers granted exactly what their orders cost;
+    then `n` orders of the same workshop paid by card (`pm_card_visa` confirmed at
+    create) at the same concurrency, for comparison.
+
+    Checks: every request 201 and paid; each order paid exactly once (one fulfilment;
+    one spend of its credit price, or one card payment of its price); every buyer's
+    balance 0 = the sum of their ledger, no entry below zero.
+    """
+    from credits.models import CreditAccount
+
+    service_id, sessions, people = _credit_pay_setup(n, buyers)
+
+    def body(i: int, **more: Any) -> tuple[str, dict[str, Any]]:
+        _, token = people[i % buyers]
+        return token, {
+            "service_id": service_id,
+            "scheduling_data": {"service_session_id": sessions[i % buyers]},
+            **more,
+        }
+
+    for k, (user_id, _) in enumerate(people):
+        orders = len(range(k, n, buyers))
+        if orders:
+            credits_grant(
+                user_id=user_id,
+                amount=orders * CREDIT_PAY_CREDITS,
+                reference=f"bench-credit-pay-{user_id}",
+                memo="bench",
+            )
+    by_credits, credits_cpu, credit_ids = _create_run(
+        stack, [body(i, payment_type="credits") for i in range(n)], senders
+    )
+    by_card, card_cpu, card_ids = _create_run(
+        stack, [body(i, payment_method_id="pm_card_visa") for i in range(n)], senders
+    )
+    user_ids = [uid for uid, _ in people]
+    accounts = dict(CreditAccount.objects.filter(user_id__in=user_ids).values_list("pk", "balance"))
+    ledger: dict[int, int] = {}
+    for account_id, amount in CreditTransaction.objects.filter(
+        account_id__in=list(accounts)
+    ).values_list("account_id", "amount"):
+        ledger[account_id] = ledger.get(account_id, 0) + amount
+    balance_off = sum(1 for a, b in accounts.items() if b != 0 or ledger.get(a, 0) != b)
+    negative = CreditTransaction.objects.filter(
+        account_id__in=list(accounts), balance_after__lt=0
+    ).count()
+    credits_not_once = _orders_paid_once(credit_ids, by_credits=True)
+    card_not_once = _orders_paid_once(card_ids, by_credits=False)
+
+    def paid(result: loadgen.LoadResult) -> int:
+        return sum(
+            1 for s in result.samples if s.status == 201 and json.loads(s.body)["status"] == "paid"
+        )
+
+    def figures(result: loadgen.LoadResult, cpu: dict[str, float]) -> dict[str, Any]:
+        ok = paid(result)
+        return {
+            "paid_201": ok,
+            "statuses": result.statuses,
+            "orders_per_s": round(ok / result.wall, 1) if result.wall else 0.0,
+            "latency_ms": loadgen.percentiles([s.ms for s in result.samples], (50, 95)),
+            "loadgen_cpu_pct": result.cpu_share,
+            "cpu_pct": cpu,
+        }
+
+    return {
+        "orders": n,
+        "senders": senders,
+        "buyers": buyers,
+        "credits": figures(by_credits, credits_cpu),
+        "card": figures(by_card, card_cpu),
+        "accounts_off": balance_off,
+        "negative_balances": negative,
+        "credit_orders_not_paid_once": credits_not_once,
+        "card_orders_not_paid_once": card_not_once,
+        "ok": (
+            paid(by_credits) == paid(by_card) == n
+            and balance_off == 0
+            and negative == 0
+            and credits_not_once == card_not_once == 0
+        ),
+    }
+
+
 # --- memory ---------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connection
 
-from bench import checks, loadgen, storm_bursts, storm_plan
+from bench import checks, loadgen, storm_bursts, storm_credits, storm_plan
 from bench.report import other_share
 from bench.scenarios import cpu_meter
 from bench.stack import Stack
@@ -162,11 +162,13 @@ def storm(stack: Stack, args: argparse.Namespace, killer_cls, started: float):
     rng = random.Random(args.seed)  # noqa: S311 - a workload, not a secret
     ready_at = t = time.time()
     plan = storm_plan.build(orders=args.orders, rng=rng, **_burst_sizes(args))
+    credit_storm = storm_credits.build(small=args.small)
     planned = time.time() - t
     # What buyers send at once over the API, before the webhooks and the kills.
     t = time.time()
     storm_bursts.subscribes_run(plan, stack.web_url)
     storm_bursts.hoard_run(plan, stack.web_url)
+    storm_credits.run(credit_storm, stack.web_url)
     bursts_s = time.time() - t
     print(f"storm: API bursts played in {bursts_s:.1f} s", flush=True)
     deliveries, repeats = storm_plan.deliveries(plan, repeat_share=args.repeat, rng=rng)
@@ -242,6 +244,18 @@ def storm(stack: Stack, args: argparse.Namespace, killer_cls, started: float):
         "overbooked sessions": inv["overbooked sessions"]
         if inv["overbooked sessions"] is not None
         else "n/a (no bookings app)",
+        "accounts where lots != balance": inv["lots != balance (accounts)"],
+        "balances taken below zero other than by a refund debit": inv[
+            "below zero other than a refund debit"
+        ],
+        "expired lots with credits left": inv["expired lots with credits left"],
+        "orders whose credits were taken other than once, or given back more": inv[
+            "orders' credits taken other than once, or given back more"
+        ],
+        "unpaid orders keeping their credits, or fulfilled": inv[
+            "unpaid orders keeping credits, or fulfilled"
+        ],
+        **storm_credits.off(credit_storm),
         **_others(plan),
         **storm_bursts.subscribes_off(plan),
         **storm_bursts.hoard_off(plan),
@@ -278,6 +292,7 @@ def storm(stack: Stack, args: argparse.Namespace, killer_cls, started: float):
         f"{sum(s.attempts - 1 for s in result.samples)} retried attempts)",
     ]
     lines += storm_bursts.subscribe_lines(plan) + storm_bursts.hoard_lines(plan)
+    lines += storm_credits.lines(credit_storm)
     lines += [f"  {k.ljust(width)}  {v}" for k, v in _throughput(sent_at).items()]
     lines += [
         f"  events by status                {by_status}",

@@ -1,5 +1,7 @@
 """The storm, small: 200 orders of every purchase type, shuffled and repeated webhooks over
-HTTP from 8 senders, the web server SIGKILLed and restarted mid-run; every money invariant
+HTTP from 8 senders, buyers paying workshops with credits (concurrent spends, splits with
+declined and good cards, cancellations and refunds twice at once, lots expiring during the
+sweep), the web server SIGKILLed and restarted mid-run; every money invariant
 must hold at the end (see `bench/storm.py`; `make storm` runs the full size).
 
 It runs the same harness as `make storm`, as a child process with its own PostgreSQL
@@ -29,7 +31,7 @@ def test_a_small_storm_keeps_every_money_invariant():
         env=env,
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=200,
     )
     report = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, report
