@@ -297,7 +297,32 @@ async def page_add_card(request: web.Request) -> web.Response:
     _back(session)
 
 
+def _updates_stamp_cancellation() -> None:
+    """Teach localstripe's subscription update what Stripe records on a cancel request.
+
+    Setting `cancel_at_period_end` through `POST /v1/subscriptions/{id}` makes Stripe
+    stamp `canceled_at` with the request's time (cleared again on resume) and
+    `cancel_at` with the period's end; localstripe changed only the flag.
+    """
+    update = Subscription._update
+    if getattr(update, "_stamps_cancellation", False):
+        return
+
+    def update_and_stamp(self, *args, cancel_at_period_end=None, **kwargs):
+        before = self.cancel_at_period_end
+        update(self, *args, cancel_at_period_end=cancel_at_period_end, **kwargs)
+        if cancel_at_period_end is None or self.cancel_at_period_end == before:
+            return
+        cancel = self.cancel_at_period_end
+        self.canceled_at = int(time.time()) if cancel else None
+        self.cancel_at = self.current_period_end if cancel else None
+
+    update_and_stamp._stamps_cancellation = True  # type: ignore[attr-defined]
+    Subscription._update = update_and_stamp
+
+
 def install(app: web.Application) -> None:
+    _updates_stamp_cancellation()
     hosted.install_hosted_auth(app)
     app.router.add_post("/v1/billing_portal/sessions", api_create)
     base = "/p/session/{secret}"

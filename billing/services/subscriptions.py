@@ -508,7 +508,9 @@ def subscription_cancel(*, user_id: int, subscription_id: int) -> Subscription:
             status=local.status,
         )
     data = gateway.subscription_cancel_at_period_end(subscription_id=local.stripe_subscription_id)
-    subscription_record(data=data)
+    # Stripe stamps the request's time as `canceled_at`, on its own clock: recording
+    # the cancel as of then keeps a late event from before it from undoing it.
+    subscription_record(data=data, as_of=data.canceled_at)
     local.refresh_from_db()
     return local
 

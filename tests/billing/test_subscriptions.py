@@ -94,6 +94,24 @@ def test_a_subscription_charges_the_default_card_and_grants_its_first_cycle_once
     assert api.get("/payments/subscriptions/").json()["summary"]["cancel_at_period_end"] is True
 
 
+def test_an_event_older_than_the_users_cancel_does_not_undo_it(api, user, stripe_plan):
+    add_card_via_setup_intent(api)
+    sub = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk}).json()["subscription"]
+    before = stripe_client().v1.subscriptions.retrieve(sub["stripe_subscription_id"]).to_dict()
+    assert before["cancel_at_period_end"] is False
+    assert api.delete(f"/payments/subscriptions/{sub['id']}/").status_code == 200
+    # Stripe's event from before the cancel (the subscription turning active) arrives late.
+    post_webhook(at(event("customer.subscription.updated", before), int(time.time()) - 60))
+    events_drain()
+    summary = api.get("/payments/subscriptions/").json()["summary"]
+    assert summary["cancel_at_period_end"] is True
+    # An update Stripe makes after the cancel still applies (the user renewed in the portal).
+    renewed = {**before, "cancel_at_period_end": False, "canceled_at": None}
+    post_webhook(at(event("customer.subscription.updated", renewed), int(time.time()) + 5))
+    events_drain()
+    assert api.get("/payments/subscriptions/").json()["summary"]["cancel_at_period_end"] is False
+
+
 def test_bad_subscription_requests_are_clear_4xx_and_reach_no_stripe(api, other_api, stripe_plan):
     no_card = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
     assert no_card.status_code == 422
