@@ -193,6 +193,14 @@ TOLLGATE = {
         os.environ.get("TOLLGATE_BOOKING_HOLD_SEATS_PER_SESSION", "2")
     ),
     "BOOKING_HOLDS_PER_USER": int(os.environ.get("TOLLGATE_BOOKING_HOLDS_PER_USER", "5")),
+    # Paying with credits: an unpaid order holding a buyer's credits (credits first,
+    # the card for the rest) is cancelled, and the credits go back, after this long.
+    "CREDITS_HOLD_MINUTES": int(os.environ.get("TOLLGATE_CREDITS_HOLD_MINUTES", "30")),
+    # A buyer may cancel a booking paid with credits, for the credits back, until
+    # this long before it starts.
+    "BOOKING_CANCEL_CUTOFF_HOURS": int(
+        os.environ.get("TOLLGATE_BOOKING_CANCEL_CUTOFF_HOURS", "24")
+    ),
     # Reverse proxies in front of the web processes that append to X-Forwarded-For;
     # 0 means clients connect directly and REMOTE_ADDR is their address.
     "TRUSTED_PROXIES": int(os.environ.get("TOLLGATE_TRUSTED_PROXIES", "0")),
