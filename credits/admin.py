@@ -60,7 +60,9 @@ class GrantForm(forms.Form):
     category = forms.ChoiceField(
         choices=CreditLot.Category.choices,
         initial=CreditLot.Category.PROMOTIONAL,
-        help_text="A grant's lot: promotional credits are spent before paid ones.",
+        required=False,
+        help_text="A grant's lot (promotional unless said): promotional credits are spent "
+        "before paid ones. A take-back has no lot.",
     )
     expires_at = forms.DateTimeField(
         required=False,
@@ -268,7 +270,7 @@ class CreditTransactionAdmin(ViewOnlyAdmin):
                     amount=form.cleaned_data["amount"],
                     memo=form.cleaned_data["memo"],
                     created_by_id=request.user.pk,
-                    category=form.cleaned_data["category"],
+                    category=form.cleaned_data["category"] or CreditLot.Category.PROMOTIONAL,
                     expires_at=form.cleaned_data["expires_at"],
                 )
             except DomainError as exc:

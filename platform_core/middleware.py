@@ -43,11 +43,13 @@ class ApiErrorShapeMiddleware:
 
 
 class NulInQueryRefusedMiddleware:
-    """Refuse, with 400, a query string holding U+0000 (`%00`), before any view runs.
+    """Refuse a query string holding U+0000 (`%00`), before any view runs.
 
     PostgreSQL's text cannot hold the character, so a filter built from such a
     parameter (an admin list filter, an API query) fails in the database, a 500.
     No query means anything with it; the API's JSON bodies are checked by its parser.
+    The API answers 422 `invalid_input`, as for any other invalid parameter (the
+    status its schema documents); other pages answer 400.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -60,6 +62,6 @@ class NulInQueryRefusedMiddleware:
         message = "The query string may not contain the character U+0000."
         if request.path.startswith("/api/"):
             return JsonResponse(
-                {"code": ErrorCode.INVALID_INPUT, "message": message, "extra": {}}, status=400
+                {"code": ErrorCode.INVALID_INPUT, "message": message, "extra": {}}, status=422
             )
         return HttpResponseBadRequest(message)

@@ -481,6 +481,6 @@ def test_racing_cancels_of_a_split_order_give_the_credits_back_once(stripe_serve
     assert Order.objects.get(pk=order_id).status == Order.Status.CANCELED
     assert balance_whole(user) == 25
     returned = CreditTransaction.objects.filter(
-        account__user=user, kind=CreditTransaction.Kind.REFUND
+        account__user=user, kind=CreditTransaction.Kind.RETURN
     )
     assert returned.count() == 1
