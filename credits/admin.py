@@ -60,7 +60,9 @@ class GrantForm(forms.Form):
     category = forms.ChoiceField(
         choices=CreditLot.Category.choices,
         initial=CreditLot.Category.PROMOTIONAL,
-        help_text="A grant's lot: promotional credits are spent before paid ones.",
+        required=False,
+        help_text="A grant's lot (promotional when not said): promotional credits are "
+        "spent before paid ones.",
     )
     expires_at = forms.DateTimeField(
         required=False,
@@ -76,6 +78,9 @@ class GrantForm(forms.Form):
         if user is None:
             raise forms.ValidationError("No such user.")
         return user.pk
+
+    def clean_category(self) -> str:
+        return self.cleaned_data["category"] or CreditLot.Category.PROMOTIONAL
 
     def clean_amount(self) -> int:
         amount = self.cleaned_data["amount"]

@@ -1363,6 +1363,23 @@ export interface components {
              * @description The whole ledger's sum at the end of the period.
              */
             outstanding: number;
+            /**
+             * Expired
+             * @description Credits the expiry sweep took in the period.
+             */
+            expired: number;
+            /**
+             * Outstanding By Category
+             * @description Now: what is left of the lots, per category (paid, promotional).
+             */
+            outstanding_by_category: {
+                [key: string]: number;
+            };
+            /**
+             * Deferred Revenue
+             * @description Now: per currency, what was paid for the paid credits not yet used.
+             */
+            deferred_revenue: components["schemas"]["MoneyOut"][];
         };
         /** DashboardOut */
         DashboardOut: {

@@ -26,7 +26,7 @@ from django.contrib.auth.models import Group
 from bookings.models import Service
 from bookings.services.bookings import bookings_create_for_order
 from bookings.services.holds import seat_holds_create
-from credits.models import Plan
+from credits.models import CreditLot, Plan
 from credits.services import credits_grant
 from platform_core.api import api as ninja_api
 from platform_core.auth import api_token_create
@@ -266,6 +266,14 @@ MATRIX: dict[tuple[str, str], Row] = {
         fixed("/credits/transactions/"),
         visible=lambda w, body: ids(body["items"], "reference"),
         owned=lambda w: w.fund("owner"),
+    ),
+    ("GET", "/credits/lots/"): Row(
+        mine(200),
+        fixed("/credits/lots/"),
+        visible=lambda w, body: ids(body["items"], "id"),
+        owned=lambda w: (
+            CreditLot.objects.get(account__user=w.owner, entry__reference=w.fund("owner")).pk
+        ),
     ),
     ("POST", "/credits/spend/"): Row(mine(201), _spend),
     ("POST", "/credits/grant/"): Row(
