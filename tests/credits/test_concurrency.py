@@ -238,3 +238,37 @@ def test_a_spend_that_waited_for_a_grant_draws_the_lot_it_brought(user):
     ]
     assert new_lot.remaining == 6
     assert balance_of(user) == 6
+
+
+def test_sweeps_racing_spends_expire_each_lot_once_and_lose_nothing(user):
+    """Two sweeps and ten spends at once on an account whose first lot is past its
+    expiry: whatever order they run in, the lot is expired once, with what the
+    spends left of it, and the lots still hold the balance."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from credits.models import CreditLot
+    from credits.services import credits_expire_due, credits_grant
+
+    now = timezone.now()
+    credits_grant(user_id=user.pk, amount=30, reference="due", expires_at=now)
+    credits_grant(user_id=user.pk, amount=30, reference="kept")
+
+    def work(i: int):
+        if i < 2:
+            return credits_expire_due(now=now + timedelta(seconds=1))
+        return credits_spend(user_id=user.pk, amount=4, reference=f"s-{i}")
+
+    results = run_together(12, work)
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sorted(r for r in results[:2]) == [0, 1]
+    expiry = CreditTransaction.objects.get(account__user=user, kind="expiry")
+    spent = 4 * 10
+    assert balance_of(user) == 60 - spent + expiry.amount
+    lots = {
+        lot.entry.reference: lot.remaining for lot in CreditLot.objects.filter(account__user=user)
+    }
+    assert lots["due"] == 0
+    assert lots["kept"] == balance_of(user)
