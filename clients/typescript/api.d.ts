@@ -2622,6 +2622,15 @@ export interface operations {
                     "application/json": components["schemas"]["CreditBalanceOut"];
                 };
             };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
             /** @description Unauthorized */
             401: {
                 headers: {
@@ -2653,6 +2662,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PagedCreditLotOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
                 };
             };
             /** @description Unauthorized */
@@ -2694,6 +2712,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PagedCreditTransactionOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
                 };
             };
             /** @description Unauthorized */
