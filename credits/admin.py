@@ -61,8 +61,8 @@ class GrantForm(forms.Form):
         choices=CreditLot.Category.choices,
         initial=CreditLot.Category.PROMOTIONAL,
         required=False,
-        help_text="A grant's lot (promotional unless said): promotional credits are spent "
-        "before paid ones. A take-back has no lot.",
+        help_text="A grant's lot (promotional when not said): promotional credits are "
+        "spent before paid ones.",
     )
     expires_at = forms.DateTimeField(
         required=False,
@@ -78,6 +78,9 @@ class GrantForm(forms.Form):
         if user is None:
             raise forms.ValidationError("No such user.")
         return user.pk
+
+    def clean_category(self) -> str:
+        return self.cleaned_data["category"] or CreditLot.Category.PROMOTIONAL
 
     def clean_amount(self) -> int:
         amount = self.cleaned_data["amount"]

@@ -24,7 +24,14 @@ VIEW_MODELS = {
         "subscription",
         "dispute",
     ],
-    "credits": ["creditaccount", "credittransaction", "creditpack", "creditfreeze"],
+    "credits": [
+        "creditaccount",
+        "credittransaction",
+        "creditpack",
+        "creditfreeze",
+        "creditlot",
+        "creditdraw",
+    ],
     "bookings": [
         "service",
         "servicesession",

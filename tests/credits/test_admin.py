@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib import admin
 from django.test import Client, RequestFactory
@@ -99,3 +101,47 @@ def test_credit_packs_are_editable(admin_client_for, admin_request):
     )
     assert response.status_code == 302, response.content
     assert CreditPack.objects.get().credits == 100
+
+
+def test_lots_and_draws_show_on_their_pages(admin_client_for, user, fund):
+    from credits.models import CreditLot
+    from credits.services import credits_spend
+
+    fund(user, 42)
+    spend = credits_spend(user_id=user.pk, amount=5, reference="coffee")
+    lot = CreditLot.objects.get(account__user=user)
+
+    lots = admin_client_for.get(reverse("admin:credits_creditlot_changelist"))
+    assert lots.status_code == 200
+    lot_page = admin_client_for.get(reverse("admin:credits_creditlot_change", args=[lot.pk]))
+    assert lot_page.status_code == 200
+    assert "spend:coffee" in lot_page.content.decode()  # the entry that drew from it
+    account = admin_client_for.get(
+        reverse("admin:credits_creditaccount_change", args=[lot.account_id])
+    )
+    assert account.status_code == 200
+    # The lot inline shows what is left of the lot.
+    assert re.search(r'field-remaining">\s*<p>37</p>', account.content.decode())
+    entry_page = admin_client_for.get(
+        reverse("admin:credits_credittransaction_change", args=[spend.pk])
+    )
+    assert entry_page.status_code == 200
+    assert f"credits ({lot.source})" in entry_page.content.decode()  # the lot it drew
+
+
+def test_the_grant_form_makes_a_lot_of_the_chosen_category_and_expiry(admin_client_for, user):
+    from credits.models import CreditLot
+
+    response = admin_client_for.post(
+        reverse("admin:credits_credittransaction_grant"),
+        {
+            "user": str(user.pk),
+            "amount": "12",
+            "memo": "launch offer",
+            "category": "paid",
+            "expires_at": "2999-01-01 00:00",
+        },
+    )
+    assert response.status_code == 302, response.content
+    lot = CreditLot.objects.get(account__user=user)
+    assert (lot.category, lot.amount, lot.expires_at.year) == ("paid", 12, 2999)

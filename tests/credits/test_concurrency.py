@@ -238,3 +238,41 @@ def test_a_spend_that_waited_for_a_grant_draws_the_lot_it_brought(user):
     ]
     assert new_lot.remaining == 6
     assert balance_of(user) == 6
+
+
+def test_sweeps_racing_spends_expire_each_lot_once_and_lose_nothing(user):
+    """Two sweeps and ten spends at once on an account whose first lot is past its
+    expiry: whatever order they run in, the lot is expired once, with what the
+    spends before it left of it, no spend overdraws, and the lots hold the balance."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from credits.models import CreditLot
+    from credits.services import credits_expire_due, credits_grant
+
+    now = timezone.now()
+    credits_grant(user_id=user.pk, amount=30, reference="due", expires_at=now)
+    credits_grant(user_id=user.pk, amount=30, reference="kept")
+
+    def work(i: int):
+        if i < 2:
+            return credits_expire_due(now=now + timedelta(seconds=1))
+        return credits_spend(user_id=user.pk, amount=4, reference=f"s-{i}")
+
+    results = run_together(12, work)
+
+    # One sweep expires the lot, unless the spends emptied it first; never both sweeps.
+    assert sorted(results[:2]) in ([0, 0], [0, 1]), results
+    expiries = CreditTransaction.objects.filter(account__user=user, kind="expiry")
+    assert expiries.count() == sum(results[:2])
+    won = [r for r in results[2:] if isinstance(r, CreditTransaction)]
+    # A spend after the sweep finds only what is left: it may be refused, never overdraw.
+    assert all(isinstance(r, InsufficientCreditsError) for r in results[2:] if r not in won)
+    expired = sum(e.amount for e in expiries)
+    assert balance_of(user) == 60 - 4 * len(won) + expired >= 0
+    lots = {
+        lot.entry.reference: lot.remaining for lot in CreditLot.objects.filter(account__user=user)
+    }
+    assert lots["due"] == 0
+    assert lots["kept"] == balance_of(user)

@@ -277,8 +277,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/credits/lots/"): Row(
         mine(200),
         fixed("/credits/lots/"),
-        visible=lambda w, body: ids(body["items"]),
-        owned=lambda w: CreditLot.objects.get(entry__reference=w.fund("owner")).pk,
+        visible=lambda w, body: ids(body["items"], "id"),
+        owned=lambda w: (
+            CreditLot.objects.get(account__user=w.owner, entry__reference=w.fund("owner")).pk
+        ),
     ),
     ("POST", "/credits/spend/"): Row(mine(201), _spend),
     ("POST", "/credits/grant/"): Row(
