@@ -47,9 +47,7 @@ def _entry_response(write: LedgerWrite) -> Status:
     return Status(201 if write.created else 200, body)
 
 
-# Every operation may answer 400 to a query string holding U+0000 (refused before
-# any view runs); the ones that read their query say so.
-@router.get("/balance/", response={200: CreditBalanceOut, 400: ErrorOut, 401: ErrorOut})
+@router.get("/balance/", response={200: CreditBalanceOut, 401: ErrorOut})
 def credits_balance(request: HttpRequest):
     """My balance, what is left per category, what expires soon, and the lots drawn next."""
     user_id = request.user.pk
@@ -71,9 +69,7 @@ def credits_balance(request: HttpRequest):
     return Status(200, body)
 
 
-@router.get(
-    "/lots/", response={200: list[CreditLotOut], 400: ErrorOut, 401: ErrorOut, 422: ErrorOut}
-)
+@router.get("/lots/", response={200: list[CreditLotOut], 401: ErrorOut, 422: ErrorOut})
 @paginate(
     BoundedPageNumberPagination,
     page_size=TRANSACTIONS_PAGE_SIZE,
@@ -89,7 +85,7 @@ def credits_lots(request: HttpRequest, open: bool = False) -> QuerySet[CreditLot
 
 @router.get(
     "/transactions/",
-    response={200: list[CreditTransactionOut], 400: ErrorOut, 401: ErrorOut, 422: ErrorOut},
+    response={200: list[CreditTransactionOut], 401: ErrorOut, 422: ErrorOut},
 )
 @paginate(
     BoundedPageNumberPagination,

@@ -31,6 +31,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("platform_core", "0005_staff_view_disputes"),
         ("credits", "0004_lots"),
+        ("purchasables", "0002_plan_to_credits"),
     ]
 
     operations = [migrations.RunPython(groups_refresh, migrations.RunPython.noop)]

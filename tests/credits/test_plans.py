@@ -28,3 +28,13 @@ def test_the_plan_content_type_moved_with_its_permissions_and_the_groups_keep_th
     view_plan = Permission.objects.get(content_type__app_label="credits", codename="view_plan")
     for name in ("support", "finance"):
         assert Group.objects.get(name=name).permissions.filter(pk=view_plan.pk).exists()
+
+
+def test_the_staff_groups_read_credit_lots_and_their_draws():
+    for name in ("support", "finance"):
+        codenames = set(
+            Group.objects.get(name=name)
+            .permissions.filter(content_type__app_label="credits")
+            .values_list("codename", flat=True)
+        )
+        assert {"view_creditlot", "view_creditdraw", "view_plan"} <= codenames, name

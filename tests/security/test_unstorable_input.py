@@ -285,6 +285,7 @@ def test_an_idempotency_key_holding_nul_is_422_with_no_order(api):
         "/admin/billing/order/?status=%00",
         "/admin/billing/order/?q=a%00b",
         "/api/v1/payments/orders/?limit=1&x=%00",
+        "/api/v1/credits/balance/?x=%00",
     ],
 )
 def test_a_query_string_holding_nul_is_refused(staff_user, staff_api, path):
@@ -299,3 +300,16 @@ def test_a_query_string_holding_nul_is_refused(staff_user, staff_api, path):
         error_body(response, 422, "invalid_input")
     else:
         assert response.status_code == 400, response.content
+
+
+def test_every_operation_documents_the_422_a_nul_in_its_query_gets():
+    from platform_core.api import api as ninja_api
+
+    schema = ninja_api.get_openapi_schema()
+    missing = [
+        f"{method.upper()} {path}"
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if 422 not in operation["responses"]
+    ]
+    assert missing == []
