@@ -1,16 +1,19 @@
-"""What a stored event's columns keep of a verified body that is longer than they are:
-as much as fits, never a failed insert; and what the worker says when it cannot give
-back the events it claimed."""
+"""What our rows keep of Stripe's text that is longer than their columns (an event's
+fields, a decline's code and message): as much as fits, never a failed write; and
+what the worker says when it cannot give back the events it claimed."""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
+from django.db import transaction
 
-from billing.models import StripeEvent
+from billing.models import Order, StripeEvent
 from billing.services import events
 from billing.services.events import event_store
+from billing.services.payments import order_transition
+from tests.billing.factories import OrderFactory
 from tests.stripe_events import event, payment_intent
 
 pytestmark = pytest.mark.django_db
@@ -47,3 +50,16 @@ def test_a_worker_that_cannot_give_back_its_claims_says_how_many(monkeypatch, ca
     with caplog.at_level(logging.ERROR, logger=events.log.name), pytest.raises(RuntimeError):
         events._batch_process(batch, deadline=float("inf"))
     assert "could not release 2 claimed events" in caplog.text
+
+
+def test_a_decline_s_overlong_code_and_message_are_kept_cut_to_their_columns():
+    order = OrderFactory()
+    code, message = "card_" + "c" * 150, "Declined: " + "m" * 700
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        assert order_transition(
+            locked, Order.Status.FAILED, failure_code=code, failure_message=message
+        )
+    order.refresh_from_db()
+    assert order.status == Order.Status.FAILED
+    assert (order.failure_code, order.failure_message) == (code[:100], message[:500])

@@ -181,3 +181,11 @@ def test_a_hold_taken_again_the_moment_the_first_would_end_is_a_full_one(
     [again] = seat_holds_create(order_id=1, user_id=user.pk, plan=plan)
     assert again.expires_at == first.expires_at + timedelta(minutes=hold_minutes())
     assert SeatHold.objects.live(first.expires_at).filter(order_id=1).count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("items", [[1], ["a call"], 5, {"service_id": 1}])
+def test_package_items_that_are_not_a_list_of_objects_are_refused(bundle, items):
+    with pytest.raises(InvalidInputError) as err:
+        booking_plan_build(service_id=bundle.pk, kind=bundle.kind, scheduling_data={"items": items})
+    assert err.value.extra["field"] == "scheduling_data.items"
