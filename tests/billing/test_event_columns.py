@@ -5,6 +5,7 @@ what the worker says when it cannot give back the events it claimed."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import pytest
 from django.db import transaction
@@ -63,3 +64,16 @@ def test_a_decline_s_overlong_code_and_message_are_kept_cut_to_their_columns():
     order.refresh_from_db()
     assert order.status == Order.Status.FAILED
     assert (order.failure_code, order.failure_message) == (code[:100], message[:500])
+
+
+def test_an_event_keeps_when_stripe_made_it_and_none_when_it_does_not_say():
+    evt = event("payment_intent.succeeded", payment_intent(id="pi_when", amount=1000))
+    evt["created"] = 1_767_225_600
+    stored, _ = event_store(event=evt)
+    stored.refresh_from_db()
+    assert stored.stripe_created == datetime(2026, 1, 1, tzinfo=UTC)
+    undated = event("payment_intent.succeeded", payment_intent(id="pi_undated", amount=1000))
+    undated["created"] = "yesterday"
+    stored, _ = event_store(event=undated)
+    stored.refresh_from_db()
+    assert stored.stripe_created is None
