@@ -1,6 +1,7 @@
-"""What our rows keep of Stripe's text that is longer than their columns (an event's
-fields, a decline's code and message): as much as fits, never a failed write; and
-what the worker says when it cannot give back the events it claimed."""
+"""What our rows keep of what Stripe sends: text longer than its column (an event's
+fields, a decline's code and message) as much as fits, never a failed write; an
+event's creation time when it states one; and what the worker says when it cannot
+give back the events it claimed."""
 
 from __future__ import annotations
 
