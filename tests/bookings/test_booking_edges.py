@@ -12,7 +12,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from bookings.errors import SeatsUnavailableError
+from bookings.errors import SeatHoldLimitError, SeatsUnavailableError
 from bookings.models import SeatHold, Service
 from bookings.services.holds import _holder_lock, seat_holds_create, seat_holds_release
 from bookings.services.plans import PlanNode, booking_plan_build, slot_validate
@@ -189,3 +189,15 @@ def test_package_items_that_are_not_a_list_of_objects_are_refused(bundle, items)
     with pytest.raises(InvalidInputError) as err:
         booking_plan_build(service_id=bundle.pk, kind=bundle.kind, scheduling_data={"items": items})
     assert err.value.extra["field"] == "scheduling_data.items"
+
+
+@pytest.mark.django_db
+def test_with_a_limit_of_one_seat_a_second_unpaid_order_for_the_session_is_refused(
+    workshop, user, settings
+):
+    settings.TOLLGATE = {**settings.TOLLGATE, "BOOKING_HOLD_SEATS_PER_SESSION": 1}
+    plan = plan_for(workshop)
+    seat_holds_create(order_id=1, user_id=user.pk, plan=plan)
+    with pytest.raises(SeatHoldLimitError) as err:
+        seat_holds_create(order_id=2, user_id=user.pk, plan=plan)
+    assert (err.value.extra["limit"], err.value.extra["held"]) == (1, 1)
