@@ -201,3 +201,17 @@ def test_with_a_limit_of_one_seat_a_second_unpaid_order_for_the_session_is_refus
     with pytest.raises(SeatHoldLimitError) as err:
         seat_holds_create(order_id=2, user_id=user.pk, plan=plan)
     assert (err.value.extra["limit"], err.value.extra["held"]) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_a_lowered_per_user_limit_applies_at_once_to_a_buyer_already_past_it(user, settings):
+    settings.TOLLGATE = {**settings.TOLLGATE, "BOOKING_HOLDS_PER_USER": 3}
+    workshops = [ServiceFactory(kind=Service.Kind.WORKSHOP) for _ in range(4)]
+    for service in workshops:
+        ServiceSessionFactory(service=service)
+    for order_id, service in enumerate(workshops[:3], start=1):
+        seat_holds_create(order_id=order_id, user_id=user.pk, plan=plan_for(service))
+    settings.TOLLGATE = {**settings.TOLLGATE, "BOOKING_HOLDS_PER_USER": 2}
+    with pytest.raises(SeatHoldLimitError) as err:
+        seat_holds_create(order_id=4, user_id=user.pk, plan=plan_for(workshops[3]))
+    assert (err.value.extra["scope"], err.value.extra["held"]) == ("user", 3)
