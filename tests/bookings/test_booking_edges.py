@@ -14,12 +14,14 @@ from django.utils import timezone
 
 from bookings.errors import SeatHoldLimitError, SeatsUnavailableError
 from bookings.models import SeatHold, Service
+from bookings.services.bookings import booking_schedule
 from bookings.services.holds import _holder_lock, seat_holds_create, seat_holds_release
 from bookings.services.plans import PlanNode, booking_plan_build, slot_validate
 from bookings.services.seats import hold_limits, hold_minutes
-from kernel.errors import InvalidInputError
+from kernel.errors import ConflictError, InvalidInputError
 from tests.bookings.factories import PackageItemFactory, ServiceFactory, ServiceSessionFactory
 from tests.bookings.seat_checks import plan_for
+from tests.bookings.test_bookings import buy
 from tests.bookings.times import at
 from tests.factories import UserFactory
 
@@ -215,3 +217,12 @@ def test_a_lowered_per_user_limit_applies_at_once_to_a_buyer_already_past_it(use
     with pytest.raises(SeatHoldLimitError) as err:
         seat_holds_create(order_id=4, user_id=user.pk, plan=plan_for(workshops[3]))
     assert (err.value.extra["scope"], err.value.extra["held"]) == ("user", 3)
+
+
+@pytest.mark.django_db
+def test_only_a_1_on_1_unit_is_scheduled_never_the_package_that_holds_it(bundle, one_on_one, user):
+    scheduling = {"items": [{"service_id": one_on_one.pk, "start_datetime": at(10).isoformat()}]}
+    parent, *_ = buy(bundle, user, 1, scheduling)
+    assert not parent.is_scheduled  # a package has no time of its own
+    with pytest.raises(ConflictError):
+        booking_schedule(booking_id=parent.pk, user_id=user.pk, start_datetime=at(13).isoformat())
