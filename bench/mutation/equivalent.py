@@ -83,6 +83,25 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ),
     (
         "bookings/services/plans.py",
+        "if parsed.tzinfo is None or parsed.utcoffset() is None:",
+        "if parsed.tzinfo is None and parsed.utcoffset() is None:",
+        "`datetime.fromisoformat` gives either no tzinfo (and so no offset) or a fixed "
+        "offset: the two tests never disagree on what it parses",
+    ),
+    (
+        "bookings/services/plans.py",
+        "return upcoming[0]",
+        "return upcoming[-1]",
+        "exactly one upcoming session is left here: first and last are the same",
+    ),
+    (
+        "bookings/services/plans.py",
+        "if service.kind == Kind.WORKSHOP:",
+        "if service.kind >= Kind.WORKSHOP:",
+        "no kind's value sorts after 'workshop', so only a workshop is >= it",
+    ),
+    (
+        "bookings/services/plans.py",
         "if len(upcoming) > 1:",
         "if len(upcoming) != 1:",
         "the empty list was refused just above, so the length is 1 or 2 here",
