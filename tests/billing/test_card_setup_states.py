@@ -1,15 +1,23 @@
 """Only a succeeded SetupIntent saves its card: one that still waits for the customer
 (3-D Secure), is processing, or was canceled may carry a payment method of our
 customer's, but nothing is saved from it. And a card set up after another is set
-up through a SetupIntent of its own."""
+up through a SetupIntent of its own; setups nobody will finish are given up."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from billing import gateway
 from billing.models import CardSetup, SavedPaymentMethod
-from billing.services.cards import card_setup_complete, stripe_customer_get_or_create
+from billing.services.cards import (
+    SETUPS_READ_PER_LIST,
+    _setups_abandon,
+    card_setup_complete,
+    stripe_customer_get_or_create,
+)
 from billing.stripe_objects import SetupIntentData
 from tests.billing.test_cards import add_card_via_setup_intent, new_card
 
@@ -51,3 +59,16 @@ def test_each_new_card_setup_is_a_new_setup_intent_under_a_key_of_its_own(
     made_first = CardSetup.objects.order_by("id").first()
     assert again.json()["setup_intent_id"] != made_first.stripe_setup_intent_id
     assert len(keys) == 2 and len(set(keys)) == 2, keys
+
+
+def test_every_open_setup_left_for_a_day_is_abandoned_however_many_there_are(user):
+    """Old setups are given up, and so is any beyond the newest few: a setup that is
+    both is given up too."""
+    for i in range(SETUPS_READ_PER_LIST + 2):
+        CardSetup.objects.create(
+            user=user, stripe_setup_intent_id=f"seti_old_{i}", status="requires_payment_method"
+        )
+    CardSetup.objects.update(created_at=timezone.now() - timedelta(days=2))
+    _setups_abandon(user.pk)
+    assert not CardSetup.objects.filter(completed_at__isnull=True).exists()
+    assert set(CardSetup.objects.values_list("status", flat=True)) == {"abandoned"}
