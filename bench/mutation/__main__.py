@@ -134,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make mutate", description=__doc__)
     parser.add_argument("target", nargs="?", default="credits", choices=sorted(TARGETS))
     parser.add_argument("--limit", type=int, default=0, help="stop after this many mutants")
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="after adding tests: copy the checkout's tests in, trace again, and run only "
+        "the surviving mutants again",
+    )
     args = parser.parse_args(argv)
     home = ROOT / "var" / "mutation" / args.target
     tree, session, config = home / "tree", home / "session.sqlite", home / "config.toml"
@@ -150,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     if shared.is_dir() and not (home / "shared").exists():
         (home / "shared").symlink_to(shared)
     skip_equivalent(session, home / "pristine")
+    if args.recheck:
+        shutil.rmtree(tree / "tests")
+        for tool in (ROOT / "bench" / "mutation").glob("*.py"):
+            shutil.copy2(tool, tree / "bench" / "mutation" / tool.name)
+        shutil.copytree(
+            ROOT / "tests", tree / "tests", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        (home / "trace.json").unlink(missing_ok=True)
     subprocess.run(_runtests(home, "--prepare"), cwd=tree, env=env, check=True)
     if not (home / "trace.json").exists():
         # Which tests run each line of the target: each mutant then runs only those.
@@ -163,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"==> traced in {time.monotonic() - t0:.0f} s", flush=True)
     print(f"==> mutating {', '.join(TARGETS[args.target][0])} (session {session})", flush=True)
     exec_cmd = [*cosmic, "exec", str(config), str(session)]
+    if args.recheck:
+        exec_cmd = [sys.executable, "-m", "bench.mutation.recheck", str(session), str(config)]
     done_before, began = _counts(session)[0], time.monotonic()
-    if args.limit:
+    if args.limit and not args.recheck:
         proc = subprocess.Popen(exec_cmd, cwd=tree, env=env)
         try:
             while proc.poll() is None:

@@ -1,15 +1,25 @@
 """Only a succeeded SetupIntent saves its card: one that still waits for the customer
 (3-D Secure), is processing, or was canceled may carry a payment method of our
-customer's, but nothing is saved from it."""
+customer's, but nothing is saved from it. And a card set up after another is set
+up through a SetupIntent of its own; setups nobody will finish are given up."""
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from billing.models import SavedPaymentMethod
-from billing.services.cards import card_setup_complete, stripe_customer_get_or_create
+import pytest
+from django.utils import timezone
+
+from billing import gateway
+from billing.models import CardSetup, SavedPaymentMethod
+from billing.services.cards import (
+    SETUPS_READ_PER_LIST,
+    _setups_abandon,
+    card_setup_complete,
+    stripe_customer_get_or_create,
+)
 from billing.stripe_objects import SetupIntentData
-from tests.billing.test_cards import new_card
+from tests.billing.test_cards import add_card_via_setup_intent, new_card
 
 
 @pytest.mark.parametrize("status", ["requires_action", "processing", "canceled"])
@@ -26,3 +36,39 @@ def test_a_setup_that_has_not_succeeded_saves_no_card(status, user, stripe_serve
     )
     assert card_setup_complete(setup=setup) is None
     assert not SavedPaymentMethod.objects.exists()
+
+
+def test_each_new_card_setup_is_a_new_setup_intent_under_a_key_of_its_own(
+    api, stripe_server, monkeypatch
+):
+    """Stripe answers a repeated idempotency key with the first object: a second card's
+    setup under the first one's key would get the first SetupIntent back. (The
+    development Stripe ignores the keys, so the keys sent are what is checked.)"""
+    keys = []
+    create = gateway.setup_intent_create
+
+    def recording(**kwargs):
+        keys.append(kwargs["idempotency_key"])
+        return create(**kwargs)
+
+    monkeypatch.setattr(gateway, "setup_intent_create", recording)
+    first = add_card_via_setup_intent(api)
+    again = api.post("/payments/methods/setup/")
+    assert again.status_code == 201, again.content
+    assert len(first["payment_methods"]) == 1
+    made_first = CardSetup.objects.order_by("id").first()
+    assert again.json()["setup_intent_id"] != made_first.stripe_setup_intent_id
+    assert len(keys) == 2 and len(set(keys)) == 2, keys
+
+
+def test_every_open_setup_left_for_a_day_is_abandoned_however_many_there_are(user):
+    """Old setups are given up, and so is any beyond the newest few: a setup that is
+    both is given up too."""
+    for i in range(SETUPS_READ_PER_LIST + 2):
+        CardSetup.objects.create(
+            user=user, stripe_setup_intent_id=f"seti_old_{i}", status="requires_payment_method"
+        )
+    CardSetup.objects.update(created_at=timezone.now() - timedelta(days=2))
+    _setups_abandon(user.pk)
+    assert not CardSetup.objects.filter(completed_at__isnull=True).exists()
+    assert set(CardSetup.objects.values_list("status", flat=True)) == {"abandoned"}

@@ -12,14 +12,16 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from bookings.errors import SeatsUnavailableError
+from bookings.errors import SeatHoldLimitError, SeatsUnavailableError
 from bookings.models import SeatHold, Service
+from bookings.services.bookings import booking_schedule
 from bookings.services.holds import _holder_lock, seat_holds_create, seat_holds_release
 from bookings.services.plans import PlanNode, booking_plan_build, slot_validate
 from bookings.services.seats import hold_limits, hold_minutes
-from kernel.errors import InvalidInputError
+from kernel.errors import ConflictError, InvalidInputError
 from tests.bookings.factories import PackageItemFactory, ServiceFactory, ServiceSessionFactory
 from tests.bookings.seat_checks import plan_for
+from tests.bookings.test_bookings import buy
 from tests.bookings.times import at
 from tests.factories import UserFactory
 
@@ -181,3 +183,46 @@ def test_a_hold_taken_again_the_moment_the_first_would_end_is_a_full_one(
     [again] = seat_holds_create(order_id=1, user_id=user.pk, plan=plan)
     assert again.expires_at == first.expires_at + timedelta(minutes=hold_minutes())
     assert SeatHold.objects.live(first.expires_at).filter(order_id=1).count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("items", [[1], ["a call"], 5, {"service_id": 1}])
+def test_package_items_that_are_not_a_list_of_objects_are_refused(bundle, items):
+    with pytest.raises(InvalidInputError) as err:
+        booking_plan_build(service_id=bundle.pk, kind=bundle.kind, scheduling_data={"items": items})
+    assert err.value.extra["field"] == "scheduling_data.items"
+
+
+@pytest.mark.django_db
+def test_with_a_limit_of_one_seat_a_second_unpaid_order_for_the_session_is_refused(
+    workshop, user, settings
+):
+    settings.TOLLGATE = {**settings.TOLLGATE, "BOOKING_HOLD_SEATS_PER_SESSION": 1}
+    plan = plan_for(workshop)
+    seat_holds_create(order_id=1, user_id=user.pk, plan=plan)
+    with pytest.raises(SeatHoldLimitError) as err:
+        seat_holds_create(order_id=2, user_id=user.pk, plan=plan)
+    assert (err.value.extra["limit"], err.value.extra["held"]) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_a_lowered_per_user_limit_applies_at_once_to_a_buyer_already_past_it(user, settings):
+    settings.TOLLGATE = {**settings.TOLLGATE, "BOOKING_HOLDS_PER_USER": 3}
+    workshops = [ServiceFactory(kind=Service.Kind.WORKSHOP) for _ in range(4)]
+    for service in workshops:
+        ServiceSessionFactory(service=service)
+    for order_id, service in enumerate(workshops[:3], start=1):
+        seat_holds_create(order_id=order_id, user_id=user.pk, plan=plan_for(service))
+    settings.TOLLGATE = {**settings.TOLLGATE, "BOOKING_HOLDS_PER_USER": 2}
+    with pytest.raises(SeatHoldLimitError) as err:
+        seat_holds_create(order_id=4, user_id=user.pk, plan=plan_for(workshops[3]))
+    assert (err.value.extra["scope"], err.value.extra["held"]) == ("user", 3)
+
+
+@pytest.mark.django_db
+def test_only_a_1_on_1_unit_is_scheduled_never_the_package_that_holds_it(bundle, one_on_one, user):
+    scheduling = {"items": [{"service_id": one_on_one.pk, "start_datetime": at(10).isoformat()}]}
+    parent, *_ = buy(bundle, user, 1, scheduling)
+    assert not parent.is_scheduled  # a package has no time of its own
+    with pytest.raises(ConflictError):
+        booking_schedule(booking_id=parent.pk, user_id=user.pk, start_datetime=at(13).isoformat())
