@@ -94,7 +94,8 @@ class Buyer:
 
     @property
     def expected_balance(self) -> int | None:
-        """Exact for every buyer without an expiring lot (None: see `expiry_bounds`)."""
+        """Exact for every buyer without an expiring lot (None: an expirer, held by `off`
+        to the bounds of what may have expired)."""
         if self.role == "expirer":
             return None
         if self.role == "card":
