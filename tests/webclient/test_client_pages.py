@@ -125,3 +125,35 @@ def test_recent_orders_fit_a_phone_without_scrolling_the_page(page, request, use
     expect(page.locator("#orders tbody tr")).to_have_count(3)
     snap(page, request, "orders")
     assert not page_scrolls_sideways(page)
+
+
+def test_the_dashboard_shows_the_balance_by_lot_and_what_expires_soon(page, request, user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from credits.services import credits_grant
+
+    credits_grant(user_id=user.pk, amount=300, reference="web-paid")
+    soon = timezone.now() + timedelta(days=3)
+    credits_grant(
+        user_id=user.pk,
+        amount=40,
+        reference="web-promo",
+        category="promotional",
+        expires_at=soon,
+    )
+    go(page, "#/buy", "Buy credits")
+    go(page, "#/", "Dashboard")  # rendered afresh, after the grants
+    expect(page.locator("#balance")).to_have_text("340 credits")
+    expect(page.locator("#balance-categories")).to_have_text("300 paid, 40 promotional")
+    expect(page.locator("#expiring-soon")).to_contain_text("40 expire within 30 days")
+    page.locator("#lots summary").click()
+    rows = page.locator("#lots tbody tr")
+    expect(rows).to_have_count(2)
+    # Spent in this order: the promotional lot that expires first, then the paid one.
+    expect(rows.nth(0)).to_contain_text("40 of 40")
+    expect(rows.nth(0)).to_contain_text("promotional")
+    expect(rows.nth(1)).to_contain_text("300 of 300")
+    expect(rows.nth(1)).to_contain_text("never")
+    snap(page, request, "dashboard-lots")

@@ -1,4 +1,4 @@
-// Dashboard: balance, the active plan, recent orders.
+// Dashboard: balance (with its lots and what expires when), the active plan, recent orders.
 import { api } from "../api.js";
 import { formatMoney } from "../money.js";
 import { errorNotice, formatDate, formatDateTime, h, loading, section, show, statusBadge } from "../ui.js";
@@ -52,6 +52,50 @@ export function planSummary(summary) {
   );
 }
 
+/** What the balance is made of: paid and promotional credits, what expires soon, the lots. */
+export function balanceDetail(balance) {
+  const parts = [];
+  const { paid, promotional } = balance.by_category;
+  parts.push(h("p", { id: "balance-categories" }, `${paid} paid, ${promotional} promotional`));
+  if (balance.frozen) {
+    parts.push(h("p", { class: "muted" }, `${balance.frozen} held while a purchase is disputed`));
+  }
+  const soon = balance.expiring_soon;
+  if (soon.credits) {
+    parts.push(
+      h(
+        "p",
+        { id: "expiring-soon", class: "warning" },
+        `${soon.credits} expire within ${soon.within_days} days (first on ${formatDate(soon.first_expires_at)})`,
+      ),
+    );
+  }
+  if (balance.lots.length) {
+    const row = (lot) =>
+      h(
+        "tr",
+        { "data-lot-id": lot.id },
+        h("td", { "data-label": "Credits" }, `${lot.remaining} of ${lot.amount}`),
+        h("td", { "data-label": "Kind" }, lot.category),
+        h("td", { "data-label": "Expires" }, lot.expires_at ? formatDate(lot.expires_at) : "never"),
+      );
+    parts.push(
+      h(
+        "details",
+        { id: "lots" },
+        h("summary", {}, `${balance.lots_open} lot${balance.lots_open === 1 ? "" : "s"}, spent in this order`),
+        h(
+          "table",
+          { class: "orders" },
+          h("thead", {}, h("tr", {}, ["Credits", "Kind", "Expires"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, balance.lots.map(row)),
+        ),
+      ),
+    );
+  }
+  return parts;
+}
+
 export async function render(root) {
   show(root, h("h1", {}, "Dashboard"), loading());
   try {
@@ -73,6 +117,7 @@ export async function render(root) {
             { class: "big", id: "balance", "data-balance": balance.balance },
             `${balance.balance} credits`,
           ),
+          balanceDetail(balance),
           h("a", { class: "button", href: "#/buy" }, "Buy credits"),
         ),
         section("Plan", planSummary(subscriptions.summary)),
