@@ -1,8 +1,7 @@
-"""The database refuses to change or delete an audit entry (PostgreSQL).
+"""The database refuses to change or delete an audit entry.
 
 A row trigger, so a raw query cannot rewrite the log either. TRUNCATE (how a
-test database is emptied) does not fire row triggers. On SQLite, the embedded
-development database, the model's own refusals are the guard.
+test database is emptied) does not fire row triggers.
 """
 
 from django.db import migrations
@@ -27,8 +26,7 @@ DROP FUNCTION IF EXISTS platform_core_audit_append_only();
 
 def _run(sql):
     def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql, params=None)
+        schema_editor.execute(sql, params=None)
 
     return run
 

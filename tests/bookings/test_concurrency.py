@@ -1,4 +1,4 @@
-"""Invariant 5 under real concurrency: 30 buyers race for a 10-seat workshop.
+"""Capacity under real concurrency: 30 buyers race for a 10-seat workshop.
 
 Real threads, each with its own database connection and bearer token, post
 `/payments/create/` at the same moment against committed data on PostgreSQL,

@@ -1,4 +1,4 @@
-"""Invariant 3 under real concurrency: racing spends never overdraw and never double-count.
+"""The ledger's rules under real concurrency: racing spends never overdraw and never double-count.
 
 Each test runs on real threads with their own database connections against
 committed data (`transaction=True`), released together by a barrier.

@@ -28,9 +28,8 @@ PRODUCT = [
 SQL_MODULES = [platform_core.sql, platform_core.ratelimit.sql]
 # What runs SQL the ORM did not build.
 RAW_SQL = re.compile(r"\.cursor\(|\.raw\(|\.extra\(|\bRawSQL\(")
-# The database backend itself, and the credit ledger, whose statements sit in its
-# services module.
-ALLOWED = {"platform_core/db/base.py", "credits/services.py"}
+# The database backend itself.
+ALLOWED = {"platform_core/db/base.py"}
 
 
 def test_only_the_sql_modules_run_hand_written_sql():

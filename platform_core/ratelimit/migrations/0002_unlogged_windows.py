@@ -1,4 +1,4 @@
-"""On PostgreSQL the counters live in an UNLOGGED table: no write-ahead log.
+"""The counters live in an UNLOGGED table: no write-ahead log.
 
 A limited request bumps its counter in a transaction of its own; with a logged
 table that commit waits for the log to reach the disk (about half a millisecond
@@ -12,8 +12,6 @@ from django.db import migrations
 
 def _set(logged: bool):
     def run(apps, schema_editor) -> None:
-        if schema_editor.connection.vendor != "postgresql":
-            return
         table = schema_editor.quote_name(
             apps.get_model("ratelimit", "RateLimitWindow")._meta.db_table
         )
