@@ -30,6 +30,8 @@ What each statement is for:
   first Stripe customer without locking the user's row.
 - `refund_form_lock`: the session advisory lock that serialises the admin's
   refund form per order.
+- `order_cancel_lock`: the session advisory lock that serialises cancels of one
+  order, so of two at once the second sees the first's outcome.
 
 The rule for model signals, the same in every app's SQL module: each row a
 statement here inserts is announced with `post_save` exactly as `create()`
@@ -333,9 +335,10 @@ def row_insert(instance: M, *, unless_exists: str | None = None) -> M | None:
 # --- advisory locks ---------------------------------------------------------------------
 
 # Namespaces of the PostgreSQL advisory locks: a user's first Stripe customer
-# ("tgcu") and the admin's refund form ("tgrf").
+# ("tgcu"), the admin's refund form ("tgrf") and an order's cancel ("tgoc").
 _CUSTOMER_LOCK_NAMESPACE = 0x74676375
 _REFUND_FORM_LOCK_NAMESPACE = 0x74677266
+_ORDER_CANCEL_LOCK_NAMESPACE = 0x74676F63
 
 
 def stripe_customer_creation_lock(*, user_id: int) -> None:
@@ -356,12 +359,27 @@ def refund_form_lock(*, order_id: int) -> Iterator[None]:
     A session-level lock, not a transaction's: `refund_create` commits its
     refund before calling Stripe, and that must stay so.
     """
+    with _session_lock(_REFUND_FORM_LOCK_NAMESPACE, order_id):
+        yield
+
+
+@contextmanager
+def order_cancel_lock(*, order_id: int) -> Iterator[None]:
+    """Serialise cancels of one order, for the block: of two at once, the second waits,
+    then reads the order the first left (canceled) and answers as a repeat would.
+
+    A session-level lock: a cancel calls Stripe and commits in several steps.
+    """
+    with _session_lock(_ORDER_CANCEL_LOCK_NAMESPACE, order_id):
+        yield
+
+
+@contextmanager
+def _session_lock(namespace: int, key: int) -> Iterator[None]:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_REFUND_FORM_LOCK_NAMESPACE, order_id])
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [namespace, key])
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_unlock(%s, %s)", [_REFUND_FORM_LOCK_NAMESPACE, order_id]
-            )
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])

@@ -20,7 +20,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing import gateway
+from billing import gateway, sql
 from billing.metadata import metadata_build
 from billing.models import UNPAID_STATUSES, Order, Payment
 from billing.selectors import order_get_for_user
@@ -491,7 +491,13 @@ def order_cancel(*, order_id: int, user_id: int) -> Order:
     nobody can pay a canceled order; one that completed first pays the order,
     which then is not canceled (409).
     """
-    order = order_get_for_user(order_id=order_id, user_id=user_id)
+    order = order_get_for_user(order_id=order_id, user_id=user_id)  # 404 before any lock
+    with sql.order_cancel_lock(order_id=order.pk):
+        return _order_cancel(order_get_for_user(order_id=order_id, user_id=user_id))
+
+
+def _order_cancel(order: Order) -> Order:
+    user_id = order.user_id
     if order.payment_type == Order.PaymentType.CREDITS and order.status not in UNPAID_STATUSES:
         return order_cancel_paid_with_credits(order_id=order.pk, user_id=user_id)
     if order.status not in UNPAID_STATUSES:
