@@ -224,7 +224,7 @@ def skip_equivalent(session: Path, root: Path) -> dict[str, int]:
         for why, job_ids in skipped.items():
             db.set_multiple_results(
                 job_ids,
-                WorkResult(output=f"equivalent: {why}", worker_outcome=WorkerOutcome.SKIPPED),
+                WorkResult(output=why, worker_outcome=WorkerOutcome.SKIPPED),
             )
             counts[why] = len(job_ids)
     return counts
