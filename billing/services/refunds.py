@@ -399,13 +399,17 @@ def refund_apply(*, refund_id: int) -> str:
 def credits_refund_give(*, order: Order, refund: Refund) -> int:
     """Give the buyer a refund's credits through the ledger hook, once (keyed on the
     refund): back to the spend that paid the order, or as new paid credits for card
-    money refunded as credits."""
+    money refunded as credits.
+
+    The key is billing's own (`refund-<id>-credits`): `refund-<id>` is what a plugin's
+    refund hook uses to take back what the order delivered, in the same transaction.
+    """
     back = refund.method == Refund.Method.CREDITS
     return registry.credits_give_back(
         user_id=order.user_id,
         spend_reference=order.credits_reference if back else None,
         credits=refund.credits,
-        reference=f"refund-{refund.pk}",
+        reference=f"refund-{refund.pk}-credits",
         memo=(
             f"Refund of order {order.pk}: credits given back"
             if back

@@ -321,6 +321,28 @@ def test_a_refunded_subscription_cycle_debits_its_credits(customer, plan, user):
     assert credits_balance_get(user_id=user.pk) == 250
 
 
+def test_a_subscription_cycle_refunded_as_credits_takes_back_its_credits_and_grants_new_ones(
+    customer, plan, user
+):
+    from billing.services.credit_refunds import refund_as_credits
+
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    paid = invoice_obj(1)
+    paid["payment_intent"] = new_id("pi")
+    post_webhook(event("invoice.paid", paid))
+    events_drain()
+    order = Order.objects.get()
+    assert credits_balance_get(user_id=user.pk) == 500
+
+    refund = refund_as_credits(order_id=order.pk, amount=None)
+
+    assert refund.applied_at is not None
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
+    # The cycle's 500 credits go back out; 19.00 comes back as credits at the credit rate.
+    assert credits_balance_get(user_id=user.pk) == refund.credits > 0
+
+
 # --- how a purchase type may be sold -------------------------------------------------
 
 
