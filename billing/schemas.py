@@ -298,19 +298,10 @@ class SubscriptionCreateIn(Schema):
     payment_method_id: StrictInt | Annotated[str, Field(min_length=3, max_length=255)] | None = (
         Field(default=None, description="A saved card (its id or `pm_…` id); else the default.")
     )
-    payment_type: Literal["intent", "checkout", "credits"] = Field(
+    # Stripe bills every cycle to a card: credits cannot pay for a subscription.
+    payment_type: Literal["intent", "checkout"] = Field(
         default="intent",
-        description="`intent`: a PaymentIntent; `checkout`: Stripe's Checkout page; "
-        "`credits`: paid at once from my credits, at the purchase's credit price (422 "
-        "when it has none, 409 with `extra.missing` when I have too few; then nothing "
-        "is created).",
-    )
-    apply_credits: StrictBool = Field(
-        default=False,
-        description="With `intent`: my credits pay first, up to the credit price, and "
-        "the card pays the rest of the price in proportion (all of it, and no card, when "
-        "my credits cover it). The credits come back if the order is cancelled or left "
-        "unpaid.",
+        description="`intent`: charge the saved card now; `checkout`: Stripe's Checkout page.",
     )
     success_url: Annotated[str, Field(max_length=2000)] | None = None
     cancel_url: Annotated[str, Field(max_length=2000)] | None = None

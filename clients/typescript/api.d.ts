@@ -1079,17 +1079,11 @@ export interface components {
             payment_method_id?: number | string | null;
             /**
              * Payment Type
-             * @description `intent`: a PaymentIntent; `checkout`: Stripe's Checkout page; `credits`: paid at once from my credits, at the purchase's credit price (422 when it has none, 409 with `extra.missing` when I have too few; then nothing is created).
+             * @description `intent`: charge the saved card now; `checkout`: Stripe's Checkout page.
              * @default intent
              * @enum {string}
              */
-            payment_type: "intent" | "checkout" | "credits";
-            /**
-             * Apply Credits
-             * @description With `intent`: my credits pay first, up to the credit price, and the card pays the rest of the price in proportion (all of it, and no card, when my credits cover it). The credits come back if the order is cancelled or left unpaid.
-             * @default false
-             */
-            apply_credits: boolean;
+            payment_type: "intent" | "checkout";
             /** Success Url */
             success_url?: string | null;
             /** Cancel Url */

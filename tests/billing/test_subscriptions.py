@@ -122,6 +122,10 @@ def test_bad_subscription_requests_are_clear_4xx_and_reach_no_stripe(api, other_
         "/payments/subscriptions/", {"plan_id": stripe_plan.pk, "payment_method_id": card["id"]}
     )
     assert stolen.status_code == 404
+    # Stripe bills a subscription's cycles to a card: credits cannot pay for one.
+    for credits in ({"payment_type": "credits"}, {"apply_credits": True}):
+        refused = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk, **credits})
+        assert refused.status_code == 422, refused.content
     assert stripe_client().v1.subscriptions.list(params={"limit": 10}).data == []
     assert api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk}).status_code == 201
     again = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
