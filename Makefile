@@ -48,7 +48,7 @@ storm: $(STAMP) ## Storm test: shuffled, repeated webhooks while workers are kil
 	$(BIN)/python -m bench.storm $(STORM_ARGS)
 
 .PHONY: mutate
-mutate: $(STAMP) ## Mutation testing of the money path (cosmic-ray): kill rate and survivors (MUTATE_ARGS=credits|billing|bookings [--limit N])
+mutate: $(STAMP) ## Mutation testing of the money path (cosmic-ray): kill rate and survivors (MUTATE_ARGS=credits|billing|bookings [--limit N] [--recheck])
 	$(BIN)/python -m bench.mutation $(MUTATE_ARGS)
 
 .PHONY: lint

@@ -1,13 +1,17 @@
-"""`make mutate`'s own rules: which tests a mutant runs, and which mutants are skipped
-as equivalent. No database: the trace and the sources are written here."""
+"""`make mutate`'s own rules: which tests a mutant runs, which mutants are skipped as
+equivalent, and how a mutant is put into a running worker. No database: the trace and
+the sources are written here."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.mutation.equivalent import why_equivalent
 from bench.mutation.runtests import select
+from bench.mutation.swap import SAME, live_functions, swap, swap_plan
 from bench.mutation.tracer import IMPORT
 
 SOURCE = """from __future__ import annotations
@@ -91,3 +95,94 @@ def test_a_known_equivalent_is_matched_on_its_line_before_and_after():
     assert "1 or 2" in why_equivalent(source, start, end, module=module, mutated=known)
     assert why_equivalent(source, start, end, module=module, mutated=other) == ""
     assert why_equivalent(source, start, end, module="other.py", mutated=known) == ""
+
+
+# --- putting a mutant into a running process (bench.mutation.swap) ---------------------
+
+LIVE = """import functools
+
+LIMIT = 3
+
+
+def logged(f):
+    @functools.wraps(f)
+    def inner(*args):
+        return f(*args)
+
+    return inner
+
+
+@logged
+def over(x):
+    return x > LIMIT
+
+
+class Doubler:
+    factor = 2
+
+    def apply(self, x):
+        def times(z):
+            return z * 2
+
+        return times(x) + 1
+
+
+def fallback(x=5):
+    return x
+"""
+
+
+def _live_module(tmp_path: Path):
+    import importlib.util
+
+    path = tmp_path / "live_limits.py"
+    path.write_text(LIVE)
+    spec = importlib.util.spec_from_file_location("live_limits", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, str(path)
+
+
+def test_a_mutant_in_a_function_body_reaches_every_holder_of_the_function(tmp_path):
+    module, path = _live_module(tmp_path)
+    imported_by_name = module.over  # what `from live_limits import over` holds: the wrapper
+    plan = swap_plan(LIVE, LIVE.replace("x > LIMIT", "x >= LIMIT"), path)
+    assert isinstance(plan, list)
+    assert [key for key, _ in plan] == [("over", 14)]
+    assert imported_by_name(3) is False
+    assert swap(plan, live_functions(path)) == 1
+    assert imported_by_name(3) is True
+    assert module.over(3) is True
+
+
+def test_a_mutant_in_a_nested_function_is_swapped_through_its_parent(tmp_path):
+    module, path = _live_module(tmp_path)
+    plan = swap_plan(LIVE, LIVE.replace("z * 2", "z * 3"), path)
+    assert isinstance(plan, list)
+    assert [key for key, _ in plan] == [
+        ("Doubler.apply", 22),
+        ("Doubler.apply.<locals>.times", 23),
+    ]
+    assert module.Doubler().apply(1) == 3
+    swap(plan, live_functions(path))
+    assert module.Doubler().apply(1) == 4
+
+
+def test_a_mutant_outside_function_bodies_cannot_be_swapped(tmp_path):
+    _module, path = _live_module(tmp_path)
+    for old, new in (("LIMIT = 3", "LIMIT = 4"), ("factor = 2", "factor = 3"), ("x=5", "x=6")):
+        assert swap_plan(LIVE, LIVE.replace(old, new), path) is None, (old, new)
+
+
+def test_a_mutant_that_compiles_to_the_same_bytecode_is_told_apart(tmp_path):
+    _module, path = _live_module(tmp_path)
+    same = LIVE.replace("return x > LIMIT", "return (x > LIMIT)")
+    assert swap_plan(LIVE, same, path) == SAME
+    assert swap_plan(LIVE, LIVE.replace("x > LIMIT", "x < LIMIT"), path) != SAME
+
+
+def test_a_plan_for_a_function_with_no_live_object_is_refused(tmp_path):
+    _module, path = _live_module(tmp_path)
+    plan = swap_plan(LIVE, LIVE.replace("x > LIMIT", "x >= LIMIT"), path)
+    with pytest.raises(LookupError):
+        swap(plan, {})

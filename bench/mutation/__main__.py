@@ -1,14 +1,25 @@
 """`make mutate`: mutation testing of the money path with cosmic-ray; prints the kill rate
 and the surviving mutants.
 
-    python -m bench.mutation [credits|billing|bookings] [--limit N]
+    python -m bench.mutation [credits|billing|bookings] [--limit N] [--workers N] [--recheck]
 
-Each target mutates one part of the money path and runs the tests that cover it after
-every mutation; a mutant the tests still pass is a rule nothing checks. cosmic-ray
-changes files in place, so it works on a copy of the tracked files in
-`var/mutation/<target>/tree`, never on the checkout, and its session (resumable:
-run again to go on) is `var/mutation/<target>/session.sqlite`. `--limit` stops after
-that many mutants (a sample, in cosmic-ray's order).
+Each target mutates one part of the money path and runs the money path's tests that
+execute the mutated line; a mutant those tests still pass is a rule nothing checks.
+cosmic-ray makes the mutants and keeps the session (resumable: run again to go on) in
+`var/mutation/<target>/session.sqlite`; everything works on a copy of the tracked
+files in `var/mutation/<target>/tree`, never on the checkout.
+
+Two paths test a mutant:
+- the workers (`bench.mutation.worker`, one per core): each is a pytest session set
+  up once that forks a child per mutant and swaps the mutated function's code in
+  (`bench.mutation.swap`); a mutant compiling to the same bytecode as the original is
+  recorded as equivalent;
+- the slow path (`bench.mutation.slowpath`), for what cannot be swapped in (a
+  module's constant, a decorator, a class attribute) or failed for another reason: the
+  file is written and pytest started afresh.
+
+`--limit` tests that many untested mutants, drawn at random (cosmic-ray's order);
+`--recheck`, after tests were added, traces again and tests the survivors again.
 
 The rule: it never touches the working tree, and it is not part of `make test`.
 """
@@ -25,14 +36,25 @@ import sys
 import time
 from pathlib import Path
 
+from cosmic_ray.work_db import WorkDB, use_db
+from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
 from bench.mutation.equivalent import skip_equivalent
 
 ROOT = Path(__file__).resolve().parents[2]
-# What each target mutates, and the tests that cover it.
+# What each target mutates, and the tests that may cover it (the trace says which do).
+MONEY_PATH_TESTS = [
+    "tests/billing",
+    "tests/credits",
+    "tests/bookings",
+    "tests/purchasables",
+    "tests/properties",
+    "tests/security",
+]
 TARGETS = {
-    "credits": (["credits/services.py"], ["tests/credits", "tests/properties"]),
-    "billing": (["billing/services"], ["tests/billing", "tests/properties", "tests/purchasables"]),
-    "bookings": (["bookings/services"], ["tests/bookings", "tests/purchasables"]),
+    "credits": (["credits/services.py"], MONEY_PATH_TESTS),
+    "billing": (["billing/services"], MONEY_PATH_TESTS),
+    "bookings": (["bookings/services"], MONEY_PATH_TESTS),
 }
 TEST_ENV = {
     "DEBUG": "0",
@@ -130,10 +152,125 @@ def _skipped(session: Path) -> dict[str, int]:
     return {str(why): n for why, n in rows}
 
 
+def _queue(session: Path, *, survivors: bool, limit: int) -> list[dict]:
+    """The mutants of this run: the untested ones in cosmic-ray's (random) order, or the
+    survivors; at most `limit` of them."""
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        if survivors:
+            items = [
+                item for item, result in db.completed_work_items
+                if result.test_outcome == TestOutcome.SURVIVED
+            ]  # fmt: skip
+        else:
+            items = list(db.pending_work_items)
+    items = [item for item in items if len(item.mutations) == 1]
+    if limit:
+        items = items[:limit]
+    return [
+        {
+            "job_id": item.job_id,
+            "module": str(item.mutations[0].module_path),
+            "operator": item.mutations[0].operator_name,
+            "args": item.mutations[0].operator_args or {},
+            "occurrence": item.mutations[0].occurrence,
+        }
+        for item in items
+    ]
+
+
+_RESULTS = {
+    "killed": (WorkerOutcome.NORMAL, TestOutcome.KILLED),
+    "survived": (WorkerOutcome.NORMAL, TestOutcome.SURVIVED),
+    "equivalent": (WorkerOutcome.SKIPPED, None),
+}
+
+
+def _verdicts(home: Path) -> list[dict]:
+    out = []
+    for path in sorted(home.glob("results-w*.jsonl")):
+        out += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return out
+
+
+def _merge(home: Path, session: Path) -> list[str]:
+    """Write the workers' verdicts into cosmic-ray's session; answers the job ids left
+    for the slow path."""
+    fallbacks = []
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for verdict in _verdicts(home):
+            if verdict["outcome"] == "fallback":
+                fallbacks.append(verdict["job_id"])
+                continue
+            worker_outcome, test_outcome = _RESULTS[verdict["outcome"]]
+            why = verdict["why"]
+            if verdict["outcome"] == "equivalent":
+                why = "read by the compiler: it " + why
+            db.set_result(
+                verdict["job_id"],
+                WorkResult(
+                    worker_outcome=worker_outcome,
+                    test_outcome=test_outcome,
+                    output=why,
+                    diff=verdict.get("diff"),
+                ),
+            )
+    for path in home.glob("results-w*.jsonl"):
+        path.unlink()
+    return fallbacks
+
+
+def _progress(home: Path, total: int, began: float) -> str:
+    verdicts = _verdicts(home)
+    counts = {k: sum(v["outcome"] == k for v in verdicts) for k in (*_RESULTS, "fallback")}
+    per = (time.monotonic() - began) / len(verdicts) if verdicts else 0.0
+    return (
+        f"==> {len(verdicts)}/{total} mutants: {counts['killed']} killed, "
+        f"{counts['survived']} survived, {counts['equivalent']} equivalent, "
+        f"{counts['fallback']} for the slow path ({per:.1f} s per mutant)"
+    )
+
+
+def _workers(home: Path, tree: Path, env: dict, queue: list[dict], workers: int) -> None:
+    """Test the queue in `workers` forking workers (`bench.mutation.worker`)."""
+    (home / "queue.json").write_text(json.dumps(queue))
+    claims = home / "claims.sqlite"
+    claims.unlink(missing_ok=True)
+    with sqlite3.connect(claims) as db:
+        db.execute("CREATE TABLE claims (job_id TEXT PRIMARY KEY, worker TEXT)")
+    python = sys.executable
+    procs = []
+    for n in range(workers):
+        log = (home / f"worker-w{n}.log").open("w")
+        cmd = [
+            python, "-m", "devstack.database", "run", "--for", "tests", "--",
+            python, "-m", "bench.mutation.worker", str(home), str(n),
+        ]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, cwd=tree, env=env, stdout=log, stderr=log))
+    began, last = time.monotonic(), 0.0
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(1)
+            if time.monotonic() - last > 30:
+                last = time.monotonic()
+                print(_progress(home, len(queue), began), flush=True)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=60)
+    print(_progress(home, len(queue), began), flush=True)
+    failed = [n for n, p in enumerate(procs) if p.returncode not in (0, 5)]
+    if failed:
+        print(f"==> worker(s) {failed} stopped early: see {home}/worker-w*.log", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make mutate", description=__doc__)
     parser.add_argument("target", nargs="?", default="credits", choices=sorted(TARGETS))
     parser.add_argument("--limit", type=int, default=0, help="stop after this many mutants")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="forking workers (the cores)"
+    )
     parser.add_argument(
         "--recheck",
         action="store_true",
@@ -145,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     tree, session, config = home / "tree", home / "session.sqlite", home / "config.toml"
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **TEST_ENV, "PYTHONPATH": str(tree)}
+    # pytest caches the modules it rewrites only where bytecode may be written; without
+    # it, every start rewrites the plugins again.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
     if not session.exists():
         _copy_tree(tree)
@@ -156,10 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     if shared.is_dir() and not (home / "shared").exists():
         (home / "shared").symlink_to(shared)
     skip_equivalent(session, home / "pristine")
+    for tool in (ROOT / "bench" / "mutation").glob("*.py"):  # the tools as they are now
+        shutil.copy2(tool, tree / "bench" / "mutation" / tool.name)
     if args.recheck:
         shutil.rmtree(tree / "tests")
-        for tool in (ROOT / "bench" / "mutation").glob("*.py"):
-            shutil.copy2(tool, tree / "bench" / "mutation" / tool.name)
         shutil.copytree(
             ROOT / "tests", tree / "tests", ignore=shutil.ignore_patterns("__pycache__")
         )
@@ -175,26 +315,30 @@ def main(argv: list[str] | None = None) -> int:
             print("==> the unmutated tests fail; fix them first", flush=True)
             return 1
         print(f"==> traced in {time.monotonic() - t0:.0f} s", flush=True)
-    print(f"==> mutating {', '.join(TARGETS[args.target][0])} (session {session})", flush=True)
-    exec_cmd = [*cosmic, "exec", str(config), str(session)]
-    if args.recheck:
-        exec_cmd = [sys.executable, "-m", "bench.mutation.recheck", str(session), str(config)]
-    done_before, began = _counts(session)[0], time.monotonic()
-    if args.limit and not args.recheck:
-        proc = subprocess.Popen(exec_cmd, cwd=tree, env=env)
-        try:
-            while proc.poll() is None:
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    if _counts(session)[0] >= args.limit:
-                        proc.terminate()
-                        proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    else:
-        subprocess.run(exec_cmd, cwd=tree, env=env, check=True)
+    fallbacks = _merge(home, session)  # what a stopped run had done
+    queue = _queue(session, survivors=args.recheck, limit=args.limit)
+    print(
+        f"==> mutating {', '.join(TARGETS[args.target][0])}: {len(queue)} mutants "
+        f"with {args.workers} workers (session {session})",
+        flush=True,
+    )
+    began = time.monotonic()
+    if queue:
+        _workers(home, tree, env, queue, args.workers)
+    fallbacks += _merge(home, session)
+    if fallbacks:
+        print(f"==> {len(fallbacks)} mutants on the slow path", flush=True)
+        jobs = home / "slow.txt"
+        jobs.write_text("\n".join(fallbacks) + "\n")
+        slow = [
+            sys.executable,
+            "-m",
+            "bench.mutation.slowpath",
+            str(session),
+            str(config),
+            str(jobs),
+        ]
+        subprocess.run(slow, cwd=tree, env=env, check=True)
     subprocess.run(
         [
             sys.executable,
@@ -210,9 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     tested, killed, survived = _counts(session)
     for why, n in sorted(_skipped(session).items()):
         print(f"==> skipped, {why}: {n}")
-    if tested > done_before:
-        per = (time.monotonic() - began) / (tested - done_before)
-        print(f"==> {tested - done_before} mutants in this run, {per:.1f} s per mutant")
+    if queue:
+        per = (time.monotonic() - began) / len(queue)
+        print(f"==> {len(queue)} mutants in this run, {per:.1f} s per mutant")
     rate = f"{100 * killed / tested:.1f}%" if tested else "n/a"
     print(
         f"==> {args.target}: {tested} mutants tested, {killed} killed, {survived} survived; "

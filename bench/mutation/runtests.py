@@ -35,11 +35,13 @@ from urllib.parse import urlsplit, urlunsplit
 from bench.mutation.tracer import IMPORT
 
 
-def _db_urls(home: Path) -> tuple[str, str, str]:
-    """(the target's DATABASE_URL, its test database's name, the template's name)."""
+def _db_urls(home: Path, worker: str = "") -> tuple[str, str, str]:
+    """(the target's DATABASE_URL, its test database's name, the template's name); a
+    worker (`bench.mutation.worker`) has a database of its own."""
     url = urlsplit(os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/tollgate")
-    name = f"tollgate_mutation_{home.name}"
-    return urlunsplit(url._replace(path="/" + name)), f"test_{name}", f"test_{name}_tpl"
+    base = f"tollgate_mutation_{home.name}"
+    name = f"{base}_w{worker}" if worker else base
+    return urlunsplit(url._replace(path="/" + name)), f"test_{name}", f"test_{base}_tpl"
 
 
 def _admin(url: str):
@@ -94,7 +96,7 @@ def _seed_keep(home: Path, url: str, template: str) -> None:
     (seed / "tables.json").write_text(json.dumps(tables))
 
 
-def _reset(home: Path, url: str, test_db: str) -> None:
+def reset(home: Path, url: str, test_db: str) -> None:
     """Put the test database back as the migrations left it, in one transaction:
     every table emptied, then the migrations' rows copied back (a clone of the
     template costs seconds; this, a fraction of one)."""
@@ -123,9 +125,10 @@ def _reset(home: Path, url: str, test_db: str) -> None:
                 )
 
 
-def _fresh_test_db(home: Path) -> str:
-    """The target's test database as the migrations left it; its DATABASE_URL."""
-    url, test_db, template = _db_urls(home)
+def fresh_test_db(home: Path, worker: str = "") -> str:
+    """The target's (or a worker's) test database as the migrations left it; its
+    DATABASE_URL."""
+    url, test_db, template = _db_urls(home, worker)
     if not (home / "seed" / "tables.json").exists():
         _seed_keep(home, url, template)
     with _admin(url) as conn:
@@ -133,8 +136,19 @@ def _fresh_test_db(home: Path) -> str:
         if exists.fetchone() is None:
             conn.execute(f'CREATE DATABASE "{test_db}" TEMPLATE "{template}"')
             return url
-    _reset(home, url, test_db)
+    reset(home, url, test_db)
     return url
+
+
+def changed_lines(before: str, after: str) -> list[int]:
+    """The lines of `before` that `after` changed (a pure insertion: the line before it)."""
+    lines: set[int] = set()
+    matcher = difflib.SequenceMatcher(a=before.splitlines(), b=after.splitlines(), autojunk=False)
+    for tag, i1, i2, _j1, _j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        lines.update(range(i1 + 1, i2 + 1) if i2 > i1 else [max(1, i1)])
+    return sorted(lines)
 
 
 def _changed_lines(home: Path, tree: Path) -> dict[str, list[int]]:
@@ -143,31 +157,15 @@ def _changed_lines(home: Path, tree: Path) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for original in sorted(pristine.rglob("*.py")):
         rel = original.relative_to(pristine)
-        before = original.read_text().splitlines()
-        now = (tree / rel).read_text().splitlines()
-        if before == now:
-            continue
-        lines: set[int] = set()
-        matcher = difflib.SequenceMatcher(a=before, b=now, autojunk=False)
-        for tag, i1, i2, _j1, _j2 in matcher.get_opcodes():
-            if tag == "equal":
-                continue
-            lines.update(range(i1 + 1, i2 + 1) if i2 > i1 else [max(1, i1)])
-        out[str((tree / rel).resolve())] = sorted(lines)
+        before, now = original.read_text(), (tree / rel).read_text()
+        if before != now:
+            out[str((tree / rel).resolve())] = changed_lines(before, now)
     return out
 
 
-def select(home: Path, tree: Path) -> list[str] | None:
-    """The tests to run for the mutant in `tree` (None: all of the target's)."""
-    trace_file = home / "trace.json"
-    if not trace_file.exists():
-        return None
-    changed = _changed_lines(home, tree)
-    if len(changed) != 1:
-        return None
-    trace = json.loads(trace_file.read_text())
+def tests_for(trace: dict, path: str, lines: list[int]) -> list[str]:
+    """The traced tests that run any of `lines` of `path`, in the order they ran."""
     order = {test: i for i, test in enumerate(trace["tests"])}
-    [(path, lines)] = changed.items()
     recorded = {int(k): set(v) for k, v in trace["lines"].get(path, {}).items()}
     wanted: set[str] = set()
     for line in lines:
@@ -189,6 +187,18 @@ def select(home: Path, tree: Path) -> list[str] | None:
     return sorted(wanted, key=lambda t: order.get(t, len(order)))
 
 
+def select(home: Path, tree: Path) -> list[str] | None:
+    """The tests to run for the mutant in `tree` (None: all of the target's)."""
+    trace_file = home / "trace.json"
+    if not trace_file.exists():
+        return None
+    changed = _changed_lines(home, tree)
+    if len(changed) != 1:
+        return None
+    [(path, lines)] = changed.items()
+    return tests_for(json.loads(trace_file.read_text()), path, lines)
+
+
 def _pytest_args() -> list[str]:
     args = ["-x", "-q", "-p", "no:cacheprovider", "--reuse-db"]
     try:
@@ -207,7 +217,7 @@ def run(home: Path, *, trace: bool = False) -> int:
     if chosen == []:
         print("no test runs the mutated line: nothing can tell the mutant apart")
         return 0
-    env = {**os.environ, "DATABASE_URL": _fresh_test_db(home)}
+    env = {**os.environ, "DATABASE_URL": fresh_test_db(home)}
     cmd = [sys.executable, "-m", "pytest", *_pytest_args()]
     if trace:
         files = [

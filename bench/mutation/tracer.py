@@ -4,7 +4,8 @@
 
 `MUTATION_TRACE_FILES` names the files to watch (os.pathsep-separated, absolute);
 the map written to `MUTATION_TRACE_OUT` (JSON) is `{file: {line: [test node id, ...]}}`,
-plus `{"tests": [node id, ...]}` in the order the tests ran. A line executed while no
+plus `{"tests": [node id, ...]}` in the order the tests ran and `{"seconds": {node id:
+seconds}}`, how long each took (traced, so slower than it runs untraced). A line executed while no
 test runs (at import, during collection) is recorded under `IMPORT`: whatever it
 defines may be used by any test, so a mutant there runs every test of its module.
 
@@ -19,6 +20,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,6 +31,7 @@ IMPORT = "<import>"
 _watched: set[str] = set()
 _lines: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
 _order: list[str] = []
+_durations: dict[str, float] = {}
 _context = IMPORT
 
 
@@ -73,9 +76,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):
     _context = item.nodeid
     _order.append(item.nodeid)
     sys.settrace(_global)  # a test may have replaced it (a debugger, hypothesis' explain)
+    began = time.monotonic()
     try:
         yield
     finally:
+        _durations[item.nodeid] = round(time.monotonic() - began, 3)
         _context = IMPORT
 
 
@@ -87,6 +92,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     data = {
         "tests": _order,
+        "seconds": _durations,
         "lines": {
             path: {str(line): sorted(tests) for line, tests in sorted(lines.items())}
             for path, lines in _lines.items()
