@@ -16,14 +16,15 @@ append each verdict to `HOME/results-wN.jsonl`. For each mutant:
 3. the worker's database is put back as the migrations left it, when the last child
    ran a test that commits;
 4. a child is forked; it swaps the mutant's code into the live functions and runs the
-   chosen tests until one fails; the parent waits, and kills it at the deadline
-   (killed: the mutant hung);
+   chosen tests until one fails; the parent waits, and kills it at the deadline;
 5. a failure is checked: the failing test runs alone in a child without the mutant,
-   and must pass; if not, the failure says nothing of the mutant and it goes to the
-   slow path.
+   and must pass; a hang is checked: the same tests without the mutant must finish
+   in time. If not, the failure says nothing of the mutant and it goes to the slow
+   path.
 
-The rule: a mutant is killed only by a test that fails with it and passes without
-it; the parent process never runs a mutant.
+The rule: a mutant is killed only by a test that fails with it and passes without it
+(or by tests that hang with it and finish without it); the parent process never runs
+a mutant.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class _SessionOnly:
 
     def listchain(self) -> list:
         return self._chain
+
+
+def _deadline(seconds) -> float:
+    """How long a child may take: three times what its tests took when traced (tracing
+    slows them already), and half a minute for a slow moment of a shared machine."""
+    return 30 + 3 * sum(seconds)
 
 
 def _commits(item: pytest.Item) -> bool:
@@ -233,17 +240,22 @@ class Worker:
         if not tests:
             return {**verdict, "outcome": "survived", "why": "no test runs the mutated line"}
         tests.sort(key=lambda t: self.seconds.get(t, 1.0))
-        deadline = 60 + 5 * sum(self.seconds.get(t, 1.0) for t in tests)
+        deadline = _deadline(self.seconds.get(t, 1.0) for t in tests)
         report = self._fork(tests, plan, path, deadline)
         verdict["seconds"] = report["seconds"]
         if report["timed_out"]:
+            # A slow moment of the machine is not a hang: the same tests without the
+            # mutant must finish in the same time.
+            control = self._fork(tests, None, path, deadline)
+            if control["timed_out"] or control.get("failed") is not None or "error" in control:
+                return {**verdict, "outcome": "fallback", "why": "slow without the mutant too"}
             return {**verdict, "outcome": "killed", "why": f"hung past {deadline:.0f} s"}
         if "error" in report:
             return {**verdict, "outcome": "fallback", "why": report["error"][-300:]}
         if report["failed"] is None:
             return {**verdict, "outcome": "survived", "why": f"{report['ran']} tests passed"}
         control = self._fork(
-            [report["failed"]], None, path, 60 + 5 * self.seconds.get(report["failed"], 1.0)
+            [report["failed"]], None, path, _deadline([self.seconds.get(report["failed"], 1.0)])
         )
         if control.get("failed") is not None or "error" in control or control["timed_out"]:
             return {
