@@ -186,3 +186,23 @@ def test_a_plan_for_a_function_with_no_live_object_is_refused(tmp_path):
     plan = swap_plan(LIVE, LIVE.replace("x > LIMIT", "x >= LIMIT"), path)
     with pytest.raises(LookupError):
         swap(plan, {})
+
+
+def test_a_recheck_adds_the_new_tests_trace_to_the_sessions(tmp_path):
+    from bench.mutation.__main__ import _trace_merge
+
+    home, tree = _home(tmp_path, TRACE)
+    path = str((tree / "pkg" / "limits.py").resolve())
+    (home / "trace-more.json").write_text(
+        json.dumps(
+            {
+                "tests": ["t::new"],
+                "seconds": {"t::new": 0.5},
+                "lines": {path: {"8": ["t::new"], "3": [IMPORT]}},
+            }
+        )
+    )
+    _trace_merge(home)
+    _mutate(tree, "total <= LIMIT", "total < LIMIT")
+    assert select(home, tree) == ["t::b", "t::new"]
+    assert not (home / "trace-more.json").exists()

@@ -19,7 +19,8 @@ Two paths test a mutant:
   file is written and pytest started afresh.
 
 `--limit` tests that many untested mutants, drawn at random (cosmic-ray's order);
-`--recheck`, after tests were added, traces again and tests the survivors again.
+`--recheck`, after tests were added or changed, traces those test files and tests
+the survivors again.
 
 The rule: it never touches the working tree, and it is not part of `make test`.
 """
@@ -152,6 +153,32 @@ def _skipped(session: Path) -> dict[str, int]:
     return {str(why): n for why, n in rows}
 
 
+def _changed_tests(tree: Path) -> list[str]:
+    """The checkout's test files that the tree does not hold as they are (added or
+    changed since the session began), relative to the tree."""
+    out = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        rel = path.relative_to(ROOT)
+        copy = tree / rel
+        if not copy.exists() or copy.read_bytes() != path.read_bytes():
+            out.append(str(rel))
+    return out
+
+
+def _trace_merge(home: Path) -> None:
+    """Add `trace-more.json` (the added or changed tests) to the session's trace."""
+    trace = json.loads((home / "trace.json").read_text())
+    more = json.loads((home / "trace-more.json").read_text())
+    for path, lines in more["lines"].items():
+        mine = trace["lines"].setdefault(path, {})
+        for line, tests in lines.items():
+            mine[line] = sorted(set(mine.get(line, [])) | set(tests))
+    trace["tests"] += [t for t in more["tests"] if t not in set(trace["tests"])]
+    trace.setdefault("seconds", {}).update(more.get("seconds", {}))
+    (home / "trace.json").write_text(json.dumps(trace))
+    (home / "trace-more.json").unlink()
+
+
 def _queue(session: Path, *, survivors: bool, limit: int) -> list[dict]:
     """The mutants of this run: the untested ones in cosmic-ray's (random) order, or the
     survivors; at most `limit` of them."""
@@ -274,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recheck",
         action="store_true",
-        help="after adding tests: copy the checkout's tests in, trace again, and run only "
-        "the surviving mutants again",
+        help="after adding tests: copy the checkout's tests in, trace the added or changed "
+        "test files, and test only the surviving mutants again",
     )
     args = parser.parse_args(argv)
     home = ROOT / "var" / "mutation" / args.target
@@ -298,12 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     skip_equivalent(session, home / "pristine")
     for tool in (ROOT / "bench" / "mutation").glob("*.py"):  # the tools as they are now
         shutil.copy2(tool, tree / "bench" / "mutation" / tool.name)
+    retrace: list[str] = []
     if args.recheck:
+        retrace = _changed_tests(tree)
         shutil.rmtree(tree / "tests")
         shutil.copytree(
             ROOT / "tests", tree / "tests", ignore=shutil.ignore_patterns("__pycache__")
         )
-        (home / "trace.json").unlink(missing_ok=True)
     subprocess.run(_runtests(home, "--prepare"), cwd=tree, env=env, check=True)
     if not (home / "trace.json").exists():
         # Which tests run each line of the target: each mutant then runs only those.
@@ -315,6 +343,13 @@ def main(argv: list[str] | None = None) -> int:
             print("==> the unmutated tests fail; fix them first", flush=True)
             return 1
         print(f"==> traced in {time.monotonic() - t0:.0f} s", flush=True)
+    if retrace and (home / "trace.json").exists():
+        print(f"==> tracing the {len(retrace)} test files added or changed", flush=True)
+        traced = subprocess.run(_runtests(home, "--trace", *retrace), cwd=tree, env=env)
+        if traced.returncode:
+            print("==> the added or changed tests fail unmutated; fix them first", flush=True)
+            return 1
+        _trace_merge(home)
     fallbacks = _merge(home, session)  # what a stopped run had done
     queue = _queue(session, survivors=args.recheck, limit=args.limit)
     print(

@@ -4,6 +4,8 @@ mutated line, on a fresh copy of a migrated database.
     python -m bench.mutation.runtests HOME            (the test command; cwd: the tree)
     python -m bench.mutation.runtests HOME --prepare  (the template database, once)
     python -m bench.mutation.runtests HOME --trace    (record which tests run each line)
+    python -m bench.mutation.runtests HOME --trace PATH...  (the same for these tests
+                                                        only, into trace-more.json)
 
 HOME is `var/mutation/<target>`; it holds `pristine/` (the target's files as they
 were when the session began), `tests.json` (the target's test paths) and, after
@@ -210,9 +212,11 @@ def _pytest_args() -> list[str]:
     return args
 
 
-def run(home: Path, *, trace: bool = False) -> int:
+def run(home: Path, *, trace: bool = False, only: list[str] | None = None) -> int:
+    """The test command (or, with `trace`, the trace of `only` those test paths, or of
+    all the target's tests, into `trace.json`)."""
     tree = Path.cwd()
-    tests = json.loads((home / "tests.json").read_text())
+    tests = only or json.loads((home / "tests.json").read_text())
     chosen = None if trace else select(home, tree)
     if chosen == []:
         print("no test runs the mutated line: nothing can tell the mutant apart")
@@ -225,7 +229,7 @@ def run(home: Path, *, trace: bool = False) -> int:
             for p in sorted((home / "pristine").rglob("*.py"))
         ]
         env["MUTATION_TRACE_FILES"] = os.pathsep.join(files)
-        env["MUTATION_TRACE_OUT"] = str(home / "trace.json")
+        env["MUTATION_TRACE_OUT"] = str(home / ("trace-more.json" if only else "trace.json"))
         cmd = [
             sys.executable,
             "-m",
@@ -246,7 +250,9 @@ def main(argv: list[str]) -> int:
     if "--prepare" in argv:
         prepare(home)
         return 0
-    return run(home, trace="--trace" in argv)
+    if "--trace" in argv:
+        return run(home, trace=True, only=argv[argv.index("--trace") + 1 :])
+    return run(home)
 
 
 if __name__ == "__main__":
