@@ -1,5 +1,5 @@
-"""The edges of the booking rules: the hold limits' defaults, a slot or a session
-starting this very moment, a package with several withdrawn items, a stored plan,
+"""The edges of the booking rules: the hold limits' defaults, a slot, a session or a
+course starting this very moment, ids of any size, a package with several withdrawn items, a stored plan,
 the first session id, buyers racing for one 1-on-1 slot, and a buyer's holder lock
 that must not stop their other rows from being written."""
 
@@ -135,6 +135,40 @@ def test_a_session_starting_this_very_moment_has_started(workshop, monkeypatch):
             scheduling_data={"service_session_id": session.pk},
         )
     assert "has already started" in err.value.message
+
+
+@pytest.mark.django_db
+def test_a_course_whose_first_session_starts_this_very_moment_has_begun(course, monkeypatch):
+    first = course.sessions.order_by("start").first()
+    monkeypatch.setattr(timezone, "now", lambda: first.start)
+    with pytest.raises(InvalidInputError) as err:
+        booking_plan_build(service_id=course.pk, kind=course.kind, scheduling_data=None)
+    assert "has already begun" in err.value.message
+    monkeypatch.setattr(timezone, "now", lambda: first.start - timedelta(seconds=1))
+    _, plan = booking_plan_build(service_id=course.pk, kind=course.kind, scheduling_data=None)
+    assert len(plan.children) == 3
+
+
+@pytest.mark.django_db
+def test_a_workshop_session_is_found_whatever_the_size_of_its_ids():
+    """Ids are compared by value: a large id read from the database is a new integer."""
+    session = ServiceSessionFactory(
+        service=ServiceFactory(pk=100_000, kind=Service.Kind.WORKSHOP), pk=200_000
+    )
+    _, plan = booking_plan_build(
+        service_id=100_000,
+        kind=Service.Kind.WORKSHOP,
+        scheduling_data={"service_session_id": 200_000},
+    )
+    assert (plan.service_id, plan.session_id) == (100_000, session.pk)
+    ServiceSessionFactory(service=ServiceFactory(kind=Service.Kind.WORKSHOP), pk=200_001)
+    with pytest.raises(InvalidInputError) as err:
+        booking_plan_build(
+            service_id=100_000,
+            kind=Service.Kind.WORKSHOP,
+            scheduling_data={"service_session_id": 200_001},
+        )
+    assert err.value.extra["service_session_id"] == 200_001
 
 
 @pytest.mark.django_db(transaction=True)
