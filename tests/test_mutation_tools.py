@@ -196,13 +196,14 @@ def test_a_recheck_adds_the_new_tests_trace_to_the_sessions(tmp_path):
     (home / "trace-more.json").write_text(
         json.dumps(
             {
-                "tests": ["t::new"],
+                "tests": ["t::new", "t::broken"],
                 "seconds": {"t::new": 0.5},
-                "lines": {path: {"8": ["t::new"], "3": [IMPORT]}},
+                "lines": {path: {"8": ["t::new", "t::broken"], "3": [IMPORT]}},
+                "failed": ["t::broken"],
             }
         )
     )
-    _trace_merge(home)
+    assert _trace_merge(home) == ["t::broken"]
     _mutate(tree, "total <= LIMIT", "total < LIMIT")
     assert select(home, tree) == ["t::b", "t::new"]
     assert not (home / "trace-more.json").exists()

@@ -5,7 +5,8 @@
 `MUTATION_TRACE_FILES` names the files to watch (os.pathsep-separated, absolute);
 the map written to `MUTATION_TRACE_OUT` (JSON) is `{file: {line: [test node id, ...]}}`,
 plus `{"tests": [node id, ...]}` in the order the tests ran and `{"seconds": {node id:
-seconds}}`, how long each took (traced, so slower than it runs untraced). A line executed while no
+seconds}}`, how long each took (traced, so slower than it runs untraced), and
+`{"failed": [node id, ...]}`. A line executed while no
 test runs (at import, during collection) is recorded under `IMPORT`: whatever it
 defines may be used by any test, so a mutant there runs every test of its module.
 
@@ -32,6 +33,7 @@ _watched: set[str] = set()
 _lines: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
 _order: list[str] = []
 _durations: dict[str, float] = {}
+_failed: set[str] = set()
 _context = IMPORT
 
 
@@ -84,6 +86,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):
         _context = IMPORT
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed:
+        _failed.add(report.nodeid)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     sys.settrace(None)
     threading.settrace(None)  # type: ignore[arg-type]
@@ -93,6 +100,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     data = {
         "tests": _order,
         "seconds": _durations,
+        "failed": sorted(_failed),
         "lines": {
             path: {str(line): sorted(tests) for line, tests in sorted(lines.items())}
             for path, lines in _lines.items()
