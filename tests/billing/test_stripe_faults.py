@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from fnmatch import fnmatch
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -23,10 +24,14 @@ import pytest
 
 from billing import gateway
 from billing.models import Order, Payment
+from billing.services.orders import order_pay
+from tests.billing.factories import OrderFactory
 from tests.billing.test_orders import BUY_100, stripe_intents
 
 CREATE = ("POST", "/v1/payment_intents")
 LIST = ("GET", "/v1/payment_intents")
+CONFIRM = ("POST", "/v1/payment_intents/*/confirm")
+CANCEL = ("POST", "/v1/payment_intents/*/cancel")
 
 
 class FaultyProxy:
@@ -57,6 +62,7 @@ class FaultyProxy:
         self.thread.start()
 
     def fail_next(self, route: tuple[str, str], how: str, times: int = 1) -> None:
+        """`route` is a method and a path, in which `*` matches an object's id."""
         with self.lock:
             self.faults.extend([(route, how)] * times)
 
@@ -64,7 +70,7 @@ class FaultyProxy:
         with self.lock:
             self.seen[route] += 1
             for i, (r, how) in enumerate(self.faults):
-                if r == route:
+                if r[0] == route[0] and fnmatch(route[1], r[1]):  # `*` stands for an id
                     del self.faults[i]
                     return how
         return None
@@ -208,3 +214,39 @@ def test_the_look_up_matches_the_whole_order_inside_its_window(stripe_server):
     assert gateway.payment_intent_find(**want, created_after=later) is None
     before = since - 3600
     assert gateway.payment_intent_find(**want, created_after=before, created_before=since) is None
+
+
+def test_a_lost_confirm_answer_is_502_and_the_order_keeps_the_error(api, settings, proxy):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    proxy.fail_next(CONFIRM, "500")
+    resp = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"})
+    assert resp.status_code == 502, resp.content
+    order = Order.objects.get(pk=resp.json()["extra"]["order_id"])
+    assert order.status == Order.Status.PENDING  # the webhook will say what Stripe did
+    assert "failed to confirm the payment" in order.gateway_error
+
+
+def test_a_lost_answer_when_paying_again_is_502_and_the_order_keeps_the_error(
+    user, settings, proxy
+):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    order = OrderFactory(user=user, gateway_error="Stripe could not be reached.")
+    proxy.fail_next(CREATE, "500")
+    proxy.fail_next(LIST, "drop")  # and the look-up right after it
+    with pytest.raises(gateway.PaymentGatewayError) as failed:
+        order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_card_visa")
+    assert failed.value.extra["order_id"] == order.pk
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
+    assert "failed to create the payment" in order.gateway_error
+
+
+def test_a_lost_cancel_answer_still_cancels_the_order(api, settings, proxy):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    order_id = api.post("/payments/create/", BUY_100).json()["order_id"]
+    proxy.fail_next(CANCEL, "500")  # Stripe cancelled it; the answer was lost
+    resp = api.post(f"/payments/orders/{order_id}/cancel/")
+    assert resp.status_code == 200, resp.content
+    assert Order.objects.get(pk=order_id).status == Order.Status.CANCELED
+    [intent] = _intents_of(order_id)
+    assert intent.status == "canceled"
