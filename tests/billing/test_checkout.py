@@ -19,7 +19,7 @@ from purchasables import hookimpl
 from purchasables.registry import registry
 from purchasables.types import PurchaseType, Quote
 from tests.billing.conftest import post_webhook
-from tests.billing.factories import OrderFactory
+from tests.billing.factories import OrderFactory, PaymentFactory
 from tests.stripe_events import event, fixture, new_id, payment_intent
 
 pytestmark = pytest.mark.django_db
@@ -176,6 +176,7 @@ def test_an_async_payment_that_fails_fails_the_order(api, user, fake_checkout):
     order.refresh_from_db()
     assert order.status == Order.Status.FAILED
     assert order.failure_code == "checkout_payment_failed"
+    assert order.failure_message == "The delayed payment failed."
     assert credits_balance_get(user_id=user.pk) == 0
 
 
@@ -311,3 +312,33 @@ def test_a_session_naming_no_order_of_ours_pays_nothing(user, order_id):
     order.refresh_from_db()
     assert order.status == Order.Status.PENDING
     assert not Fulfilment.objects.exists()
+
+
+def test_checkout_with_a_payment_method_is_422_and_nothing_is_created(api, fake_checkout):
+    resp = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"})
+    assert resp.status_code == 422, resp.content
+    assert "Checkout collects the card" in resp.json()["message"]
+    assert not Order.objects.exists()
+    assert fake_checkout.calls == []
+
+
+@pytest.mark.parametrize("paid_order", ["earlier", "later"])
+def test_a_session_whose_payment_intent_is_another_orders_pays_nothing(
+    api, user, fake_checkout, paid_order
+):
+    earlier, later = checkout_order(api), checkout_order(api)
+    order, other = (earlier, later) if paid_order == "earlier" else (later, earlier)
+    theirs = PaymentFactory(order=other)
+    post_webhook(
+        session_event(
+            order,
+            "checkout.session.completed",
+            "paid",
+            payment_intent=theirs.stripe_payment_intent_id,
+        )
+    )
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
+    assert not Fulfilment.objects.exists()
+    assert credits_balance_get(user_id=user.pk) == 0

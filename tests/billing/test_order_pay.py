@@ -375,14 +375,14 @@ def test_an_order_whose_first_payment_is_still_being_set_up_is_not_paid_over(use
 def test_an_order_whose_first_request_left_no_payment_is_paid_with_a_new_one(
     user, stripe_server, monkeypatch, first_request
 ):
-    from billing.services.orders import IN_FLIGHT_GRACE
+    from datetime import timedelta
 
     order = OrderFactory(user=user)
     if first_request == "failed":
         Order.objects.filter(pk=order.pk).update(gateway_error="Stripe could not be reached.")
-    else:  # exactly when the first request's grace ends
+    else:  # exactly when the first request's grace of two minutes ends
         now = timezone.now()
-        Order.objects.filter(pk=order.pk).update(created_at=now - IN_FLIGHT_GRACE)
+        Order.objects.filter(pk=order.pk).update(created_at=now - timedelta(minutes=2))
         monkeypatch.setattr(timezone, "now", lambda: now)
 
     result = order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_card_visa")
@@ -396,9 +396,12 @@ def test_an_order_whose_first_request_left_no_payment_is_paid_with_a_new_one(
 
 
 def test_a_checkout_order_is_paid_on_stripes_page_not_by_card(user, stripe_server):
+    from datetime import timedelta
+
     order = OrderFactory(
         user=user, payment_type=Order.PaymentType.CHECKOUT, stripe_checkout_session_id="cs_open"
     )
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(minutes=3))
     with pytest.raises(ConflictError, match="Checkout page"):
         order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_card_visa")
     assert not order.payments.exists()

@@ -11,9 +11,9 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billing.models import Order, Payment
+from billing.models import Order, Payment, SavedPaymentMethod
 from billing.services.orders import order_create
-from credits.models import CreditPack
+from credits.models import CreditPack, CreditTransaction
 from credits.selectors import credits_balance_get
 from credits.services import credits_grant
 from kernel.money import MAX_MINOR
@@ -372,11 +372,10 @@ def test_an_order_with_no_payment_exactly_two_minutes_old_is_no_longer_in_flight
 
     from django.utils import timezone
 
-    from billing.services.orders import IN_FLIGHT_GRACE
     from tests.billing.factories import OrderFactory
 
     order = OrderFactory(user=user)
-    now = order.created_at + IN_FLIGHT_GRACE
+    now = order.created_at + timedelta(minutes=2)
     monkeypatch.setattr(timezone, "now", lambda: now - timedelta(microseconds=1))
     assert api.post(f"/payments/orders/{order.pk}/cancel/").status_code == 409
     monkeypatch.setattr(timezone, "now", lambda: now)
@@ -478,6 +477,9 @@ def test_a_long_description_is_cut_to_what_the_order_holds(user):
     order = buy_quoted(user, Quoted(500, description=description))
     order.refresh_from_db()
     assert order.description == description[:255]
+    # The buyer's ledger names the order, cut to 200 characters.
+    [spent] = CreditTransaction.objects.filter(kind=CreditTransaction.Kind.SPEND)
+    assert spent.memo == f"Order {order.pk}: {description}"[:200]
 
 
 def test_a_cancel_after_the_customer_paid_in_the_browser_is_409_and_the_order_is_paid(
@@ -494,3 +496,43 @@ def test_a_cancel_after_the_customer_paid_in_the_browser_is_409_and_the_order_is
     assert "may have just succeeded" in resp.json()["message"]
     assert Order.objects.get(pk=body["order_id"]).status == Order.Status.PAID
     assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_an_order_failed_for_an_unknown_payment_method_can_be_cancelled_at_once(api, stripe_server):
+    failed = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_does_not_exist"})
+    assert failed.status_code == 422
+    order_id = failed.json()["extra"]["order_id"]
+    resp = api.post(f"/payments/orders/{order_id}/cancel/")
+    assert resp.status_code == 200, resp.content
+    assert Order.objects.get(pk=order_id).status == Order.Status.CANCELED
+
+
+def test_a_card_to_save_that_stripe_does_not_know_is_422_and_the_order_fails(api, stripe_server):
+    resp = api.post(
+        "/payments/create/",
+        {**BUY_100, "payment_method_id": "pm_does_not_exist", "save_payment_method": True},
+    )
+    assert resp.status_code == 422, resp.content
+    order = Order.objects.get(pk=resp.json()["extra"]["order_id"])
+    assert order.status == Order.Status.FAILED
+    assert order.failure_code == "invalid_payment_method"
+    assert not order.payments.exists()
+
+
+@pytest.mark.parametrize("save", [True, False])
+def test_a_retry_saves_the_card_when_and_only_when_the_request_asked_to(
+    api, user, settings, stripe_server, save
+):
+    """The first request never reached Stripe (not even to save the card); the retry with
+    the same Idempotency-Key pays, and saves the card as the request asked."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    body = {**BUY_100, "payment_method_id": "pm_card_visa", "save_payment_method": save}
+    headers = {"Idempotency-Key": f"save-{save}"}
+    working = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens
+    assert api.post("/payments/create/", body, headers=headers).status_code == 502
+    settings.STRIPE_API_BASE = working
+    retry = api.post("/payments/create/", body, headers=headers)
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["status"] == "paid"
+    assert SavedPaymentMethod.objects.filter(user=user).exists() is save

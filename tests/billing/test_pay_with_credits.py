@@ -492,9 +492,14 @@ def test_racing_cancels_of_a_split_order_give_the_credits_back_once(stripe_serve
 
 
 def split_order(api, service: Service) -> Order:
+    """A new order paying `service` with the buyer's credits first; its answer shows the
+    credits and the card's part as they were stored."""
     created = api.post("/payments/create/", book(service, apply_credits=True))
     assert created.status_code == 201, created.content
-    return Order.objects.get(pk=created.json()["order_id"])
+    order = Order.objects.get(pk=created.json()["order_id"])
+    shown = created.json()["order"]
+    assert (shown["credits"], shown["card_amount"]) == (order.credits, order.card_amount)
+    return order
 
 
 def test_a_buyer_without_credits_who_applies_them_pays_all_by_card(
@@ -592,4 +597,20 @@ def test_an_order_the_sweep_cannot_cancel_does_not_stop_it(api, stripe_server, u
     assert orders_holding_credits_expire(now=later) == 1
     assert Order.objects.get(pk=stuck.pk).status == Order.Status.PENDING
     assert Order.objects.get(pk=fine.pk).status == Order.Status.CANCELED
+    assert balance_whole(user) == 1
+
+
+@pytest.mark.parametrize("minutes", [None, 45])
+def test_the_hold_is_what_the_settings_name_else_thirty_minutes(
+    api, stripe_server, user, workshop, settings, minutes
+):
+    tollgate = {k: v for k, v in settings.TOLLGATE.items() if k != "CREDITS_HOLD_MINUTES"}
+    if minutes is not None:
+        tollgate["CREDITS_HOLD_MINUTES"] = minutes
+    settings.TOLLGATE = tollgate
+    fund(user, 1)
+    holding = split_order(api, workshop)
+    due = holding.created_at + timedelta(minutes=minutes or 30)
+    assert orders_holding_credits_expire(now=due) == 0
+    assert orders_holding_credits_expire(now=due + timedelta(microseconds=1)) == 1
     assert balance_whole(user) == 1
