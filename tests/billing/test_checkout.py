@@ -342,3 +342,18 @@ def test_a_session_whose_payment_intent_is_another_orders_pays_nothing(
     assert order.status == Order.Status.PENDING
     assert not Fulfilment.objects.exists()
     assert credits_balance_get(user_id=user.pk) == 0
+
+
+def test_a_delayed_payment_is_not_received_until_it_succeeds(api, user, fake_checkout):
+    order = checkout_order(api)
+    completed = session_event(order, "checkout.session.completed", "unpaid")
+    post_webhook(completed)
+    events_drain()
+    payment = order.payments.get()
+    assert payment.stripe_payment_intent_id == completed["data"]["object"]["payment_intent"]
+    assert payment.status != "succeeded" and payment.amount_received == 0
+    post_webhook(session_event(order, "checkout.session.async_payment_failed", "unpaid"))
+    events_drain()
+    payment.refresh_from_db()
+    assert payment.status != "succeeded" and payment.amount_received == 0
+    assert Order.objects.get(pk=order.pk).status == Order.Status.FAILED
