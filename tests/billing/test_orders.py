@@ -536,3 +536,29 @@ def test_a_retry_saves_the_card_when_and_only_when_the_request_asked_to(
     assert retry.status_code == 200, retry.content
     assert retry.json()["status"] == "paid"
     assert SavedPaymentMethod.objects.filter(user=user).exists() is save
+
+
+def test_a_retry_of_a_request_that_died_silently_waits_two_minutes_then_resumes(
+    api, stripe_server, monkeypatch
+):
+    """The first request made its PaymentIntent and died before storing it, leaving no
+    error: a retry within two minutes may be racing it (409); at two minutes it resumes
+    the PaymentIntent Stripe made."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    headers = {"Idempotency-Key": "died-silently"}
+    first = api.post("/payments/create/", BUY_100, headers=headers).json()
+    order = Order.objects.get(pk=first["order_id"])
+    Payment.objects.filter(order=order).delete()
+    now = order.created_at + timedelta(minutes=2)
+    monkeypatch.setattr(timezone, "now", lambda: now - timedelta(microseconds=1))
+    racing = api.post("/payments/create/", BUY_100, headers=headers)
+    assert racing.status_code == 409, racing.content
+    assert racing.json()["code"] == "idempotency_conflict"
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    resumed = api.post("/payments/create/", BUY_100, headers=headers)
+    assert resumed.status_code == 200, resumed.content
+    assert resumed.json()["payment_intent_id"] == first["payment_intent_id"]
+    assert len(stripe_intents()) == 1
