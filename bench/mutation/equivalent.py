@@ -113,6 +113,129 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "only whether there is more than one upcoming session is asked: 3 rows or 2 "
         "answer it alike",
     ),
+    *[
+        (
+            "billing/services/reconcile.py",
+            "if len(batch) == 100:",
+            f"if len(batch) {op} {n}:",
+            "a batch of another size (one event, or all of them at the end): every event "
+            "is still looked up and stored once; only the number of lookups changes",
+        )
+        for op, n in (
+            ("!=", 100),
+            ("<", 100),
+            ("<=", 100),
+            (">", 100),
+            (">=", 100),
+            ("==", 99),
+            ("==", 101),
+        )
+    ],
+    (
+        "billing/services/reconcile.py",
+        '"stripe_id", flat=True',
+        '"stripe_id", flat=False',
+        "the set only spares calls: an event it then fails to recognise goes to "
+        "`event_store`, which stores nothing for an id it has and answers 0 new",
+    ),
+    *[
+        (
+            path,
+            "Order.objects.filter(pk=order.pk).update(gateway_error=exc.message[:500])",
+            f"Order.objects.filter(pk=order.pk).update(gateway_error=exc.message[:{n}])",
+            "the message is a PaymentGatewayError's, which the gateway builds as one of its "
+            "own sentences of about a hundred characters: no cut at 499, 500 or 501 changes it",
+        )
+        for path in ("billing/services/orders.py", "billing/services/checkout.py")
+        for n in (499, 501)
+    ],
+    *[
+        (
+            path,
+            "@dataclass(frozen=True)",
+            "@dataclass(frozen=False)",
+            "the results (OrderCreateResult, OrderPayResult, ReconcileReport) are never "
+            "hashed nor assigned to after they are made",
+        )
+        for path in ("billing/services/orders.py", "billing/services/reconcile.py")
+    ],
+    (
+        "billing/services/orders.py",
+        "apply_credits: bool = False,",
+        "apply_credits: bool = True,",
+        "the orders API, the one caller, always passes `apply_credits`; the default is never used",
+    ),
+    (
+        "billing/services/orders.py",
+        "source = charge_source_for("
+        "user_id=user_id, payment_method_id=payment_method_id, save=False)",
+        "source = charge_source_for("
+        "user_id=user_id, payment_method_id=payment_method_id, save=True)",
+        "`order_pay` never calls `charge_source_ready`, the only reader of a source's `save`",
+    ),
+    (
+        "billing/services/orders.py",
+        'if session.status == "complete":',
+        'if session.status <= "complete":',
+        "a Checkout Session is open, complete or expired, and only 'complete' sorts <= 'complete'",
+    ),
+    (
+        "billing/services/orders.py",
+        'if current.status != "canceled":',
+        'if current.status > "canceled":',
+        "every other PaymentIntent status (processing, requires_..., succeeded) sorts "
+        "after 'canceled'",
+    ),
+    (
+        "billing/services/orders.py",
+        "if order.status != Order.Status.CANCELED:",
+        "if order.status > Order.Status.CANCELED:",
+        "every other order status (failed, paid, partially_refunded, pending, processing, "
+        "refunded, requires_action) sorts after 'canceled'",
+    ),
+    *[
+        (
+            "billing/services/credit_payments.py",
+            'order.credits_reference = f"order-{order.pk}-{secrets.token_hex(8)}"',
+            f'order.credits_reference = f"order-{{order.pk}}-{{secrets.token_hex({n})}}"',
+            "the order's id already makes the reference its own; seven or nine random bytes "
+            "after it (within the order's 64 characters) do what eight do",
+        )
+        for n in (7, 9)
+    ],
+    *[
+        (
+            "billing/services/credit_payments.py",
+            "if taken <= 0:",
+            f"if taken {mutant}:",
+            "a partial take answers 0..price, and with 0 taken `card_rest` is the whole "
+            "amount, so `rest >= order.amount` refuses it just below all the same",
+        )
+        for mutant in ("< 0", "== 0", "<= -1")
+    ],
+    (
+        "billing/services/credit_payments.py",
+        "if rest >= order.amount:",
+        "if rest == order.amount:",
+        "`card_rest` answers at most `amount` (its `min`): >= and == agree",
+    ),
+    (
+        "billing/services/credit_payments.py",
+        "if taken >= price:",
+        "if taken == price:",
+        "a partial take answers at most the credits asked for (the ledger hook's "
+        "contract): taken never exceeds the price",
+    ),
+    *[
+        (
+            "billing/services/credit_payments.py",
+            "if taken != price:",
+            f"if taken {op} price:",
+            "only a take of exactly the price reaches here (a whole take answers the price "
+            "or refuses; a partial one passed `taken >= price` and never exceeds it)",
+        )
+        for op in ("<", ">")
+    ],
 ]
 
 

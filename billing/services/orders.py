@@ -164,7 +164,7 @@ def order_create(
             user_id=purchase.user_id, idempotency_key=idempotency_key
         ).first()
         if existing is not None:
-            return _replay(existing, fingerprint, payment_method_id)
+            return _replay(existing, fingerprint, payment_method_id, save_payment_method)
     with_credits = payment_type == Order.PaymentType.CREDITS or apply_credits
     source = (
         None
@@ -215,7 +215,7 @@ def order_create(
         ).first()
         if first is None:
             raise
-        return _replay(first, fingerprint, payment_method_id)
+        return _replay(first, fingerprint, payment_method_id, save_payment_method)
     if order.payment_type == Order.PaymentType.CREDITS:
         return OrderCreateResult(order=order, payment=None, replayed=False)
     if checkout:
@@ -228,8 +228,11 @@ def order_create(
     return OrderCreateResult(order=order, payment=payment, replayed=False)
 
 
-def _replay(order: Order, fingerprint: str, payment_method_id: str | None) -> OrderCreateResult:
-    """The first order made with this key, finishing its payment if the first request died."""
+def _replay(
+    order: Order, fingerprint: str, payment_method_id: str | None, save: bool
+) -> OrderCreateResult:
+    """The first order made with this key, finishing its payment if the first request died
+    (saving the card, as the request asks, if the first request did not get to)."""
     if order.request_fingerprint != fingerprint:
         raise IdempotencyConflictError(
             "This Idempotency-Key was used for a different request.", order_id=order.pk
@@ -253,7 +256,7 @@ def _replay(order: Order, fingerprint: str, payment_method_id: str | None) -> Or
                 order_id=order.pk,
             )
         source = charge_source_for(
-            user_id=order.user_id, payment_method_id=payment_method_id, save=False
+            user_id=order.user_id, payment_method_id=payment_method_id, save=save
         )
         # The first request may have made the PaymentIntent and lost Stripe's answer.
         payment = _payment_start(order, source, resume=True)

@@ -19,6 +19,7 @@ from purchasables import hookimpl
 from purchasables.registry import registry
 from purchasables.types import PurchaseType, Quote
 from tests.billing.conftest import post_webhook
+from tests.billing.factories import OrderFactory, PaymentFactory
 from tests.stripe_events import event, fixture, new_id, payment_intent
 
 pytestmark = pytest.mark.django_db
@@ -175,6 +176,7 @@ def test_an_async_payment_that_fails_fails_the_order(api, user, fake_checkout):
     order.refresh_from_db()
     assert order.status == Order.Status.FAILED
     assert order.failure_code == "checkout_payment_failed"
+    assert order.failure_message == "The delayed payment failed."
     assert credits_balance_get(user_id=user.pk) == 0
 
 
@@ -251,3 +253,107 @@ def test_the_default_return_pages_are_pages_the_web_client_serves(client, settin
             client.get(parts.path + ("?" + parts.query if parts.query else "")).status_code == 200
         )
     assert "checkout=success" in success and "checkout=canceled" in cancel
+
+
+def test_checkout_with_stripe_unreachable_is_502_and_the_order_keeps_the_error(api, settings, db):
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens on the discard port
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    resp = api.post("/payments/create/", BUY_100)
+    assert resp.status_code == 502, resp.content
+    error = resp.json()
+    assert error["code"] == "payment_gateway_error"
+    order = Order.objects.get(pk=error["extra"]["order_id"])
+    assert order.status == Order.Status.PENDING
+    assert "failed to" in order.gateway_error
+    assert not order.stripe_checkout_session_id
+
+
+def unrecorded_session_event(order: Order, **kw) -> dict:
+    """A paid session Stripe made for `order` whose id the order never stored (the answer
+    to the create was lost): it carries the order's metadata, and no reference."""
+    return session_event(
+        order,
+        "checkout.session.completed",
+        "paid",
+        id=new_id("cs_test"),
+        client_reference_id=None,
+        customer=None,
+        **kw,
+    )
+
+
+def test_a_session_the_order_never_stored_pays_it_by_its_marker_and_metadata(user):
+    order = OrderFactory(user=user, payment_type=Order.PaymentType.CHECKOUT)
+    post_webhook(unrecorded_session_event(order))
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_a_session_naming_an_order_it_does_not_fit_pays_nothing(user, other_user):
+    order = OrderFactory(user=user, payment_type=Order.PaymentType.CHECKOUT)
+    theirs = {**order.metadata, "user_id": str(other_user.pk)}
+    post_webhook(unrecorded_session_event(order, metadata=theirs))
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
+    assert not Fulfilment.objects.exists()
+    assert credits_balance_get(user_id=user.pk) == credits_balance_get(user_id=other_user.pk) == 0
+
+
+@pytest.mark.parametrize("order_id", ["not-a-number", "424242"])
+def test_a_session_naming_no_order_of_ours_pays_nothing(user, order_id):
+    order = OrderFactory(user=user, payment_type=Order.PaymentType.CHECKOUT)
+    event = unrecorded_session_event(order, metadata={**order.metadata, "order_id": order_id})
+    post_webhook(event)
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
+    assert not Fulfilment.objects.exists()
+
+
+def test_checkout_with_a_payment_method_is_422_and_nothing_is_created(api, fake_checkout):
+    resp = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"})
+    assert resp.status_code == 422, resp.content
+    assert "Checkout collects the card" in resp.json()["message"]
+    assert not Order.objects.exists()
+    assert fake_checkout.calls == []
+
+
+@pytest.mark.parametrize("paid_order", ["earlier", "later"])
+def test_a_session_whose_payment_intent_is_another_orders_pays_nothing(
+    api, user, fake_checkout, paid_order
+):
+    earlier, later = checkout_order(api), checkout_order(api)
+    order, other = (earlier, later) if paid_order == "earlier" else (later, earlier)
+    theirs = PaymentFactory(order=other)
+    post_webhook(
+        session_event(
+            order,
+            "checkout.session.completed",
+            "paid",
+            payment_intent=theirs.stripe_payment_intent_id,
+        )
+    )
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
+    assert not Fulfilment.objects.exists()
+    assert credits_balance_get(user_id=user.pk) == 0
+
+
+def test_a_delayed_payment_is_not_received_until_it_succeeds(api, user, fake_checkout):
+    order = checkout_order(api)
+    completed = session_event(order, "checkout.session.completed", "unpaid")
+    post_webhook(completed)
+    events_drain()
+    payment = order.payments.get()
+    assert payment.stripe_payment_intent_id == completed["data"]["object"]["payment_intent"]
+    assert payment.status != "succeeded" and payment.amount_received == 0
+    post_webhook(session_event(order, "checkout.session.async_payment_failed", "unpaid"))
+    events_drain()
+    payment.refresh_from_db()
+    assert payment.status != "succeeded" and payment.amount_received == 0
+    assert Order.objects.get(pk=order.pk).status == Order.Status.FAILED

@@ -19,10 +19,12 @@ from django.utils import timezone
 
 from billing.models import Fulfilment, Order, Payment, Refund
 from billing.services.events import events_drain
+from billing.services.orders import order_pay
 from billing.services.payments import order_transition, payment_apply, payment_record
 from billing.stripe_objects import PaymentIntentData
 from bookings.models import Booking, SeatHold, Service
 from credits.selectors import credits_balance_get
+from kernel.errors import ConflictError
 from tests.billing.conftest import wait_for_event
 from tests.billing.factories import OrderFactory
 from tests.billing.test_e2e_payments import BUY_100, Http, card
@@ -355,3 +357,78 @@ def test_news_of_the_failed_attempt_that_arrives_late_does_not_fail_the_new_one(
     assert order.status == Order.Status.PAID
     assert Fulfilment.objects.filter(order=order).count() == 1
     assert credits_balance_get(user_id=user.pk) == 100
+
+
+# --- an order whose first request left no payment -------------------------------------
+
+
+def test_an_order_whose_first_payment_is_still_being_set_up_is_not_paid_over(user, stripe_server):
+    order = OrderFactory(user=user)  # committed; its PaymentIntent request still in flight
+    with pytest.raises(ConflictError, match="still being set up"):
+        order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_card_visa")
+    order.refresh_from_db()
+    assert (order.status, order.pay_attempts) == (Order.Status.PENDING, 0)
+    assert not order.payments.exists()
+
+
+@pytest.mark.parametrize("first_request", ["failed", "two-minutes-ago"])
+def test_an_order_whose_first_request_left_no_payment_is_paid_with_a_new_one(
+    user, stripe_server, monkeypatch, first_request
+):
+    from datetime import timedelta
+
+    order = OrderFactory(user=user)
+    if first_request == "failed":
+        Order.objects.filter(pk=order.pk).update(gateway_error="Stripe could not be reached.")
+    else:  # exactly when the first request's grace of two minutes ends
+        now = timezone.now()
+        Order.objects.filter(pk=order.pk).update(created_at=now - timedelta(minutes=2))
+        monkeypatch.setattr(timezone, "now", lambda: now)
+
+    result = order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_card_visa")
+    assert result.order.status == Order.Status.PAID
+    assert result.order.pay_attempts == 1
+    [payment] = result.order.payments.all()
+    assert payment == result.payment
+    assert (payment.status, payment.amount) == ("succeeded", 1000)
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_a_checkout_order_is_paid_on_stripes_page_not_by_card(user, stripe_server):
+    from datetime import timedelta
+
+    order = OrderFactory(
+        user=user, payment_type=Order.PaymentType.CHECKOUT, stripe_checkout_session_id="cs_open"
+    )
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(minutes=3))
+    with pytest.raises(ConflictError, match="Checkout page"):
+        order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_card_visa")
+    assert not order.payments.exists()
+
+
+def test_a_failed_checkout_order_may_be_paid_by_card(user, stripe_server):
+    from datetime import timedelta
+
+    order = OrderFactory(
+        user=user, payment_type=Order.PaymentType.CHECKOUT, status=Order.Status.FAILED
+    )
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(minutes=3))
+    result = order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_card_visa")
+    assert result.order.status == Order.Status.PAID
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_paying_with_a_payment_method_stripe_does_not_know_is_422_for_the_order(
+    user, stripe_server
+):
+    from datetime import timedelta
+
+    from billing import gateway
+
+    order = OrderFactory(user=user)
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(minutes=3))
+    with pytest.raises(gateway.InvalidPaymentMethodError) as refused:
+        order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_does_not_exist")
+    assert refused.value.extra["order_id"] == order.pk
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING

@@ -11,9 +11,16 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billing.models import Order, Payment
-from credits.models import CreditPack
+from billing.models import Order, Payment, SavedPaymentMethod
+from billing.services.orders import order_create
+from credits.models import CreditPack, CreditTransaction
+from credits.selectors import credits_balance_get
+from credits.services import credits_grant
+from kernel.money import MAX_MINOR
 from platform_core.auth import api_token_create
+from purchasables import hookimpl
+from purchasables.registry import registry
+from purchasables.types import PurchaseRequest, PurchaseType, Quote
 from tests.conftest import PASSWORD, ApiClient
 
 pytestmark = pytest.mark.django_db
@@ -354,3 +361,204 @@ def test_a_replayed_create_answers_what_the_database_holds(api, stripe_server):
 
     assert again.status_code == 200, again.content
     assert [p["status"] for p in again.json()["order"]["payments"]] == ["processing"]
+
+
+def test_an_order_with_no_payment_exactly_two_minutes_old_is_no_longer_in_flight(
+    api, user, stripe_server, monkeypatch
+):
+    """The first request's grace ends at two minutes: one microsecond before, the cancel
+    waits; at two minutes, it cancels."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.billing.factories import OrderFactory
+
+    order = OrderFactory(user=user)
+    now = order.created_at + timedelta(minutes=2)
+    monkeypatch.setattr(timezone, "now", lambda: now - timedelta(microseconds=1))
+    assert api.post(f"/payments/orders/{order.pk}/cancel/").status_code == 409
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    resp = api.post(f"/payments/orders/{order.pk}/cancel/")
+    assert resp.status_code == 200, resp.content
+    assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELED
+
+
+@pytest.mark.parametrize(
+    "status", [Order.Status.PENDING, Order.Status.REQUIRES_ACTION, Order.Status.FAILED]
+)
+def test_an_unpaid_order_the_bank_is_not_processing_is_cancelled(api, user, status):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.billing.factories import OrderFactory
+
+    order = OrderFactory(user=user, status=status)
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(minutes=3))
+    resp = api.post(f"/payments/orders/{order.pk}/cancel/")
+    assert resp.status_code == 200, resp.content
+    assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELED
+
+
+def test_an_order_whose_payment_the_bank_is_processing_cannot_be_cancelled(api, user):
+    from tests.billing.factories import OrderFactory
+
+    order = OrderFactory(user=user, status=Order.Status.PROCESSING)
+    resp = api.post(f"/payments/orders/{order.pk}/cancel/")
+    assert resp.status_code == 409
+    assert "being processed by the bank" in resp.json()["message"]
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PROCESSING
+
+
+# --- what a plugin may quote ----------------------------------------------------------
+
+
+class Quoted:
+    """A purchase type priced at whatever the test says, in money and in credits."""
+
+    def __init__(self, amount, currency: str = "usd", description: str = "quoted", credits=1):
+        self.amount, self.currency = amount, currency
+        self.description, self.credits = description, credits
+
+    @hookimpl
+    def tollgate_purchase_types(self) -> list[PurchaseType]:
+        return [PurchaseType(name="quoted", order_type="direct", label="Quoted")]
+
+    @hookimpl
+    def tollgate_quote(self, request: PurchaseRequest) -> Quote:
+        return Quote(
+            amount=self.amount,
+            currency=self.currency,
+            description=self.description,
+            credits=self.credits,
+        )
+
+    @hookimpl
+    def tollgate_fulfil(self, order) -> dict:
+        return {}
+
+
+def buy_quoted(user, plugin: Quoted, **kw) -> Order:
+    """`plugin`'s purchase, paid with the buyer's credits (no Stripe call)."""
+    with registry.plugin_registered(plugin, name="quoted"):
+        return order_create(
+            purchase=PurchaseRequest(user_id=user.pk, purchase_type="quoted"),
+            amount=None,
+            payment_type=kw.pop("payment_type", Order.PaymentType.CREDITS),
+            **kw,
+        ).order
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"),
+    [(0, "usd"), (-100, "usd"), (MAX_MINOR + 1, "usd"), (10.5, "usd"), (1005, "kwd")],
+    ids=["zero", "negative", "over-the-maximum", "not-whole", "not-a-whole-step"],
+)
+def test_a_quote_stripe_could_not_charge_is_refused_and_nothing_is_created(user, amount, currency):
+    credits_grant(user_id=user.pk, amount=1, reference="quoted-fund")
+    with pytest.raises(TypeError):
+        buy_quoted(user, Quoted(amount, currency))
+    assert not Order.objects.exists()
+    assert credits_balance_get(user_id=user.pk) == 1
+
+
+@pytest.mark.parametrize(("amount", "currency"), [(1, "usd"), (MAX_MINOR, "usd"), (1010, "kwd")])
+def test_a_quote_from_one_minor_unit_to_the_maximum_is_sold(user, amount, currency):
+    credits_grant(user_id=user.pk, amount=1, reference="quoted-fund")
+    order = buy_quoted(user, Quoted(amount, currency))
+    assert (order.status, order.amount, order.currency) == (Order.Status.PAID, amount, currency)
+    assert credits_balance_get(user_id=user.pk) == 0
+
+
+def test_a_long_description_is_cut_to_what_the_order_holds(user):
+    credits_grant(user_id=user.pk, amount=1, reference="quoted-fund")
+    description = "".join(f"{i:03d}" for i in range(100))  # 300 characters
+    order = buy_quoted(user, Quoted(500, description=description))
+    order.refresh_from_db()
+    assert order.description == description[:255]
+    # The buyer's ledger names the order, cut to 200 characters.
+    [spent] = CreditTransaction.objects.filter(kind=CreditTransaction.Kind.SPEND)
+    assert spent.memo == f"Order {order.pk}: {description}"[:200]
+
+
+def test_a_cancel_after_the_customer_paid_in_the_browser_is_409_and_the_order_is_paid(
+    api, user, stripe_server
+):
+    """Stripe refuses to cancel a PaymentIntent that succeeded: the order takes the
+    payment Stripe reports instead of waiting for its webhook."""
+    from tests.billing.test_reconcile import pay_in_the_browser
+
+    body = api.post("/payments/create/", BUY_100).json()
+    pay_in_the_browser(body["payment_intent_id"])
+    resp = api.post(f"/payments/orders/{body['order_id']}/cancel/")
+    assert resp.status_code == 409, resp.content
+    assert "may have just succeeded" in resp.json()["message"]
+    assert Order.objects.get(pk=body["order_id"]).status == Order.Status.PAID
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_an_order_failed_for_an_unknown_payment_method_can_be_cancelled_at_once(api, stripe_server):
+    failed = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_does_not_exist"})
+    assert failed.status_code == 422
+    order_id = failed.json()["extra"]["order_id"]
+    resp = api.post(f"/payments/orders/{order_id}/cancel/")
+    assert resp.status_code == 200, resp.content
+    assert Order.objects.get(pk=order_id).status == Order.Status.CANCELED
+
+
+def test_a_card_to_save_that_stripe_does_not_know_is_422_and_the_order_fails(api, stripe_server):
+    resp = api.post(
+        "/payments/create/",
+        {**BUY_100, "payment_method_id": "pm_does_not_exist", "save_payment_method": True},
+    )
+    assert resp.status_code == 422, resp.content
+    order = Order.objects.get(pk=resp.json()["extra"]["order_id"])
+    assert order.status == Order.Status.FAILED
+    assert order.failure_code == "invalid_payment_method"
+    assert not order.payments.exists()
+
+
+@pytest.mark.parametrize("save", [True, False])
+def test_a_retry_saves_the_card_when_and_only_when_the_request_asked_to(
+    api, user, settings, stripe_server, save
+):
+    """The first request never reached Stripe (not even to save the card); the retry with
+    the same Idempotency-Key pays, and saves the card as the request asked."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    body = {**BUY_100, "payment_method_id": "pm_card_visa", "save_payment_method": save}
+    headers = {"Idempotency-Key": f"save-{save}"}
+    working = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens
+    assert api.post("/payments/create/", body, headers=headers).status_code == 502
+    settings.STRIPE_API_BASE = working
+    retry = api.post("/payments/create/", body, headers=headers)
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["status"] == "paid"
+    assert SavedPaymentMethod.objects.filter(user=user).exists() is save
+
+
+def test_a_retry_of_a_request_that_died_silently_waits_two_minutes_then_resumes(
+    api, stripe_server, monkeypatch
+):
+    """The first request made its PaymentIntent and died before storing it, leaving no
+    error: a retry within two minutes may be racing it (409); at two minutes it resumes
+    the PaymentIntent Stripe made."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    headers = {"Idempotency-Key": "died-silently"}
+    first = api.post("/payments/create/", BUY_100, headers=headers).json()
+    order = Order.objects.get(pk=first["order_id"])
+    Payment.objects.filter(order=order).delete()
+    now = order.created_at + timedelta(minutes=2)
+    monkeypatch.setattr(timezone, "now", lambda: now - timedelta(microseconds=1))
+    racing = api.post("/payments/create/", BUY_100, headers=headers)
+    assert racing.status_code == 409, racing.content
+    assert racing.json()["code"] == "idempotency_conflict"
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    resumed = api.post("/payments/create/", BUY_100, headers=headers)
+    assert resumed.status_code == 200, resumed.content
+    assert resumed.json()["payment_intent_id"] == first["payment_intent_id"]
+    assert len(stripe_intents()) == 1

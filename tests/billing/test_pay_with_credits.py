@@ -486,3 +486,131 @@ def test_racing_cancels_of_a_split_order_give_the_credits_back_once(stripe_serve
         account__user=user, kind=CreditTransaction.Kind.RETURN
     )
     assert returned.count() == 1
+
+
+# --- what credits are worth, at the edges ---------------------------------------------
+
+
+def split_order(api, service: Service) -> Order:
+    """A new order paying `service` with the buyer's credits first; its answer shows the
+    credits and the card's part as they were stored."""
+    created = api.post("/payments/create/", book(service, apply_credits=True))
+    assert created.status_code == 201, created.content
+    order = Order.objects.get(pk=created.json()["order_id"])
+    shown = created.json()["order"]
+    assert (shown["credits"], shown["card_amount"]) == (order.credits, order.card_amount)
+    return order
+
+
+def test_a_buyer_without_credits_who_applies_them_pays_all_by_card(
+    api, stripe_server, user, workshop
+):
+    order = split_order(api, workshop)
+    assert (order.credits, order.credits_value, order.card_amount) == (0, 0, 4500)
+    assert order.credits_reference == ""
+    assert order.payments.get().amount == 4500
+    assert not CreditTransaction.objects.exists()
+
+
+def test_one_credit_pays_its_share_and_the_card_the_rest(api, stripe_server, user, workshop):
+    fund(user, 1)
+    order = split_order(api, workshop)
+    # 1 of 40 credits is 112.5 cents: the card's 4387.5 is rounded up.
+    assert (order.credits, order.credits_value, order.card_amount) == (1, 112, 4388)
+    assert balance_whole(user) == 0
+
+
+@pytest.mark.parametrize(("credits", "taken", "card"), [(9, 0, 100), (10, 10, 99)])
+def test_credits_worth_less_than_a_cent_stay_with_the_buyer(
+    api, stripe_server, user, credits, taken, card
+):
+    """At 1000 credits for 1.00 USD, nine credits are worth 0.9 cents: the card would pay
+    all of it anyway, so the buyer keeps them; ten are worth a cent."""
+    cheap = ServiceFactory(kind=Service.Kind.WORKSHOP, price=100, credit_price=1000)
+    ServiceSessionFactory(service=cheap)
+    fund(user, credits)
+    order = split_order(api, cheap)
+    assert (order.credits, order.card_amount) == (taken, card)
+    assert order.payments.get().amount == card
+    assert balance_whole(user) == credits - taken
+
+
+def test_credits_are_not_applied_to_checkout_422(api, stripe_server, user, workshop):
+    fund(user, 40)
+    refused = api.post(
+        "/payments/create/", book(workshop, apply_credits=True, payment_type="checkout")
+    )
+    assert refused.status_code == 422, refused.content
+    assert refused.json()["extra"]["field"] == "apply_credits"
+    assert not Order.objects.exists()
+    assert balance_whole(user) == 40
+
+
+@pytest.mark.parametrize("credits", [0, -1, True, 1.5, "40"])
+def test_a_credit_price_that_is_not_a_positive_whole_number_is_refused(user, credits):
+    from tests.billing.test_orders import Quoted, buy_quoted
+
+    fund(user, 40)
+    for payment_type in (Order.PaymentType.CREDITS, Order.PaymentType.INTENT):
+        with pytest.raises(TypeError):
+            buy_quoted(
+                user,
+                Quoted(1000, credits=credits),
+                payment_type=payment_type,
+                apply_credits=payment_type == Order.PaymentType.INTENT,
+            )
+    assert not Order.objects.exists()
+    assert balance_whole(user) == 40
+
+
+# --- the sweep of unpaid orders holding credits ---------------------------------------
+
+
+def test_the_sweep_takes_back_credits_held_longer_than_thirty_minutes_and_nothing_else(
+    api, stripe_server, user, workshop
+):
+    fund(user, 1)
+    holding = split_order(api, workshop)
+    card_only = Order.objects.get(
+        pk=api.post("/payments/create/", book(workshop)).json()["order_id"]
+    )
+    assert (holding.credits, card_only.credits) == (1, 0)
+    due = holding.created_at + timedelta(minutes=30)
+    assert orders_holding_credits_expire(now=due) == 0  # thirty minutes exactly: not yet
+    assert orders_holding_credits_expire(now=due + timedelta(microseconds=1)) == 1
+    assert Order.objects.get(pk=holding.pk).status == Order.Status.CANCELED
+    assert balance_whole(user) == 1
+    later = card_only.created_at + timedelta(hours=2)
+    assert orders_holding_credits_expire(now=later) == 0
+    assert Order.objects.get(pk=card_only.pk).status == Order.Status.PENDING
+
+
+def test_an_order_the_sweep_cannot_cancel_does_not_stop_it(api, stripe_server, user, workshop):
+    fund(user, 1)
+    stuck = split_order(api, workshop)
+    credits_grant(user_id=user.pk, amount=1, reference=f"fund-{user.pk}-again")
+    fine = split_order(api, workshop)
+    assert (stuck.credits, fine.credits) == (1, 1)
+    # Stripe no longer knows the first one's PaymentIntent: its cancel fails.
+    stuck.payments.update(stripe_payment_intent_id="pi_unknown_to_stripe")
+    later = timezone.now() + timedelta(hours=2)
+    assert orders_holding_credits_expire(now=later) == 1
+    assert Order.objects.get(pk=stuck.pk).status == Order.Status.PENDING
+    assert Order.objects.get(pk=fine.pk).status == Order.Status.CANCELED
+    assert balance_whole(user) == 1
+
+
+@pytest.mark.parametrize("minutes", [None, 45])
+def test_the_hold_is_what_the_settings_name_else_thirty_minutes(
+    api, stripe_server, user, workshop, settings, minutes
+):
+    tollgate = {k: v for k, v in settings.TOLLGATE.items() if k != "CREDITS_HOLD_MINUTES"}
+    if minutes is not None:
+        tollgate["CREDITS_HOLD_MINUTES"] = minutes
+    settings.TOLLGATE = tollgate
+    fund(user, 1)
+    holding = split_order(api, workshop)
+    due = holding.created_at + timedelta(minutes=minutes or 30)
+    assert orders_holding_credits_expire(now=due) == 0
+    assert orders_holding_credits_expire(now=due + timedelta(microseconds=1)) == 1
+    assert balance_whole(user) == 1

@@ -12,9 +12,15 @@ from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
-from billing.models import Order, StripeEvent
+from billing import gateway
+from billing.models import Order, Payment, StripeEvent
 from billing.services.events import events_drain
-from billing.services.reconcile import events_reconcile, orders_stuck_recheck
+from billing.services.reconcile import (
+    ReconcileReport,
+    events_reconcile,
+    orders_stuck_recheck,
+    reconcile,
+)
 from credits.selectors import credits_balance_get
 
 pytestmark = pytest.mark.django_db
@@ -108,3 +114,49 @@ def test_the_commands_progress_on_a_terminal_is_redrawn_and_each_counter_ends_it
     events, stuck = lines[:-1]
     assert events.startswith("\revents read   ") and "stuck orders" not in events
     assert stuck.count("\r") == 2 and stuck.endswith(f"stuck orders  [{'#' * 30}] 2/2")
+
+
+def test_reconcile_reports_the_events_it_read_and_stored_and_the_orders_it_moved(
+    api, user, stripe_server
+):
+    body = api.post("/payments/create/", BUY_100).json()
+    pay_in_the_browser(body["payment_intent_id"])
+    Order.objects.filter(pk=body["order_id"]).update(updated_at=timezone.now() - timedelta(hours=1))
+    since = timezone.now() - timedelta(days=1)
+    listed = list(gateway.events_since(created_after=int(since.timestamp())))
+    assert listed
+
+    report = reconcile(since=since, stuck_after=timedelta(minutes=30))
+
+    assert report == ReconcileReport(
+        events_seen=len(listed),
+        events_new=StripeEvent.objects.count(),
+        orders_checked=1,
+        orders_moved=1,
+    )
+    assert report.events_new >= 1
+    assert Order.objects.get(pk=body["order_id"]).status == Order.Status.PAID
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_a_payment_stripe_cannot_read_does_not_keep_the_next_one_from_being_read(
+    api, user, stripe_server
+):
+    body = api.post("/payments/create/", BUY_100).json()
+    pay_in_the_browser(body["payment_intent_id"])
+    order = Order.objects.get(pk=body["order_id"])
+    # An earlier attempt's PaymentIntent that Stripe no longer knows comes first.
+    paid = order.payments.get()
+    paid.stripe_payment_intent_id = "pi_unknown_to_stripe"
+    paid.save(update_fields=["stripe_payment_intent_id"])
+    Payment.objects.create(
+        order=order,
+        stripe_payment_intent_id=body["payment_intent_id"],
+        amount=order.amount,
+        currency=order.currency,
+    )
+    Order.objects.filter(pk=order.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+
+    assert orders_stuck_recheck(older_than=timedelta(minutes=30)) == (1, 1)
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+    assert credits_balance_get(user_id=user.pk) == 100

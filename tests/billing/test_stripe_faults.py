@@ -1,21 +1,25 @@
-"""Stripe faults while an order is created: the answer lost, a timeout, a 5xx.
+"""Stripe faults while an order is created, paid again or cancelled: the answer lost, a
+timeout, a 5xx, a decline with Stripe's own decline code.
 
 A real HTTP proxy on 127.0.0.1 stands between Tollgate and localstripe. It
 forwards every request, so localstripe really makes the PaymentIntent, and then,
 for the faults it is given, loses the answer: it closes the connection without
-one, holds it past the client's timeout, or answers 500 instead. localstripe
-ignores idempotency keys (a repeated key makes a second object), so only the
-look-up by the order's metadata stands between a retry and a second
-PaymentIntent: these tests fail without it.
+one, holds it past the client's timeout, or answers 500 instead (a decline it
+answers itself, forwarding nothing). It also notes each request's
+Idempotency-Key. localstripe ignores idempotency keys (a repeated key makes a
+second object), so only the look-up by the order's metadata stands between a
+retry and a second PaymentIntent: these tests fail without it.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from fnmatch import fnmatch
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -23,10 +27,21 @@ import pytest
 
 from billing import gateway
 from billing.models import Order, Payment
+from billing.services.orders import order_pay
+from tests.billing.factories import OrderFactory
 from tests.billing.test_orders import BUY_100, stripe_intents
 
 CREATE = ("POST", "/v1/payment_intents")
 LIST = ("GET", "/v1/payment_intents")
+CONFIRM = ("POST", "/v1/payment_intents/*/confirm")
+ATTACH = ("POST", "/v1/payment_methods/*/attach")
+INSUFFICIENT_FUNDS = {
+    "type": "card_error",
+    "code": "card_declined",
+    "decline_code": "insufficient_funds",
+    "message": "Your card has insufficient funds.",
+}
+CANCEL = ("POST", "/v1/payment_intents/*/cancel")
 
 
 class FaultyProxy:
@@ -36,6 +51,7 @@ class FaultyProxy:
         self.upstream = urlsplit(upstream)
         self.faults: list[tuple[tuple[str, str], str]] = []
         self.seen: Counter[tuple[str, str]] = Counter()
+        self.keys: list[tuple[tuple[str, str], str | None]] = []  # each request's Idempotency-Key
         self.lock = threading.Lock()
         proxy = self
 
@@ -57,6 +73,7 @@ class FaultyProxy:
         self.thread.start()
 
     def fail_next(self, route: tuple[str, str], how: str, times: int = 1) -> None:
+        """`route` is a method and a path, in which `*` matches an object's id."""
         with self.lock:
             self.faults.extend([(route, how)] * times)
 
@@ -64,7 +81,7 @@ class FaultyProxy:
         with self.lock:
             self.seen[route] += 1
             for i, (r, how) in enumerate(self.faults):
-                if r == route:
+                if r[0] == route[0] and fnmatch(route[1], r[1]):  # `*` stands for an id
                     del self.faults[i]
                     return how
         return None
@@ -73,6 +90,11 @@ class FaultyProxy:
         body = req.rfile.read(int(req.headers.get("Content-Length") or 0))
         route = (req.command, urlsplit(req.path).path)
         fault = self._fault_for(route)
+        with self.lock:
+            self.keys.append((route, req.headers.get("Idempotency-Key")))
+        if fault == "insufficient_funds":  # Stripe declines the card: nothing is charged
+            self.answer(req, 402, json.dumps({"error": INSUFFICIENT_FUNDS}).encode())
+            return
         conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=10)
         headers = {k: v for k, v in req.headers.items() if k.lower() not in ("host", "connection")}
         conn.request(req.command, req.path, body=body, headers=headers)
@@ -91,6 +113,10 @@ class FaultyProxy:
             status = 500
         else:
             status = resp.status
+        self.answer(req, status, payload)
+
+    @staticmethod
+    def answer(req: BaseHTTPRequestHandler, status: int, payload: bytes) -> None:
         req.send_response(status)
         req.send_header("Content-Type", "application/json")
         req.send_header("Content-Length", str(len(payload)))
@@ -208,3 +234,81 @@ def test_the_look_up_matches_the_whole_order_inside_its_window(stripe_server):
     assert gateway.payment_intent_find(**want, created_after=later) is None
     before = since - 3600
     assert gateway.payment_intent_find(**want, created_after=before, created_before=since) is None
+
+
+def test_a_lost_confirm_answer_is_502_and_the_order_keeps_the_error(api, settings, proxy):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    proxy.fail_next(CONFIRM, "500")
+    resp = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"})
+    assert resp.status_code == 502, resp.content
+    order = Order.objects.get(pk=resp.json()["extra"]["order_id"])
+    assert order.status == Order.Status.PENDING  # the webhook will say what Stripe did
+    assert "failed to confirm the payment" in order.gateway_error
+
+
+def test_a_lost_answer_when_paying_again_is_502_and_the_order_keeps_the_error(
+    user, settings, proxy
+):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    order = OrderFactory(user=user, gateway_error="Stripe could not be reached.")
+    proxy.fail_next(CREATE, "500")
+    proxy.fail_next(LIST, "drop")  # and the look-up right after it
+    with pytest.raises(gateway.PaymentGatewayError) as failed:
+        order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_card_visa")
+    assert failed.value.extra["order_id"] == order.pk
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
+    assert "failed to create the payment" in order.gateway_error
+
+
+def test_a_lost_cancel_answer_still_cancels_the_order(api, settings, proxy):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    order_id = api.post("/payments/create/", BUY_100).json()["order_id"]
+    proxy.fail_next(CANCEL, "500")  # Stripe cancelled it; the answer was lost
+    resp = api.post(f"/payments/orders/{order_id}/cancel/")
+    assert resp.status_code == 200, resp.content
+    assert Order.objects.get(pk=order_id).status == Order.Status.CANCELED
+    [intent] = _intents_of(order_id)
+    assert intent.status == "canceled"
+
+
+def test_every_write_for_an_order_carries_a_key_of_that_order(api, proxy):
+    """A retried write is one write at Stripe: the create and the confirm each carry a key
+    made of the order's id. A new order looks for no earlier PaymentIntent."""
+    resp = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"})
+    assert resp.status_code == 201, resp.content
+    order_id = resp.json()["order_id"]
+    assert [route for route, _ in proxy.keys] == [
+        CREATE,
+        ("POST", f"/v1/payment_intents/{resp.json()['payment_intent_id']}/confirm"),
+    ]
+    posted = [(path, key) for (method, path), key in proxy.keys if method == "POST"]
+    create_key, confirm_key = (key or "" for _, key in posted)
+    assert create_key.endswith(f"-order-{order_id}-pi")
+    assert confirm_key.endswith(f"-order-{order_id}-pi-confirm")
+
+
+def test_the_decline_code_stripe_gives_is_the_orders_failure_code(api, settings, proxy):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    proxy.fail_next(CONFIRM, "insufficient_funds")
+    resp = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"})
+    assert resp.status_code == 402, resp.content
+    order = Order.objects.get(pk=resp.json()["extra"]["order_id"])
+    assert order.status == Order.Status.FAILED
+    assert order.failure_code == "insufficient_funds"
+
+
+def test_a_card_to_save_that_stripe_fails_to_attach_is_502_and_the_order_keeps_the_error(
+    api, settings, proxy
+):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    proxy.fail_next(ATTACH, "500")
+    resp = api.post(
+        "/payments/create/",
+        {**BUY_100, "payment_method_id": "pm_card_visa", "save_payment_method": True},
+    )
+    assert resp.status_code == 502, resp.content
+    order = Order.objects.get(pk=resp.json()["extra"]["order_id"])
+    assert order.status == Order.Status.PENDING
+    assert "failed to save the card" in order.gateway_error
+    assert not order.payments.exists()
