@@ -16,7 +16,9 @@ from django.urls import reverse
 from billing.metadata import DEPLOYMENT_KEY, metadata_is_ours
 from billing.models import Order, Payment, Refund, StripeCustomer, StripeEvent
 from billing.services.events import events_drain
+from billing.services.refunds import card_refundable
 from credits.models import CreditTransaction
+from credits.selectors import credits_balance_get
 from tests.billing.conftest import post_webhook
 from tests.billing.factories import OrderFactory, PaymentFactory
 from tests.billing.test_cards import add_card_via_setup_intent
@@ -141,6 +143,19 @@ def test_a_payment_that_is_not_the_orders_never_joins_it_and_refund_all_stays_at
     assert paid_order.status == Order.Status.REFUNDED
 
 
+@pytest.mark.parametrize("amount", [999, 1001])
+def test_news_of_a_first_seen_payment_for_another_amount_never_moves_the_order(amount):
+    order = OrderFactory()
+    obj = payment_intent(
+        id=new_id("pi"), amount=amount, status="processing", metadata=order.metadata
+    )
+    stored = deliver(event("payment_intent.processing", obj))
+    assert stored.status == StripeEvent.Status.FAILED
+    assert "PaymentMismatchError" in stored.last_error
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
+    assert not Payment.objects.exists()
+
+
 def test_a_first_seen_payment_in_another_currency_pays_and_grants_nothing():
     order = OrderFactory()
     stored = deliver(first_seen_success(order, currency="eur"))
@@ -224,6 +239,39 @@ def test_a_payment_first_seen_in_a_webhook_that_no_order_can_take_is_refunded_on
     shown = client_for(order.user).get(f"/payments/orders/{order.pk}/")
     assert shown.status_code == 200
     assert [r["source"] for r in shown.json()["refunds"]] == ["automatic"]
+
+
+def test_a_second_payment_refunded_at_stripe_gives_back_that_payment_and_the_order_keeps_its_own():
+    order = OrderFactory()
+    _paid_elsewhere(order)
+    second = first_seen_success(order)["data"]["object"]
+    deliver(event("payment_intent.succeeded", second))
+    [refund] = Refund.objects.all()
+
+    at_stripe = fixture("refund")
+    at_stripe.update(
+        id=new_id("re"),
+        amount=1000,
+        currency="usd",
+        status="succeeded",
+        payment_intent=second["id"],
+        charge=second["latest_charge"],
+        metadata={**order.metadata, "refund_id": str(refund.pk)},
+    )
+    assert deliver(event("refund.updated", at_stripe)).status == StripeEvent.Status.PROCESSED
+    refund.refresh_from_db()
+    assert (refund.status, refund.stripe_refund_id) == (Refund.Status.SUCCEEDED, at_stripe["id"])
+    assert refund.applied_at is not None
+    assert refund.result == {"payment_only": True}
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID  # the credits it bought stay delivered
+    assert credits_balance_get(user_id=order.user_id) == 100
+    assert CreditTransaction.objects.count() == 1
+    payment, refundable = card_refundable(order)
+    assert (payment.stripe_payment_intent_id, refundable) == (
+        order.payments.order_by("id").first().stripe_payment_intent_id,
+        1000,
+    )
 
 
 @pytest.mark.parametrize("state", ["canceled", "paid"])

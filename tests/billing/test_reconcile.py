@@ -61,6 +61,14 @@ def test_a_stuck_order_is_read_again_from_stripe(api, user, stripe_server):
     assert credits_balance_get(user_id=user.pk) == 100
 
 
+def test_a_stuck_order_whose_buyer_never_tried_to_pay_stays_pending(api, stripe_server):
+    body = api.post("/payments/create/", BUY_100).json()  # no card: Stripe waits for one
+    Order.objects.filter(pk=body["order_id"]).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert orders_stuck_recheck(older_than=timedelta(minutes=30)) == (1, 0)
+    order = Order.objects.get(pk=body["order_id"])
+    assert (order.status, order.failure_code) == (Order.Status.PENDING, "")
+
+
 def test_the_command_reports_what_it_did_with_progress(api, stripe_server):
     body = api.post("/payments/create/", BUY_100).json()
     pay_in_the_browser(body["payment_intent_id"])
