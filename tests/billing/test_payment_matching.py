@@ -241,25 +241,37 @@ def test_a_payment_first_seen_in_a_webhook_that_no_order_can_take_is_refunded_on
     assert [r["source"] for r in shown.json()["refunds"]] == ["automatic"]
 
 
-def test_a_second_payment_refunded_at_stripe_gives_back_that_payment_and_the_order_keeps_its_own():
-    order = OrderFactory()
+def _refunded_at_stripe(payment: dict, amount: int, **metadata: str) -> dict:
+    """Stripe's report of a succeeded refund of a PaymentIntent (an event's object)."""
+    refund = fixture("refund")
+    refund.update(
+        id=new_id("re"),
+        amount=amount,
+        currency="usd",
+        status="succeeded",
+        payment_intent=payment["id"],
+        charge=payment["latest_charge"],
+        metadata=metadata,
+    )
+    return refund
+
+
+def _second_payment_given_back(order: Order) -> tuple[Refund, dict]:
+    """The order paid by its own payment, then by a second one, which is refunded
+    automatically and whose refund Stripe reports succeeded."""
     _paid_elsewhere(order)
     second = first_seen_success(order)["data"]["object"]
     deliver(event("payment_intent.succeeded", second))
     [refund] = Refund.objects.all()
-
-    at_stripe = fixture("refund")
-    at_stripe.update(
-        id=new_id("re"),
-        amount=1000,
-        currency="usd",
-        status="succeeded",
-        payment_intent=second["id"],
-        charge=second["latest_charge"],
-        metadata={**order.metadata, "refund_id": str(refund.pk)},
-    )
+    at_stripe = _refunded_at_stripe(second, 1000, **order.metadata, refund_id=str(refund.pk))
     assert deliver(event("refund.updated", at_stripe)).status == StripeEvent.Status.PROCESSED
     refund.refresh_from_db()
+    return refund, at_stripe
+
+
+def test_a_second_payment_refunded_at_stripe_gives_back_that_payment_and_the_order_keeps_its_own():
+    order = OrderFactory()
+    refund, at_stripe = _second_payment_given_back(order)
     assert (refund.status, refund.stripe_refund_id) == (Refund.Status.SUCCEEDED, at_stripe["id"])
     assert refund.applied_at is not None
     assert refund.result == {"payment_only": True}
@@ -272,6 +284,25 @@ def test_a_second_payment_refunded_at_stripe_gives_back_that_payment_and_the_ord
         order.payments.order_by("id").first().stripe_payment_intent_id,
         1000,
     )
+
+
+def test_a_partial_refund_after_a_second_payment_was_given_back_refunds_only_that_part():
+    """The second payment's refund gave back money the order never needed: it is no
+    part of the order's price refunded."""
+    order = OrderFactory()
+    _second_payment_given_back(order)
+    first = order.payments.order_by("id").first()
+    own = {"id": first.stripe_payment_intent_id, "latest_charge": first.stripe_charge_id}
+    assert deliver(event("refund.updated", _refunded_at_stripe(own, 400))).status == "processed"
+    order.refresh_from_db()
+    assert order.status == Order.Status.PARTIALLY_REFUNDED
+    assert credits_balance_get(user_id=order.user_id) == 60
+    assert card_refundable(order) == (first, 600)
+
+    deliver(event("refund.updated", _refunded_at_stripe(own, 600)))
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
+    assert credits_balance_get(user_id=order.user_id) == 0
 
 
 @pytest.mark.parametrize("state", ["canceled", "paid"])
