@@ -272,3 +272,28 @@ def test_refund_all_never_asks_more_than_the_payment_has_left(api, staff_api, st
     assert resp.json()["amount"] == order.amount
     [at_stripe] = stripe_client().v1.refunds.list(params={"limit": 100}).data
     assert at_stripe.amount == order.amount
+
+
+def test_refund_all_after_a_partial_refund_asks_only_what_the_payment_has_left(
+    api, staff_api, stripe_server
+):
+    order = Order.objects.get(pk=api.post("/payments/create/", BUY_100).json()["order_id"])
+    part = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {"amount": "4.00"})
+    assert part.status_code == 201, part.content
+    second = PaymentFactory(
+        order=order, status="succeeded", amount_received=order.amount, stripe_charge_id="ch_2"
+    )
+    Refund.objects.create(
+        order=order,
+        payment=second,
+        amount=order.amount,
+        currency=order.currency,
+        source=Refund.Source.AUTOMATIC,
+        status=Refund.Status.FAILED,
+        reverses_order=False,
+    )
+    resp = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {})
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["amount"] == 600
+    at_stripe = stripe_client().v1.refunds.list(params={"limit": 100}).data
+    assert sorted(r.amount for r in at_stripe) == [400, 600]

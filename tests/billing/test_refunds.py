@@ -234,6 +234,14 @@ def test_a_pending_refund_applies_only_when_it_succeeds(paid_payment):
     assert credits_balance_get(user_id=paid_payment.order.user_id) == 50
 
 
+def test_the_event_of_a_refund_still_pending_says_so(paid_payment):
+    refund = refund_obj(paid_payment, 500, status="pending")
+    post_webhook(event("refund.created", refund))
+    events_drain()
+    stored = StripeEvent.objects.get(type="refund.created")
+    assert (stored.status, stored.last_error) == ("processed", f"refund {refund['id']} is pending")
+
+
 def test_a_failed_refund_is_recorded_and_nothing_is_reversed(paid_payment):
     refund = refund_obj(
         paid_payment, 500, status="failed", failure_reason="expired_or_canceled_card"

@@ -109,6 +109,19 @@ def test_two_events_for_one_payment_fulfil_once(payment):
     assert notes == ["order is now paid", "order is paid; paid is stale"]
 
 
+def test_two_events_for_a_payment_of_one_minor_unit_pay_once_and_refund_nothing():
+    from billing.models import Refund
+
+    payment = PaymentFactory(order__amount=1)
+    post_webhook(succeeded(payment))
+    post_webhook(succeeded(payment))
+    assert events_drain() == 2
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.PAID
+    assert not Refund.objects.exists()
+    notes = sorted(StripeEvent.objects.values_list("last_error", flat=True))
+    assert notes == ["order is now paid", "order is paid; paid is stale"]
+
+
 def test_payment_failed_after_succeeded_leaves_the_order_paid(payment):
     post_webhook(succeeded(payment))
     events_drain()
