@@ -93,6 +93,22 @@ def test_while_a_refund_of_everything_is_on_its_way_no_other_refund_is_taken(sta
     assert stripe_refunds() == []
 
 
+def test_what_is_left_to_refund_is_never_below_zero(staff_api, paid_order):
+    """A request of ours still on its way, and a refund made meanwhile in Stripe's
+    dashboard, together hold more than the payment: nothing is left, not less."""
+    payment = paid_order.payments.get()
+    Refund.objects.create(
+        order=paid_order, payment=payment, amount=1000, currency="usd", source="staff"
+    )
+    post_webhook(event("refund.updated", refund_obj(payment, 600)))
+    events_drain()
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.PARTIALLY_REFUNDED
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    assert resp.status_code == 409
+    assert (resp.json()["extra"]["refundable"], resp.json()["extra"]["requested"]) == (0, 0)
+
+
 def test_one_minor_unit_can_be_refunded_and_then_exactly_the_rest(staff_api, user, paid_order):
     smallest = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "0.01"})
     assert smallest.status_code == 201, smallest.content
@@ -470,7 +486,7 @@ def test_a_refund_whose_apply_fails_is_applied_later_and_never_sent_again(
             refunds_resume()
         assert len(stripe_refunds()) == 1  # never sent again
         plugin.healed = True
-        refunds_resume()
+        assert refunds_resume() == 1  # the one refund it applied
         refund.refresh_from_db()
         assert refund.result == {"reversed": 300}
         assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
