@@ -74,6 +74,21 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for n in (19, 21)
     ],
+    *[
+        (
+            "billing/services/refunds.py",
+            line.format(500),
+            line.format(n),
+            "a refund call's gateway error has one of four fixed messages ('The payment "
+            "provider failed to refund the payment / list the refunds.' and whether to try "
+            "again), all under 100 characters: cut at 499, 500 or 501 each is kept whole",
+        )
+        for line in (
+            "Refund.objects.filter(pk=refund.pk).update(failure_reason=exc.message[:{}])",
+            "status=S.FAILED, failure_reason=exc.message[:{}]",
+        )
+        for n in (499, 501)
+    ],
     (
         "billing/services/reconcile.py",
         "if len(batch) == 100:",

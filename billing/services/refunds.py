@@ -359,17 +359,18 @@ def refund_apply(*, refund_id: int) -> str:
                 "before a refund of it can be applied.",
                 order_id=order.pk,
             )
-        applied = order.refunds.filter(applied_at__isnull=False, currency=order.currency).aggregate(
-            s=Sum("amount")
-        )
-        refunded_total = (applied["s"] or 0) + refund.amount
+        applied = order.refunds.filter(applied_at__isnull=False, currency=order.currency)
+        given_back = (applied.aggregate(s=Sum("amount"))["s"] or 0) + refund.amount
         paid = _captured(order) + order.credits_value
-        if refunded_total > paid:
+        if given_back > paid:
             raise RefundExceedsCapturedError(
-                f"Refunds of order {order.pk} would reach {refunded_total}, more than the "
-                f"{paid} paid.",
+                f"Refunds of order {order.pk} would reach {given_back}, more than the {paid} paid.",
                 order_id=order.pk,
             )
+        # Of the order's price: a refund of a payment the order did not need (a second
+        # payment) gives money back but refunds none of what the order delivered.
+        reversed_before = applied.filter(reverses_order=True).aggregate(s=Sum("amount"))["s"]
+        refunded_total = (reversed_before or 0) + refund.amount
         if refund.credits:
             credits_refund_give(order=order, refund=refund)
         if refund.reverses_order:

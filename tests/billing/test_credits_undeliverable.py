@@ -76,6 +76,39 @@ def test_both_parts_of_a_split_order_go_back_when_it_cannot_be_delivered(
     assert sum(r.amount for r in order.refunds.all()) == order.amount
 
 
+class SoldOutAtLength(SoldOut):
+    """As SoldOut, with a reason longer than an order or a refund keeps."""
+
+    reason = "The last one was taken while you paid; " + "sorry for the trouble. " * 30
+
+    @hookimpl
+    def tollgate_fulfil(self, order):
+        raise FulfilmentImpossibleError(self.reason)
+
+
+def test_a_long_reason_for_an_undeliverable_order_is_kept_to_its_first_500_characters(
+    api, user, stripe_server
+):
+    credits_grant(user_id=user.pk, amount=10, reference="fund")
+    with registry.plugin_registered(SoldOutAtLength(), name="sold-out"):
+        body = api.post(
+            "/payments/create/",
+            {
+                "purchase_type": "sold-out",
+                "apply_credits": True,
+                "payment_method_id": "pm_card_visa",
+            },
+        ).json()
+    order = Order.objects.get(pk=body["order_id"])
+    kept = SoldOutAtLength.reason[:500]
+    assert len(SoldOutAtLength.reason) > len(kept) == 500
+    assert order.failure_message == kept
+    assert sorted(order.refunds.values_list("method", "reason")) == [
+        (Refund.Method.CARD, kept),
+        (Refund.Method.CREDITS, kept),
+    ]
+
+
 def test_an_order_paid_only_with_credits_that_cannot_be_delivered_is_not_created(
     api, user, stripe_server, sold_out
 ):

@@ -146,7 +146,9 @@ def test_a_lost_dispute_debits_once_and_what_was_spent_becomes_a_debt(api, user,
     refund = Refund.objects.get()
     assert (refund.source, refund.amount, refund.stripe_refund_id) == ("dispute", 1000, None)
     assert dispute.refund_id == refund.pk
-    assert dispute.stripe_dispute_id in CreditTransaction.objects.get(kind="refund").memo
+    assert CreditTransaction.objects.get(kind="refund").memo == (
+        f"Dispute {dispute.stripe_dispute_id} lost: order {paid_order.pk}"
+    )
     assert spend(api, 1, "in-debt").status_code == 409
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
 

@@ -118,10 +118,27 @@ def test_an_invoice_of_a_customer_we_do_not_know_is_not_ours():
     assert not Order.objects.exists()
 
 
-def test_a_payment_without_our_marker_or_customer_is_not_ours():
-    obj = payment_intent(id=new_id("pi"), amount=500, metadata={"order_id": "7"})
+@pytest.mark.parametrize("customer", [None, "cus_someone_else"])
+def test_a_payment_without_our_marker_or_customer_is_not_ours(customer):
+    obj = payment_intent(id=new_id("pi"), amount=500, metadata={"order_id": "7"}, customer=customer)
     stored = deliver(event("payment_intent.succeeded", obj))
     assert stored.status == StripeEvent.Status.NOT_OURS
+
+
+def test_a_refund_of_another_systems_payment_with_its_own_customer_is_not_ours(stripe_server):
+    customer = stripe_client().v1.customers.create(params={"email": "them@example.com"})
+    theirs = stripe_client().v1.payment_intents.create(
+        params={
+            "amount": 1000,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+        }
+    )
+    stored = deliver(event("refund.created", refund_of(theirs.id)))
+    assert stored.status == StripeEvent.Status.NOT_OURS
+    assert not Refund.objects.exists()
 
 
 def test_not_ours_events_are_listed_apart_in_the_admin():
@@ -255,3 +272,28 @@ def test_refund_all_never_asks_more_than_the_payment_has_left(api, staff_api, st
     assert resp.json()["amount"] == order.amount
     [at_stripe] = stripe_client().v1.refunds.list(params={"limit": 100}).data
     assert at_stripe.amount == order.amount
+
+
+def test_refund_all_after_a_partial_refund_asks_only_what_the_payment_has_left(
+    api, staff_api, stripe_server
+):
+    order = Order.objects.get(pk=api.post("/payments/create/", BUY_100).json()["order_id"])
+    part = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {"amount": "4.00"})
+    assert part.status_code == 201, part.content
+    second = PaymentFactory(
+        order=order, status="succeeded", amount_received=order.amount, stripe_charge_id="ch_2"
+    )
+    Refund.objects.create(
+        order=order,
+        payment=second,
+        amount=order.amount,
+        currency=order.currency,
+        source=Refund.Source.AUTOMATIC,
+        status=Refund.Status.FAILED,
+        reverses_order=False,
+    )
+    resp = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {})
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["amount"] == 600
+    at_stripe = stripe_client().v1.refunds.list(params={"limit": 100}).data
+    assert sorted(r.amount for r in at_stripe) == [400, 600]

@@ -10,6 +10,7 @@ fulfilled once.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -310,6 +311,35 @@ def test_a_second_success_seen_before_its_row_is_refunded_and_the_first_kept(use
     assert (refund.source, refund.reverses_order) == ("automatic", False)
     assert Fulfilment.objects.filter(order=order).count() == 1
     assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_a_second_success_told_again_applies_nothing_and_is_refunded_once(user):
+    order = OrderFactory(user=user)
+    payment_record(intent=succeeded_intent(order, "pi_first_paid"), target=Order.Status.PAID)
+    second = succeeded_intent(order, "pi_second_told_twice")
+    outcomes = [payment_record(intent=second, target=Order.Status.PAID) for _ in range(2)]
+    assert [o.applied for o in outcomes] == [False, False]
+    assert "paid is stale" in outcomes[1].reason
+    assert Refund.objects.filter(order=order).count() == 1
+
+
+def test_an_older_second_success_told_again_applies_nothing_and_is_refunded_once(user):
+    """The second attempt's success arrives after newer news of it, twice: its row keeps
+    the newer status, its refund is stored once, and nothing counts as applied."""
+    order = OrderFactory(user=user)
+    payment_record(intent=succeeded_intent(order, "pi_first_paid"), target=Order.Status.PAID)
+    second = succeeded_intent(order, "pi_second_late")
+    newer = dataclasses.replace(second, status="processing", amount_received=0)
+    payment_record(intent=newer, target=Order.Status.PROCESSING, as_of=2_000_000_000)
+    outcomes = [
+        payment_record(intent=second, target=Order.Status.PAID, as_of=1_999_999_990)
+        for _ in range(2)
+    ]
+    assert [o.applied for o in outcomes] == [False, False]
+    assert "already being refunded" in outcomes[1].reason
+    [refund] = Refund.objects.filter(order=order)
+    assert refund.payment.stripe_payment_intent_id == "pi_second_late"
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
 
 
 def test_a_saved_card_pays_by_its_id_and_another_users_card_is_404(

@@ -16,7 +16,9 @@ from django.urls import reverse
 from billing.metadata import DEPLOYMENT_KEY, metadata_is_ours
 from billing.models import Order, Payment, Refund, StripeCustomer, StripeEvent
 from billing.services.events import events_drain
+from billing.services.refunds import card_refundable
 from credits.models import CreditTransaction
+from credits.selectors import credits_balance_get
 from tests.billing.conftest import post_webhook
 from tests.billing.factories import OrderFactory, PaymentFactory
 from tests.billing.test_cards import add_card_via_setup_intent
@@ -141,6 +143,19 @@ def test_a_payment_that_is_not_the_orders_never_joins_it_and_refund_all_stays_at
     assert paid_order.status == Order.Status.REFUNDED
 
 
+@pytest.mark.parametrize("amount", [999, 1001])
+def test_news_of_a_first_seen_payment_for_another_amount_never_moves_the_order(amount):
+    order = OrderFactory()
+    obj = payment_intent(
+        id=new_id("pi"), amount=amount, status="processing", metadata=order.metadata
+    )
+    stored = deliver(event("payment_intent.processing", obj))
+    assert stored.status == StripeEvent.Status.FAILED
+    assert "PaymentMismatchError" in stored.last_error
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
+    assert not Payment.objects.exists()
+
+
 def test_a_first_seen_payment_in_another_currency_pays_and_grants_nothing():
     order = OrderFactory()
     stored = deliver(first_seen_success(order, currency="eur"))
@@ -224,6 +239,70 @@ def test_a_payment_first_seen_in_a_webhook_that_no_order_can_take_is_refunded_on
     shown = client_for(order.user).get(f"/payments/orders/{order.pk}/")
     assert shown.status_code == 200
     assert [r["source"] for r in shown.json()["refunds"]] == ["automatic"]
+
+
+def _refunded_at_stripe(payment: dict, amount: int, **metadata: str) -> dict:
+    """Stripe's report of a succeeded refund of a PaymentIntent (an event's object)."""
+    refund = fixture("refund")
+    refund.update(
+        id=new_id("re"),
+        amount=amount,
+        currency="usd",
+        status="succeeded",
+        payment_intent=payment["id"],
+        charge=payment["latest_charge"],
+        metadata=metadata,
+    )
+    return refund
+
+
+def _second_payment_given_back(order: Order) -> tuple[Refund, dict]:
+    """The order paid by its own payment, then by a second one, which is refunded
+    automatically and whose refund Stripe reports succeeded."""
+    _paid_elsewhere(order)
+    second = first_seen_success(order)["data"]["object"]
+    deliver(event("payment_intent.succeeded", second))
+    [refund] = Refund.objects.all()
+    at_stripe = _refunded_at_stripe(second, 1000, **order.metadata, refund_id=str(refund.pk))
+    assert deliver(event("refund.updated", at_stripe)).status == StripeEvent.Status.PROCESSED
+    refund.refresh_from_db()
+    return refund, at_stripe
+
+
+def test_a_second_payment_refunded_at_stripe_gives_back_that_payment_and_the_order_keeps_its_own():
+    order = OrderFactory()
+    refund, at_stripe = _second_payment_given_back(order)
+    assert (refund.status, refund.stripe_refund_id) == (Refund.Status.SUCCEEDED, at_stripe["id"])
+    assert refund.applied_at is not None
+    assert refund.result == {"payment_only": True}
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID  # the credits it bought stay delivered
+    assert credits_balance_get(user_id=order.user_id) == 100
+    assert CreditTransaction.objects.count() == 1
+    payment, refundable = card_refundable(order)
+    assert (payment.stripe_payment_intent_id, refundable) == (
+        order.payments.order_by("id").first().stripe_payment_intent_id,
+        1000,
+    )
+
+
+def test_a_partial_refund_after_a_second_payment_was_given_back_refunds_only_that_part():
+    """The second payment's refund gave back money the order never needed: it is no
+    part of the order's price refunded."""
+    order = OrderFactory()
+    _second_payment_given_back(order)
+    first = order.payments.order_by("id").first()
+    own = {"id": first.stripe_payment_intent_id, "latest_charge": first.stripe_charge_id}
+    assert deliver(event("refund.updated", _refunded_at_stripe(own, 400))).status == "processed"
+    order.refresh_from_db()
+    assert order.status == Order.Status.PARTIALLY_REFUNDED
+    assert credits_balance_get(user_id=order.user_id) == 60
+    assert card_refundable(order) == (first, 600)
+
+    deliver(event("refund.updated", _refunded_at_stripe(own, 600)))
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
+    assert credits_balance_get(user_id=order.user_id) == 0
 
 
 @pytest.mark.parametrize("state", ["canceled", "paid"])

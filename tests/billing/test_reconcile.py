@@ -67,6 +67,32 @@ def test_a_stuck_order_is_read_again_from_stripe(api, user, stripe_server):
     assert credits_balance_get(user_id=user.pk) == 100
 
 
+def test_a_stuck_order_whose_buyer_never_tried_to_pay_stays_pending(api, stripe_server):
+    body = api.post("/payments/create/", BUY_100).json()  # no card: Stripe waits for one
+    Order.objects.filter(pk=body["order_id"]).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert orders_stuck_recheck(older_than=timedelta(minutes=30)) == (1, 0)
+    order = Order.objects.get(pk=body["order_id"])
+    assert (order.status, order.failure_code) == (Order.Status.PENDING, "")
+
+
+def test_a_stuck_order_whose_card_was_declined_at_stripe_fails_with_the_decline(api, stripe_server):
+    from tests.billing.test_e2e_payments import card
+
+    body = api.post("/payments/create/", BUY_100).json()
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    intent_id = body["payment_intent_id"]
+    client.v1.payment_intents.update(intent_id, params={"payment_method": card("4000000000000341")})
+    with pytest.raises(stripe.CardError):  # in the browser; its webhook never reaches us
+        client.v1.payment_intents.confirm(intent_id)
+    Order.objects.filter(pk=body["order_id"]).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert orders_stuck_recheck(older_than=timedelta(minutes=30)) == (1, 1)
+    order = Order.objects.get(pk=body["order_id"])
+    assert order.status == Order.Status.FAILED
+    assert order.failure_code
+
+
 def test_the_command_reports_what_it_did_with_progress(api, stripe_server):
     body = api.post("/payments/create/", BUY_100).json()
     pay_in_the_browser(body["payment_intent_id"])

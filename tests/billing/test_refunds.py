@@ -76,6 +76,75 @@ def test_refunding_more_than_was_captured_is_409_and_nothing_reaches_stripe(staf
     assert Refund.objects.count() == 1
 
 
+def test_while_a_refund_of_everything_is_on_its_way_no_other_refund_is_taken(staff_api, paid_order):
+    in_flight = Refund.objects.create(
+        order=paid_order,
+        payment=paid_order.payments.get(),
+        amount=1000,
+        currency="usd",
+        source=Refund.Source.STAFF,
+    )
+    for body in ({}, {"amount": "0.01"}):
+        resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", body)
+        assert resp.status_code == 409, body
+        assert resp.json()["code"] == "refund_exceeds_captured"
+        assert resp.json()["extra"]["refundable"] == 0
+    assert list(Refund.objects.all()) == [in_flight]
+    assert stripe_refunds() == []
+
+
+def test_what_is_left_to_refund_is_never_below_zero(staff_api, paid_order):
+    """A request of ours still on its way, and a refund made meanwhile in Stripe's
+    dashboard, together hold more than the payment: nothing is left, not less."""
+    payment = paid_order.payments.get()
+    Refund.objects.create(
+        order=paid_order, payment=payment, amount=1000, currency="usd", source="staff"
+    )
+    post_webhook(event("refund.updated", refund_obj(payment, 600)))
+    events_drain()
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.PARTIALLY_REFUNDED
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    assert resp.status_code == 409
+    assert (resp.json()["extra"]["refundable"], resp.json()["extra"]["requested"]) == (0, 0)
+
+
+def test_one_minor_unit_can_be_refunded_and_then_exactly_the_rest(staff_api, user, paid_order):
+    smallest = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "0.01"})
+    assert smallest.status_code == 201, smallest.content
+    assert smallest.json()["amount"] == 1
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.PARTIALLY_REFUNDED
+    assert credits_balance_get(user_id=user.pk) == 100  # a cent is worth no whole credit
+
+    too_much = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "10.00"})
+    assert too_much.status_code == 409
+    assert too_much.json()["extra"]["refundable"] == 999
+    rest = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "9.99"})
+    assert rest.status_code == 201, rest.content
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.REFUNDED
+    assert credits_balance_get(user_id=user.pk) == 0
+    assert sorted(r.amount for r in stripe_refunds()) == [1, 999]
+
+
+def test_a_long_reason_is_kept_to_500_characters_here_and_at_stripe(user, paid_order):
+    from billing.services.refunds import refund_create
+
+    reason = "The buyer wrote at length. " * 30
+    refund = refund_create(order_id=paid_order.pk, amount="2.50", reason=reason)
+    assert refund.status == Refund.Status.SUCCEEDED
+    assert refund.reason == reason[:500]
+    [at_stripe] = stripe_refunds()
+    assert (at_stripe.amount, at_stripe.metadata["reason"]) == (250, reason[:500])
+
+
+def test_stripe_is_told_a_staff_refund_was_requested_by_the_customer(staff_api, paid_order):
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "1.00"})
+    assert resp.status_code == 201, resp.content
+    assert [(r.amount, r.reason) for r in stripe_refunds()] == [(100, "requested_by_customer")]
+
+
 def test_a_refund_after_spending_leaves_a_debt_that_blocks_spending(staff_api, user, paid_order):
     credits_spend(user_id=user.pk, amount=90, reference="coffee")
     staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
@@ -179,6 +248,14 @@ def test_a_pending_refund_applies_only_when_it_succeeds(paid_payment):
     events_drain()
     assert Refund.objects.get().applied_at is not None
     assert credits_balance_get(user_id=paid_payment.order.user_id) == 50
+
+
+def test_the_event_of_a_refund_still_pending_says_so(paid_payment):
+    refund = refund_obj(paid_payment, 500, status="pending")
+    post_webhook(event("refund.created", refund))
+    events_drain()
+    stored = StripeEvent.objects.get(type="refund.created")
+    assert (stored.status, stored.last_error) == ("processed", f"refund {refund['id']} is pending")
 
 
 def test_a_failed_refund_is_recorded_and_nothing_is_reversed(paid_payment):
@@ -287,7 +364,7 @@ def test_an_undeliverable_paid_order_is_refunded_automatically_with_the_reason(a
         assert order.status == Order.Status.REFUNDED
         assert order.failure_code == "fulfilment_impossible"
         assert order.failure_message == "The last seat was taken while you paid."
-        assert [r.amount for r in stripe_refunds()] == [1500]
+        assert [(r.amount, r.reason) for r in stripe_refunds()] == [(1500, "duplicate")]
         seen = api.get(f"/payments/orders/{order.pk}/").json()
         assert seen["status"] == "refunded"
         assert seen["failure_message"] == "The last seat was taken while you paid."
@@ -409,11 +486,93 @@ def test_a_refund_whose_apply_fails_is_applied_later_and_never_sent_again(
             refunds_resume()
         assert len(stripe_refunds()) == 1  # never sent again
         plugin.healed = True
-        refunds_resume()
+        assert refunds_resume() == 1  # the one refund it applied
         refund.refresh_from_db()
         assert refund.result == {"reversed": 300}
         assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
         assert len(stripe_refunds()) == 1
+
+
+def test_the_sweep_leaves_a_refund_whose_request_just_started_to_that_request(
+    staff_user, paid_order, stripe_server
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.services.refunds import refunds_resume
+
+    payment = paid_order.payments.get()
+    just_started, over_a_minute = (
+        Refund.objects.create(
+            order=paid_order, payment=payment, amount=100, currency="usd", source="staff"
+        )
+        for _ in range(2)
+    )
+    a_minute_ago = timezone.now() - timedelta(seconds=61)
+    Refund.objects.filter(pk=over_a_minute.pk).update(
+        created_at=a_minute_ago, submitted_at=a_minute_ago
+    )
+    assert refunds_resume() == 1
+    just_started.refresh_from_db()
+    over_a_minute.refresh_from_db()
+    assert (just_started.stripe_refund_id, just_started.submitted_at) == (None, None)
+    assert over_a_minute.status == Refund.Status.SUCCEEDED
+    assert [r.amount for r in stripe_refunds()] == [100]
+
+
+def test_a_refund_that_has_not_succeeded_is_never_applied(paid_payment):
+    from billing.services.refunds import refund_apply
+
+    for status in (Refund.Status.PENDING, Refund.Status.FAILED):
+        refund = Refund.objects.create(
+            order=paid_payment.order,
+            payment=paid_payment,
+            amount=1000,
+            currency="usd",
+            source="staff",
+            status=status,
+        )
+        assert "needs nothing more" in refund_apply(refund_id=refund.pk)
+        refund.refresh_from_db()
+        assert refund.applied_at is None
+    assert Order.objects.get(pk=paid_payment.order_id).status == Order.Status.PAID
+    assert credits_balance_get(user_id=paid_payment.order.user_id) == 100
+
+
+def test_a_refund_goes_to_the_payment_that_took_the_money_not_an_earlier_attempt(
+    user, stripe_server
+):
+    from billing.services.refunds import refund_create
+    from tests.billing.factories import OrderFactory
+
+    order = OrderFactory(user=user)
+    PaymentFactory(order=order, status="requires_payment_method", amount_received=0)
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    paying = client.v1.payment_intents.create(
+        params={
+            "amount": 1000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": dict(order.metadata),
+        }
+    )
+    post_webhook(
+        event(
+            "payment_intent.succeeded",
+            payment_intent(id=paying.id, amount=1000, metadata=order.metadata),
+        )
+    )
+    events_drain()
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+
+    refund = refund_create(order_id=order.pk, amount=None)
+    assert (refund.status, refund.amount) == (Refund.Status.SUCCEEDED, 1000)
+    assert refund.payment.stripe_payment_intent_id == paying.id
+    assert Order.objects.get(pk=order.pk).status == Order.Status.REFUNDED
 
 
 def test_a_refund_that_may_have_reached_stripe_is_looked_up_not_resent(
@@ -488,6 +647,16 @@ def test_a_refund_stripe_refuses_for_good_fails_and_does_not_stop_the_sweep(
     good.refresh_from_db()
     assert bad.status == Refund.Status.FAILED
     assert good.status == Refund.Status.SUCCEEDED
+
+
+def test_a_long_failure_reason_from_stripe_is_kept_to_500_characters(paid_payment):
+    why = "The bank returned the refund: " + "account closed; " * 40
+    post_webhook(
+        event("refund.failed", refund_obj(paid_payment, 500, "failed", failure_reason=why))
+    )
+    events_drain()
+    stored = Refund.objects.get()
+    assert (stored.status, stored.failure_reason) == (Refund.Status.FAILED, why[:500])
 
 
 def test_an_older_refund_report_does_not_move_its_status_back(paid_payment):

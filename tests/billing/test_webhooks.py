@@ -109,6 +109,19 @@ def test_two_events_for_one_payment_fulfil_once(payment):
     assert notes == ["order is now paid", "order is paid; paid is stale"]
 
 
+def test_two_events_for_a_payment_of_one_minor_unit_pay_once_and_refund_nothing():
+    from billing.models import Refund
+
+    payment = PaymentFactory(order__amount=1)
+    post_webhook(succeeded(payment))
+    post_webhook(succeeded(payment))
+    assert events_drain() == 2
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.PAID
+    assert not Refund.objects.exists()
+    notes = sorted(StripeEvent.objects.values_list("last_error", flat=True))
+    assert notes == ["order is now paid", "order is paid; paid is stale"]
+
+
 def test_payment_failed_after_succeeded_leaves_the_order_paid(payment):
     post_webhook(succeeded(payment))
     events_drain()
@@ -441,6 +454,69 @@ def test_older_news_does_not_move_an_unpaid_order_backwards(payment):
     post_webhook(processing)  # delivered late
     events_drain()
     assert Order.objects.get(pk=payment.order_id).status == Order.Status.FAILED
+
+
+def processing(payment):
+    obj = payment_intent(
+        id=payment.stripe_payment_intent_id,
+        amount=1000,
+        status="processing",
+        metadata=payment.order.metadata,
+    )
+    return event("payment_intent.processing", obj)
+
+
+def test_news_from_the_same_second_as_the_last_is_not_older_and_applies(payment):
+    declined = failed(payment)
+    declined["created"] = (news := processing(payment))["created"]
+    post_webhook(news)
+    events_drain()
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.PROCESSING
+    post_webhook(declined)
+    events_drain()
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.FAILED
+
+
+def test_a_decline_longer_than_the_order_keeps_is_kept_to_its_first_characters(payment):
+    code, message = "card_declined_" + "x" * 120, "Your card was declined. " * 30
+    declined = failed(payment)
+    declined["data"]["object"]["last_payment_error"].update(decline_code=code, message=message)
+    post_webhook(declined)
+    events_drain()
+    order = Order.objects.get(pk=payment.order_id)
+    assert order.status == Order.Status.FAILED
+    assert (order.failure_code, order.failure_message) == (code[:100], message[:500])
+
+
+def test_a_success_older_than_the_last_news_still_pays_the_order(payment):
+    news = processing(payment)
+    paid = succeeded(payment)
+    paid["created"] = news["created"] - 5
+    post_webhook(news)
+    events_drain()
+    post_webhook(paid)  # delivered late
+    events_drain()
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.PAID
+    assert credits_balance_get(user_id=payment.order.user_id) == 100
+
+
+def test_reading_the_payment_from_stripe_keeps_older_news_stale(payment):
+    """The order's payment read again from Stripe (a request, or the stuck-order
+    recheck) carries no event time: news older than the last event stays stale."""
+    from billing.services.payments import payment_record
+    from billing.stripe_objects import payment_intent_from_payload
+
+    news = processing(payment)
+    post_webhook(news)
+    events_drain()
+    read_again = payment_intent_from_payload(news["data"]["object"])
+    assert not payment_record(intent=read_again, target=Order.Status.PROCESSING).applied
+    declined = failed(payment)
+    declined["created"] = news["created"] - 5
+    post_webhook(declined)
+    events_drain()
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.PROCESSING
+    assert "stale" in StripeEvent.objects.get(stripe_id=declined["id"]).last_error
 
 
 def test_a_payment_that_succeeds_after_the_order_was_canceled_is_refunded(payment):
