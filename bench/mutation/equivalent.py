@@ -113,6 +113,14 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "only whether there is more than one upcoming session is asked: 3 rows or 2 "
         "answer it alike",
     ),
+    (
+        "billing/services/credit_refunds.py",
+        "order.credits - credits_before,",
+        "order.credits + credits_before,",
+        "the buyer cancels only a paid order paid with credits, and each credits refund of "
+        "such an order is applied in the transaction that stores it, which moves the order "
+        "on from paid for good: nothing has come back yet, credits_before is 0",
+    ),
 ]
 
 

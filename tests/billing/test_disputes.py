@@ -320,6 +320,38 @@ def test_a_dispute_after_a_partial_refund_freezes_and_takes_only_what_is_left(
     assert paid_order.status == Order.Status.REFUNDED
 
 
+def test_a_lost_dispute_of_an_order_paid_twice_takes_only_what_the_order_has_left(
+    api, staff_api, user, paid_order
+):
+    """A second payment of the paid order is money being given back, not more of the
+    order: a lost dispute after a partial refund reverses the rest of the price only."""
+    dp = dispute_obj(paid_order)  # of the first payment, all 10.00 of it
+    second = PaymentFactory(order=paid_order)
+    twice = payment_intent(
+        id=second.stripe_payment_intent_id,
+        amount=paid_order.amount,
+        metadata=paid_order.metadata,
+    )
+    deliver("payment_intent.succeeded", twice, at=int(time.time()))
+    second.refresh_from_db()
+    assert second.amount_received == paid_order.amount
+    assert Refund.objects.get(payment=second).reverses_order is False
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "4.00"})
+    assert resp.status_code == 201, resp.content
+    assert credits_balance_get(user_id=user.pk) == 60
+
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    assert credits_frozen_get(user_id=user.pk) == 60
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+
+    reversal = Refund.objects.get(source=Refund.Source.DISPUTE)
+    assert reversal.amount == 600
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.REFUNDED
+
+
 def test_a_dispute_of_ours_with_no_payment_row_yet_waits_and_is_not_called_foreign(
     stripe_server,
 ):

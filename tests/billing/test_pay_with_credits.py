@@ -23,7 +23,7 @@ from credits.services import credits_grant
 from platform_core.auth import api_token_create
 from tests.billing.conftest import in_threads
 from tests.billing.test_e2e_payments import BUY_100, Http, card
-from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
+from tests.bookings.factories import PackageItemFactory, ServiceFactory, ServiceSessionFactory
 from tests.conftest import PASSWORD
 from tollgate_testing.api import ApiClient
 
@@ -333,6 +333,28 @@ def test_a_booking_past_its_cut_off_is_not_cancelled(http, live_stripe, user):
     assert refused.json()["extra"]["cancellable_until"]
     assert balance_whole(user) == 0
     assert Booking.objects.get(order_id=order_id).status == Booking.Status.CONFIRMED
+
+
+def test_a_package_with_nothing_scheduled_yet_is_not_cancelled_by_its_buyer(
+    http, live_stripe, user
+):
+    """Its 1-on-1 units are booked later: no start, so no cut-off the buyer could cancel by."""
+    call = ServiceFactory(kind=Service.Kind.SESSION, price=8000)
+    calls = ServiceFactory(kind=Service.Kind.PACKAGE, price=16000, credit_price=30)
+    PackageItemFactory(package=calls, item_service=call, quantity=2)
+    fund(user, 30)
+    bought = http.post("/payments/create/", book(calls, payment_type="credits"))
+    assert bought.status_code == 201, bought.text
+    order_id = bought.json()["order_id"]
+    assert Order.objects.get(pk=order_id).cancellable_until is None
+
+    refused = http.post(f"/payments/orders/{order_id}/cancel/", {})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["message"].endswith("can no longer be cancelled by its buyer.")
+    assert refused.json()["extra"]["cancellable_until"] is None
+    assert balance_whole(user) == 0
+    assert Order.objects.get(pk=order_id).status == Order.Status.PAID
+    assert not Refund.objects.filter(order_id=order_id).exists()
 
 
 def test_card_rest_rounds_up_to_the_currency_step():
