@@ -121,6 +121,12 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "such an order is applied in the transaction that stores it, which moves the order "
         "on from paid for good: nothing has come back yet, credits_before is 0",
     ),
+    (
+        "billing/services/credit_refunds.py",
+        'return sums["c"] or 0, sums["v"] or 0',
+        'return sums["c"] or 0, sums["v"] and 0',
+        "every caller of `_credits_back_so_far` takes the credits and throws the value away",
+    ),
 ]
 
 

@@ -323,6 +323,27 @@ def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe
     assert denied.status_code == 403
 
 
+def test_a_card_order_refunded_as_credits_in_parts_gives_its_credit_price_in_all(
+    http, staff_http, live_stripe, user, workshop
+):
+    """10.00 of 45.00 is 8 credits of 40 (8.9 rounded down); the rest carries the
+    fraction, so the two parts give the whole credit price."""
+    order_id = http.post(
+        "/payments/create/", book(workshop, payment_method_id="pm_card_visa")
+    ).json()["order_id"]
+    part = staff_http.post(
+        f"/payments/orders/{order_id}/refunds/", {"to_credits": True, "amount": "10.00"}
+    )
+    assert part.status_code == 201, part.text
+    assert (part.json()["amount"], part.json()["credits"]) == (1000, 8)
+    assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
+    rest = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
+    assert rest.status_code == 201, rest.text
+    assert (rest.json()["amount"], rest.json()["credits"]) == (3500, 32)
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert balance_whole(user) == 40
+
+
 def test_a_booking_past_its_cut_off_is_not_cancelled(http, live_stripe, user):
     soon = ServiceFactory(kind=Service.Kind.WORKSHOP, price=1000, credit_price=10)
     ServiceSessionFactory(service=soon, start=timezone.now() + timedelta(hours=3))
