@@ -301,6 +301,86 @@ def test_a_refund_may_name_its_card_and_credit_parts(http, staff_http, live_stri
     assert balance_whole(user) == 20
 
 
+def test_credits_given_back_in_parts_add_up_to_the_price(
+    http, staff_http, live_stripe, user, workshop
+):
+    """40 credits paid 45.00: each part is worth its share rounded down, and the last
+    part the rest, so the parts refund the whole price and the order is refunded."""
+    fund(user, 40)
+    order_id = http.post("/payments/create/", book(workshop, payment_type="credits")).json()[
+        "order_id"
+    ]
+    for credits in (3, 7):
+        part = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"credits": credits})
+        assert part.status_code == 201, part.text
+        assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
+    rest = staff_http.post(f"/payments/orders/{order_id}/refunds/", {})
+    assert rest.status_code == 201, rest.text
+    refunds = Refund.objects.filter(order_id=order_id).order_by("id")
+    assert [(r.method, r.credits, r.amount) for r in refunds] == [
+        ("credits", 3, 337),
+        ("credits", 7, 788),
+        ("credits", 30, 3375),
+    ]
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert balance_whole(user) == 40
+
+
+def test_a_split_order_refunded_in_parts_splits_each_part_as_it_was_paid(
+    http, staff_http, live_stripe, user, workshop
+):
+    """25 credits (worth 28.12) and 16.88 by card paid 45.00: a part of the price is
+    split in that proportion, each side rounded down; a request beyond what is left
+    on either side, or worth nothing on both, is refused and changes nothing."""
+    fund(user, 25)
+    order_id = http.post(
+        "/payments/create/", book(workshop, apply_credits=True, payment_method_id="pm_card_visa")
+    ).json()["order_id"]
+    order = Order.objects.get(pk=order_id)
+    assert (order.credits, order.credits_value, order.card_amount) == (25, 2812, 1688)
+
+    def refund(body: dict):
+        return staff_http.post(f"/payments/orders/{order_id}/refunds/", body)
+
+    def rows() -> list[tuple]:
+        return [
+            (r.method, r.amount, r.credits)
+            for r in Refund.objects.filter(order_id=order_id).order_by("id")
+        ]
+
+    nothing = refund({"amount": "0.01"})
+    assert nothing.status_code == 409, nothing.text
+    assert nothing.json()["extra"]["requested"] == nothing.json()["extra"]["credits_requested"] == 0
+    assert rows() == []
+
+    part = refund({"amount": "10.00"})
+    assert part.status_code == 201, part.text
+    assert rows() == [("card", 375, 0), ("credits", 562, 5)]
+    assert balance_whole(user) == 5
+
+    card_beyond = refund({"credits": 1, "amount": "13.14"})
+    assert card_beyond.status_code == 409, card_beyond.text
+    assert card_beyond.json()["extra"] == {
+        "order_id": order_id,
+        "refundable": 1313,
+        "credits_refundable": 20,
+        "requested": 1314,
+        "credits_requested": 1,
+    }
+    credits_beyond = refund({"credits": 21})
+    assert credits_beyond.status_code == 409, credits_beyond.text
+    assert credits_beyond.json()["extra"]["credits_requested"] == 21
+    assert credits_beyond.json()["extra"]["credits_refundable"] == 20
+    assert len(rows()) == 2 and balance_whole(user) == 5
+
+    rest = refund({})
+    assert rest.status_code == 201, rest.text
+    assert rows()[2:] == [("card", 1313, 0), ("credits", 2250, 20)]
+    assert sum(amount for _, amount, _ in rows()) == 4500
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert balance_whole(user) == 25
+
+
 def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe, user, workshop):
     paid = http.post("/payments/create/", book(workshop, payment_method_id="pm_card_visa")).json()
     order_id = paid["order_id"]
