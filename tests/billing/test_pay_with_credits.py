@@ -373,9 +373,16 @@ def test_a_split_order_refunded_in_parts_splits_each_part_as_it_was_paid(
     assert credits_beyond.json()["extra"]["credits_refundable"] == 20
     assert len(rows()) == 2 and balance_whole(user) == 5
 
+    card_rest = refund({"credits": 1, "amount": "13.13"})
+    assert card_rest.status_code == 201, card_rest.text
+    assert rows()[2:] == [("card", 1313, 0), ("credits", 112, 1)]
+    no_card_left = refund({"to_credits": True})
+    assert no_card_left.status_code == 409, no_card_left.text
+    assert no_card_left.json()["extra"]["refundable"] == 0
+
     rest = refund({})
     assert rest.status_code == 201, rest.text
-    assert rows()[2:] == [("card", 1313, 0), ("credits", 2250, 20)]
+    assert rows()[4:] == [("credits", 2138, 19)]
     assert sum(amount for _, amount, _ in rows()) == 4500
     assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
     assert balance_whole(user) == 25
@@ -406,21 +413,36 @@ def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe
 def test_a_card_order_refunded_as_credits_in_parts_gives_its_credit_price_in_all(
     http, staff_http, live_stripe, user, workshop
 ):
-    """10.00 of 45.00 is 8 credits of 40 (8.9 rounded down); the rest carries the
-    fraction, so the two parts give the whole credit price."""
+    """11.24 of 45.00 is 9 credits of 40 (9.99 rounded down); the rest carries the
+    fraction, so the two parts give the whole credit price. A part worth less than a
+    credit, or more than the card has left, is refused."""
     order_id = http.post(
         "/payments/create/", book(workshop, payment_method_id="pm_card_visa")
     ).json()["order_id"]
-    part = staff_http.post(
-        f"/payments/orders/{order_id}/refunds/", {"to_credits": True, "amount": "10.00"}
-    )
+
+    def as_credits(**amount):
+        return staff_http.post(
+            f"/payments/orders/{order_id}/refunds/", {"to_credits": True, **amount}
+        )
+
+    cent = as_credits(amount="0.01")
+    assert cent.status_code == 422, cent.text
+    assert cent.json()["extra"]["field"] == "amount"
+    part = as_credits(amount="11.24")
     assert part.status_code == 201, part.text
-    assert (part.json()["amount"], part.json()["credits"]) == (1000, 8)
+    assert (part.json()["amount"], part.json()["credits"]) == (1124, 9)
     assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
-    rest = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
+    beyond = as_credits(amount="33.77")
+    assert beyond.status_code == 409, beyond.text
+    assert (beyond.json()["extra"]["refundable"], beyond.json()["extra"]["requested"]) == (
+        3376,
+        3377,
+    )
+    rest = as_credits()
     assert rest.status_code == 201, rest.text
-    assert (rest.json()["amount"], rest.json()["credits"]) == (3500, 32)
+    assert (rest.json()["amount"], rest.json()["credits"]) == (3376, 31)
     assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert Refund.objects.filter(order_id=order_id).count() == 2
     assert balance_whole(user) == 40
 
 
