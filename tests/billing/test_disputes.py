@@ -195,6 +195,33 @@ def test_a_dispute_of_another_systems_charge_is_recorded_and_not_retried(stripe_
     assert not Refund.objects.exists() and not CreditTransaction.objects.exists()
 
 
+def test_another_systems_payment_naming_one_of_our_order_ids_is_still_not_ours(stripe_server):
+    """Another system on the account keys its PaymentIntents by `order_id` too, and one
+    matches an order of ours, amount and currency included; without this deployment's
+    marker its dispute is recorded as not ours and not retried."""
+    order = OrderFactory(amount=2500, currency="usd")
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    theirs = client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"order_id": str(order.pk)},
+        }
+    ).to_dict()
+    dp = fixture("dispute")
+    dp.update(id=new_id("dp"), amount=2500, charge="ch_theirs", payment_intent=theirs["id"])
+    deliver("charge.dispute.created", dp, at=int(time.time()))
+
+    stored = StripeEvent.objects.get()
+    assert (stored.status, stored.attempts) == ("processed", 1)
+    dispute = Dispute.objects.get()
+    assert (dispute.outcome, dispute.order_id) == ("not_ours", None)
+
+
 def test_a_dispute_before_its_payment_is_recorded_waits_then_freezes(api, user, stripe_server):
     body = api.post("/payments/create/", {"is_credit_purchase": True, "credit_amount": 100})
     order = Order.objects.get(pk=body.json()["order_id"])
