@@ -9,9 +9,13 @@ order's one fulfilment.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
+from django.db import connection
 from django.utils import timezone
 
 from billing.models import Fulfilment, Order, Refund
@@ -607,6 +611,84 @@ def test_a_retried_split_order_takes_the_credits_once(http, live_stripe, user, w
     assert (order.credits, order.payments.count()) == (10, 1)
     assert order.payments.get().amount_received == 3375
     assert balance_whole(user) == 0
+
+
+@pytest.fixture
+def stripe_before_each_refund(settings, stripe_server):
+    """The development Stripe behind a relay that runs `before(path)` as each refund
+    request arrives, then passes the request on: what another member of staff does
+    while a card refund is at Stripe."""
+    upstream = settings.STRIPE_API_BASE
+    waiting: list = []
+
+    class Relay(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.relay(None)
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path.startswith("/v1/refunds") and waiting:
+                try:
+                    waiting.pop(0)()
+                finally:
+                    connection.close()
+            self.relay(body)
+
+        def relay(self, body: bytes | None) -> None:
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            answer = requests.request(
+                self.command, upstream + self.path, data=body, headers=headers, timeout=30
+            )
+            self.send_response(answer.status_code)
+            for name in ("Content-Type", "Request-Id", "Idempotency-Key"):
+                if name in answer.headers:
+                    self.send_header(name, answer.headers[name])
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{server.server_address[1]}"
+    yield waiting.append
+    server.shutdown()
+    server.server_close()
+
+
+def test_credits_given_back_while_the_card_part_is_refunded_are_not_given_twice(
+    user, workshop, stripe_before_each_refund
+):
+    """Staff refund 10.00 to the card and 15 credits; while the card refund is at Stripe,
+    someone else gives back 10 of the order's 20 credits. The card refund stands; the
+    credits part is refused with what is left, and no credit comes back twice."""
+    from billing.services.credit_refunds import refund_order
+    from billing.services.refunds import RefundExceedsCapturedError
+
+    fund(user, 20)
+    token, _ = api_token_create(username=user.username, password=PASSWORD)
+    created = ApiClient(token).post(
+        "/payments/create/", book(workshop, apply_credits=True, payment_method_id="pm_card_visa")
+    )
+    assert created.status_code == 201, created.content
+    order_id = created.json()["order_id"]
+    assert Order.objects.get(pk=order_id).status == Order.Status.PAID
+    stripe_before_each_refund(lambda: refund_order(order_id=order_id, amount=None, credits=10))
+
+    with pytest.raises(RefundExceedsCapturedError) as refused:
+        refund_order(order_id=order_id, amount="10.00", credits=15)
+
+    assert refused.value.extra["credits_refundable"] == 10
+    refunds = Refund.objects.filter(order_id=order_id).order_by("id")
+    assert [(r.method, r.amount, r.credits) for r in refunds] == [
+        ("card", 1000, 0),
+        ("credits", 1125, 10),
+    ]
+    assert all(r.applied_at for r in refunds)
+    assert balance_whole(user) == 10
 
 
 def test_racing_cancels_of_a_split_order_give_the_credits_back_once(stripe_server, user, workshop):
