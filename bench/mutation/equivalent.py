@@ -127,6 +127,30 @@ KNOWN: list[tuple[str, str, str, str]] = [
         'return sums["c"] or 0, sums["v"] and 0',
         "every caller of `_credits_back_so_far` takes the credits and throws the value away",
     ),
+    (
+        "billing/services/disputes.py",
+        '"appeal_under_review": 5,',
+        '"appeal_under_review": 6,',
+        "ranking it with the closed statuses changes no comparison: it ranks below none of "
+        "them either way, and a closed dispute takes no news at all",
+    ),
+    (
+        "billing/services/disputes.py",
+        "as_of < recorded or (as_of == recorded and _rank(data.status) < _rank(dispute.status))",
+        "as_of < recorded or (as_of <= recorded and _rank(data.status) < _rank(dispute.status))",
+        "when `as_of < recorded` the left side already answers, so the right side is only "
+        "read when they are equal",
+    ),
+    *[
+        (
+            "billing/services/disputes.py",
+            "dispute.stripe_event_at = max(as_of, recorded or 0)",
+            f"dispute.stripe_event_at = max(as_of, recorded or {n})",
+            "`as_of` is an event's `created`, a Unix time Stripe stamps (checked non-zero "
+            "just above), so it is above 1 and wins the max over 0, 1 or -1 alike",
+        )
+        for n in (1, -1)
+    ],
 ]
 
 

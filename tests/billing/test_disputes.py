@@ -8,6 +8,7 @@ events arrive, leaving a debt for what was already spent.
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -165,6 +166,42 @@ def test_a_loss_reported_before_the_dispute_opened_debits_once_and_freezes_nothi
     dispute = Dispute.objects.get()
     assert (dispute.status, dispute.frozen_at) == ("lost", None)
     assert CreditTransaction.objects.filter(kind="refund").count() == 1
+
+
+def test_news_of_the_same_second_goes_forward_and_a_closed_dispute_stays_closed(paid_order):
+    """Stripe's `created` has whole seconds: of two reports of one second, the status
+    further along a dispute's life wins, whichever arrives last, and the same status
+    again brings its new details; a later second wins whatever its status; once
+    closed, a dispute stays closed."""
+    dp = dispute_obj(paid_order)
+    t0 = int(time.time())
+
+    def tell(status: str, at: int, **more) -> Dispute:
+        dispute_record(data=dispute_from_payload({**dp, "status": status, **more}), as_of=at)
+        return Dispute.objects.get()
+
+    walk = [
+        "warning_needs_response",
+        "warning_under_review",
+        "needs_response",
+        "under_review",
+        "appeal_needs_response",
+        "appeal_under_review",
+    ]
+    for second, (earlier, further) in enumerate(itertools.pairwise(walk), start=t0):
+        assert tell(earlier, second).status == earlier
+        assert tell(further, second).status == further
+        assert tell(earlier, second).status == further, f"{earlier} after {further}"
+    first = Dispute.objects.get()
+    assert (first.stripe_charge_id, first.currency) == (dp["charge"], "usd")
+    assert first.closed_at is None
+
+    assert tell("needs_response", t0 + 10).status == "needs_response"
+    assert tell("needs_response", t0 + 10, amount=600).amount == 600
+    won = tell("won", t0 + 11)
+    assert (won.status, won.outcome) == ("won", "won")
+    assert won.closed_at is not None
+    assert tell("needs_response", t0 + 12).status == "won"
 
 
 def test_a_dispute_of_another_systems_charge_is_recorded_and_not_retried(stripe_server):
