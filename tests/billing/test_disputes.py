@@ -21,11 +21,13 @@ from billing.models import Dispute, Order, Refund, StripeEvent
 from billing.services.disputes import dispute_record
 from billing.services.events import events_drain
 from billing.stripe_objects import dispute_from_payload
-from bookings.models import Booking
+from bookings.models import Booking, Service
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get, credits_frozen_get, credits_ledger_sum
+from credits.services import credits_grant
 from tests.billing.conftest import in_threads, post_webhook
 from tests.billing.factories import OrderFactory, PaymentFactory
+from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
 from tests.bookings.purchases import purchase
 from tests.stripe_events import event, fixture, new_id, payment_intent
 
@@ -414,6 +416,65 @@ def test_a_lost_dispute_of_an_order_paid_twice_takes_only_what_the_order_has_lef
     assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
     paid_order.refresh_from_db()
     assert paid_order.status == Order.Status.REFUNDED
+
+
+def test_a_lost_dispute_of_a_split_orders_card_payment_takes_what_the_card_has_left(
+    api, staff_api, user, stripe_server
+):
+    """45.00 paid with 20 credits and 22.50 by card; 10.00 refunded (5.00 to the card,
+    4 credits back). The buyer disputes all 22.50 of the card payment and loses: the
+    reversal is what the card has left, 17.50."""
+    service = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, credit_price=40)
+    ServiceSessionFactory(service=service)
+    credits_grant(user_id=user.pk, amount=20, reference="fund")
+    body = api.post(
+        "/payments/create/",
+        {"service_id": service.pk, "apply_credits": True, "payment_method_id": "pm_card_visa"},
+    ).json()
+    order = Order.objects.get(pk=body["order_id"])
+    assert (order.status, order.card_amount) == (Order.Status.PAID, 2250)
+    resp = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {"amount": "10.00"})
+    assert resp.status_code == 201, resp.content
+    assert sorted((r.method, r.amount) for r in order.refunds.all()) == [
+        ("card", 500),
+        ("credits", 450),
+    ]
+
+    dp = dispute_obj(order, amount=2250)
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+
+    reversal = Refund.objects.get(source=Refund.Source.DISPUTE)
+    assert reversal.amount == 1750
+    assert Booking.objects.get(order_id=order.pk).status == Booking.Status.CANCELED
+
+
+def test_a_dispute_freezes_and_reverses_the_last_cent_and_nothing_once_all_is_refunded(
+    api, staff_api, user, paid_order
+):
+    """An order refunded all but 0.01 still has that cent at stake; one refunded in full
+    has nothing: its dispute freezes nothing and its loss reverses nothing."""
+    refunded = Order.objects.get(pk=api.post("/payments/create/", BUY_100).json()["order_id"])
+    for order, amount in ((paid_order, "9.99"), (refunded, "10.00")):
+        resp = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {"amount": amount})
+        assert resp.status_code == 201, resp.content
+    assert credits_balance_get(user_id=user.pk) == 1  # the credit the last cent paid for
+
+    t0 = int(time.time())
+    for order in (paid_order, refunded):
+        dp = dispute_obj(order)
+        deliver("charge.dispute.created", dp, at=t0)
+        deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+
+    last_cent = Dispute.objects.get(order=paid_order)
+    assert last_cent.frozen_at is not None and last_cent.refund.amount == 1
+    nothing = Dispute.objects.get(order=refunded)
+    assert (nothing.outcome, nothing.frozen_at, nothing.refund) == ("lost", None, None)
+    assert nothing.reversed_at is not None
+    assert Refund.objects.filter(source=Refund.Source.DISPUTE).count() == 1
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
 
 
 def test_a_dispute_of_ours_with_no_payment_row_yet_waits_and_is_not_called_foreign(
