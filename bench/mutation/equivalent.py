@@ -128,6 +128,13 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "every caller of `_credits_back_so_far` takes the credits and throws the value away",
     ),
     (
+        "billing/services/credit_refunds.py",
+        "card_part < 0",
+        "card_part < -1",
+        "the card part is never negative: 0, an amount `to_minor` took (it refuses zero and "
+        "negatives), or a floor of a product of non-negative amounts",
+    ),
+    (
         "billing/services/disputes.py",
         '"appeal_under_review": 5,',
         '"appeal_under_review": 6,',

@@ -392,6 +392,30 @@ def test_a_split_order_refunded_in_parts_splits_each_part_as_it_was_paid(
     assert balance_whole(user) == 25
 
 
+def test_a_split_refund_too_small_for_a_credit_goes_to_the_card_alone(
+    http, staff_http, live_stripe, user, workshop
+):
+    """0.04 of a 45.00 order paid 16.88 by card and 25 credits: 0.01 is the card's share,
+    the rest is worth no whole credit, so the card alone is refunded. A negative number
+    of credits is refused before anything is refunded."""
+    from billing.services.credit_refunds import refund_order
+    from billing.services.refunds import RefundExceedsCapturedError
+
+    fund(user, 25)
+    order_id = http.post(
+        "/payments/create/", book(workshop, apply_credits=True, payment_method_id="pm_card_visa")
+    ).json()["order_id"]
+    with pytest.raises(RefundExceedsCapturedError):
+        refund_order(order_id=order_id, amount=None, credits=-1)
+    assert not Refund.objects.filter(order_id=order_id).exists()
+
+    tiny = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"amount": "0.04"})
+    assert tiny.status_code == 201, tiny.text
+    assert (tiny.json()["method"], tiny.json()["amount"]) == ("card", 1)
+    assert [r.method for r in Refund.objects.filter(order_id=order_id)] == ["card"]
+    assert balance_whole(user) == 0
+
+
 def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe, user, workshop):
     paid = http.post("/payments/create/", book(workshop, payment_method_id="pm_card_visa")).json()
     order_id = paid["order_id"]
