@@ -206,6 +206,22 @@ def test_news_of_the_same_second_goes_forward_and_a_closed_dispute_stays_closed(
     assert tell("needs_response", t0 + 12).status == "won"
 
 
+def test_an_open_disputes_older_news_delivered_late_changes_nothing(paid_order):
+    """The event's own `created` orders the news, not the order of delivery."""
+    dp = dispute_obj(paid_order)
+    t0 = int(time.time())
+    deliver("charge.dispute.updated", {**dp, "status": "under_review"}, at=t0 + 1)
+    deliver("charge.dispute.created", {**dp, "amount": 900}, at=t0)
+
+    dispute = Dispute.objects.get()
+    assert (dispute.status, dispute.amount, dispute.stripe_event_at) == (
+        "under_review",
+        1000,
+        t0 + 1,
+    )
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
 def test_a_dispute_of_another_systems_charge_is_recorded_and_not_retried(stripe_server):
     """Another system on the same Stripe account took a card payment; its customer disputes it."""
     client = stripe.StripeClient(
