@@ -157,6 +157,21 @@ def test_dashboard_refunds_on_charge_refunded_are_applied_once_each(paid_payment
     assert Order.objects.get(pk=paid_payment.order_id).status == Order.Status.REFUNDED
 
 
+def test_the_journal_notes_each_refund_of_a_refunded_charge_or_that_it_has_none(paid_payment):
+    """What staff read for each event in the journal: the refunds it recorded, by id."""
+    first = refund_obj(paid_payment, 300)
+    with_one = post_webhook(charge_refunded(paid_payment, [first]))
+    assert with_one.status_code == 200
+    events_drain()
+    post_webhook(charge_refunded(paid_payment, []))
+    events_drain()
+    notes = [
+        e.last_error for e in StripeEvent.objects.filter(type="charge.refunded").order_by("id")
+    ]
+    assert notes[0].startswith(f"refund {first['id']} applied")
+    assert notes[1] == "no refunds on the charge"
+
+
 def test_refund_updated_before_charge_refunded_applies_once(paid_payment):
     refund = refund_obj(paid_payment, 1000)
     post_webhook(event("refund.updated", refund))
