@@ -135,6 +135,33 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "negatives), or a floor of a product of non-negative amounts",
     ),
     (
+        "billing/services/credit_refunds.py",
+        "if order.order_type == Order.OrderType.CREDIT:",
+        "if order.order_type <= Order.OrderType.CREDIT:",
+        "'credit' sorts first of the order types (credit, direct, subscription), so only a "
+        "credit order is <= it",
+    ),
+    (
+        "billing/services/disputes.py",
+        "if order.status == Order.Status.CANCELED:",
+        "if order.status <= Order.Status.CANCELED:",
+        "'canceled' sorts before every other order status, so only a canceled order is <= it",
+    ),
+    (
+        "billing/services/disputes.py",
+        'state = "lost" if dispute.outcome == Outcome.LOST else "won"',
+        'state = "lost" if dispute.outcome is Outcome.LOST else "won"',
+        "the outcome was set just above from `_outcome`, which answers the `Outcome` members "
+        "themselves, so `is` answers as `==`",
+    ),
+    (
+        "billing/services/disputes.py",
+        "if dispute.outcome == Outcome.LOST and dispute.reversed_at is None:",
+        "if dispute.outcome is Outcome.LOST and dispute.reversed_at is None:",
+        "the outcome was set just above from `_outcome`, which answers the `Outcome` members "
+        "themselves, so `is` answers as `==`",
+    ),
+    (
         "billing/services/disputes.py",
         '"appeal_under_review": 5,',
         '"appeal_under_review": 6,',

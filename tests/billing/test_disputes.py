@@ -220,6 +220,8 @@ def test_an_open_disputes_older_news_delivered_late_changes_nothing(paid_order):
         t0 + 1,
     )
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+    fresh, late = StripeEvent.objects.order_by("id").values_list("last_error", flat=True)
+    assert "(older news)" not in fresh and "(older news)" in late
 
 
 def test_a_dispute_of_another_systems_charge_is_recorded_and_not_retried(stripe_server):
@@ -340,6 +342,46 @@ def test_a_won_dispute_restores_the_workshop_booking(api, user, stripe_server, w
     deliver("charge.dispute.closed", {**dp, "status": "won"}, at=t0 + 1)
     booking = Booking.objects.get()
     assert (booking.status, booking.disputed_at) == (Booking.Status.CONFIRMED, None)
+
+
+def test_an_inquiry_closed_without_a_dispute_restores_the_workshop_booking(
+    api, user, stripe_server, workshop
+):
+    session = workshop.sessions.get()
+    resp = api.post("/payments/create/", purchase(workshop, {"service_session_id": session.pk}))
+    order = Order.objects.get(pk=resp.json()["order_id"])
+    dp = dispute_obj(order, status="warning_needs_response")
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    assert Booking.objects.get().disputed_at is not None
+    deliver("charge.dispute.closed", {**dp, "status": "warning_closed"}, at=t0 + 1)
+    booking = Booking.objects.get()
+    assert (booking.status, booking.disputed_at) == (Booking.Status.CONFIRMED, None)
+    dispute = Dispute.objects.get()
+    assert (dispute.outcome, dispute.reversed_at) == ("closed", None)
+    assert not Refund.objects.filter(source=Refund.Source.DISPUTE).exists()
+
+
+def test_a_dispute_of_a_payment_that_came_after_the_order_was_canceled_takes_nothing(user):
+    """The late payment is refunded automatically and the order delivered nothing: its
+    dispute freezes nothing and, lost, reverses nothing."""
+    payment = PaymentFactory(order__user=user)
+    Order.objects.filter(pk=payment.order_id).update(status=Order.Status.CANCELED)
+    late = payment_intent(
+        id=payment.stripe_payment_intent_id, amount=1000, metadata=payment.order.metadata
+    )
+    deliver("payment_intent.succeeded", late, at=int(time.time()))
+    order = Order.objects.get(pk=payment.order_id)
+    dp = dispute_obj(order)
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+
+    dispute = Dispute.objects.get()
+    assert (dispute.outcome, dispute.frozen_at, dispute.reversed_at) == ("lost", None, None)
+    assert not Refund.objects.filter(source=Refund.Source.DISPUTE).exists()
+    assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELED
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
 
 
 # --- what the reader takes, and the harder paths ------------------------------------

@@ -359,6 +359,7 @@ def test_a_split_order_refunded_in_parts_splits_each_part_as_it_was_paid(
 
     part = refund({"amount": "10.00"})
     assert part.status_code == 201, part.text
+    assert part.json()["method"] == "card"  # of both parts, the answer is the card's
     assert rows() == [("card", 375, 0), ("credits", 562, 5)]
     assert balance_whole(user) == 5
 
@@ -414,6 +415,25 @@ def test_a_split_refund_too_small_for_a_credit_goes_to_the_card_alone(
     assert (tiny.json()["method"], tiny.json()["amount"]) == ("card", 1)
     assert [r.method for r in Refund.objects.filter(order_id=order_id)] == ["card"]
     assert balance_whole(user) == 0
+
+
+def test_a_long_refund_reason_is_kept_to_its_first_500_characters(
+    http, live_stripe, user, workshop
+):
+    from billing.services.credit_refunds import refund_as_credits, refund_order
+
+    fund(user, 40)
+    paid_with_credits = http.post(
+        "/payments/create/", book(workshop, payment_type="credits")
+    ).json()["order_id"]
+    paid_by_card = http.post(
+        "/payments/create/", book(workshop, payment_method_id="pm_card_visa")
+    ).json()["order_id"]
+    reason = "r" * 499 + "st" + "u" * 99
+    back = refund_order(order_id=paid_with_credits, amount=None, reason=reason)
+    as_credits = refund_as_credits(order_id=paid_by_card, amount=None, reason=reason)
+    for refund in (back, as_credits):
+        assert Refund.objects.get(pk=refund.pk).reason == "r" * 499 + "s"
 
 
 def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe, user, workshop):

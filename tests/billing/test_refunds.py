@@ -76,6 +76,14 @@ def test_refunding_more_than_was_captured_is_409_and_nothing_reaches_stripe(staf
     assert Refund.objects.count() == 1
 
 
+def test_a_credit_pack_is_refunded_to_the_card_never_as_credits(staff_api, user, paid_order):
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"to_credits": True})
+    assert resp.status_code == 422, resp.content
+    assert resp.json()["extra"]["field"] == "to_credits"
+    assert not Refund.objects.exists()
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
 def test_a_refund_after_spending_leaves_a_debt_that_blocks_spending(staff_api, user, paid_order):
     credits_spend(user_id=user.pk, amount=90, reference="coffee")
     staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
