@@ -436,6 +436,22 @@ def test_a_long_refund_reason_is_kept_to_its_first_500_characters(
         assert Refund.objects.get(pk=refund.pk).reason == "r" * 499 + "s"
 
 
+def test_an_order_in_another_currency_with_no_credit_price_is_refunded_to_the_card_only(
+    http, staff_http, live_stripe, user
+):
+    """Credits are sold in USD: money in EUR has no credit rate to turn it into credits."""
+    in_euros = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, currency="eur")
+    ServiceSessionFactory(service=in_euros)
+    paid = http.post("/payments/create/", book(in_euros, payment_method_id="pm_card_visa"))
+    assert paid.status_code == 201, paid.text
+    order_id = paid.json()["order_id"]
+    refused = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["extra"]["field"] == "to_credits"
+    assert not Refund.objects.filter(order_id=order_id).exists()
+    assert balance_whole(user) == 0
+
+
 def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe, user, workshop):
     paid = http.post("/payments/create/", book(workshop, payment_method_id="pm_card_visa")).json()
     order_id = paid["order_id"]
