@@ -251,6 +251,78 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for op in ("<", ">")
     ],
+    (
+        "billing/services/credit_refunds.py",
+        "order.credits - credits_before,",
+        "order.credits + credits_before,",
+        "the buyer cancels only a paid order paid with credits, and each credits refund of "
+        "such an order is applied in the transaction that stores it, which moves the order "
+        "on from paid for good: nothing has come back yet, credits_before is 0",
+    ),
+    (
+        "billing/services/credit_refunds.py",
+        'return sums["c"] or 0, sums["v"] or 0',
+        'return sums["c"] or 0, sums["v"] and 0',
+        "every caller of `_credits_back_so_far` takes the credits and throws the value away",
+    ),
+    (
+        "billing/services/credit_refunds.py",
+        "card_part < 0",
+        "card_part < -1",
+        "the card part is never negative: 0, an amount `to_minor` took (it refuses zero and "
+        "negatives), or a floor of a product of non-negative amounts",
+    ),
+    (
+        "billing/services/credit_refunds.py",
+        "if order.order_type == Order.OrderType.CREDIT:",
+        "if order.order_type <= Order.OrderType.CREDIT:",
+        "'credit' sorts first of the order types (credit, direct, subscription), so only a "
+        "credit order is <= it",
+    ),
+    (
+        "billing/services/disputes.py",
+        "if order.status == Order.Status.CANCELED:",
+        "if order.status <= Order.Status.CANCELED:",
+        "'canceled' sorts before every other order status, so only a canceled order is <= it",
+    ),
+    (
+        "billing/services/disputes.py",
+        'state = "lost" if dispute.outcome == Outcome.LOST else "won"',
+        'state = "lost" if dispute.outcome is Outcome.LOST else "won"',
+        "the outcome was set just above from `_outcome`, which answers the `Outcome` members "
+        "themselves, so `is` answers as `==`",
+    ),
+    (
+        "billing/services/disputes.py",
+        "if dispute.outcome == Outcome.LOST and dispute.reversed_at is None:",
+        "if dispute.outcome is Outcome.LOST and dispute.reversed_at is None:",
+        "the outcome was set just above from `_outcome`, which answers the `Outcome` members "
+        "themselves, so `is` answers as `==`",
+    ),
+    (
+        "billing/services/disputes.py",
+        '"appeal_under_review": 5,',
+        '"appeal_under_review": 6,',
+        "ranking it with the closed statuses changes no comparison: it ranks below none of "
+        "them either way, and a closed dispute takes no news at all",
+    ),
+    (
+        "billing/services/disputes.py",
+        "as_of < recorded or (as_of == recorded and _rank(data.status) < _rank(dispute.status))",
+        "as_of < recorded or (as_of <= recorded and _rank(data.status) < _rank(dispute.status))",
+        "when `as_of < recorded` the left side already answers, so the right side is only "
+        "read when they are equal",
+    ),
+    *[
+        (
+            "billing/services/disputes.py",
+            "dispute.stripe_event_at = max(as_of, recorded or 0)",
+            f"dispute.stripe_event_at = max(as_of, recorded or {n})",
+            "`as_of` is an event's `created`, a Unix time Stripe stamps (checked non-zero "
+            "just above), so it is above 1 and wins the max over 0, 1 or -1 alike",
+        )
+        for n in (1, -1)
+    ],
 ]
 
 

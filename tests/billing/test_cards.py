@@ -10,7 +10,7 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, connection
 
-from billing.models import CardSetup, Order, SavedPaymentMethod, StripeCustomer
+from billing.models import CardSetup, Order, SavedPaymentMethod, StripeCustomer, StripeEvent
 from billing.services.cards import stripe_customer_get_or_create
 from billing.services.events import events_drain
 from tests.billing.conftest import post_webhook
@@ -233,6 +233,18 @@ def test_a_card_event_for_a_stranger_saves_nothing(db):
     post_webhook(event("payment_method.attached", method))
     events_drain()
     assert not SavedPaymentMethod.objects.exists()
+
+
+def test_the_journal_says_whether_a_card_event_saved_a_card(user):
+    StripeCustomer.objects.create(user=user, stripe_customer_id="cus_known")
+    for pm_id, customer in (("pm_known", "cus_known"), ("pm_stranger", "cus_not_ours")):
+        method = fixture("payment_method")
+        method.update(id=pm_id, customer=customer)
+        post_webhook(event("payment_method.attached", method))
+        events_drain()
+    notes = [e.last_error for e in StripeEvent.objects.order_by("id")]
+    assert notes == ["card saved", "not a customer of ours"]
+    assert [c.stripe_payment_method_id for c in SavedPaymentMethod.objects.all()] == ["pm_known"]
 
 
 def test_setup_intent_succeeded_saves_the_card_without_a_listing(api, user, stripe_server):

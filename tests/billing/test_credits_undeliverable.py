@@ -109,6 +109,32 @@ def test_a_long_reason_for_an_undeliverable_order_is_kept_to_its_first_500_chara
     ]
 
 
+def test_credits_on_their_way_back_from_an_undelivered_order_are_not_refunded_again(
+    api, staff_api, user, stripe_server, sold_out
+):
+    """Until the worker applies the automatic give-back, staff asking for the order's
+    credits (or all that is left) are refused: the credits come back once."""
+    credits_grant(user_id=user.pk, amount=10, reference="fund")
+    body = api.post(
+        "/payments/create/",
+        {"purchase_type": "sold-out", "apply_credits": True, "payment_method_id": "pm_card_visa"},
+    ).json()
+    order = Order.objects.get(pk=body["order_id"])
+    pending = Refund.objects.get(order=order, method=Refund.Method.CREDITS)
+    assert pending.applied_at is None
+
+    again = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {"credits": 5})
+    assert again.status_code == 409, again.content
+    assert again.json()["extra"]["credits_refundable"] == 0
+    everything = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {})
+    assert everything.status_code == 409, everything.content
+    assert Refund.objects.filter(order=order).count() == 2
+    assert balance(user) == 0
+
+    refund_apply(refund_id=pending.pk)
+    assert balance(user) == 10
+
+
 def test_an_order_paid_only_with_credits_that_cannot_be_delivered_is_not_created(
     api, user, stripe_server, sold_out
 ):

@@ -8,6 +8,7 @@ events arrive, leaving a debt for what was already spent.
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -20,11 +21,13 @@ from billing.models import Dispute, Order, Refund, StripeEvent
 from billing.services.disputes import dispute_record
 from billing.services.events import events_drain
 from billing.stripe_objects import dispute_from_payload
-from bookings.models import Booking
+from bookings.models import Booking, Service
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get, credits_frozen_get, credits_ledger_sum
+from credits.services import credits_grant
 from tests.billing.conftest import in_threads, post_webhook
 from tests.billing.factories import OrderFactory, PaymentFactory
+from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
 from tests.bookings.purchases import purchase
 from tests.stripe_events import event, fixture, new_id, payment_intent
 
@@ -169,6 +172,60 @@ def test_a_loss_reported_before_the_dispute_opened_debits_once_and_freezes_nothi
     assert CreditTransaction.objects.filter(kind="refund").count() == 1
 
 
+def test_news_of_the_same_second_goes_forward_and_a_closed_dispute_stays_closed(paid_order):
+    """Stripe's `created` has whole seconds: of two reports of one second, the status
+    further along a dispute's life wins, whichever arrives last, and the same status
+    again brings its new details; a later second wins whatever its status; once
+    closed, a dispute stays closed."""
+    dp = dispute_obj(paid_order)
+    t0 = int(time.time())
+
+    def tell(status: str, at: int, **more) -> Dispute:
+        dispute_record(data=dispute_from_payload({**dp, "status": status, **more}), as_of=at)
+        return Dispute.objects.get()
+
+    walk = [
+        "warning_needs_response",
+        "warning_under_review",
+        "needs_response",
+        "under_review",
+        "appeal_needs_response",
+        "appeal_under_review",
+    ]
+    for second, (earlier, further) in enumerate(itertools.pairwise(walk), start=t0):
+        assert tell(earlier, second).status == earlier
+        assert tell(further, second).status == further
+        assert tell(earlier, second).status == further, f"{earlier} after {further}"
+    first = Dispute.objects.get()
+    assert (first.stripe_charge_id, first.currency) == (dp["charge"], "usd")
+    assert first.closed_at is None
+
+    assert tell("needs_response", t0 + 10).status == "needs_response"
+    assert tell("needs_response", t0 + 10, amount=600).amount == 600
+    won = tell("won", t0 + 11)
+    assert (won.status, won.outcome) == ("won", "won")
+    assert won.closed_at is not None
+    assert tell("needs_response", t0 + 12).status == "won"
+
+
+def test_an_open_disputes_older_news_delivered_late_changes_nothing(paid_order):
+    """The event's own `created` orders the news, not the order of delivery."""
+    dp = dispute_obj(paid_order)
+    t0 = int(time.time())
+    deliver("charge.dispute.updated", {**dp, "status": "under_review"}, at=t0 + 1)
+    deliver("charge.dispute.created", {**dp, "amount": 900}, at=t0)
+
+    dispute = Dispute.objects.get()
+    assert (dispute.status, dispute.amount, dispute.stripe_event_at) == (
+        "under_review",
+        1000,
+        t0 + 1,
+    )
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+    fresh, late = StripeEvent.objects.order_by("id").values_list("last_error", flat=True)
+    assert "(older news)" not in fresh and "(older news)" in late
+
+
 def test_a_dispute_of_another_systems_charge_is_recorded_and_not_retried(stripe_server):
     """Another system on the same Stripe account took a card payment; its customer disputes it."""
     client = stripe.StripeClient(
@@ -195,6 +252,33 @@ def test_a_dispute_of_another_systems_charge_is_recorded_and_not_retried(stripe_
     assert (dispute.outcome, dispute.order_id, dispute.payment_id) == ("not_ours", None, None)
     assert dispute.stripe_payment_intent_id == theirs["id"]
     assert not Refund.objects.exists() and not CreditTransaction.objects.exists()
+
+
+def test_another_systems_payment_naming_one_of_our_order_ids_is_still_not_ours(stripe_server):
+    """Another system on the account keys its PaymentIntents by `order_id` too, and one
+    matches an order of ours, amount and currency included; without this deployment's
+    marker its dispute is recorded as not ours and not retried."""
+    order = OrderFactory(amount=2500, currency="usd")
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    theirs = client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"order_id": str(order.pk)},
+        }
+    ).to_dict()
+    dp = fixture("dispute")
+    dp.update(id=new_id("dp"), amount=2500, charge="ch_theirs", payment_intent=theirs["id"])
+    deliver("charge.dispute.created", dp, at=int(time.time()))
+
+    stored = StripeEvent.objects.get()
+    assert (stored.status, stored.attempts) == ("processed", 1)
+    dispute = Dispute.objects.get()
+    assert (dispute.outcome, dispute.order_id) == ("not_ours", None)
 
 
 def test_a_dispute_before_its_payment_is_recorded_waits_then_freezes(api, user, stripe_server):
@@ -262,6 +346,46 @@ def test_a_won_dispute_restores_the_workshop_booking(api, user, stripe_server, w
     assert (booking.status, booking.disputed_at) == (Booking.Status.CONFIRMED, None)
 
 
+def test_an_inquiry_closed_without_a_dispute_restores_the_workshop_booking(
+    api, user, stripe_server, workshop
+):
+    session = workshop.sessions.get()
+    resp = api.post("/payments/create/", purchase(workshop, {"service_session_id": session.pk}))
+    order = Order.objects.get(pk=resp.json()["order_id"])
+    dp = dispute_obj(order, status="warning_needs_response")
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    assert Booking.objects.get().disputed_at is not None
+    deliver("charge.dispute.closed", {**dp, "status": "warning_closed"}, at=t0 + 1)
+    booking = Booking.objects.get()
+    assert (booking.status, booking.disputed_at) == (Booking.Status.CONFIRMED, None)
+    dispute = Dispute.objects.get()
+    assert (dispute.outcome, dispute.reversed_at) == ("closed", None)
+    assert not Refund.objects.filter(source=Refund.Source.DISPUTE).exists()
+
+
+def test_a_dispute_of_a_payment_that_came_after_the_order_was_canceled_takes_nothing(user):
+    """The late payment is refunded automatically and the order delivered nothing: its
+    dispute freezes nothing and, lost, reverses nothing."""
+    payment = PaymentFactory(order__user=user)
+    Order.objects.filter(pk=payment.order_id).update(status=Order.Status.CANCELED)
+    late = payment_intent(
+        id=payment.stripe_payment_intent_id, amount=1000, metadata=payment.order.metadata
+    )
+    deliver("payment_intent.succeeded", late, at=int(time.time()))
+    order = Order.objects.get(pk=payment.order_id)
+    dp = dispute_obj(order)
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+
+    dispute = Dispute.objects.get()
+    assert (dispute.outcome, dispute.frozen_at, dispute.reversed_at) == ("lost", None, None)
+    assert not Refund.objects.filter(source=Refund.Source.DISPUTE).exists()
+    assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELED
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
 # --- what the reader takes, and the harder paths ------------------------------------
 
 
@@ -320,6 +444,97 @@ def test_a_dispute_after_a_partial_refund_freezes_and_takes_only_what_is_left(
     assert credits_frozen_get(user_id=user.pk) == 0
     paid_order.refresh_from_db()
     assert paid_order.status == Order.Status.REFUNDED
+
+
+def test_a_lost_dispute_of_an_order_paid_twice_takes_only_what_the_order_has_left(
+    api, staff_api, user, paid_order
+):
+    """A second payment of the paid order is money being given back, not more of the
+    order: a lost dispute after a partial refund reverses the rest of the price only."""
+    dp = dispute_obj(paid_order)  # of the first payment, all 10.00 of it
+    second = PaymentFactory(order=paid_order)
+    twice = payment_intent(
+        id=second.stripe_payment_intent_id,
+        amount=paid_order.amount,
+        metadata=paid_order.metadata,
+    )
+    deliver("payment_intent.succeeded", twice, at=int(time.time()))
+    second.refresh_from_db()
+    assert second.amount_received == paid_order.amount
+    assert Refund.objects.get(payment=second).reverses_order is False
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "4.00"})
+    assert resp.status_code == 201, resp.content
+    assert credits_balance_get(user_id=user.pk) == 60
+
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    assert credits_frozen_get(user_id=user.pk) == 60
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+
+    reversal = Refund.objects.get(source=Refund.Source.DISPUTE)
+    assert reversal.amount == 600
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.REFUNDED
+
+
+def test_a_lost_dispute_of_a_split_orders_card_payment_takes_what_the_card_has_left(
+    api, staff_api, user, stripe_server
+):
+    """45.00 paid with 20 credits and 22.50 by card; 10.00 refunded (5.00 to the card,
+    4 credits back). The buyer disputes all 22.50 of the card payment and loses: the
+    reversal is what the card has left, 17.50."""
+    service = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, credit_price=40)
+    ServiceSessionFactory(service=service)
+    credits_grant(user_id=user.pk, amount=20, reference="fund")
+    body = api.post(
+        "/payments/create/",
+        {"service_id": service.pk, "apply_credits": True, "payment_method_id": "pm_card_visa"},
+    ).json()
+    order = Order.objects.get(pk=body["order_id"])
+    assert (order.status, order.card_amount) == (Order.Status.PAID, 2250)
+    resp = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {"amount": "10.00"})
+    assert resp.status_code == 201, resp.content
+    assert sorted((r.method, r.amount) for r in order.refunds.all()) == [
+        ("card", 500),
+        ("credits", 450),
+    ]
+
+    dp = dispute_obj(order, amount=2250)
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+
+    reversal = Refund.objects.get(source=Refund.Source.DISPUTE)
+    assert reversal.amount == 1750
+    assert Booking.objects.get(order_id=order.pk).status == Booking.Status.CANCELED
+
+
+def test_a_dispute_freezes_and_reverses_the_last_cent_and_nothing_once_all_is_refunded(
+    api, staff_api, user, paid_order
+):
+    """An order refunded all but 0.01 still has that cent at stake; one refunded in full
+    has nothing: its dispute freezes nothing and its loss reverses nothing."""
+    refunded = Order.objects.get(pk=api.post("/payments/create/", BUY_100).json()["order_id"])
+    for order, amount in ((paid_order, "9.99"), (refunded, "10.00")):
+        resp = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {"amount": amount})
+        assert resp.status_code == 201, resp.content
+    assert credits_balance_get(user_id=user.pk) == 1  # the credit the last cent paid for
+
+    t0 = int(time.time())
+    for order in (paid_order, refunded):
+        dp = dispute_obj(order)
+        deliver("charge.dispute.created", dp, at=t0)
+        deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+
+    last_cent = Dispute.objects.get(order=paid_order)
+    assert last_cent.frozen_at is not None and last_cent.refund.amount == 1
+    nothing = Dispute.objects.get(order=refunded)
+    assert (nothing.outcome, nothing.frozen_at, nothing.refund) == ("lost", None, None)
+    assert nothing.reversed_at is not None
+    assert Refund.objects.filter(source=Refund.Source.DISPUTE).count() == 1
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
 
 
 def test_a_dispute_of_ours_with_no_payment_row_yet_waits_and_is_not_called_foreign(

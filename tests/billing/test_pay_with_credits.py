@@ -9,9 +9,13 @@ order's one fulfilment.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
+from django.db import connection
 from django.utils import timezone
 
 from billing.models import Fulfilment, Order, Refund
@@ -23,7 +27,7 @@ from credits.services import credits_grant
 from platform_core.auth import api_token_create
 from tests.billing.conftest import in_threads
 from tests.billing.test_e2e_payments import BUY_100, Http, card
-from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
+from tests.bookings.factories import PackageItemFactory, ServiceFactory, ServiceSessionFactory
 from tests.conftest import PASSWORD
 from tollgate_testing.api import ApiClient
 
@@ -301,6 +305,153 @@ def test_a_refund_may_name_its_card_and_credit_parts(http, staff_http, live_stri
     assert balance_whole(user) == 20
 
 
+def test_credits_given_back_in_parts_add_up_to_the_price(
+    http, staff_http, live_stripe, user, workshop
+):
+    """40 credits paid 45.00: each part is worth its share rounded down, and the last
+    part the rest, so the parts refund the whole price and the order is refunded."""
+    fund(user, 40)
+    order_id = http.post("/payments/create/", book(workshop, payment_type="credits")).json()[
+        "order_id"
+    ]
+    for credits in (3, 7):
+        part = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"credits": credits})
+        assert part.status_code == 201, part.text
+        assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
+    rest = staff_http.post(f"/payments/orders/{order_id}/refunds/", {})
+    assert rest.status_code == 201, rest.text
+    refunds = Refund.objects.filter(order_id=order_id).order_by("id")
+    assert [(r.method, r.credits, r.amount) for r in refunds] == [
+        ("credits", 3, 337),
+        ("credits", 7, 788),
+        ("credits", 30, 3375),
+    ]
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert balance_whole(user) == 40
+
+
+def test_a_split_order_refunded_in_parts_splits_each_part_as_it_was_paid(
+    http, staff_http, live_stripe, user, workshop
+):
+    """25 credits (worth 28.12) and 16.88 by card paid 45.00: a part of the price is
+    split in that proportion, each side rounded down; a request beyond what is left
+    on either side, or worth nothing on both, is refused and changes nothing."""
+    fund(user, 25)
+    order_id = http.post(
+        "/payments/create/", book(workshop, apply_credits=True, payment_method_id="pm_card_visa")
+    ).json()["order_id"]
+    order = Order.objects.get(pk=order_id)
+    assert (order.credits, order.credits_value, order.card_amount) == (25, 2812, 1688)
+
+    def refund(body: dict):
+        return staff_http.post(f"/payments/orders/{order_id}/refunds/", body)
+
+    def rows() -> list[tuple]:
+        return [
+            (r.method, r.amount, r.credits)
+            for r in Refund.objects.filter(order_id=order_id).order_by("id")
+        ]
+
+    nothing = refund({"amount": "0.01"})
+    assert nothing.status_code == 409, nothing.text
+    assert nothing.json()["extra"]["requested"] == nothing.json()["extra"]["credits_requested"] == 0
+    assert rows() == []
+
+    part = refund({"amount": "10.00"})
+    assert part.status_code == 201, part.text
+    assert part.json()["method"] == "card"  # of both parts, the answer is the card's
+    assert rows() == [("card", 375, 0), ("credits", 562, 5)]
+    assert balance_whole(user) == 5
+
+    card_beyond = refund({"credits": 1, "amount": "13.14"})
+    assert card_beyond.status_code == 409, card_beyond.text
+    assert card_beyond.json()["extra"] == {
+        "order_id": order_id,
+        "refundable": 1313,
+        "credits_refundable": 20,
+        "requested": 1314,
+        "credits_requested": 1,
+    }
+    credits_beyond = refund({"credits": 21})
+    assert credits_beyond.status_code == 409, credits_beyond.text
+    assert credits_beyond.json()["extra"]["credits_requested"] == 21
+    assert credits_beyond.json()["extra"]["credits_refundable"] == 20
+    assert len(rows()) == 2 and balance_whole(user) == 5
+
+    card_rest = refund({"credits": 1, "amount": "13.13"})
+    assert card_rest.status_code == 201, card_rest.text
+    assert rows()[2:] == [("card", 1313, 0), ("credits", 112, 1)]
+    no_card_left = refund({"to_credits": True})
+    assert no_card_left.status_code == 409, no_card_left.text
+    assert no_card_left.json()["extra"]["refundable"] == 0
+
+    rest = refund({})
+    assert rest.status_code == 201, rest.text
+    assert rows()[4:] == [("credits", 2138, 19)]
+    assert sum(amount for _, amount, _ in rows()) == 4500
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert balance_whole(user) == 25
+
+
+def test_a_split_refund_too_small_for_a_credit_goes_to_the_card_alone(
+    http, staff_http, live_stripe, user, workshop
+):
+    """0.04 of a 45.00 order paid 16.88 by card and 25 credits: 0.01 is the card's share,
+    the rest is worth no whole credit, so the card alone is refunded. A negative number
+    of credits is refused before anything is refunded."""
+    from billing.services.credit_refunds import refund_order
+    from billing.services.refunds import RefundExceedsCapturedError
+
+    fund(user, 25)
+    order_id = http.post(
+        "/payments/create/", book(workshop, apply_credits=True, payment_method_id="pm_card_visa")
+    ).json()["order_id"]
+    with pytest.raises(RefundExceedsCapturedError):
+        refund_order(order_id=order_id, amount=None, credits=-1)
+    assert not Refund.objects.filter(order_id=order_id).exists()
+
+    tiny = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"amount": "0.04"})
+    assert tiny.status_code == 201, tiny.text
+    assert (tiny.json()["method"], tiny.json()["amount"]) == ("card", 1)
+    assert [r.method for r in Refund.objects.filter(order_id=order_id)] == ["card"]
+    assert balance_whole(user) == 0
+
+
+def test_a_long_refund_reason_is_kept_to_its_first_500_characters(
+    http, live_stripe, user, workshop
+):
+    from billing.services.credit_refunds import refund_as_credits, refund_order
+
+    fund(user, 40)
+    paid_with_credits = http.post(
+        "/payments/create/", book(workshop, payment_type="credits")
+    ).json()["order_id"]
+    paid_by_card = http.post(
+        "/payments/create/", book(workshop, payment_method_id="pm_card_visa")
+    ).json()["order_id"]
+    reason = "r" * 499 + "st" + "u" * 99
+    back = refund_order(order_id=paid_with_credits, amount=None, reason=reason)
+    as_credits = refund_as_credits(order_id=paid_by_card, amount=None, reason=reason)
+    for refund in (back, as_credits):
+        assert Refund.objects.get(pk=refund.pk).reason == "r" * 499 + "s"
+
+
+def test_an_order_in_another_currency_with_no_credit_price_is_refunded_to_the_card_only(
+    http, staff_http, live_stripe, user
+):
+    """Credits are sold in USD: money in EUR has no credit rate to turn it into credits."""
+    in_euros = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, currency="eur")
+    ServiceSessionFactory(service=in_euros)
+    paid = http.post("/payments/create/", book(in_euros, payment_method_id="pm_card_visa"))
+    assert paid.status_code == 201, paid.text
+    order_id = paid.json()["order_id"]
+    refused = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["extra"]["field"] == "to_credits"
+    assert not Refund.objects.filter(order_id=order_id).exists()
+    assert balance_whole(user) == 0
+
+
 def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe, user, workshop):
     paid = http.post("/payments/create/", book(workshop, payment_method_id="pm_card_visa")).json()
     order_id = paid["order_id"]
@@ -323,6 +474,42 @@ def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe
     assert denied.status_code == 403
 
 
+def test_a_card_order_refunded_as_credits_in_parts_gives_its_credit_price_in_all(
+    http, staff_http, live_stripe, user, workshop
+):
+    """11.24 of 45.00 is 9 credits of 40 (9.99 rounded down); the rest carries the
+    fraction, so the two parts give the whole credit price. A part worth less than a
+    credit, or more than the card has left, is refused."""
+    order_id = http.post(
+        "/payments/create/", book(workshop, payment_method_id="pm_card_visa")
+    ).json()["order_id"]
+
+    def as_credits(**amount):
+        return staff_http.post(
+            f"/payments/orders/{order_id}/refunds/", {"to_credits": True, **amount}
+        )
+
+    cent = as_credits(amount="0.01")
+    assert cent.status_code == 422, cent.text
+    assert cent.json()["extra"]["field"] == "amount"
+    part = as_credits(amount="11.24")
+    assert part.status_code == 201, part.text
+    assert (part.json()["amount"], part.json()["credits"]) == (1124, 9)
+    assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
+    beyond = as_credits(amount="33.77")
+    assert beyond.status_code == 409, beyond.text
+    assert (beyond.json()["extra"]["refundable"], beyond.json()["extra"]["requested"]) == (
+        3376,
+        3377,
+    )
+    rest = as_credits()
+    assert rest.status_code == 201, rest.text
+    assert (rest.json()["amount"], rest.json()["credits"]) == (3376, 31)
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert Refund.objects.filter(order_id=order_id).count() == 2
+    assert balance_whole(user) == 40
+
+
 def test_a_booking_past_its_cut_off_is_not_cancelled(http, live_stripe, user):
     soon = ServiceFactory(kind=Service.Kind.WORKSHOP, price=1000, credit_price=10)
     ServiceSessionFactory(service=soon, start=timezone.now() + timedelta(hours=3))
@@ -333,6 +520,28 @@ def test_a_booking_past_its_cut_off_is_not_cancelled(http, live_stripe, user):
     assert refused.json()["extra"]["cancellable_until"]
     assert balance_whole(user) == 0
     assert Booking.objects.get(order_id=order_id).status == Booking.Status.CONFIRMED
+
+
+def test_a_package_with_nothing_scheduled_yet_is_not_cancelled_by_its_buyer(
+    http, live_stripe, user
+):
+    """Its 1-on-1 units are booked later: no start, so no cut-off the buyer could cancel by."""
+    call = ServiceFactory(kind=Service.Kind.SESSION, price=8000)
+    calls = ServiceFactory(kind=Service.Kind.PACKAGE, price=16000, credit_price=30)
+    PackageItemFactory(package=calls, item_service=call, quantity=2)
+    fund(user, 30)
+    bought = http.post("/payments/create/", book(calls, payment_type="credits"))
+    assert bought.status_code == 201, bought.text
+    order_id = bought.json()["order_id"]
+    assert Order.objects.get(pk=order_id).cancellable_until is None
+
+    refused = http.post(f"/payments/orders/{order_id}/cancel/", {})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["message"].endswith("can no longer be cancelled by its buyer.")
+    assert refused.json()["extra"]["cancellable_until"] is None
+    assert balance_whole(user) == 0
+    assert Order.objects.get(pk=order_id).status == Order.Status.PAID
+    assert not Refund.objects.filter(order_id=order_id).exists()
 
 
 def test_card_rest_rounds_up_to_the_currency_step():
@@ -462,6 +671,84 @@ def test_a_retried_split_order_takes_the_credits_once(http, live_stripe, user, w
     assert (order.credits, order.payments.count()) == (10, 1)
     assert order.payments.get().amount_received == 3375
     assert balance_whole(user) == 0
+
+
+@pytest.fixture
+def stripe_before_each_refund(settings, stripe_server):
+    """The development Stripe behind a relay that runs `before(path)` as each refund
+    request arrives, then passes the request on: what another member of staff does
+    while a card refund is at Stripe."""
+    upstream = settings.STRIPE_API_BASE
+    waiting: list = []
+
+    class Relay(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.relay(None)
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path.startswith("/v1/refunds") and waiting:
+                try:
+                    waiting.pop(0)()
+                finally:
+                    connection.close()
+            self.relay(body)
+
+        def relay(self, body: bytes | None) -> None:
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            answer = requests.request(
+                self.command, upstream + self.path, data=body, headers=headers, timeout=30
+            )
+            self.send_response(answer.status_code)
+            for name in ("Content-Type", "Request-Id", "Idempotency-Key"):
+                if name in answer.headers:
+                    self.send_header(name, answer.headers[name])
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{server.server_address[1]}"
+    yield waiting.append
+    server.shutdown()
+    server.server_close()
+
+
+def test_credits_given_back_while_the_card_part_is_refunded_are_not_given_twice(
+    user, workshop, stripe_before_each_refund
+):
+    """Staff refund 10.00 to the card and 15 credits; while the card refund is at Stripe,
+    someone else gives back 10 of the order's 20 credits. The card refund stands; the
+    credits part is refused with what is left, and no credit comes back twice."""
+    from billing.services.credit_refunds import refund_order
+    from billing.services.refunds import RefundExceedsCapturedError
+
+    fund(user, 20)
+    token, _ = api_token_create(username=user.username, password=PASSWORD)
+    created = ApiClient(token).post(
+        "/payments/create/", book(workshop, apply_credits=True, payment_method_id="pm_card_visa")
+    )
+    assert created.status_code == 201, created.content
+    order_id = created.json()["order_id"]
+    assert Order.objects.get(pk=order_id).status == Order.Status.PAID
+    stripe_before_each_refund(lambda: refund_order(order_id=order_id, amount=None, credits=10))
+
+    with pytest.raises(RefundExceedsCapturedError) as refused:
+        refund_order(order_id=order_id, amount="10.00", credits=15)
+
+    assert refused.value.extra["credits_refundable"] == 10
+    refunds = Refund.objects.filter(order_id=order_id).order_by("id")
+    assert [(r.method, r.amount, r.credits) for r in refunds] == [
+        ("card", 1000, 0),
+        ("credits", 1125, 10),
+    ]
+    assert all(r.applied_at for r in refunds)
+    assert balance_whole(user) == 10
 
 
 def test_racing_cancels_of_a_split_order_give_the_credits_back_once(stripe_server, user, workshop):

@@ -145,6 +145,14 @@ def test_stripe_is_told_a_staff_refund_was_requested_by_the_customer(staff_api, 
     assert [(r.amount, r.reason) for r in stripe_refunds()] == [(100, "requested_by_customer")]
 
 
+def test_a_credit_pack_is_refunded_to_the_card_never_as_credits(staff_api, user, paid_order):
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"to_credits": True})
+    assert resp.status_code == 422, resp.content
+    assert resp.json()["extra"]["field"] == "to_credits"
+    assert not Refund.objects.exists()
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
 def test_a_refund_after_spending_leaves_a_debt_that_blocks_spending(staff_api, user, paid_order):
     credits_spend(user_id=user.pk, amount=90, reference="coffee")
     staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
@@ -224,6 +232,21 @@ def test_dashboard_refunds_on_charge_refunded_are_applied_once_each(paid_payment
     assert set(Refund.objects.values_list("source", flat=True)) == {"stripe"}
     assert credits_balance_get(user_id=user_id) == 0
     assert Order.objects.get(pk=paid_payment.order_id).status == Order.Status.REFUNDED
+
+
+def test_the_journal_notes_each_refund_of_a_refunded_charge_or_that_it_has_none(paid_payment):
+    """What staff read for each event in the journal: the refunds it recorded, by id."""
+    first = refund_obj(paid_payment, 300)
+    with_one = post_webhook(charge_refunded(paid_payment, [first]))
+    assert with_one.status_code == 200
+    events_drain()
+    post_webhook(charge_refunded(paid_payment, []))
+    events_drain()
+    notes = [
+        e.last_error for e in StripeEvent.objects.filter(type="charge.refunded").order_by("id")
+    ]
+    assert notes[0].startswith(f"refund {first['id']} applied")
+    assert notes[1] == "no refunds on the charge"
 
 
 def test_refund_updated_before_charge_refunded_applies_once(paid_payment):

@@ -347,6 +347,31 @@ def test_a_subscription_cycle_refunded_as_credits_takes_back_its_credits_and_gra
     assert credits_balance_get(user_id=user.pk) == refund.credits > 0
 
 
+def test_a_cycle_refunded_as_credits_in_parts_grants_one_credit_per_credit_rate_in_all(
+    customer, plan, user
+):
+    """Credits for money come at the credit rate (0.10 USD a credit here); what a part
+    leaves under one credit counts toward the next part, so the parts add up to the
+    credits of the whole cycle."""
+    from billing.services.credit_refunds import refund_as_credits
+
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    paid = invoice_obj(1)
+    paid["payment_intent"] = new_id("pi")
+    post_webhook(event("invoice.paid", paid))
+    events_drain()
+    order = Order.objects.get()
+
+    first = refund_as_credits(order_id=order.pk, amount="0.15")
+    rest = refund_as_credits(order_id=order.pk, amount=None)
+
+    assert (first.amount, first.credits) == (15, 1)
+    assert (rest.amount, rest.credits) == (1885, 189)
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
+    assert credits_balance_get(user_id=user.pk) == 190
+
+
 # --- how a purchase type may be sold -------------------------------------------------
 
 
