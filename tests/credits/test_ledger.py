@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from credits.errors import CreditReferenceConflictError, InsufficientCreditsError
-from credits.models import CreditAccount, CreditTransaction
+from credits.models import CreditAccount, CreditFreeze, CreditTransaction
 from credits.services import (
     credits_debit_refund,
+    credits_freeze,
     credits_grant,
     credits_spend,
     credits_spend_or_replay,
+    credits_unfreeze,
 )
 from kernel.errors import InvalidInputError
 from tests.credits.ledger_checks import balance_of
@@ -68,6 +70,16 @@ def test_a_reference_reused_for_another_kind_conflicts(user, fund):
     assert balance_of(user) == 25
 
 
+def test_a_debit_reusing_the_reference_of_another_kind_conflicts(user, fund):
+    fund(user, 20)
+    credits_debit_refund(user_id=user.pk, amount=5, reference="refund-re_1")
+    # The same amount under the same reference, but an adjustment is not that refund.
+    with pytest.raises(CreditReferenceConflictError):
+        credits_grant(user_id=user.pk, amount=-5, reference="refund-re_1", kind="adjustment")
+    assert balance_of(user) == 15
+    assert CreditTransaction.objects.filter(account__user=user, kind="adjustment").count() == 0
+
+
 def test_spend_replay_reports_that_nothing_was_written(user, fund):
     fund(user, 20)
     first = credits_spend_or_replay(user_id=user.pk, amount=5, reference="r")
@@ -98,3 +110,33 @@ def test_a_failed_spend_leaves_no_account_behind(user):
     with pytest.raises(InsufficientCreditsError):
         credits_spend(user_id=user.pk, amount=1, reference="r")
     assert not CreditAccount.objects.filter(user=user).exists()
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.5, True, None])
+def test_a_refund_debit_refuses_what_is_not_a_positive_whole_number(user, fund, amount):
+    fund(user, 20)
+    with pytest.raises(InvalidInputError, match="positive whole number"):
+        credits_debit_refund(user_id=user.pk, amount=amount, reference="refund-re_1")
+    assert balance_of(user) == 20
+    assert not CreditTransaction.objects.filter(account__user=user, kind="refund").exists()
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.5, True, None])
+def test_a_freeze_refuses_what_is_not_a_positive_whole_number(user, fund, amount):
+    fund(user, 20)
+    with pytest.raises(InvalidInputError, match="positive whole number"):
+        credits_freeze(user_id=user.pk, amount=amount, reference="dispute-1")
+    assert not CreditFreeze.objects.filter(account__user=user).exists()
+    assert CreditAccount.objects.get(user=user).frozen == 0
+
+
+def test_a_freeze_is_released_once_and_an_unknown_one_releases_nothing(user, other_user, fund):
+    fund(user, 20)
+    credits_freeze(user_id=user.pk, amount=8, reference="dispute-1")
+    assert credits_unfreeze(user_id=user.pk, reference="dispute-1") == 8
+    assert credits_unfreeze(user_id=user.pk, reference="dispute-1") == 0
+    assert credits_unfreeze(user_id=user.pk, reference="dispute-2") == 0
+    assert CreditAccount.objects.get(user=user).frozen == 0
+    # A user with no credit account has nothing frozen to release.
+    assert credits_unfreeze(user_id=other_user.pk, reference="dispute-1") == 0
+    assert not CreditAccount.objects.filter(user=other_user).exists()
