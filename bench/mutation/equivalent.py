@@ -113,6 +113,37 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "only whether there is more than one upcoming session is asked: 3 rows or 2 "
         "answer it alike",
     ),
+    (
+        "credits/services.py",
+        "if amount <= 0:",
+        "if amount <= -1:",
+        "what is left to plan starts above 0 or at 0 and never goes below it (a pass takes "
+        "at most what is left); at 0 a further pass takes min(..., 0) = 0, which is never "
+        "planned, so going on plans nothing more",
+    ),
+    (
+        "credits/services.py",
+        "break",
+        "continue",
+        "once nothing is left to plan, every further pass stops at the same test (what is left "
+        "never grows), and the lots or draws looped over are already in memory: nothing more "
+        "is read or planned",
+    ),
+    (
+        "credits/services.py",
+        "if lot.remaining <= 0 or lot.expires_at is None or lot.expires_at > now:",
+        "if lot.remaining == 0 or lot.expires_at is None or lot.expires_at > now:",
+        "the check constraint credit_lot_remaining_within_amount keeps a lot's `remaining` at "
+        "0 or more, so `<= 0` and `== 0` are the same test",
+    ),
+    (
+        "credits/services.py",
+        ".filter(account=account, plan_id=plan_id, remaining__gt=0)",
+        ".filter(account=account, plan_id=plan_id, remaining__gt= -1)",
+        "a check constraint keeps `remaining` at 0 or more: the lots this adds hold 0, which "
+        "adds nothing to what is over the cap, and the draw plan takes nothing from a lot "
+        "that holds nothing (they are only locked, under the account's lock already held)",
+    ),
 ]
 
 
