@@ -70,14 +70,15 @@ def test_a_reference_reused_for_another_kind_conflicts(user, fund):
     assert balance_of(user) == 25
 
 
-def test_a_debit_reusing_the_reference_of_another_kind_conflicts(user, fund):
+@pytest.mark.parametrize("kind", ["adjustment", "spend"])
+def test_a_debit_reusing_the_reference_of_another_kind_conflicts(user, fund, kind):
     fund(user, 20)
     credits_debit_refund(user_id=user.pk, amount=5, reference="refund-re_1")
-    # The same amount under the same reference, but an adjustment is not that refund.
+    # The same amount under the same reference, but another kind is not that refund.
     with pytest.raises(CreditReferenceConflictError):
-        credits_grant(user_id=user.pk, amount=-5, reference="refund-re_1", kind="adjustment")
+        credits_grant(user_id=user.pk, amount=-5, reference="refund-re_1", kind=kind)
     assert balance_of(user) == 15
-    assert CreditTransaction.objects.filter(account__user=user, kind="adjustment").count() == 0
+    assert not CreditTransaction.objects.filter(account__user=user, kind=kind).exists()
 
 
 def test_spend_replay_reports_that_nothing_was_written(user, fund):

@@ -120,13 +120,14 @@ def test_only_what_is_over_the_cap_expires(user, cap, expired):
     assert CreditTransaction.objects.filter(kind="expiry").count() == (1 if expired else 0)
 
 
-def test_a_rollover_reference_held_by_another_entry_conflicts(user):
+@pytest.mark.parametrize(("amount", "kind"), [(5, "grant"), (-5, "adjustment")])
+def test_a_rollover_reference_held_by_another_entry_conflicts(user, amount, kind):
     plan = plan_make()
     cycle(plan, user, 0)
-    credits_grant(user_id=user.pk, amount=5, reference="rollover-1")
+    credits_grant(user_id=user.pk, amount=amount, reference="rollover-1", kind=kind)
     with pytest.raises(CreditReferenceConflictError):
         credits_rollover_cap(user_id=user.pk, plan_id=plan.pk, cap=10, reference="rollover-1")
-    assert balance_of(user) == 105
+    assert balance_of(user) == 100 + amount
     assert not CreditTransaction.objects.filter(kind="expiry").exists()
 
 
