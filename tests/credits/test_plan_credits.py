@@ -108,15 +108,17 @@ def test_credits_of_a_rollover_plan_carry_over_up_to_the_cap(user):
     assert credits_expire_due(now=at(START + 365 * DAY)) == 0  # nothing else expires
 
 
-@pytest.mark.parametrize(("cap", "expired"), [(79, 1), (80, 0), (81, 0)])
-def test_only_what_is_over_the_cap_expires(user, cap, expired):
+@pytest.mark.parametrize(
+    ("spent", "cap", "expired"), [(20, 79, 1), (20, 80, 0), (20, 81, 0), (99, 0, 1)]
+)
+def test_only_what_is_over_the_cap_expires(user, spent, cap, expired):
     plan = plan_make(rollover_cap=cap)
     cycle(plan, user, 0)
-    credits_spend(user_id=user.pk, amount=20, reference="x")  # 80 left of the first cycle
+    credits_spend(user_id=user.pk, amount=spent, reference="x")  # from the first cycle
 
     result = cycle(plan, user, 1)
     assert result.get("credits_expired_over_cap", 0) == expired
-    assert balance_of(user) == 180 - expired
+    assert balance_of(user) == 200 - spent - expired
     assert CreditTransaction.objects.filter(kind="expiry").count() == (1 if expired else 0)
 
 
