@@ -234,6 +234,16 @@ def test_a_return_refuses_what_is_not_a_positive_whole_number(user, amount):
     assert not CreditTransaction.objects.filter(account__user=user, kind="return").exists()
 
 
+def test_a_spend_whose_own_reference_has_the_prefix_is_given_back_under_it(user):
+    grant(user, 10, "a")
+    credits_spend(user_id=user.pk, amount=3, reference="x")  # stored as spend:x
+    named = credits_spend(user_id=user.pk, amount=5, reference="spend:x")  # spend:spend:x
+    write = credits_spend_return(user_id=user.pk, spend_reference="spend:x", reference="r")
+    # The client's own name comes first; the stored form is the fallback.
+    assert (write.entry.returns_id, write.entry.amount) == (named.pk, 5)
+    assert balance_of(user) == 7
+
+
 def test_a_return_reference_answers_only_its_own_spend_and_amount(user):
     grant(user, 20, "a")
     credits_spend(user_id=user.pk, amount=5, reference="s1")
@@ -356,6 +366,15 @@ def test_the_sweep_expires_a_lot_down_to_its_last_credit(user):
     assert (balance_of(user), remaining(lot)) == (0, [0])
     entry = CreditTransaction.objects.get(account__user=user, kind="expiry")
     assert draws_of(entry) == [(lot.pk, 1)]
+
+
+def test_the_sweep_reports_its_progress_up_to_every_lot_due(user, other_user):
+    now = timezone.now()
+    grant(user, 10, "a", expires_at=now - timedelta(minutes=2))
+    grant(other_user, 5, "b", expires_at=now - timedelta(minutes=1))
+    seen = []
+    assert credits_expire_due(now=now, progress=lambda done, total: seen.append((done, total))) == 2
+    assert seen == [(1, 2), (2, 2)]
 
 
 def test_the_sweep_leaves_alone_the_lots_it_has_nothing_to_take_from(user, other_user):
