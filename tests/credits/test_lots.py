@@ -249,17 +249,31 @@ def test_a_return_reference_answers_only_its_own_spend_and_amount(user):
     credits_spend(user_id=user.pk, amount=5, reference="s1")
     credits_spend(user_id=user.pk, amount=5, reference="s2")
     first = credits_spend_return(user_id=user.pk, spend_reference="s1", amount=2, reference="r1")
+    credits_spend_return(user_id=user.pk, spend_reference="s2", amount=2, reference="r2")
 
-    for spend_reference, amount in [("s2", 2), ("s1", 3), ("s1", 1)]:
+    asked = [("s2", 2, "r1"), ("s1", 2, "r2"), ("s1", 3, "r1"), ("s1", 1, "r1")]
+    for spend_reference, amount, reference in asked:
         with pytest.raises(CreditReferenceConflictError) as conflict:
             credits_spend_return(
-                user_id=user.pk, spend_reference=spend_reference, amount=amount, reference="r1"
+                user_id=user.pk, spend_reference=spend_reference, amount=amount, reference=reference
             )
         assert conflict.value.status == 409
     # Without an amount, a repeat for the same spend answers the first return.
     again = credits_spend_return(user_id=user.pk, spend_reference="s1", reference="r1")
     assert (again.created, again.entry.pk, again.entry.amount) == (False, first.entry.pk, 2)
-    assert balance_of(user) == 12
+    assert balance_of(user) == 14
+    assert_lots_hold_the_balance(user)
+
+
+def test_a_single_credit_and_a_large_return_are_given_back_once(user):
+    grant(user, 5000, "a")
+    credits_spend(user_id=user.pk, amount=3001, reference="s")
+    one = credits_spend_return(user_id=user.pk, spend_reference="s", amount=1, reference="r1")
+    assert one.entry.amount == 1
+    big = credits_spend_return(user_id=user.pk, spend_reference="s", amount=3000, reference="r2")
+    again = credits_spend_return(user_id=user.pk, spend_reference="s", amount=3000, reference="r2")
+    assert (again.created, again.entry.pk) == (False, big.entry.pk)
+    assert balance_of(user) == 5000
     assert_lots_hold_the_balance(user)
 
 
@@ -356,6 +370,8 @@ def test_the_sweep_expires_what_is_left_once_per_lot(user, other_user):
     assert draws_of(entry) == [(due.pk, 7)]
     assert (balance_of(user), balance_of(other_user)) == (20, 0)
     assert credit_lot_expire(lot_id=later.pk, now=now) is None
+    assert credit_lot_expire(lot_id=due.pk, now=now) is None  # expired already
+    assert CreditTransaction.objects.filter(kind="expiry").count() == 2
 
 
 def test_the_sweep_expires_a_lot_down_to_its_last_credit(user):
