@@ -323,6 +323,70 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for n in (1, -1)
     ],
+    (
+        "credits/services.py",
+        "if amount <= 0:",
+        "if amount <= -1:",
+        "what is left to plan starts above 0 or at 0 and never goes below it (a pass takes "
+        "at most what is left); at 0 a further pass takes min(..., 0) = 0, which is never "
+        "planned, so going on plans nothing more",
+    ),
+    *[
+        (
+            "credits/services.py",
+            "if amount <= 0:",
+            mutant,
+            "what is left to plan starts at 0 or above and never goes below it (a pass takes "
+            "at most what is left), so this is the same test, or at 0 a further pass takes "
+            "min(..., 0) = 0, which is never planned",
+        )
+        for mutant in ("if amount == 0:", "if amount < 0:")
+    ],
+    (
+        "credits/services.py",
+        "lots = CreditLot.objects.select_for_update().filter(account=account, remaining__gt=0)",
+        "lots = CreditLot.objects.select_for_update().filter(account=account, remaining__gt= -1)",
+        "a check constraint keeps `remaining` at 0 or more: the lots this adds hold 0, and the "
+        "draw plan takes nothing from a lot that holds nothing (they are only locked, under "
+        "the account's lock already held)",
+    ),
+    (
+        "credits/services.py",
+        "if give <= 0 or give > left:",
+        "if give == 0 or give > left:",
+        "`give` is an amount already refused unless above 0, or `left`, which this same check "
+        "under the account's lock keeps at 0 or more: it is never below 0",
+    ),
+    (
+        "credits/services.py",
+        "to_lots = max(account.balance + give, 0) - max(account.balance, 0)",
+        "to_lots = max(account.balance + give, -1) - max(account.balance, 0)",
+        "the two differ only while the debt exceeds what is given back, where -1 instead of 0 "
+        "goes to the return plan, which plans nothing for either",
+    ),
+    (
+        "credits/services.py",
+        "break",
+        "continue",
+        "once nothing is left to plan, every further pass stops at the same test (what is left "
+        "never grows), and the lots or draws looped over are already in memory: nothing more "
+        "is read or planned",
+    ),
+    (
+        "credits/services.py",
+        "if lot.remaining <= 0 or lot.expires_at is None or lot.expires_at > now:",
+        "if lot.remaining == 0 or lot.expires_at is None or lot.expires_at > now:",
+        "the check constraint credit_lot_remaining_within_amount keeps a lot's `remaining` at "
+        "0 or more, so `<= 0` and `== 0` are the same test",
+    ),
+    (
+        "credits/services.py",
+        ".filter(account=account, plan_id=plan_id, remaining__gt=0)",
+        ".filter(account=account, plan_id=plan_id, remaining__gt= -1)",
+        "a check constraint keeps `remaining` at 0 or more: the lots this adds hold 0, which "
+        "adds nothing to what is over the cap, and the draw plan takes nothing from a lot "
+        "that holds nothing (they are only locked, under the account's lock already held)",
+    ),
 ]
 
 

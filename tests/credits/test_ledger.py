@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from credits.errors import CreditReferenceConflictError, InsufficientCreditsError
-from credits.models import CreditAccount, CreditTransaction
+from credits.models import CreditAccount, CreditFreeze, CreditTransaction
 from credits.services import (
     credits_debit_refund,
+    credits_freeze,
     credits_grant,
     credits_spend,
     credits_spend_or_replay,
+    credits_unfreeze,
 )
 from kernel.errors import InvalidInputError
 from tests.credits.ledger_checks import balance_of
@@ -68,6 +70,17 @@ def test_a_reference_reused_for_another_kind_conflicts(user, fund):
     assert balance_of(user) == 25
 
 
+@pytest.mark.parametrize("kind", ["adjustment", "spend"])
+def test_a_debit_reusing_the_reference_of_another_kind_conflicts(user, fund, kind):
+    fund(user, 20)
+    credits_debit_refund(user_id=user.pk, amount=5, reference="refund-re_1")
+    # The same amount under the same reference, but another kind is not that refund.
+    with pytest.raises(CreditReferenceConflictError):
+        credits_grant(user_id=user.pk, amount=-5, reference="refund-re_1", kind=kind)
+    assert balance_of(user) == 15
+    assert not CreditTransaction.objects.filter(account__user=user, kind=kind).exists()
+
+
 def test_spend_replay_reports_that_nothing_was_written(user, fund):
     fund(user, 20)
     first = credits_spend_or_replay(user_id=user.pk, amount=5, reference="r")
@@ -86,6 +99,35 @@ def test_spend_refuses_what_is_not_a_positive_whole_number(user, fund, amount):
     assert balance_of(user) == 20
 
 
+@pytest.mark.parametrize("amount", [0, -1, 1.5, True, None])
+def test_spend_says_a_spend_is_a_positive_whole_number(user, fund, amount):
+    fund(user, 20)
+    with pytest.raises(InvalidInputError, match="positive whole number"):
+        credits_spend(user_id=user.pk, amount=amount, reference="r")
+    assert balance_of(user) == 20
+
+
+def test_a_large_spend_is_replayed_like_a_small_one(user, fund):
+    fund(user, 5000)
+    first = credits_spend_or_replay(user_id=user.pk, amount=3000, reference="r")
+    again = credits_spend_or_replay(user_id=user.pk, amount=3000, reference="r")
+    assert (again.created, again.entry.pk, again.balance) == (False, first.entry.pk, 2000)
+    assert balance_of(user) == 2000
+
+
+@pytest.mark.parametrize(("balance", "frozen", "amount"), [(12, 9, 4), (10, 1, 10)])
+def test_a_spend_refused_for_frozen_credits_says_how_many_are_frozen(
+    user, fund, balance, frozen, amount
+):
+    fund(user, balance)
+    credits_freeze(user_id=user.pk, amount=frozen, reference="dispute-1")
+    with pytest.raises(InsufficientCreditsError) as refused:
+        credits_spend(user_id=user.pk, amount=amount, reference="r")
+    assert refused.value.extra == {"balance": balance, "frozen": frozen, "required": amount}
+    credits_spend(user_id=user.pk, amount=balance - frozen, reference="all-available")
+    assert balance_of(user) == frozen
+
+
 @pytest.mark.parametrize("reference", ["", "x" * 115])
 def test_spend_refuses_a_reference_that_does_not_fit(user, fund, reference):
     fund(user, 20)
@@ -98,3 +140,63 @@ def test_a_failed_spend_leaves_no_account_behind(user):
     with pytest.raises(InsufficientCreditsError):
         credits_spend(user_id=user.pk, amount=1, reference="r")
     assert not CreditAccount.objects.filter(user=user).exists()
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.5, True, None])
+def test_a_refund_debit_refuses_what_is_not_a_positive_whole_number(user, fund, amount):
+    fund(user, 20)
+    with pytest.raises(InvalidInputError, match="positive whole number"):
+        credits_debit_refund(user_id=user.pk, amount=amount, reference="refund-re_1")
+    assert balance_of(user) == 20
+    assert not CreditTransaction.objects.filter(account__user=user, kind="refund").exists()
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.5, True, None])
+def test_a_freeze_refuses_what_is_not_a_positive_whole_number(user, fund, amount):
+    fund(user, 20)
+    with pytest.raises(InvalidInputError, match="positive whole number"):
+        credits_freeze(user_id=user.pk, amount=amount, reference="dispute-1")
+    assert not CreditFreeze.objects.filter(account__user=user).exists()
+    assert CreditAccount.objects.get(user=user).frozen == 0
+
+
+def test_a_freeze_is_released_once_and_an_unknown_one_releases_nothing(user, other_user, fund):
+    fund(user, 20)
+    credits_freeze(user_id=user.pk, amount=8, reference="dispute-1")
+    assert credits_unfreeze(user_id=user.pk, reference="dispute-1") == 8
+    assert credits_unfreeze(user_id=user.pk, reference="dispute-1") == 0
+    assert credits_unfreeze(user_id=user.pk, reference="dispute-2") == 0
+    assert CreditAccount.objects.get(user=user).frozen == 0
+    # A user with no credit account has nothing frozen to release.
+    assert credits_unfreeze(user_id=other_user.pk, reference="dispute-1") == 0
+    assert not CreditAccount.objects.filter(user=other_user).exists()
+
+
+def test_a_freeze_may_hold_a_single_credit(user, fund):
+    fund(user, 5)
+    freeze = credits_freeze(user_id=user.pk, amount=1, reference="dispute-1")
+    assert (freeze.requested, freeze.amount) == (1, 1)
+    assert CreditAccount.objects.get(user=user).frozen == 1
+
+
+@pytest.mark.parametrize(("length", "accepted"), [(120, True), (121, False)])
+def test_a_freeze_reference_is_at_most_120_characters(user, fund, length, accepted):
+    fund(user, 5)
+    if accepted:
+        credits_freeze(user_id=user.pk, amount=2, reference="x" * length)
+    else:
+        with pytest.raises(InvalidInputError):
+            credits_freeze(user_id=user.pk, amount=2, reference="x" * length)
+    assert CreditAccount.objects.get(user=user).frozen == (2 if accepted else 0)
+
+
+def test_freezes_add_up_and_each_releases_only_its_own(user, fund):
+    fund(user, 20)
+    credits_freeze(user_id=user.pk, amount=4, reference="dispute-1")
+    second = credits_freeze(user_id=user.pk, amount=12, reference="dispute-2")
+    assert second.amount == 12
+    assert CreditAccount.objects.get(user=user).frozen == 16
+    assert credits_unfreeze(user_id=user.pk, reference="dispute-1") == 4
+    assert CreditAccount.objects.get(user=user).frozen == 12
+    assert credits_unfreeze(user_id=user.pk, reference="dispute-2") == 12
+    assert CreditAccount.objects.get(user=user).frozen == 0

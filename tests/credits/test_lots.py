@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from credits.errors import InsufficientCreditsError
+from credits.errors import CreditReferenceConflictError, InsufficientCreditsError
 from credits.models import CreditDraw, CreditLot, CreditTransaction
 from credits.services import (
     credit_lot_expire,
@@ -222,6 +224,73 @@ def test_a_return_is_once_per_reference_and_never_more_than_the_spend(user):
     assert_lots_hold_the_balance(user)
 
 
+@pytest.mark.parametrize("amount", [0, -1, 1.5, True])
+def test_a_return_refuses_what_is_not_a_positive_whole_number(user, amount):
+    grant(user, 10, "a")
+    credits_spend(user_id=user.pk, amount=5, reference="s")
+    with pytest.raises(InvalidInputError, match="positive whole number"):
+        credits_spend_return(user_id=user.pk, spend_reference="s", amount=amount, reference="r")
+    assert balance_of(user) == 5
+    assert not CreditTransaction.objects.filter(account__user=user, kind="return").exists()
+
+
+def test_a_spend_whose_own_reference_has_the_prefix_is_given_back_under_it(user):
+    grant(user, 10, "a")
+    credits_spend(user_id=user.pk, amount=3, reference="x")  # stored as spend:x
+    named = credits_spend(user_id=user.pk, amount=5, reference="spend:x")  # spend:spend:x
+    write = credits_spend_return(user_id=user.pk, spend_reference="spend:x", reference="r")
+    # The client's own name comes first; the stored form is the fallback.
+    assert (write.entry.returns_id, write.entry.amount) == (named.pk, 5)
+    assert balance_of(user) == 7
+
+
+def test_a_return_reference_answers_only_its_own_spend_and_amount(user):
+    grant(user, 20, "a")
+    credits_spend(user_id=user.pk, amount=5, reference="s1")
+    credits_spend(user_id=user.pk, amount=5, reference="s2")
+    first = credits_spend_return(user_id=user.pk, spend_reference="s1", amount=2, reference="r1")
+    credits_spend_return(user_id=user.pk, spend_reference="s2", amount=2, reference="r2")
+
+    asked = [("s2", 2, "r1"), ("s1", 2, "r2"), ("s1", 3, "r1"), ("s1", 1, "r1")]
+    for spend_reference, amount, reference in asked:
+        with pytest.raises(CreditReferenceConflictError) as conflict:
+            credits_spend_return(
+                user_id=user.pk, spend_reference=spend_reference, amount=amount, reference=reference
+            )
+        assert conflict.value.status == 409
+    # Without an amount, a repeat for the same spend answers the first return.
+    again = credits_spend_return(user_id=user.pk, spend_reference="s1", reference="r1")
+    assert (again.created, again.entry.pk, again.entry.amount) == (False, first.entry.pk, 2)
+    assert balance_of(user) == 14
+    assert_lots_hold_the_balance(user)
+
+
+def test_a_single_credit_and_a_large_return_are_given_back_once(user):
+    grant(user, 5000, "a")
+    credits_spend(user_id=user.pk, amount=3001, reference="s")
+    one = credits_spend_return(user_id=user.pk, spend_reference="s", amount=1, reference="r1")
+    assert one.entry.amount == 1
+    big = credits_spend_return(user_id=user.pk, spend_reference="s", amount=3000, reference="r2")
+    again = credits_spend_return(user_id=user.pk, spend_reference="s", amount=3000, reference="r2")
+    assert (again.created, again.entry.pk) == (False, big.entry.pk)
+    assert balance_of(user) == 5000
+    assert_lots_hold_the_balance(user)
+
+
+def test_a_spend_given_back_in_parts_gives_each_lot_no_more_than_it_took(user):
+    first = grant(user, 5, "a")
+    second = grant(user, 5, "b")
+    credits_spend(user_id=user.pk, amount=10, reference="s")  # `first` 5, then `second` 5
+
+    part = credits_spend_return(user_id=user.pk, spend_reference="s", amount=2, reference="r1")
+    assert draws_of(part.entry) == [(second.pk, -2)]
+    rest = credits_spend_return(user_id=user.pk, spend_reference="s", reference="r2")
+    # `second` is owed 3 more, `first` all 5 it gave.
+    assert draws_of(rest.entry) == [(second.pk, -3), (first.pk, -5)]
+    assert remaining(first, second) == [5, 5]
+    assert_lots_hold_the_balance(user)
+
+
 def test_a_return_of_an_unknown_spend_is_not_found(user, other_user):
     grant(other_user, 10, "a")
     credits_spend(user_id=other_user.pk, amount=5, reference="theirs")
@@ -246,6 +315,27 @@ def test_a_return_to_an_expired_lot_is_expired_again_by_the_sweep(user):
     assert (balance_of(user), remaining(lot)) == (0, [0])
     expiries = CreditTransaction.objects.filter(account__user=user, kind="expiry")
     assert sorted(expiries.values_list("amount", flat=True)) == [-6, -4]
+
+
+def test_a_lot_expires_again_each_time_a_return_gives_it_credits_back(user):
+    now = timezone.now()
+    later = now + timedelta(days=2)
+    lot = grant(user, 10, "a", expires_at=now + timedelta(days=1))
+    credits_spend(user_id=user.pk, amount=6, reference="s")
+    assert credits_expire_due(now=later) == 1
+
+    for reference in ("r1", "r2"):
+        credits_spend_return(user_id=user.pk, spend_reference="s", amount=3, reference=reference)
+        assert remaining(lot) == [3]
+        assert credits_expire_due(now=later) == 1
+        assert (balance_of(user), remaining(lot)) == (0, [0])
+    expiries = CreditTransaction.objects.filter(account__user=user, kind="expiry").order_by("id")
+    assert list(expiries.values_list("amount", flat=True)) == [-4, -3, -3]
+    assert [draws_of(e) for e in expiries] == [[(lot.pk, 4)], [(lot.pk, 3)], [(lot.pk, 3)]]
+    # Each time is its own entry, numbered from the first.
+    assert list(expiries.values_list("reference", flat=True)) == [
+        f"expiry:lot-{lot.pk}:{n}" for n in (1, 2, 3)
+    ]
 
 
 def test_a_return_while_in_debt_repays_it_first(user):
@@ -280,6 +370,45 @@ def test_the_sweep_expires_what_is_left_once_per_lot(user, other_user):
     assert draws_of(entry) == [(due.pk, 7)]
     assert (balance_of(user), balance_of(other_user)) == (20, 0)
     assert credit_lot_expire(lot_id=later.pk, now=now) is None
+    assert credit_lot_expire(lot_id=due.pk, now=now) is None  # expired already
+    assert CreditTransaction.objects.filter(kind="expiry").count() == 2
+
+
+def test_the_sweep_expires_a_lot_down_to_its_last_credit(user):
+    now = timezone.now()
+    lot = grant(user, 10, "a", expires_at=now - timedelta(minutes=1))
+    credits_spend(user_id=user.pk, amount=9, reference="s")
+    assert credits_expire_due(now=now) == 1
+    assert (balance_of(user), remaining(lot)) == (0, [0])
+    entry = CreditTransaction.objects.get(account__user=user, kind="expiry")
+    assert draws_of(entry) == [(lot.pk, 1)]
+
+
+def test_the_sweep_reports_its_progress_up_to_every_lot_due(user, other_user):
+    now = timezone.now()
+    grant(user, 10, "a", expires_at=now - timedelta(minutes=2))
+    grant(other_user, 5, "b", expires_at=now - timedelta(minutes=1))
+    seen = []
+    assert credits_expire_due(now=now, progress=lambda done, total: seen.append((done, total))) == 2
+    assert seen == [(1, 2), (2, 2)]
+
+
+def test_the_sweep_leaves_alone_the_lots_it_has_nothing_to_take_from(user, other_user):
+    now = timezone.now()
+    past = now - timedelta(minutes=1)
+    grant(user, 10, "a", expires_at=past)
+    spent = grant(other_user, 4, "b", expires_at=past)
+    credits_spend(user_id=other_user.pk, amount=4, reference="s")
+    assert remaining(spent) == [0]
+    assert credits_expire_due(now=now) == 1
+
+    # Expired or spent out, no lot is looked at again: one statement finds nothing due.
+    seen = []
+    with CaptureQueriesContext(connection) as ctx:
+        assert credits_expire_due(now=now, progress=lambda done, total: seen.append(total)) == 0
+    assert len(ctx.captured_queries) == 1
+    assert seen == []
+    assert (balance_of(user), balance_of(other_user)) == (0, 0)
 
 
 def test_the_sweep_may_take_frozen_credits(user):
@@ -328,6 +457,21 @@ def test_a_refund_debit_takes_its_own_orders_lot_first(user):
     # What is left of order 5's lot, then the rest in draw order.
     assert draws_of(debit) == [(bought.pk, 7), (other.pk, 3)]
     assert balance_of(user) == 7
+    assert_lots_hold_the_balance(user)
+
+
+def test_a_refund_debit_takes_its_own_orders_lot_before_a_later_orders(user):
+    now = timezone.now()
+    bought = grant(user, 10, "order-5", source_order_id=5)
+    later = grant(user, 10, "order-6", source_order_id=6, expires_at=now + timedelta(days=1))
+    staff = grant(user, 10, "gift", expires_at=now + timedelta(days=1))
+
+    debit = credits_debit_refund(
+        user_id=user.pk, amount=12, reference="refund-5", source_order_id=5
+    )
+    # Order 6's lot and the gift expire sooner, but order 5's own credits go first.
+    assert draws_of(debit) == [(bought.pk, 10), (later.pk, 2)]
+    assert remaining(bought, later, staff) == [0, 8, 10]
     assert_lots_hold_the_balance(user)
 
 

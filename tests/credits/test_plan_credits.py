@@ -7,8 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
+from credits.errors import CreditReferenceConflictError
 from credits.models import CreditLot, CreditTransaction, Plan
-from credits.services import credits_expire_due, credits_spend
+from credits.services import (
+    credits_expire_due,
+    credits_grant,
+    credits_rollover_cap,
+    credits_spend,
+)
+from kernel.errors import InvalidInputError
 from purchasables.builtin import subscription
 from purchasables.types import InvoiceInfo, OrderInfo
 from tests.credits.ledger_checks import balance_of
@@ -101,6 +108,31 @@ def test_credits_of_a_rollover_plan_carry_over_up_to_the_cap(user):
     assert credits_expire_due(now=at(START + 365 * DAY)) == 0  # nothing else expires
 
 
+@pytest.mark.parametrize(
+    ("spent", "cap", "expired"), [(20, 79, 1), (20, 80, 0), (20, 81, 0), (99, 0, 1)]
+)
+def test_only_what_is_over_the_cap_expires(user, spent, cap, expired):
+    plan = plan_make(rollover_cap=cap)
+    cycle(plan, user, 0)
+    credits_spend(user_id=user.pk, amount=spent, reference="x")  # from the first cycle
+
+    result = cycle(plan, user, 1)
+    assert result.get("credits_expired_over_cap", 0) == expired
+    assert balance_of(user) == 200 - spent - expired
+    assert CreditTransaction.objects.filter(kind="expiry").count() == (1 if expired else 0)
+
+
+@pytest.mark.parametrize(("amount", "kind"), [(5, "grant"), (-5, "adjustment")])
+def test_a_rollover_reference_held_by_another_entry_conflicts(user, amount, kind):
+    plan = plan_make()
+    cycle(plan, user, 0)
+    credits_grant(user_id=user.pk, amount=amount, reference="rollover-1", kind=kind)
+    with pytest.raises(CreditReferenceConflictError):
+        credits_rollover_cap(user_id=user.pk, plan_id=plan.pk, cap=10, reference="rollover-1")
+    assert balance_of(user) == 100 + amount
+    assert not CreditTransaction.objects.filter(kind="expiry").exists()
+
+
 def test_a_rollover_plan_without_a_cap_keeps_everything(user):
     plan = plan_make()
     for n in range(3):
@@ -117,6 +149,16 @@ def test_the_cap_leaves_other_credits_alone(user):
     credits_spend(user_id=user.pk, amount=10, reference="x")  # from the oldest: the purchase
     cycle(plan, user, 1)
     assert balance_of(user) == 590  # the first cycle's 100 expired, nothing of the purchase
+
+
+@pytest.mark.parametrize("cap", [-1, 1.5, True, "50", None])
+def test_a_rollover_cap_is_a_whole_number_of_credits(user, cap):
+    plan = plan_make()
+    cycle(plan, user, 0)
+    with pytest.raises(InvalidInputError):
+        credits_rollover_cap(user_id=user.pk, plan_id=plan.pk, cap=cap, reference="cap-1")
+    assert balance_of(user) == 100
+    assert not CreditTransaction.objects.filter(kind="expiry").exists()
 
 
 def test_the_catalog_shows_the_plan_terms(anon_api):
