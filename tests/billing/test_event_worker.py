@@ -252,6 +252,28 @@ def test_a_drain_that_fails_mid_batch_releases_what_it_had_not_started(monkeypat
     assert StripeEvent.objects.get(pk=ids[1]).attempts == 2
 
 
+@pytest.mark.parametrize("failing", [0, 2, 4])
+def test_only_the_events_after_the_one_that_failed_are_released(monkeypatch, failing):
+    ids = stored_events(5)
+    real = events.event_process
+
+    def process(event: StripeEvent) -> str:
+        if event.pk == ids[failing]:
+            raise RuntimeError("the database went away")
+        return real(event)
+
+    monkeypatch.setattr(events, "event_process", process)
+    with pytest.raises(RuntimeError):
+        events_drain()
+    rows = {e.pk: e for e in StripeEvent.objects.filter(pk__in=ids)}
+    assert [(rows[pk].status, rows[pk].attempts) for pk in ids] == (
+        [(StripeEvent.Status.IGNORED, 1)] * failing
+        + [(StripeEvent.Status.PROCESSING, 1)]
+        + [(StripeEvent.Status.PENDING, 0)] * (4 - failing)
+    )
+    assert rows[ids[failing]].lease_expires_at is not None
+
+
 def test_a_released_retry_keeps_its_earlier_attempts(monkeypatch):
     [retry] = stored_events(1, status=StripeEvent.Status.RETRYING, attempts=2)
     [fresh] = stored_events(1)

@@ -337,6 +337,32 @@ def test_after_the_last_attempt_the_event_is_failed_and_can_be_replayed(settings
         assert CreditTransaction.objects.count() == 1
 
 
+def test_each_failed_attempt_waits_its_step_of_the_back_off_and_then_its_last(settings):
+    settings.TOLLGATE = {
+        **settings.TOLLGATE,
+        "EVENT_RETRY_BACKOFF": [10, 20, 40],
+        "EVENT_MAX_ATTEMPTS": 5,
+    }
+    plugin = FlakyCredits(failures=4)
+    with registry.plugin_registered(plugin, name="flaky"):
+        payment = PaymentFactory(order__purchase_type="flaky")
+        evt = succeeded(payment)
+        post_webhook(evt)
+        waits = []
+        for _ in range(4):
+            _make_due(evt["id"])
+            before = timezone.now()
+            assert events_drain() == 1
+            stored = StripeEvent.objects.get()
+            assert stored.status == StripeEvent.Status.RETRYING
+            waits.append(stored.next_attempt_at - before)
+        # Attempt n waits the schedule's nth step; past its end, the last step again.
+        for wait, seconds in zip(waits, [10, 20, 40, 40], strict=True):
+            assert timedelta(seconds=seconds) <= wait < timedelta(seconds=seconds + 5)
+        assert stored.attempts == 4
+        assert not CreditTransaction.objects.exists()
+
+
 def test_an_event_whose_worker_died_is_taken_again_after_its_lease(payment):
     evt = succeeded(payment)
     post_webhook(evt)
