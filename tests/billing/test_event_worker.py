@@ -202,6 +202,15 @@ def test_a_claim_takes_the_named_event_first_and_counts_every_attempt():
     assert stored.lease_expires_at > timezone.now() + timedelta(minutes=4)
 
 
+def test_a_replayed_event_is_processed_ahead_of_an_older_backlog():
+    backlog = stored_events(events.CLAIM_BATCH + 2)
+    [replayed] = stored_events(1, status=StripeEvent.Status.FAILED, attempts=8)
+    events.event_replay(event_id=replayed)
+    assert tasks.events_drain(replayed) == len(backlog) + 1
+    order = StripeEvent.objects.order_by("processed_at").values_list("pk", flat=True)
+    assert list(order) == [replayed, *backlog]
+
+
 def test_a_worker_killed_mid_batch_leaves_the_batch_to_its_lease():
     ids = stored_events(5)
     assert len(claim()) == 5  # … and the worker dies before processing any of them
