@@ -517,9 +517,17 @@ def test_an_invoice_of_one_cent_or_of_the_wrong_currency_grants_nothing(customer
 
 
 @pytest.mark.parametrize(
-    "reason", ["manual", "subscription_threshold", "subscription_update", "upcoming"]
+    ("reason", "why"),
+    [
+        ("manual", "billing_reason 'manual' is not a billing cycle"),
+        ("subscription_threshold", "billing_reason 'subscription_threshold' is not a billing"),
+        ("subscription_update", "a proration for a change of plan or quantity, not a cycle"),
+        ("upcoming", "billing_reason 'upcoming' is not a billing cycle"),
+    ],
 )
-def test_an_invoice_that_is_not_a_cycle_grants_nothing(customer, plan, user, reason):
+def test_an_invoice_that_is_not_a_cycle_grants_nothing_and_says_why(
+    customer, plan, user, reason, why
+):
     post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
     inv = invoice_obj(1)
     inv["billing_reason"] = reason
@@ -528,9 +536,9 @@ def test_an_invoice_that_is_not_a_cycle_grants_nothing(customer, plan, user, rea
     events_drain()
     assert credits_balance_get(user_id=user.pk) == 0
     assert not Order.objects.exists()
-    assert set(
-        StripeEvent.objects.filter(type__startswith="invoice.").values_list("status", flat=True)
-    ) == {"processed"}
+    invoice_events = StripeEvent.objects.filter(type__startswith="invoice.")
+    assert {e.status for e in invoice_events} == {"processed"}
+    assert all(e.last_error.startswith(f"not granted: {why}") for e in invoice_events)
 
 
 def test_a_cycle_invoice_tells_the_plugin_what_was_paid_and_for_which_period(customer, plan, user):
