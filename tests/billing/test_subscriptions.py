@@ -237,6 +237,18 @@ def test_an_update_before_its_create_does_not_regress_or_duplicate(customer, pla
     assert record.status == Subscription.Status.ACTIVE
 
 
+def test_a_change_stamped_the_same_second_as_the_recorded_state_still_applies(customer, plan):
+    """Stripe stamps events to the second: only a strictly older event is stale."""
+    t0 = int(time.time()) - 1000
+    post_webhook(at(event("customer.subscription.updated", subscription_obj(plan, "active")), t0))
+    events_drain()
+    ending = subscription_obj(plan, "active", cancel_at_period_end=True)
+    post_webhook(at(event("customer.subscription.updated", ending), t0))
+    events_drain()
+    [record] = Subscription.objects.all()
+    assert (record.status, record.cancel_at_period_end) == (Subscription.Status.ACTIVE, True)
+
+
 def test_three_cycles_grant_exactly_three_times(customer, plan, user):
     post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
     deliveries = []
@@ -514,6 +526,32 @@ def test_an_invoice_of_one_cent_or_of_the_wrong_currency_grants_nothing(customer
     assert {e.status for e in invoice_events} == {"processed"}  # recorded, never retried
     assert all(e.last_error.startswith("not granted: ") for e in invoice_events)
     assert "paid in jpy; the plan is priced in usd" in "".join(e.last_error for e in invoice_events)
+
+
+def test_a_cycle_paid_with_tax_on_top_grants_once_and_its_order_is_what_was_paid(
+    customer, plan, user
+):
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    taxed = invoice_obj(1)
+    taxed.update(amount_paid=2090, amount_due=2090)  # 1,900 and 10% tax
+    post_webhook(event("invoice.paid", taxed))
+    post_webhook(event("invoice.payment_succeeded", taxed))
+    events_drain()
+    order = Order.objects.get()
+    assert (order.status, order.amount, order.currency) == (Order.Status.PAID, 2090, "usd")
+    assert credits_balance_get(user_id=user.pk) == 500
+
+
+def test_a_paid_invoice_of_nothing_grants_nothing_and_says_nothing_was_paid(customer, plan, user):
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    free = invoice_obj(1)
+    free.update(amount_paid=0, amount_due=0)  # a 100% coupon: Stripe marks it paid
+    post_webhook(event("invoice.paid", free))
+    events_drain()
+    assert credits_balance_get(user_id=user.pk) == 0
+    assert not Order.objects.exists()
+    stored = StripeEvent.objects.get(type="invoice.paid")
+    assert (stored.status, stored.last_error) == ("processed", "invoice is paid; nothing was paid")
 
 
 @pytest.mark.parametrize(
