@@ -283,14 +283,15 @@ def test_only_the_events_after_the_one_that_failed_are_released(monkeypatch, fai
     assert rows[ids[failing]].lease_expires_at is not None
 
 
-def test_a_released_retry_keeps_its_earlier_attempts(monkeypatch):
-    [retry] = stored_events(1, status=StripeEvent.Status.RETRYING, attempts=2)
+@pytest.mark.parametrize("earlier", [1, 2])
+def test_a_released_retry_keeps_its_earlier_attempts(monkeypatch, earlier):
+    [retry] = stored_events(1, status=StripeEvent.Status.RETRYING, attempts=earlier)
     [fresh] = stored_events(1)
     clock = iter([0.0, 1e9, 1e9])  # the deadline passes before the first event starts
     monkeypatch.setattr(events, "monotonic", lambda: next(clock))
     assert events_drain() == 0  # both claimed, then released unstarted
     rows = {e.pk: e for e in StripeEvent.objects.filter(pk__in=[retry, fresh])}
-    assert (rows[retry].status, rows[retry].attempts) == (StripeEvent.Status.RETRYING, 2)
+    assert (rows[retry].status, rows[retry].attempts) == (StripeEvent.Status.RETRYING, earlier)
     assert (rows[fresh].status, rows[fresh].attempts) == (StripeEvent.Status.PENDING, 0)
 
 
@@ -330,6 +331,14 @@ def test_a_caller_that_sets_its_own_limit_sees_to_the_rest():
 
 
 # --- queued drains ----------------------------------------------------------------------
+
+
+def test_a_drain_takes_no_more_than_its_limit_across_batches():
+    limit = events.CLAIM_BATCH + 5
+    ids = stored_events(events.CLAIM_BATCH + 10)
+    assert events_drain(limit=limit) == limit
+    statuses = list(StripeEvent.objects.filter(pk__in=ids).order_by("id").values_list("status"))
+    assert statuses == [("ignored",)] * limit + [("pending",)] * 5
 
 
 def test_events_stored_together_ride_on_one_queued_task():
