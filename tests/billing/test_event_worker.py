@@ -307,6 +307,28 @@ def test_a_drain_out_of_time_releases_the_rest_and_hands_them_on(monkeypatch):
     assert QueuedDrain.objects.count() == 1 and OrmQ.objects.count() == 1
 
 
+def test_a_drain_starts_an_event_at_the_very_end_of_its_budget_and_none_after(monkeypatch):
+    ids = stored_events(3)
+    budget = events.DRAIN_TIME_BUDGET.total_seconds()
+    clock = iter([0.0, budget, budget + 0.001, budget + 0.001])
+    monkeypatch.setattr(events, "monotonic", lambda: next(clock))
+    assert events_drain() == 1
+    statuses = list(StripeEvent.objects.filter(pk__in=ids).order_by("id").values_list("status"))
+    assert statuses == [("ignored",), ("pending",), ("pending",)]
+
+
+def test_a_redelivery_after_its_drain_task_started_is_answered_as_a_duplicate():
+    evt = succeeded(PaymentFactory())
+    first, created = event_store(event=evt)
+    assert created
+    for drain in QueuedDrain.objects.all():  # the task started: no drain takes riders now
+        sql.queued_drain_close(drain_id=drain.pk)
+    again, created = event_store(event=evt)
+    assert not created
+    assert again.pk == first.pk
+    assert StripeEvent.objects.filter(stripe_id=evt["id"]).count() == 1
+
+
 def test_a_drain_stopped_by_its_batch_limit_hands_the_rest_on(settings):
     settings.TOLLGATE = {**settings.TOLLGATE, "EVENT_DRAIN_BATCH": 2}
     stored_events(3)
