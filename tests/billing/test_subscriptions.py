@@ -511,6 +511,26 @@ def test_a_stripe_error_on_create_leaves_the_user_free_to_retry(
     assert len(stripe_subscriptions(user)) == 1
 
 
+def test_a_failed_start_leaves_the_users_other_subscriptions_live(
+    api, user, stripe_plan, monkeypatch
+):
+    add_card_via_setup_intent(api)
+    first = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert first.status_code == 201, first.content
+    team = Plan.objects.create(
+        name="Team", stripe_price_id="plan_team_monthly", amount=4900, credits_per_cycle=1500
+    )
+    stripe_plan_create(team)
+
+    def unreachable(**kw):
+        raise gateway.PaymentGatewayError("Stripe could not be reached.")
+
+    monkeypatch.setattr(gateway, "subscription_create", unreachable)
+    assert api.post("/payments/subscriptions/", {"plan_id": team.pk}).status_code == 502
+    live = first.json()["subscription"]["stripe_subscription_id"]
+    assert [s["id"] for s in stripe_subscriptions(user)] == [live]
+
+
 def test_a_record_left_incomplete_by_a_dead_request_is_given_up_after_its_grace(
     api, user, stripe_plan
 ):

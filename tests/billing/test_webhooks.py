@@ -365,6 +365,19 @@ def test_each_failed_attempt_waits_its_step_of_the_back_off_and_then_its_last(se
         assert not CreditTransaction.objects.exists()
 
 
+def test_an_event_past_a_lowered_attempt_limit_fails_at_its_next_failure(settings):
+    plugin = FlakyCredits(failures=10)
+    with registry.plugin_registered(plugin, name="flaky"):
+        evt = succeeded(PaymentFactory(order__purchase_type="flaky"))
+        post_webhook(evt)
+        StripeEvent.objects.update(status=StripeEvent.Status.RETRYING, attempts=4)
+        settings.TOLLGATE = {**settings.TOLLGATE, "EVENT_MAX_ATTEMPTS": 3}
+        assert events_drain() == 1
+    stored = StripeEvent.objects.get()
+    assert (stored.status, stored.attempts) == (StripeEvent.Status.FAILED, 5)
+    assert stored.next_attempt_at is None
+
+
 def test_a_failure_keeps_the_last_4000_characters_of_its_traceback():
     error = "the plugin fell over: " + "x" * 5000 + " (the end)"
     with registry.plugin_registered(FlakyCredits(failures=1, error=error), name="flaky"):
