@@ -150,6 +150,15 @@ def test_a_new_card_paid_with_is_not_saved_unless_asked(api, user, stripe_server
     assert stripe_client().v1.payment_methods.retrieve(card).customer is None
 
 
+def test_a_card_attached_at_stripe_outside_tollgate_is_listed(api, user, stripe_server):
+    customer_id = stripe_customer_get_or_create(user_id=user.pk)
+    card = new_card("5555555555554444")
+    stripe_client().v1.payment_methods.attach(card, params={"customer": customer_id})
+    listing = api.get("/payments/methods/")
+    assert listing.status_code == 200, listing.content
+    assert [c["stripe_payment_method_id"] for c in listing.json()["payment_methods"]] == [card]
+
+
 def test_save_payment_method_without_a_card_is_422(api, stripe_server):
     resp = api.post(
         "/payments/create/",
