@@ -89,6 +89,27 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for n in (499, 501)
     ],
+    *[
+        (
+            "billing/services/events.py",
+            "return 0",
+            f"return {n}",
+            "`_release` answers how many events it gave back, and no caller reads the answer",
+        )
+        for n in (1, -1)
+    ],
+    (
+        "billing/services/subscriptions.py",
+        "and not Subscription.objects.filter(stripe_subscription_id=made[0].id).exists()",
+        "and not Subscription.objects.filter(stripe_subscription_id=made[-1].id).exists()",
+        "the condition's first test is `len(made) == 1`: the first and the last are the same",
+    ),
+    (
+        "billing/services/subscriptions.py",
+        'ended["stripe_subscription_id"] = made[0].id  # for staff: what was cancelled',
+        'ended["stripe_subscription_id"] = made[-1].id  # for staff: what was cancelled',
+        "only reached when `len(made) == 1`: the first and the last are the same",
+    ),
     (
         "billing/services/reconcile.py",
         "if len(batch) == 100:",

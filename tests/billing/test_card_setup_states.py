@@ -26,6 +26,7 @@ from tests.billing.test_cards import add_card_via_setup_intent, new_card
 def test_a_setup_that_has_not_succeeded_saves_no_card(status, user, stripe_server):
     customer_id = stripe_customer_get_or_create(user_id=user.pk)
     pm_id = new_card()
+    CardSetup.objects.create(user=user, stripe_setup_intent_id="seti_states", status="processing")
     setup = SetupIntentData(
         id="seti_states",
         status=status,
@@ -36,6 +37,9 @@ def test_a_setup_that_has_not_succeeded_saves_no_card(status, user, stripe_serve
     )
     assert card_setup_complete(setup=setup) is None
     assert not SavedPaymentMethod.objects.exists()
+    # A canceled one is settled: nothing more will happen to it, so it is read no more.
+    settled = CardSetup.objects.get()
+    assert (settled.completed_at is not None) is (status == "canceled")
 
 
 def test_each_new_card_setup_is_a_new_setup_intent_under_a_key_of_its_own(
@@ -72,3 +76,32 @@ def test_every_open_setup_left_for_a_day_is_abandoned_however_many_there_are(use
     _setups_abandon(user.pk)
     assert not CardSetup.objects.filter(completed_at__isnull=True).exists()
     assert set(CardSetup.objects.values_list("status", flat=True)) == {"abandoned"}
+
+
+@pytest.mark.parametrize(
+    ("age", "abandoned"), [(timedelta(hours=23), False), (timedelta(hours=25), True)]
+)
+def test_an_open_setup_is_abandoned_once_it_is_a_day_old(user, age, abandoned):
+    CardSetup.objects.create(
+        user=user, stripe_setup_intent_id="seti_left", status="requires_payment_method"
+    )
+    CardSetup.objects.update(created_at=timezone.now() - age)
+    _setups_abandon(user.pk)
+    assert CardSetup.objects.get().status == (
+        "abandoned" if abandoned else "requires_payment_method"
+    )
+
+
+@pytest.mark.parametrize(
+    ("age", "reused"),
+    [(timedelta(hours=11, minutes=30), True), (timedelta(hours=12, minutes=30), False)],
+)
+def test_an_open_setup_is_handed_out_again_for_twelve_hours_then_a_new_one_is_made(
+    api, stripe_server, age, reused
+):
+    first = api.post("/payments/methods/setup/").json()
+    CardSetup.objects.update(created_at=timezone.now() - age)
+    again = api.post("/payments/methods/setup/")
+    assert again.status_code == 201, again.content
+    assert (again.json()["setup_intent_id"] == first["setup_intent_id"]) is reused
+    assert CardSetup.objects.count() == (1 if reused else 2)

@@ -139,6 +139,26 @@ def test_save_payment_method_attaches_the_card_while_paying(api, user, stripe_se
     assert saved.last4 == "4242"
 
 
+def test_a_new_card_paid_with_is_not_saved_unless_asked(api, user, stripe_server):
+    card = new_card()
+    resp = api.post(
+        "/payments/create/",
+        {"is_credit_purchase": True, "credit_amount": 50, "payment_method_id": card},
+    )
+    assert resp.status_code == 201, resp.content
+    assert not SavedPaymentMethod.objects.exists()
+    assert stripe_client().v1.payment_methods.retrieve(card).customer is None
+
+
+def test_a_card_attached_at_stripe_outside_tollgate_is_listed(api, user, stripe_server):
+    customer_id = stripe_customer_get_or_create(user_id=user.pk)
+    card = new_card("5555555555554444")
+    stripe_client().v1.payment_methods.attach(card, params={"customer": customer_id})
+    listing = api.get("/payments/methods/")
+    assert listing.status_code == 200, listing.content
+    assert [c["stripe_payment_method_id"] for c in listing.json()["payment_methods"]] == [card]
+
+
 def test_save_payment_method_without_a_card_is_422(api, stripe_server):
     resp = api.post(
         "/payments/create/",
@@ -225,14 +245,20 @@ def test_card_events_keep_saved_cards_in_step(user):
     post_webhook(event("payment_method.detached", {**method, "customer": None}))
     events_drain()
     assert not SavedPaymentMethod.objects.exists()
+    detached = StripeEvent.objects.get(type="payment_method.detached")
+    assert detached.last_error == "forgot 1 card(s)"
 
 
 def test_a_card_event_for_a_stranger_saves_nothing(db):
     method = fixture("payment_method")
     method.update(id="pm_stranger", customer="cus_not_ours")
     post_webhook(event("payment_method.attached", method))
+    customer = fixture("customer")
+    customer.update(id="cus_not_ours", invoice_settings={"default_payment_method": "pm_stranger"})
+    post_webhook(event("customer.updated", customer))
     events_drain()
     assert not SavedPaymentMethod.objects.exists()
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
 
 
 def test_the_journal_says_whether_a_card_event_saved_a_card(user):

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from billing.models import Order, StripeEvent
 from billing.services import events
-from billing.services.events import event_store
+from billing.services.events import event_store, events_drain
 from billing.services.payments import order_transition
 from tests.billing.factories import OrderFactory
 from tests.stripe_events import event, payment_intent
@@ -35,13 +35,26 @@ def test_overlong_fields_are_stored_cut_to_their_columns():
     assert StripeEvent.objects.filter(stripe_id=evt["id"]).count() == 1
 
 
-def test_a_worker_that_cannot_give_back_its_claims_says_how_many(monkeypatch, caplog):
+def test_another_system_s_event_keeps_its_note_cut_to_4000_characters():
+    long_id = "pi_" + "9" * 5000
+    evt = event("payment_intent.succeeded", payment_intent(id=long_id, amount=1000, metadata={}))
+    stored, _ = event_store(event=evt)
+    events_drain()
+    stored.refresh_from_db()
+    assert stored.status == StripeEvent.Status.NOT_OURS
+    assert stored.last_error == f"PaymentIntent {long_id}"[:4000]
+
+
+@pytest.mark.parametrize(("failing", "unstarted"), [(1, 3), (2, 2)])
+def test_a_worker_that_cannot_give_back_its_claims_says_how_many(
+    monkeypatch, caplog, failing, unstarted
+):
     batch = [object(), object(), object(), object()]
     ran = []
 
     def fails(event):
         ran.append(event)
-        if len(ran) == 2:  # the second of four: two are left unstarted
+        if len(ran) == failing:  # the events after it are left unstarted
             raise RuntimeError("the database went away")
 
     def cannot_release(claimed):
@@ -51,7 +64,7 @@ def test_a_worker_that_cannot_give_back_its_claims_says_how_many(monkeypatch, ca
     monkeypatch.setattr(events, "_release", cannot_release)
     with caplog.at_level(logging.ERROR, logger=events.log.name), pytest.raises(RuntimeError):
         events._batch_process(batch, deadline=float("inf"))
-    assert "could not release 2 claimed events" in caplog.text
+    assert f"could not release {unstarted} claimed events" in caplog.text
 
 
 def test_a_decline_s_overlong_code_and_message_are_kept_cut_to_their_columns():

@@ -202,6 +202,15 @@ def test_a_claim_takes_the_named_event_first_and_counts_every_attempt():
     assert stored.lease_expires_at > timezone.now() + timedelta(minutes=4)
 
 
+def test_a_replayed_event_is_processed_ahead_of_an_older_backlog():
+    backlog = stored_events(events.CLAIM_BATCH + 2)
+    [replayed] = stored_events(1, status=StripeEvent.Status.FAILED, attempts=8)
+    events.event_replay(event_id=replayed)
+    assert tasks.events_drain(replayed) == len(backlog) + 1
+    order = StripeEvent.objects.order_by("processed_at").values_list("pk", flat=True)
+    assert list(order) == [replayed, *backlog]
+
+
 def test_a_worker_killed_mid_batch_leaves_the_batch_to_its_lease():
     ids = stored_events(5)
     assert len(claim()) == 5  # … and the worker dies before processing any of them
@@ -252,14 +261,37 @@ def test_a_drain_that_fails_mid_batch_releases_what_it_had_not_started(monkeypat
     assert StripeEvent.objects.get(pk=ids[1]).attempts == 2
 
 
-def test_a_released_retry_keeps_its_earlier_attempts(monkeypatch):
-    [retry] = stored_events(1, status=StripeEvent.Status.RETRYING, attempts=2)
+@pytest.mark.parametrize("failing", [0, 2, 4])
+def test_only_the_events_after_the_one_that_failed_are_released(monkeypatch, failing):
+    ids = stored_events(5)
+    real = events.event_process
+
+    def process(event: StripeEvent) -> str:
+        if event.pk == ids[failing]:
+            raise RuntimeError("the database went away")
+        return real(event)
+
+    monkeypatch.setattr(events, "event_process", process)
+    with pytest.raises(RuntimeError):
+        events_drain()
+    rows = {e.pk: e for e in StripeEvent.objects.filter(pk__in=ids)}
+    assert [(rows[pk].status, rows[pk].attempts) for pk in ids] == (
+        [(StripeEvent.Status.IGNORED, 1)] * failing
+        + [(StripeEvent.Status.PROCESSING, 1)]
+        + [(StripeEvent.Status.PENDING, 0)] * (4 - failing)
+    )
+    assert rows[ids[failing]].lease_expires_at is not None
+
+
+@pytest.mark.parametrize("earlier", [1, 2])
+def test_a_released_retry_keeps_its_earlier_attempts(monkeypatch, earlier):
+    [retry] = stored_events(1, status=StripeEvent.Status.RETRYING, attempts=earlier)
     [fresh] = stored_events(1)
     clock = iter([0.0, 1e9, 1e9])  # the deadline passes before the first event starts
     monkeypatch.setattr(events, "monotonic", lambda: next(clock))
     assert events_drain() == 0  # both claimed, then released unstarted
     rows = {e.pk: e for e in StripeEvent.objects.filter(pk__in=[retry, fresh])}
-    assert (rows[retry].status, rows[retry].attempts) == (StripeEvent.Status.RETRYING, 2)
+    assert (rows[retry].status, rows[retry].attempts) == (StripeEvent.Status.RETRYING, earlier)
     assert (rows[fresh].status, rows[fresh].attempts) == (StripeEvent.Status.PENDING, 0)
 
 
@@ -273,6 +305,28 @@ def test_a_drain_out_of_time_releases_the_rest_and_hands_them_on(monkeypatch):
     statuses = list(StripeEvent.objects.filter(pk__in=ids).order_by("id").values_list("status"))
     assert statuses == [("ignored",), ("pending",), ("pending",), ("pending",)]
     assert QueuedDrain.objects.count() == 1 and OrmQ.objects.count() == 1
+
+
+def test_a_drain_starts_an_event_at_the_very_end_of_its_budget_and_none_after(monkeypatch):
+    ids = stored_events(3)
+    budget = events.DRAIN_TIME_BUDGET.total_seconds()
+    clock = iter([0.0, budget, budget + 0.001, budget + 0.001])
+    monkeypatch.setattr(events, "monotonic", lambda: next(clock))
+    assert events_drain() == 1
+    statuses = list(StripeEvent.objects.filter(pk__in=ids).order_by("id").values_list("status"))
+    assert statuses == [("ignored",), ("pending",), ("pending",)]
+
+
+def test_a_redelivery_after_its_drain_task_started_is_answered_as_a_duplicate():
+    evt = succeeded(PaymentFactory())
+    first, created = event_store(event=evt)
+    assert created
+    for drain in QueuedDrain.objects.all():  # the task started: no drain takes riders now
+        sql.queued_drain_close(drain_id=drain.pk)
+    again, created = event_store(event=evt)
+    assert not created
+    assert again.pk == first.pk
+    assert StripeEvent.objects.filter(stripe_id=evt["id"]).count() == 1
 
 
 def test_a_drain_stopped_by_its_batch_limit_hands_the_rest_on(settings):
@@ -299,6 +353,14 @@ def test_a_caller_that_sets_its_own_limit_sees_to_the_rest():
 
 
 # --- queued drains ----------------------------------------------------------------------
+
+
+def test_a_drain_takes_no_more_than_its_limit_across_batches():
+    limit = events.CLAIM_BATCH + 5
+    ids = stored_events(events.CLAIM_BATCH + 10)
+    assert events_drain(limit=limit) == limit
+    statuses = list(StripeEvent.objects.filter(pk__in=ids).order_by("id").values_list("status"))
+    assert statuses == [("ignored",)] * limit + [("pending",)] * 5
 
 
 def test_events_stored_together_ride_on_one_queued_task():

@@ -94,6 +94,24 @@ def test_a_subscription_charges_the_default_card_and_grants_its_first_cycle_once
     assert api.get("/payments/subscriptions/").json()["summary"]["cancel_at_period_end"] is True
 
 
+def test_a_subscription_on_a_named_card_is_billed_to_that_card(api, user, stripe_plan):
+    add_card_via_setup_intent(api)  # the default card
+    cards = add_card_via_setup_intent(api, number="5555555555554444")["payment_methods"]
+    named = next(c for c in cards if c["last4"] == "4444")
+    assert not named["is_default"]
+    resp = api.post(
+        "/payments/subscriptions/", {"plan_id": stripe_plan.pk, "payment_method_id": named["id"]}
+    )
+    assert resp.status_code == 201, resp.content
+    card = named["stripe_payment_method_id"]
+    stripe_id = resp.json()["subscription"]["stripe_subscription_id"]
+    assert stripe_client().v1.subscriptions.retrieve(stripe_id)["default_payment_method"] == card
+    # Stripe bills each cycle to the customer's default card, which is now this one.
+    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
+    at_stripe = stripe_client().v1.customers.retrieve(customer)
+    assert at_stripe["invoice_settings"]["default_payment_method"] == card
+
+
 def test_an_event_older_than_the_users_cancel_does_not_undo_it(api, user, stripe_plan):
     add_card_via_setup_intent(api)
     sub = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk}).json()["subscription"]
@@ -235,6 +253,33 @@ def test_an_update_before_its_create_does_not_regress_or_duplicate(customer, pla
     events_drain()
     [record] = Subscription.objects.all()
     assert record.status == Subscription.Status.ACTIVE
+
+
+def test_a_renewal_or_a_change_of_price_at_stripe_moves_the_record_with_it(customer, plan):
+    t0 = int(time.time()) - 1000
+    created = subscription_obj(plan, "active", period_end=1_900_000_000)
+    post_webhook(at(event("customer.subscription.created", created), t0))
+    events_drain()
+    renewed = subscription_obj(plan, "active", period_end=1_902_592_000)
+    item = renewed["items"]["data"][0]
+    item["price"] = {**item["price"], "id": "price_pro_yearly"}  # switched in the portal
+    post_webhook(at(event("customer.subscription.updated", renewed), t0 + 10))
+    events_drain()
+    [record] = Subscription.objects.all()
+    assert record.stripe_price_id == "price_pro_yearly"
+    assert record.current_period_end.timestamp() == 1_902_592_000
+
+
+def test_a_change_stamped_the_same_second_as_the_recorded_state_still_applies(customer, plan):
+    """Stripe stamps events to the second: only a strictly older event is stale."""
+    t0 = int(time.time()) - 1000
+    post_webhook(at(event("customer.subscription.updated", subscription_obj(plan, "active")), t0))
+    events_drain()
+    ending = subscription_obj(plan, "active", cancel_at_period_end=True)
+    post_webhook(at(event("customer.subscription.updated", ending), t0))
+    events_drain()
+    [record] = Subscription.objects.all()
+    assert (record.status, record.cancel_at_period_end) == (Subscription.Status.ACTIVE, True)
 
 
 def test_three_cycles_grant_exactly_three_times(customer, plan, user):
@@ -468,7 +513,11 @@ def test_a_failure_after_stripe_answered_cancels_the_stripe_subscription(
     resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
     assert resp.status_code == 500, resp.content
     assert stripe_subscriptions(user) == []
-    assert not Subscription.objects.filter(status__in=Subscription.LIVE_STATUSES).exists()
+    # The ended record names, for staff, the Stripe subscription that was cancelled.
+    [ended] = Subscription.objects.all()
+    assert ended.status == Subscription.Status.INCOMPLETE_EXPIRED
+    cancelled = stripe_client().v1.subscriptions.retrieve(ended.stripe_subscription_id)
+    assert cancelled["status"] == "canceled"
     monkeypatch.undo()
     assert api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk}).status_code == 201
 
@@ -485,6 +534,26 @@ def test_a_stripe_error_on_create_leaves_the_user_free_to_retry(
     monkeypatch.undo()
     assert api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk}).status_code == 201
     assert len(stripe_subscriptions(user)) == 1
+
+
+def test_a_failed_start_leaves_the_users_other_subscriptions_live(
+    api, user, stripe_plan, monkeypatch
+):
+    add_card_via_setup_intent(api)
+    first = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert first.status_code == 201, first.content
+    team = Plan.objects.create(
+        name="Team", stripe_price_id="plan_team_monthly", amount=4900, credits_per_cycle=1500
+    )
+    stripe_plan_create(team)
+
+    def unreachable(**kw):
+        raise gateway.PaymentGatewayError("Stripe could not be reached.")
+
+    monkeypatch.setattr(gateway, "subscription_create", unreachable)
+    assert api.post("/payments/subscriptions/", {"plan_id": team.pk}).status_code == 502
+    live = first.json()["subscription"]["stripe_subscription_id"]
+    assert [s["id"] for s in stripe_subscriptions(user)] == [live]
 
 
 def test_a_record_left_incomplete_by_a_dead_request_is_given_up_after_its_grace(
@@ -506,6 +575,50 @@ def test_a_record_left_incomplete_by_a_dead_request_is_given_up_after_its_grace(
     assert len(stripe_subscriptions(user)) == 1
 
 
+@pytest.mark.parametrize(
+    ("age", "kept"), [(timedelta(hours=24), True), (timedelta(hours=25), False)]
+)
+def test_a_record_left_incomplete_is_kept_while_its_checkout_could_still_be_paid(
+    api, user, stripe_plan, age, kept
+):
+    """Stripe keeps a Checkout Session open for 24 hours: until then the record may still
+    become a subscription, and the plan stays taken."""
+    add_card_via_setup_intent(api)
+    left = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
+    )
+    Subscription.objects.filter(pk=left.pk).update(created_at=timezone.now() - age)
+    resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert resp.status_code == (409 if kept else 201), resp.content
+    left.refresh_from_db()
+    assert left.status == (
+        Subscription.Status.INCOMPLETE if kept else Subscription.Status.INCOMPLETE_EXPIRED
+    )
+
+
+def test_a_start_whose_first_invoice_cannot_be_recorded_starts_and_its_event_grants(
+    api, user, stripe_plan, monkeypatch
+):
+    from billing.services import subscriptions
+
+    def refuse(**kw):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(subscriptions, "invoice_record", refuse)
+    add_card_via_setup_intent(api)
+    resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["subscription"]["status"] == "active"
+    assert credits_balance_get(user_id=user.pk) == 0
+    monkeypatch.undo()
+    stripe_id = resp.json()["subscription"]["stripe_subscription_id"]
+    [invoice] = stripe_client().v1.invoices.list(params={"subscription": stripe_id}).data
+    post_webhook(event("invoice.paid", invoice.to_dict()))
+    events_drain()
+    assert credits_balance_get(user_id=user.pk) == 500
+    assert Order.objects.get().stripe_invoice_id == invoice["id"]
+
+
 # --- what a paid invoice grants --------------------------------------------------------
 
 
@@ -515,6 +628,8 @@ def test_an_invoice_of_one_cent_or_of_the_wrong_currency_grants_nothing(customer
     cent.update(amount_paid=1, amount_due=1)
     yen = invoice_obj(2)
     yen.update(currency="jpy")  # 1,900 yen, not 19.00 dollars
+    rand = invoice_obj(3)
+    rand.update(currency="zar")
     # The shape of API versions before 2025 (and localstripe): no billing_reason,
     # `paid`, `subscription` and `payment_intent` on the invoice.
     old_shape = {
@@ -529,7 +644,7 @@ def test_an_invoice_of_one_cent_or_of_the_wrong_currency_grants_nothing(customer
         "payment_intent": new_id("pi"),
         "charge": None,
     }
-    for inv in (cent, yen, old_shape):
+    for inv in (cent, yen, rand, old_shape):
         post_webhook(event("invoice.paid", inv))
         post_webhook(event("invoice.payment_succeeded", inv))
     events_drain()
@@ -539,12 +654,49 @@ def test_an_invoice_of_one_cent_or_of_the_wrong_currency_grants_nothing(customer
     assert {e.status for e in invoice_events} == {"processed"}  # recorded, never retried
     assert all(e.last_error.startswith("not granted: ") for e in invoice_events)
     assert "paid in jpy; the plan is priced in usd" in "".join(e.last_error for e in invoice_events)
+    notes = {e.object_id: e.last_error for e in invoice_events}
+    assert notes[cent["id"]].endswith("1 usd paid, billing_reason subscription_cycle")
+    assert notes["in_old_shape"].endswith("1 usd paid, billing_reason not stated")
+
+
+def test_a_cycle_paid_with_tax_on_top_grants_once_and_its_order_is_what_was_paid(
+    customer, plan, user
+):
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    taxed = invoice_obj(1)
+    taxed.update(amount_paid=2090, amount_due=2090)  # 1,900 and 10% tax
+    post_webhook(event("invoice.paid", taxed))
+    post_webhook(event("invoice.payment_succeeded", taxed))
+    events_drain()
+    order = Order.objects.get()
+    assert (order.status, order.amount, order.currency) == (Order.Status.PAID, 2090, "usd")
+    assert credits_balance_get(user_id=user.pk) == 500
+
+
+def test_a_paid_invoice_of_nothing_grants_nothing_and_says_nothing_was_paid(customer, plan, user):
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    free = invoice_obj(1)
+    free.update(amount_paid=0, amount_due=0)  # a 100% coupon: Stripe marks it paid
+    post_webhook(event("invoice.paid", free))
+    events_drain()
+    assert credits_balance_get(user_id=user.pk) == 0
+    assert not Order.objects.exists()
+    stored = StripeEvent.objects.get(type="invoice.paid")
+    assert (stored.status, stored.last_error) == ("processed", "invoice is paid; nothing was paid")
 
 
 @pytest.mark.parametrize(
-    "reason", ["manual", "subscription_threshold", "subscription_update", "upcoming"]
+    ("reason", "why"),
+    [
+        ("manual", "billing_reason 'manual' is not a billing cycle"),
+        ("subscription_threshold", "billing_reason 'subscription_threshold' is not a billing"),
+        ("subscription_update", "a proration for a change of plan or quantity, not a cycle"),
+        ("upcoming", "billing_reason 'upcoming' is not a billing cycle"),
+    ],
 )
-def test_an_invoice_that_is_not_a_cycle_grants_nothing(customer, plan, user, reason):
+def test_an_invoice_that_is_not_a_cycle_grants_nothing_and_says_why(
+    customer, plan, user, reason, why
+):
     post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
     inv = invoice_obj(1)
     inv["billing_reason"] = reason
@@ -553,9 +705,9 @@ def test_an_invoice_that_is_not_a_cycle_grants_nothing(customer, plan, user, rea
     events_drain()
     assert credits_balance_get(user_id=user.pk) == 0
     assert not Order.objects.exists()
-    assert set(
-        StripeEvent.objects.filter(type__startswith="invoice.").values_list("status", flat=True)
-    ) == {"processed"}
+    invoice_events = StripeEvent.objects.filter(type__startswith="invoice.")
+    assert {e.status for e in invoice_events} == {"processed"}
+    assert all(e.last_error.startswith(f"not granted: {why}") for e in invoice_events)
 
 
 def test_a_cycle_invoice_tells_the_plugin_what_was_paid_and_for_which_period(customer, plan, user):

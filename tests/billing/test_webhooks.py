@@ -271,8 +271,9 @@ def test_a_signed_body_that_is_not_an_event_is_refused(db):
 class FlakyCredits:
     """A purchase type whose fulfilment writes to the ledger, then fails `failures` times."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, error: str = "the plugin fell over half-way") -> None:
         self.failures = failures
+        self.error = error
         self.calls = 0
 
     @hookimpl
@@ -290,7 +291,7 @@ class FlakyCredits:
         self.calls += 1
         credits_grant(user_id=order.user_id, amount=100, reference=f"order-{order.order_id}")
         if self.calls <= self.failures:
-            raise RuntimeError("the plugin fell over half-way")
+            raise RuntimeError(self.error)
         return {"ok": True}
 
 
@@ -347,7 +348,58 @@ def test_after_the_last_attempt_the_event_is_failed_and_can_be_replayed(settings
         assert events_drain() == 1
         stored.refresh_from_db()
         assert stored.status == StripeEvent.Status.PROCESSED
+        assert stored.attempts == 1  # a fresh budget: the replay is its first attempt
         assert CreditTransaction.objects.count() == 1
+
+
+def test_each_failed_attempt_waits_its_step_of_the_back_off_and_then_its_last(settings):
+    settings.TOLLGATE = {
+        **settings.TOLLGATE,
+        "EVENT_RETRY_BACKOFF": [10, 20, 40],
+        "EVENT_MAX_ATTEMPTS": 5,
+    }
+    plugin = FlakyCredits(failures=4)
+    with registry.plugin_registered(plugin, name="flaky"):
+        payment = PaymentFactory(order__purchase_type="flaky")
+        evt = succeeded(payment)
+        post_webhook(evt)
+        waits = []
+        for _ in range(4):
+            _make_due(evt["id"])
+            before = timezone.now()
+            assert events_drain() == 1
+            stored = StripeEvent.objects.get()
+            assert stored.status == StripeEvent.Status.RETRYING
+            waits.append(stored.next_attempt_at - before)
+        # Attempt n waits the schedule's nth step; past its end, the last step again.
+        for wait, seconds in zip(waits, [10, 20, 40, 40], strict=True):
+            assert timedelta(seconds=seconds) <= wait < timedelta(seconds=seconds + 5)
+        assert stored.attempts == 4
+        assert not CreditTransaction.objects.exists()
+
+
+def test_an_event_past_a_lowered_attempt_limit_fails_at_its_next_failure(settings):
+    plugin = FlakyCredits(failures=10)
+    with registry.plugin_registered(plugin, name="flaky"):
+        evt = succeeded(PaymentFactory(order__purchase_type="flaky"))
+        post_webhook(evt)
+        StripeEvent.objects.update(status=StripeEvent.Status.RETRYING, attempts=4)
+        settings.TOLLGATE = {**settings.TOLLGATE, "EVENT_MAX_ATTEMPTS": 3}
+        assert events_drain() == 1
+    stored = StripeEvent.objects.get()
+    assert (stored.status, stored.attempts) == (StripeEvent.Status.FAILED, 5)
+    assert stored.next_attempt_at is None
+
+
+def test_a_failure_keeps_the_last_4000_characters_of_its_traceback():
+    error = "the plugin fell over: " + "x" * 5000 + " (the end)"
+    with registry.plugin_registered(FlakyCredits(failures=1, error=error), name="flaky"):
+        post_webhook(succeeded(PaymentFactory(order__purchase_type="flaky")))
+        events_drain()
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.RETRYING
+    assert len(stored.last_error) == 4000
+    assert stored.last_error.endswith(error[-3000:] + "\n")  # the end says what broke
 
 
 def test_an_event_whose_worker_died_is_taken_again_after_its_lease(payment):
