@@ -358,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         for test in _trace_merge(home):
             # A test of a fix made after the session began fails on the session's code.
             print(f"==> fails without a mutant, so judges none: {test}", flush=True)
-    fallbacks = _merge(home, session)  # what a stopped run had done
+    leftover = _merge(home, session)  # what a stopped run had done
+    # A recheck tests the survivors alone; a stopped run's slow mutants wait for the next run.
+    fallbacks = [] if args.recheck else leftover
     queue = _queue(session, survivors=args.recheck, limit=args.limit)
     print(
         f"==> mutating {', '.join(TARGETS[args.target][0])}: {len(queue)} mutants "
