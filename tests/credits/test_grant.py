@@ -7,7 +7,8 @@ from django.db import transaction
 
 from credits.errors import CreditReferenceConflictError
 from credits.models import CreditAccount, CreditTransaction
-from credits.services import credits_grant, credits_spend
+from credits.services import credits_grant, credits_grant_by_staff, credits_spend
+from kernel.errors import InvalidInputError
 from tests.credits.ledger_checks import balance_of, run_together
 
 
@@ -102,3 +103,27 @@ def test_a_grant_a_person_made_is_audited_and_a_systems_is_not(user, staff_user)
     [audit] = AuditEntry.objects.filter(action="credits.grant")
     assert audit.actor_id == staff_user.pk
     assert audit.details["balance_after"] == entry.balance_after == 10
+
+
+@pytest.mark.django_db
+def test_a_staff_grant_reference_may_fill_the_stored_reference_and_no_more(user, staff_user):
+    """Stored as `grant:<reference>`: the longest reference accepted fills the column."""
+    room = CreditTransaction._meta.get_field("reference").max_length - len("grant:")
+    written = credits_grant_by_staff(
+        user_id=user.pk,
+        amount=5,
+        memo="goodwill",
+        created_by_id=staff_user.pk,
+        reference="t" * room,
+    )
+    assert written.created
+    assert written.entry.reference == "grant:" + "t" * room
+    with pytest.raises(InvalidInputError):
+        credits_grant_by_staff(
+            user_id=user.pk,
+            amount=5,
+            memo="goodwill",
+            created_by_id=staff_user.pk,
+            reference="u" * (room + 1),
+        )
+    assert balance_of(user) == 5

@@ -68,6 +68,16 @@ def test_a_reference_reused_for_another_kind_conflicts(user, fund):
     assert balance_of(user) == 25
 
 
+def test_a_refund_debit_under_a_spends_reference_conflicts(user, fund):
+    """Same reference, same amount, but a spend: not a replay of the refund debit."""
+    fund(user, 20)
+    spend = credits_spend(user_id=user.pk, amount=5, reference="re_1")
+    with pytest.raises(CreditReferenceConflictError):
+        credits_debit_refund(user_id=user.pk, amount=5, reference=spend.reference)
+    assert CreditTransaction.objects.filter(account__user=user, kind="refund").count() == 0
+    assert balance_of(user) == 15
+
+
 def test_spend_replay_reports_that_nothing_was_written(user, fund):
     fund(user, 20)
     first = credits_spend_or_replay(user_id=user.pk, amount=5, reference="r")

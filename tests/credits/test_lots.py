@@ -331,6 +331,22 @@ def test_a_refund_debit_takes_its_own_orders_lot_first(user):
     assert_lots_hold_the_balance(user)
 
 
+def test_a_refund_debit_past_its_own_lot_draws_promotional_before_paid(user):
+    own = grant(
+        user, 10, "order-9", source_order_id=9, expires_at=timezone.now() + timedelta(days=1)
+    )
+    paid = grant(user, 10, "order-5", source_order_id=5)
+    promo = grant(user, 10, "welcome", category=PROMOTIONAL)
+    credits_spend(user_id=user.pk, amount=10, reference="s")  # all of order 9's lot
+    assert remaining(own, paid, promo) == [0, 10, 10]
+
+    debit = credits_debit_refund(user_id=user.pk, amount=4, reference="refund-9", source_order_id=9)
+    # Neither lot expires: the promotional one goes first, though the paid one is older.
+    assert draws_of(debit) == [(promo.pk, 4)]
+    assert remaining(own, paid, promo) == [0, 10, 6]
+    assert_lots_hold_the_balance(user)
+
+
 def test_what_was_spent_becomes_a_debt(user):
     bought = grant(user, 10, "order-5", source_order_id=5)
     credits_spend(user_id=user.pk, amount=6, reference="s")
