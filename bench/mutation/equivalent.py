@@ -113,6 +113,31 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "only whether there is more than one upcoming session is asked: 3 rows or 2 "
         "answer it alike",
     ),
+    (
+        "credits/services.py",
+        "if amount <= 0:",
+        "if amount == 0:",
+        "the credits left to draw or give back start at zero or more (a refund debit and a "
+        "roll-over are above zero, a return's share for its lots is never negative) and each "
+        "step takes at most what is left, so they never go below zero",
+    ),
+    (
+        "credits/services.py",
+        "if taken > 0:",
+        "if taken >= 0:",
+        "both callers pass only lots with `remaining` above zero (`remaining__gt=0`) and the "
+        "loop stops once nothing is left to take, so `min(lot.remaining, amount)` is at least 1",
+    ),
+    *[
+        (
+            "credits/services.py",
+            "if amount < 0:",
+            mutant,
+            "`_amount_checked` on the line before refuses zero and anything not an int, and "
+            "for a non-zero int `< 0`, `<= 0` and `< 1` agree",
+        )
+        for mutant in ("if amount <= 0:", "if amount < 1:")
+    ],
 ]
 
 
