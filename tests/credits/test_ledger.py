@@ -68,14 +68,28 @@ def test_a_reference_reused_for_another_kind_conflicts(user, fund):
     assert balance_of(user) == 25
 
 
-def test_a_refund_debit_under_a_spends_reference_conflicts(user, fund):
-    """Same reference, same amount, but a spend: not a replay of the refund debit."""
+@pytest.mark.parametrize("earlier", ["spend", "adjustment"])
+def test_a_refund_debit_under_another_entrys_reference_conflicts(user, fund, earlier):
+    """Same reference, same amount, but not a refund debit: not a replay of one."""
     fund(user, 20)
-    spend = credits_spend(user_id=user.pk, amount=5, reference="re_1")
+    if earlier == "spend":
+        reference = credits_spend(user_id=user.pk, amount=5, reference="re_1").reference
+    else:
+        reference = "adj-1"
+        credits_grant(user_id=user.pk, amount=-5, reference=reference, kind="adjustment")
     with pytest.raises(CreditReferenceConflictError):
-        credits_debit_refund(user_id=user.pk, amount=5, reference=spend.reference)
-    assert CreditTransaction.objects.filter(account__user=user, kind="refund").count() == 0
+        credits_debit_refund(user_id=user.pk, amount=5, reference=reference)
+    assert not CreditTransaction.objects.filter(account__user=user, kind="refund").exists()
     assert balance_of(user) == 15
+
+
+def test_a_refund_debit_repeated_with_another_amount_conflicts(user, fund):
+    fund(user, 20)
+    credits_debit_refund(user_id=user.pk, amount=8, reference="refund-re_2")
+    for amount in (5, 11):
+        with pytest.raises(CreditReferenceConflictError):
+            credits_debit_refund(user_id=user.pk, amount=amount, reference="refund-re_2")
+    assert balance_of(user) == 12
 
 
 def test_spend_replay_reports_that_nothing_was_written(user, fund):
@@ -108,3 +122,12 @@ def test_a_failed_spend_leaves_no_account_behind(user):
     with pytest.raises(InsufficientCreditsError):
         credits_spend(user_id=user.pk, amount=1, reference="r")
     assert not CreditAccount.objects.filter(user=user).exists()
+
+
+def test_a_spend_reference_may_fill_the_stored_reference(user, fund):
+    """Stored as `spend:<reference>`: the longest reference accepted fills the column."""
+    fund(user, 20)
+    room = CreditTransaction._meta.get_field("reference").max_length - len("spend:")
+    entry = credits_spend(user_id=user.pk, amount=1, reference="x" * room)
+    assert entry.reference == "spend:" + "x" * room
+    assert balance_of(user) == 19
