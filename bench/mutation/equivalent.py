@@ -115,19 +115,47 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ),
     (
         "credits/services.py",
-        "if amount <= 0:",
-        "if amount == 0:",
-        "the credits left to draw or give back start at zero or more (a refund debit and a "
-        "roll-over are above zero, a return's share for its lots is never negative) and each "
-        "step takes at most what is left, so they never go below zero",
+        "@dataclass(frozen=True)",
+        "@dataclass(frozen=False)",
+        "a LedgerWrite is never hashed nor assigned to after it is made",
     ),
     (
         "credits/services.py",
-        "if taken > 0:",
-        "if taken >= 0:",
-        "both callers pass only lots with `remaining` above zero (`remaining__gt=0`) and the "
-        "loop stops once nothing is left to take, so `min(lot.remaining, amount)` is at least 1",
+        "lot.category != CreditLot.Category.PROMOTIONAL,",
+        "lot.category < CreditLot.Category.PROMOTIONAL,",
+        "every lot is 'paid' or 'promotional' (a grant checks its category, the opening "
+        "lots are paid), and only 'paid' sorts before 'promotional'",
     ),
+    *[
+        (
+            "credits/services.py",
+            "if amount <= 0:",
+            mutant,
+            "the credits left to draw or give back start at zero or more (a refund debit and a "
+            "roll-over are above zero, a return's share for its lots is never negative) and "
+            "each step takes at most what is left: they never go below zero, and once they are "
+            "zero every later lot would be planned at most 0, which the `> 0` test skips",
+        )
+        for mutant in ("if amount == 0:", "if amount < 0:", "if amount <= -1:")
+    ],
+    (
+        "credits/services.py",
+        "break",
+        "continue",
+        "the loop only stops once nothing is left to draw or give back: going on through the "
+        "remaining lots plans nothing more for them",
+    ),
+    *[
+        (
+            "credits/services.py",
+            "if taken > 0:",
+            mutant,
+            "both callers pass only lots with `remaining` above zero (`remaining__gt=0`) and "
+            "the loop stops once nothing is left to take, so `min(lot.remaining, amount)` is "
+            "at least 1",
+        )
+        for mutant in ("if taken >= 0:", "if taken != 0:", "if taken > -1:")
+    ],
     *[
         (
             "credits/services.py",
@@ -138,6 +166,13 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for mutant in ("if amount <= 0:", "if amount < 1:")
     ],
+    (
+        "credits/services.py",
+        "if isinstance(amount, int) and not isinstance(amount, bool) and amount < 0:",
+        "if isinstance(amount, int) and not isinstance(amount, bool) and amount <= 0:",
+        "a zero amount then takes the adjustment branch, whose first step is the same "
+        "`_amount_checked(0)` that refuses it on the grant branch, with the same error",
+    ),
 ]
 
 
