@@ -166,13 +166,16 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for mutant in ("if amount <= 0:", "if amount < 1:")
     ],
-    (
-        "credits/services.py",
-        "if isinstance(amount, int) and not isinstance(amount, bool) and amount < 0:",
-        "if isinstance(amount, int) and not isinstance(amount, bool) and amount <= 0:",
-        "a zero amount then takes the adjustment branch, whose first step is the same "
-        "`_amount_checked(0)` that refuses it on the grant branch, with the same error",
-    ),
+    *[
+        (
+            "credits/services.py",
+            "if isinstance(amount, int) and not isinstance(amount, bool) and amount < 0:",
+            f"if isinstance(amount, int) and not isinstance(amount, bool) and {mutant}:",
+            "a zero amount then takes the adjustment branch, whose first step is the same "
+            "`_amount_checked(0)` that refuses it on the grant branch, with the same error",
+        )
+        for mutant in ("amount <= 0", "amount < 1")
+    ],
 ]
 
 
