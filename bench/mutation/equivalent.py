@@ -408,6 +408,71 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "adds nothing to what is over the cap, and the draw plan takes nothing from a lot "
         "that holds nothing (they are only locked, under the account's lock already held)",
     ),
+    (
+        "credits/services.py",
+        "@dataclass(frozen=True)",
+        "@dataclass(frozen=False)",
+        "a LedgerWrite is never hashed nor assigned to after it is made",
+    ),
+    (
+        "credits/services.py",
+        "lot.category != CreditLot.Category.PROMOTIONAL,",
+        "lot.category < CreditLot.Category.PROMOTIONAL,",
+        "every lot is 'paid' or 'promotional' (a grant checks its category, the opening lots "
+        "are paid), and only 'paid' sorts before 'promotional'",
+    ),
+    (
+        "credits/services.py",
+        "if taken > 0:",
+        "if taken >= 0:",
+        "both callers pass only lots with `remaining` above zero (`remaining__gt=0`) and the "
+        "loop stops once nothing is left to take, so `min(lot.remaining, amount)` is at least"
+        " 1",
+    ),
+    (
+        "credits/services.py",
+        "if taken > 0:",
+        "if taken != 0:",
+        "both callers pass only lots with `remaining` above zero (`remaining__gt=0`) and the "
+        "loop stops once nothing is left to take, so `min(lot.remaining, amount)` is at least"
+        " 1",
+    ),
+    (
+        "credits/services.py",
+        "if taken > 0:",
+        "if taken > -1:",
+        "both callers pass only lots with `remaining` above zero (`remaining__gt=0`) and the "
+        "loop stops once nothing is left to take, so `min(lot.remaining, amount)` is at least"
+        " 1",
+    ),
+    (
+        "credits/services.py",
+        "if amount < 0:",
+        "if amount <= 0:",
+        "`_amount_checked` on the line before refuses zero and anything not an int, and for a"
+        " non-zero int `< 0`, `<= 0` and `< 1` agree",
+    ),
+    (
+        "credits/services.py",
+        "if amount < 0:",
+        "if amount < 1:",
+        "`_amount_checked` on the line before refuses zero and anything not an int, and for a"
+        " non-zero int `< 0`, `<= 0` and `< 1` agree",
+    ),
+    (
+        "credits/services.py",
+        "if isinstance(amount, int) and not isinstance(amount, bool) and amount < 0:",
+        "if isinstance(amount, int) and not isinstance(amount, bool) and amount <= 0:",
+        "a zero amount then takes the adjustment branch, whose first step is the same "
+        "`_amount_checked(0)` that refuses it on the grant branch, with the same error",
+    ),
+    (
+        "credits/services.py",
+        "if isinstance(amount, int) and not isinstance(amount, bool) and amount < 0:",
+        "if isinstance(amount, int) and not isinstance(amount, bool) and amount < 1:",
+        "a zero amount then takes the adjustment branch, whose first step is the same "
+        "`_amount_checked(0)` that refuses it on the grant branch, with the same error",
+    ),
 ]
 
 

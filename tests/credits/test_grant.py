@@ -7,7 +7,8 @@ from django.db import transaction
 
 from credits.errors import CreditReferenceConflictError
 from credits.models import CreditAccount, CreditTransaction
-from credits.services import credits_grant, credits_spend
+from credits.services import credits_grant, credits_grant_by_staff, credits_spend
+from kernel.errors import InvalidInputError
 from tests.credits.ledger_checks import balance_of, run_together
 
 
@@ -102,3 +103,85 @@ def test_a_grant_a_person_made_is_audited_and_a_systems_is_not(user, staff_user)
     [audit] = AuditEntry.objects.filter(action="credits.grant")
     assert audit.actor_id == staff_user.pk
     assert audit.details["balance_after"] == entry.balance_after == 10
+
+
+@pytest.mark.django_db
+def test_a_staff_grant_reference_may_fill_the_stored_reference_and_no_more(user, staff_user):
+    """Stored as `grant:<reference>`: the longest reference accepted fills the column."""
+    room = CreditTransaction._meta.get_field("reference").max_length - len("grant:")
+    written = credits_grant_by_staff(
+        user_id=user.pk,
+        amount=5,
+        memo="goodwill",
+        created_by_id=staff_user.pk,
+        reference="t" * room,
+    )
+    assert written.created
+    assert written.entry.reference == "grant:" + "t" * room
+    for reference in ("u" * (room + 1), ""):
+        with pytest.raises(InvalidInputError):
+            credits_grant_by_staff(
+                user_id=user.pk,
+                amount=5,
+                memo="goodwill",
+                created_by_id=staff_user.pk,
+                reference=reference,
+            )
+    assert balance_of(user) == 5
+
+
+@pytest.mark.django_db
+def test_a_repeated_staff_grant_answers_the_first_entry_and_the_balance(user, staff_user):
+    first = credits_grant_by_staff(
+        user_id=user.pk, amount=5000, memo="goodwill", created_by_id=staff_user.pk, reference="t-9"
+    )
+    again = credits_grant_by_staff(
+        user_id=user.pk, amount=5000, memo="goodwill", created_by_id=staff_user.pk, reference="t-9"
+    )
+    assert (again.created, again.entry.pk, again.balance) == (False, first.entry.pk, 5000)
+    assert balance_of(user) == 5000
+
+
+@pytest.mark.django_db
+def test_a_grant_repeated_with_a_smaller_amount_or_another_kind_conflicts(user, fund):
+    fund(user, 10)
+    credits_grant(user_id=user.pk, amount=5, reference="order-8", kind="purchase")
+    with pytest.raises(CreditReferenceConflictError):
+        credits_grant(user_id=user.pk, amount=4, reference="order-8", kind="purchase")
+    credits_grant(user_id=user.pk, amount=5, reference="gift-2")
+    with pytest.raises(CreditReferenceConflictError):
+        credits_grant(user_id=user.pk, amount=5, reference="gift-2", kind="purchase")
+    assert balance_of(user) == 20
+    assert CreditTransaction.objects.filter(account__user=user).count() == 3
+
+
+@pytest.mark.django_db
+def test_one_entry_moves_at_most_a_billion_credits(user):
+    """The API publishes the same bound as the amount's maximum."""
+    credits_grant(user_id=user.pk, amount=10**9, reference="order-1", kind="purchase")
+    with pytest.raises(InvalidInputError):
+        credits_grant(user_id=user.pk, amount=10**9 + 1, reference="order-2", kind="purchase")
+    with pytest.raises(InvalidInputError):
+        credits_grant(user_id=user.pk, amount=-(10**9 + 1), reference="adj-1", kind="adjustment")
+    credits_grant(user_id=user.pk, amount=-(10**9), reference="adj-2", kind="adjustment")
+    assert balance_of(user) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("amount", [0, 1.5, True, "3", None])
+def test_a_grant_is_a_non_zero_whole_number_of_credits(user, amount):
+    with pytest.raises(InvalidInputError):
+        credits_grant(user_id=user.pk, amount=amount, reference="order-1", kind="purchase")
+    assert balance_of(user) == 0
+    assert not CreditTransaction.objects.filter(account__user=user).exists()
+
+
+@pytest.mark.django_db
+def test_a_grant_reference_is_1_to_the_columns_length(user):
+    longest = CreditTransaction._meta.get_field("reference").max_length
+    entry = credits_grant(user_id=user.pk, amount=5, reference="r" * longest)
+    assert entry.reference == "r" * longest
+    for reference in ("r" * (longest + 1), ""):
+        with pytest.raises(InvalidInputError):
+            credits_grant(user_id=user.pk, amount=5, reference=reference)
+    assert balance_of(user) == 5

@@ -81,6 +81,30 @@ def test_a_debit_reusing_the_reference_of_another_kind_conflicts(user, fund, kin
     assert not CreditTransaction.objects.filter(account__user=user, kind=kind).exists()
 
 
+@pytest.mark.parametrize("earlier", ["spend", "adjustment"])
+def test_a_refund_debit_under_another_entrys_reference_conflicts(user, fund, earlier):
+    """Same reference, same amount, but not a refund debit: not a replay of one."""
+    fund(user, 20)
+    if earlier == "spend":
+        reference = credits_spend(user_id=user.pk, amount=5, reference="re_1").reference
+    else:
+        reference = "adj-1"
+        credits_grant(user_id=user.pk, amount=-5, reference=reference, kind="adjustment")
+    with pytest.raises(CreditReferenceConflictError):
+        credits_debit_refund(user_id=user.pk, amount=5, reference=reference)
+    assert not CreditTransaction.objects.filter(account__user=user, kind="refund").exists()
+    assert balance_of(user) == 15
+
+
+def test_a_refund_debit_repeated_with_another_amount_conflicts(user, fund):
+    fund(user, 20)
+    credits_debit_refund(user_id=user.pk, amount=8, reference="refund-re_2")
+    for amount in (5, 11):
+        with pytest.raises(CreditReferenceConflictError):
+            credits_debit_refund(user_id=user.pk, amount=amount, reference="refund-re_2")
+    assert balance_of(user) == 12
+
+
 def test_spend_replay_reports_that_nothing_was_written(user, fund):
     fund(user, 20)
     first = credits_spend_or_replay(user_id=user.pk, amount=5, reference="r")
@@ -200,3 +224,12 @@ def test_freezes_add_up_and_each_releases_only_its_own(user, fund):
     assert CreditAccount.objects.get(user=user).frozen == 12
     assert credits_unfreeze(user_id=user.pk, reference="dispute-2") == 12
     assert CreditAccount.objects.get(user=user).frozen == 0
+
+
+def test_a_spend_reference_may_fill_the_stored_reference(user, fund):
+    """Stored as `spend:<reference>`: the longest reference accepted fills the column."""
+    fund(user, 20)
+    room = CreditTransaction._meta.get_field("reference").max_length - len("spend:")
+    entry = credits_spend(user_id=user.pk, amount=1, reference="x" * room)
+    assert entry.reference == "spend:" + "x" * room
+    assert balance_of(user) == 19

@@ -126,6 +126,34 @@ def test_credits_coming_in_repay_a_debt_before_filling_their_lot(user):
     assert_lots_hold_the_balance(user)
 
 
+def test_a_staff_grant_may_not_expire_the_moment_it_is_made(user, staff_user, monkeypatch):
+    now = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    with pytest.raises(InvalidInputError):
+        credits_grant_by_staff(
+            user_id=user.pk, amount=5, memo="welcome", created_by_id=staff_user.pk, expires_at=now
+        )
+    write = credits_grant_by_staff(
+        user_id=user.pk,
+        amount=5,
+        memo="welcome",
+        created_by_id=staff_user.pk,
+        expires_at=now + timedelta(microseconds=1),
+    )
+    assert CreditLot.objects.get(entry=write.entry).expires_at == now + timedelta(microseconds=1)
+    assert balance_of(user) == 5
+
+
+def test_a_lots_cost_basis_is_a_whole_number_of_minor_units_zero_included(user):
+    free = grant(user, 10, "order-1", kind="purchase", cost_basis=0, currency="eur")
+    assert (free.cost_basis, free.currency) == (0, "eur")
+    for n, cost_basis in enumerate((-1, 12.5, True), start=2):
+        with pytest.raises(InvalidInputError):
+            grant(user, 10, f"order-{n}", kind="purchase", cost_basis=cost_basis, currency="eur")
+    assert balance_of(user) == 10
+    assert lots_of(user) == [free]
+
+
 # --- the draw order --------------------------------------------------------------------
 
 
@@ -168,6 +196,15 @@ def test_a_staff_adjustment_draws_like_a_spend(user, staff_user):
     assert write.entry.kind == "adjustment"
     assert draws_of(write.entry) == [(promo.pk, 10), (paid.pk, 2)]
     assert_lots_hold_the_balance(user)
+
+
+def test_a_staff_adjustment_of_one_credit_takes_one(user, staff_user):
+    paid = grant(user, 10, "a")
+    write = credits_grant_by_staff(
+        user_id=user.pk, amount=-1, memo="correction", created_by_id=staff_user.pk
+    )
+    assert (write.entry.kind, write.entry.amount, write.balance) == ("adjustment", -1, 9)
+    assert remaining(paid) == [9]
 
 
 def test_a_spend_never_takes_frozen_credits(user):
@@ -289,6 +326,22 @@ def test_a_spend_given_back_in_parts_gives_each_lot_no_more_than_it_took(user):
     assert draws_of(rest.entry) == [(second.pk, -3), (first.pk, -5)]
     assert remaining(first, second) == [5, 5]
     assert_lots_hold_the_balance(user)
+
+
+def test_a_return_reference_may_fill_the_stored_reference_and_no_more(user):
+    """Stored as `return:<reference>`: the longest reference accepted fills the column."""
+    grant(user, 10, "a")
+    credits_spend(user_id=user.pk, amount=5, reference="s")
+    room = CreditTransaction._meta.get_field("reference").max_length - len("return:")
+    with pytest.raises(InvalidInputError):
+        credits_spend_return(
+            user_id=user.pk, spend_reference="s", amount=1, reference="r" * (room + 1)
+        )
+    write = credits_spend_return(
+        user_id=user.pk, spend_reference="s", amount=1, reference="r" * room
+    )
+    assert write.entry.reference == "return:" + "r" * room
+    assert balance_of(user) == 6
 
 
 def test_a_return_of_an_unknown_spend_is_not_found(user, other_user):
@@ -472,6 +525,44 @@ def test_a_refund_debit_takes_its_own_orders_lot_before_a_later_orders(user):
     # Order 6's lot and the gift expire sooner, but order 5's own credits go first.
     assert draws_of(debit) == [(bought.pk, 10), (later.pk, 2)]
     assert remaining(bought, later, staff) == [0, 8, 10]
+    assert_lots_hold_the_balance(user)
+
+
+def test_a_refund_debit_past_its_own_lot_draws_promotional_before_paid(user):
+    own = grant(
+        user, 10, "order-9", source_order_id=9, expires_at=timezone.now() + timedelta(days=1)
+    )
+    paid = grant(user, 10, "order-5", source_order_id=5)
+    promo = grant(user, 10, "welcome", category=PROMOTIONAL)
+    credits_spend(user_id=user.pk, amount=10, reference="s")  # all of order 9's lot
+    assert remaining(own, paid, promo) == [0, 10, 10]
+
+    debit = credits_debit_refund(user_id=user.pk, amount=4, reference="refund-9", source_order_id=9)
+    # Neither lot expires: the promotional one goes first, though the paid one is older.
+    assert draws_of(debit) == [(promo.pk, 4)]
+    assert remaining(own, paid, promo) == [0, 10, 6]
+    assert_lots_hold_the_balance(user)
+
+
+def test_a_refund_debit_past_its_own_lots_draws_in_the_spends_order(user):
+    now = timezone.now()
+    never_paid = grant(user, 10, "a")
+    later_paid = grant(user, 10, "b", expires_at=now + timedelta(days=9))
+    soon_paid = grant(user, 10, "c", expires_at=now + timedelta(days=2))
+    soon_promo = grant(user, 10, "d", expires_at=now + timedelta(days=2), category=PROMOTIONAL)
+    never_promo = grant(user, 10, "e", category=PROMOTIONAL)
+
+    debit = credits_debit_refund(
+        user_id=user.pk, amount=41, reference="refund-9", source_order_id=9
+    )
+    assert draws_of(debit) == [
+        (soon_promo.pk, 10),
+        (soon_paid.pk, 10),
+        (later_paid.pk, 10),
+        (never_promo.pk, 10),
+        (never_paid.pk, 1),
+    ]
+    assert remaining(never_paid) == [9]
     assert_lots_hold_the_balance(user)
 
 
