@@ -20,7 +20,8 @@ Two paths test a mutant:
 
 `--limit` tests that many untested mutants, drawn at random (cosmic-ray's order);
 `--recheck`, after tests were added or changed, traces those test files and tests
-the survivors again.
+the survivors again; `--retest-kills-by TEXT` tests again the kills a test named TEXT
+made (or that hung).
 
 The rule: it never touches the working tree, and it is not part of `make test`.
 """
@@ -185,11 +186,19 @@ def _trace_merge(home: Path) -> list[str]:
     return sorted(failed)
 
 
-def _queue(session: Path, *, survivors: bool, limit: int) -> list[dict]:
-    """The mutants of this run: the untested ones in cosmic-ray's (random) order, or the
-    survivors; at most `limit` of them."""
+def _queue(
+    session: Path, *, survivors: bool, limit: int, kills_by: list[str] | None = None
+) -> list[dict]:
+    """The mutants of this run: the untested ones in cosmic-ray's (random) order, the
+    survivors, or the killed ones whose verdict names one of `kills_by`; at most `limit`."""
     with use_db(str(session), WorkDB.Mode.open) as db:
-        if survivors:
+        if kills_by:
+            items = [
+                item for item, result in db.completed_work_items
+                if result.test_outcome == TestOutcome.KILLED
+                and any(text in (result.output or "") for text in kills_by)
+            ]  # fmt: skip
+        elif survivors:
             items = [
                 item for item, result in db.completed_work_items
                 if result.test_outcome == TestOutcome.SURVIVED
@@ -310,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         help="after adding tests: copy the checkout's tests in, trace the added or changed "
         "test files, and test only the surviving mutants again",
     )
+    parser.add_argument(
+        "--retest-kills-by",
+        action="append",
+        metavar="TEXT",
+        help="test again the killed mutants whose verdict names TEXT (a test, 'hung')",
+    )
     args = parser.parse_args(argv)
     home = ROOT / "var" / "mutation" / args.target
     tree, session, config = home / "tree", home / "session.sqlite", home / "config.toml"
@@ -360,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"==> fails without a mutant, so judges none: {test}", flush=True)
     leftover = _merge(home, session)  # what a stopped run had done
     # A recheck tests the survivors alone; a stopped run's slow mutants wait for the next run.
-    fallbacks = [] if args.recheck else leftover
-    queue = _queue(session, survivors=args.recheck, limit=args.limit)
+    fallbacks = [] if args.recheck or args.retest_kills_by else leftover
+    queue = _queue(session, survivors=args.recheck, limit=args.limit, kills_by=args.retest_kills_by)
     print(
         f"==> mutating {', '.join(TARGETS[args.target][0])}: {len(queue)} mutants "
         f"with {args.workers} workers (session {session})",

@@ -17,13 +17,13 @@ append each verdict to `HOME/results-wN.jsonl`. For each mutant:
    ran a test that commits;
 4. a child is forked; it swaps the mutant's code into the live functions and runs the
    chosen tests until one fails; the parent waits, and kills it at the deadline;
-5. a failure is checked: the failing test runs alone in a child without the mutant,
-   and must pass; a hang is checked: the same tests without the mutant must finish
-   in time. If not, the failure says nothing of the mutant and it goes to the slow
-   path.
+5. a failure is checked: the failing test runs alone in a child with the mutant, and
+   must fail again, and alone without it, and must pass; a hang is checked: the same
+   tests without the mutant must finish in time. If not, the failure says nothing of
+   the mutant and it goes to the slow path.
 
-The rule: a mutant is killed only by a test that fails with it and passes without it
-(or by tests that hang with it and finish without it); the parent process never runs
+The rule: a mutant is killed only by a test that fails with it, alone too, and passes
+without it (or by tests that hang with it and finish without it); the parent process never runs
 a mutant.
 """
 
@@ -254,15 +254,16 @@ class Worker:
             return {**verdict, "outcome": "fallback", "why": report["error"][-300:]}
         if report["failed"] is None:
             return {**verdict, "outcome": "survived", "why": f"{report['ran']} tests passed"}
-        control = self._fork(
-            [report["failed"]], None, path, _deadline([self.seconds.get(report["failed"], 1.0)])
-        )
+        failed = report["failed"]
+        alone = _deadline([self.seconds.get(failed, 1.0)])
+        # The failing test, alone, must fail with the mutant (a failure a busy machine or
+        # an earlier test caused would not) and pass without it.
+        again = self._fork([failed], plan, path, alone)
+        if again.get("failed") != failed and not again["timed_out"]:
+            return {**verdict, "outcome": "fallback", "why": f"{failed} passes alone with it"}
+        control = self._fork([failed], None, path, alone)
         if control.get("failed") is not None or "error" in control or control["timed_out"]:
-            return {
-                **verdict,
-                "outcome": "fallback",
-                "why": f"{report['failed']} fails alone without the mutant",
-            }
+            return {**verdict, "outcome": "fallback", "why": f"{failed} fails alone without it"}
         return {**verdict, "outcome": "killed", "why": f"{report['failed']} failed"}
 
     def run(self) -> None:
