@@ -1,7 +1,7 @@
 """The edges of the booking rules: the hold limits' defaults, a slot, a session or a
-course starting this very moment, ids of any size, a package with several withdrawn items, a stored plan,
-the first session id, buyers racing for one 1-on-1 slot, and a buyer's holder lock
-that must not stop their other rows from being written."""
+course starting this very moment, ids of any size, a package with several withdrawn
+items, a stored plan, the first session id, buyers racing for one 1-on-1 slot, and a
+buyer's holder lock that must not stop their other rows from being written."""
 
 from __future__ import annotations
 
