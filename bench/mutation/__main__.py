@@ -189,19 +189,17 @@ def _trace_merge(home: Path) -> list[str]:
 def _queue(
     session: Path, *, survivors: bool, limit: int, kills_by: list[str] | None = None
 ) -> list[dict]:
-    """The mutants of this run: the untested ones in cosmic-ray's (random) order, the
-    survivors, or the killed ones whose verdict names one of `kills_by`; at most `limit`."""
+    """The mutants of this run: the untested ones in cosmic-ray's (random) order, or the
+    survivors and the killed ones whose verdict names one of `kills_by`; at most `limit`."""
     with use_db(str(session), WorkDB.Mode.open) as db:
-        if kills_by:
+        if kills_by or survivors:
             items = [
                 item for item, result in db.completed_work_items
-                if result.test_outcome == TestOutcome.KILLED
-                and any(text in (result.output or "") for text in kills_by)
-            ]  # fmt: skip
-        elif survivors:
-            items = [
-                item for item, result in db.completed_work_items
-                if result.test_outcome == TestOutcome.SURVIVED
+                if (survivors and result.test_outcome == TestOutcome.SURVIVED)
+                or (
+                    result.test_outcome == TestOutcome.KILLED
+                    and any(text in (result.output or "") for text in kills_by or [])
+                )
             ]  # fmt: skip
         else:
             items = list(db.pending_work_items)
