@@ -879,7 +879,7 @@ def test_an_order_the_sweep_cannot_cancel_does_not_stop_it(api, stripe_server, u
     fine = split_order(api, workshop)
     assert (stuck.credits, fine.credits) == (1, 1)
     # Stripe no longer knows the first one's PaymentIntent: its cancel fails.
-    stuck.payments.update(stripe_payment_intent_id="pi_unknown_to_stripe")
+    stuck.payments.update(stripe_payment_intent_id="pi_3UnknownToStripe")
     later = timezone.now() + timedelta(hours=2)
     assert orders_holding_credits_expire(now=later) == 1
     assert Order.objects.get(pk=stuck.pk).status == Order.Status.PENDING

@@ -173,7 +173,7 @@ def test_a_payment_stripe_cannot_read_does_not_keep_the_next_one_from_being_read
     order = Order.objects.get(pk=body["order_id"])
     # An earlier attempt's PaymentIntent that Stripe no longer knows comes first.
     paid = order.payments.get()
-    paid.stripe_payment_intent_id = "pi_unknown_to_stripe"
+    paid.stripe_payment_intent_id = "pi_3UnknownToStripe"
     paid.save(update_fields=["stripe_payment_intent_id"])
     Payment.objects.create(
         order=order,
