@@ -127,6 +127,26 @@ def test_recent_orders_fit_a_phone_without_scrolling_the_page(page, request, use
     assert not page_scrolls_sideways(page)
 
 
+def test_a_page_left_before_its_answers_came_never_paints_over_the_next_one(page, request):
+    """The Buy page's card list answers only after the reader has moved on to the
+    dashboard: the late answer must not draw the Buy page under the dashboard's address."""
+    held = []
+    page.route("**/api/v1/payments/methods/", lambda route: held.append(route))
+    page.evaluate("route => { location.hash = route }", "#/buy")
+    page.wait_for_function("() => document.title.startsWith('Buy credits')")
+    go(page, "#/", "Dashboard")
+    expect(page.locator("#balance")).to_have_text("0 credits")
+    assert len(held) == 1, "the Buy page's card list was asked for once, and held"
+    with page.expect_response("**/api/v1/payments/methods/"):
+        held[0].continue_()
+    # Let the late answer reach the Buy page's code and whatever it would draw.
+    page.evaluate("() => new Promise(done => setTimeout(done, 300))")
+    expect(page.get_by_role("heading", name="Buy credits")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Dashboard", exact=True)).to_be_visible()
+    expect(page.locator("#balance")).to_have_text("0 credits")
+    snap(page, request, "late-answer-after-leaving")
+
+
 def test_the_dashboard_shows_the_balance_by_lot_and_what_expires_soon(page, request, user):
     from datetime import timedelta
 

@@ -1,8 +1,9 @@
 // The web client's entry point: a hash router over the pages, and the login guard.
 //
-// The rule: a page works only while it is the current one. Each render gets an
-// `isActive()` that turns false when the reader navigates away, so a poll or a
-// late answer never paints over the next page.
+// The rule: a page works only while it is the current one. Each render draws into a
+// view of its own, which leaves the document when the reader navigates away, so a
+// late answer paints nothing anyone sees; and it gets an `isActive()` that turns
+// false at the same moment, so a poll stops and a late answer starts nothing.
 import { onUnauthorized, session } from "./api.js";
 import { render as book } from "./pages/book.js";
 import { render as bookings } from "./pages/bookings.js";
@@ -70,12 +71,14 @@ async function route() {
   }
   const [match, page, title] = found;
   document.title = `${title} · Tollgate`;
-  const context = { isActive, navigate, query, params: match.slice(1), rerender: () => page(root, context) };
+  const view = document.createElement("div");
+  root.replaceChildren(view);
+  const context = { isActive, navigate, query, params: match.slice(1), rerender: () => page(view, context) };
   try {
-    await page(root, context);
+    await page(view, context);
   } catch (err) {
     console.error(err);
-    if (isActive()) root.textContent = `This page failed: ${err.message}`;
+    if (isActive()) view.textContent = `This page failed: ${err.message}`;
   }
 }
 
