@@ -19,8 +19,10 @@ append each verdict to `HOME/results-wN.jsonl`. For each mutant:
    chosen tests until one fails; the parent waits, and kills it at the deadline;
 5. a failure is checked: the failing test runs alone in a child with the mutant, and
    must fail again, and alone without it, and must pass; a hang is checked: the same
-   tests without the mutant must finish in time. If not, the failure says nothing of
-   the mutant and it goes to the slow path.
+   tests without the mutant must finish in time. A test that fails with the mutant
+   but passes alone with it (a fuzz test's new inputs, a busy machine) judges
+   nothing: the tests after it go on. Any other doubt sends the mutant to the slow
+   path.
 
 The rule: a mutant is killed only by a test that fails with it, alone too, and passes
 without it (or by tests that hang with it and finish without it); the parent process never runs
@@ -240,31 +242,42 @@ class Worker:
         if not tests:
             return {**verdict, "outcome": "survived", "why": "no test runs the mutated line"}
         tests.sort(key=lambda t: self.seconds.get(t, 1.0))
-        deadline = _deadline(self.seconds.get(t, 1.0) for t in tests)
-        report = self._fork(tests, plan, path, deadline)
-        verdict["seconds"] = report["seconds"]
-        if report["timed_out"]:
-            # A slow moment of the machine is not a hang: the same tests without the
-            # mutant must finish in the same time.
-            control = self._fork(tests, None, path, deadline)
-            if control["timed_out"] or control.get("failed") is not None or "error" in control:
-                return {**verdict, "outcome": "fallback", "why": "slow without the mutant too"}
-            return {**verdict, "outcome": "killed", "why": f"hung past {deadline:.0f} s"}
-        if "error" in report:
-            return {**verdict, "outcome": "fallback", "why": report["error"][-300:]}
-        if report["failed"] is None:
-            return {**verdict, "outcome": "survived", "why": f"{report['ran']} tests passed"}
-        failed = report["failed"]
-        alone = _deadline([self.seconds.get(failed, 1.0)])
-        # The failing test, alone, must fail with the mutant (a failure a busy machine or
-        # an earlier test caused would not) and pass without it.
-        again = self._fork([failed], plan, path, alone)
-        if again.get("failed") != failed and not again["timed_out"]:
-            return {**verdict, "outcome": "fallback", "why": f"{failed} passes alone with it"}
+        unrepeated: list[str] = []
+        while True:
+            deadline = _deadline(self.seconds.get(t, 1.0) for t in tests)
+            report = self._fork(tests, plan, path, deadline)
+            verdict["seconds"] = verdict.get("seconds", 0.0) + report["seconds"]
+            if report["timed_out"]:
+                # A slow moment of the machine is not a hang: the same tests without the
+                # mutant must finish in the same time.
+                control = self._fork(tests, None, path, deadline)
+                if control["timed_out"] or control.get("failed") is not None or "error" in control:
+                    return {**verdict, "outcome": "fallback", "why": "slow without the mutant too"}
+                return {**verdict, "outcome": "killed", "why": f"hung past {deadline:.0f} s"}
+            if "error" in report:
+                return {**verdict, "outcome": "fallback", "why": report["error"][-300:]}
+            failed = report["failed"]
+            if failed is None:
+                why = f"{report['ran']} tests passed"
+                if unrepeated:
+                    why += "; failed once but passed alone with it: " + ", ".join(unrepeated)
+                return {**verdict, "outcome": "survived", "why": why}
+            alone = _deadline([self.seconds.get(failed, 1.0)])
+            # The failing test, alone, must fail with the mutant (a failure a busy machine
+            # or an earlier test caused would not) and pass without it.
+            again = self._fork([failed], plan, path, alone)
+            if again.get("failed") == failed or again["timed_out"]:
+                break
+            # Not a kill: the tests after it judge the mutant.
+            unrepeated.append(failed)
+            tests = tests[tests.index(failed) + 1 :]
+            if not tests:
+                why = "failed once but passed alone with it: " + ", ".join(unrepeated)
+                return {**verdict, "outcome": "survived", "why": why}
         control = self._fork([failed], None, path, alone)
         if control.get("failed") is not None or "error" in control or control["timed_out"]:
             return {**verdict, "outcome": "fallback", "why": f"{failed} fails alone without it"}
-        return {**verdict, "outcome": "killed", "why": f"{report['failed']} failed"}
+        return {**verdict, "outcome": "killed", "why": f"{failed} failed"}
 
     def run(self) -> None:
         queue = json.loads((self.home / "queue.json").read_text())
