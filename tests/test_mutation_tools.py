@@ -59,6 +59,26 @@ def test_a_mutant_runs_the_tests_that_ran_its_line_in_their_order(tmp_path):
     assert select(home, tree) == ["t::a", "t::b"]
 
 
+SPLIT = """def allowed(count, limit):
+    if (count is None
+            or count > limit):
+        return False
+    return True
+"""
+
+
+def test_a_mutant_inside_a_split_condition_runs_every_test_that_ran_its_statement(tmp_path):
+    # `count > limit` runs only where count is not None (t::b); made `and`, the line
+    # also changes what t::a sees, which ran only the statement's first line.
+    home, tree = _home(tmp_path, {2: ["t::a", "t::b"], 3: ["t::b"], 4: ["t::a"], 5: ["t::b"]})
+    for where in (home / "pristine", tree):
+        (where / "pkg" / "limits.py").write_text(SPLIT)
+    _mutate(tree, "or count > limit", "and count > limit")
+    assert select(home, tree) == ["t::a", "t::b"]
+    (tree / "pkg" / "limits.py").write_text(SPLIT.replace("return True", "return False"))
+    assert select(home, tree) == ["t::b"]
+
+
 def test_a_mutant_of_a_line_run_at_import_runs_every_test_of_its_module(tmp_path):
     home, tree = _home(tmp_path, TRACE)
     _mutate(tree, "LIMIT = 5", "LIMIT = 6")

@@ -26,6 +26,7 @@ test of the target, never fewer.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import json
 import os
@@ -165,12 +166,38 @@ def _changed_lines(home: Path, tree: Path) -> dict[str, list[int]]:
     return out
 
 
-def tests_for(trace: dict, path: str, lines: list[int]) -> list[str]:
-    """The traced tests that run any of `lines` of `path`, in the order they ran."""
+def statement_starts(source: str, lines: list[int]) -> set[int]:
+    """The first line of the innermost statement (or compound statement's header) that
+    spans each of `lines`.
+
+    A line in the middle of a statement runs in fewer tests than its first line: the
+    rest of `a or b`, split over two lines, runs only where `a` is false, and a mutant
+    there (`a and b`) changes what every test that ran the statement sees.
+    """
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.stmt):
+            continue
+        body = getattr(node, "body", None)
+        end = body[0].lineno - 1 if isinstance(body, list) and body else node.end_lineno
+        spans.append((node.lineno, max(node.lineno, end or node.lineno)))
+    starts = set()
+    for line in lines:
+        inside = [start for start, end in spans if start <= line <= end]
+        if inside:
+            starts.add(max(inside))
+    return starts
+
+
+def tests_for(trace: dict, path: str, lines: list[int], source: str | None = None) -> list[str]:
+    """The traced tests that run any of `lines` of `path`, or the first line of the
+    statement around it (`source`, the unmutated file, says where each begins), in the
+    order they ran."""
     order = {test: i for i, test in enumerate(trace["tests"])}
     recorded = {int(k): set(v) for k, v in trace["lines"].get(path, {}).items()}
     wanted: set[str] = set()
-    for line in lines:
+    starts = statement_starts(source, lines) if source is not None else set()
+    for line in sorted({*lines, *starts}):
         found = recorded.get(line)
         if found is None:
             # Not a line the tracer stops at (the middle of a multi-line statement, a
@@ -198,7 +225,8 @@ def select(home: Path, tree: Path) -> list[str] | None:
     if len(changed) != 1:
         return None
     [(path, lines)] = changed.items()
-    return tests_for(json.loads(trace_file.read_text()), path, lines)
+    source = (home / "pristine" / Path(path).relative_to(tree.resolve())).read_text()
+    return tests_for(json.loads(trace_file.read_text()), path, lines, source)
 
 
 def _pytest_args() -> list[str]:

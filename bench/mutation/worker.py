@@ -238,7 +238,7 @@ class Worker:
         except LookupError as exc:
             return {**verdict, "outcome": "fallback", "why": str(exc)}
         lines = changed_lines(pristine, mutated)
-        tests = [t for t in tests_for(self.trace, path, lines) if t in self.items]
+        tests = [t for t in tests_for(self.trace, path, lines, pristine) if t in self.items]
         if not tests:
             return {**verdict, "outcome": "survived", "why": "no test runs the mutated line"}
         tests.sort(key=lambda t: self.seconds.get(t, 1.0))
