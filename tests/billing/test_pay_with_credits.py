@@ -822,6 +822,48 @@ def test_credits_worth_less_than_a_cent_stay_with_the_buyer(
     assert balance_whole(user) == credits - taken
 
 
+def test_credits_given_back_worth_less_than_a_cent_still_refund_part_of_the_order(
+    api, staff_api, stripe_server, user
+):
+    """15 credits at 1000 for 1.00 USD paid one cent of it. Ten of them back are worth no
+    whole cent: the refund is of 0.00, yet the credits come back and the order is
+    partially refunded, as is its booking; the rest back refunds it all."""
+    cheap = ServiceFactory(kind=Service.Kind.WORKSHOP, price=100, credit_price=1000)
+    ServiceSessionFactory(service=cheap)
+    fund(user, 15)
+    paid = api.post(
+        "/payments/create/", book(cheap, apply_credits=True, payment_method_id="pm_card_visa")
+    )
+    assert paid.status_code == 201, paid.content
+    order = Order.objects.get(pk=paid.json()["order_id"])
+    assert (order.status, order.credits, order.credits_value) == (Order.Status.PAID, 15, 1)
+
+    ten = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {"credits": 10})
+    assert ten.status_code == 201, ten.content
+    assert (ten.json()["method"], ten.json()["amount"], ten.json()["credits"]) == (
+        "credits",
+        0,
+        10,
+    )
+    assert ten.json()["applied"] is True
+    order.refresh_from_db()
+    assert order.status == Order.Status.PARTIALLY_REFUNDED
+    assert balance_whole(user) == 10
+    assert Booking.objects.get(order_id=order.pk).status == Booking.Status.PARTIALLY_REFUNDED
+
+    rest = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {})
+    assert rest.status_code == 201, rest.content
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
+    assert sorted(order.refunds.values_list("method", "amount", "credits")) == [
+        ("card", 99, 0),
+        ("credits", 0, 10),
+        ("credits", 1, 5),
+    ]
+    assert balance_whole(user) == 15
+    assert Booking.objects.get(order_id=order.pk).status == Booking.Status.CANCELED
+
+
 def test_credits_are_not_applied_to_checkout_422(api, stripe_server, user, workshop):
     fund(user, 40)
     refused = api.post(
