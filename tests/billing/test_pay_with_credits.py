@@ -864,6 +864,28 @@ def test_credits_given_back_worth_less_than_a_cent_still_refund_part_of_the_orde
     assert Booking.objects.get(order_id=order.pk).status == Booking.Status.CANCELED
 
 
+def test_a_part_of_a_split_order_in_dinars_goes_to_the_card_in_whole_fils_steps(
+    api, staff_api, stripe_server, user
+):
+    """10.000 KWD or 2 credits, paid with 1 credit and 5.000 by card. Stripe takes dinars
+    to three decimals with the last one 0: of a 3.330 refund the card's half, 1.665, is
+    refunded as 1.660, and the 1.670 left is worth no whole credit."""
+    dinars = ServiceFactory(kind=Service.Kind.WORKSHOP, price=10000, currency="kwd", credit_price=2)
+    ServiceSessionFactory(service=dinars)
+    fund(user, 1)
+    paid = api.post(
+        "/payments/create/", book(dinars, apply_credits=True, payment_method_id="pm_card_visa")
+    )
+    assert paid.status_code == 201, paid.content
+    order = Order.objects.get(pk=paid.json()["order_id"])
+    assert (order.status, order.credits, order.card_amount) == (Order.Status.PAID, 1, 5000)
+
+    part = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {"amount": "3.330"})
+    assert part.status_code == 201, part.content
+    assert list(order.refunds.values_list("method", "amount", "credits")) == [("card", 1660, 0)]
+    assert balance_whole(user) == 0
+
+
 def test_credits_are_not_applied_to_checkout_422(api, stripe_server, user, workshop):
     fund(user, 40)
     refused = api.post(
