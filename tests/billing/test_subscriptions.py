@@ -576,13 +576,20 @@ def test_a_record_left_incomplete_by_a_dead_request_is_given_up_after_its_grace(
 
 
 @pytest.mark.parametrize(
-    ("age", "kept"), [(timedelta(hours=24), True), (timedelta(hours=25), False)]
+    ("age", "kept"),
+    [
+        (timedelta(hours=24), True),
+        (timedelta(hours=24, minutes=4, seconds=30), True),
+        (timedelta(hours=24, minutes=5, seconds=30), False),
+        (timedelta(hours=25), False),
+    ],
 )
 def test_a_record_left_incomplete_is_kept_while_its_checkout_could_still_be_paid(
     api, user, stripe_plan, age, kept
 ):
-    """Stripe keeps a Checkout Session open for 24 hours: until then the record may still
-    become a subscription, and the plan stays taken."""
+    """Stripe keeps a Checkout Session open for 24 hours, and a start request may talk to
+    Stripe for five minutes more: until then the record may still become a subscription,
+    and the plan stays taken."""
     add_card_via_setup_intent(api)
     left = Subscription.objects.create(
         user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
