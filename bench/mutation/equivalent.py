@@ -344,6 +344,26 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for n in (1, -1)
     ],
+    # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
+    (
+        "billing/services/refunds.py",
+        "if reported == S.FAILED:",
+        "if reported is S.FAILED:",
+        "`reported` comes from `_STRIPE_STATUS` or its default, whose values are the "
+        "`Refund.Status` members themselves, so `is` answers as `==`",
+    ),
+    *[
+        (
+            "billing/services/refunds.py",
+            "if refund.source != Refund.Source.DISPUTE:",
+            f"if refund.source {op} Refund.Source.DISPUTE:",
+            "a refund this lets through to the lookup finds no Dispute naming it and answers "
+            '"" as the early return does: only disputes.py sets `Dispute.refund`, to the '
+            "row of source `dispute` it creates; and every one of those still reaches the "
+            "lookup (`is`: the row comes from the database, its source a plain str)",
+        )
+        for op in ("<", ">", "is")
+    ],
     (
         "credits/services.py",
         "if amount <= 0:",
