@@ -474,6 +474,30 @@ def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe
     assert denied.status_code == 403
 
 
+def test_a_card_order_whose_plugin_quoted_a_negative_credit_price_is_not_refunded_as_credits(
+    api, staff_api, stripe_server, user
+):
+    """A credit price is checked when credits pay; one quoted below zero for a card
+    purchase is never a number of credits to give: refunded as credits, it is worth
+    less than one credit (422), and the buyer's balance and the order stay as they were."""
+    from purchasables.registry import registry
+    from tests.billing.test_orders import Quoted
+
+    fund(user, 5)
+    with registry.plugin_registered(Quoted(1000, credits=-40), name="quoted"):
+        paid = api.post(
+            "/payments/create/", {"purchase_type": "quoted", "payment_method_id": "pm_card_visa"}
+        )
+        assert paid.status_code == 201, paid.content
+        order_id = paid.json()["order_id"]
+        refused = staff_api.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
+    assert refused.status_code == 422, refused.content
+    assert refused.json()["extra"]["field"] == "amount"
+    assert Order.objects.get(pk=order_id).status == Order.Status.PAID
+    assert not Refund.objects.filter(order_id=order_id).exists()
+    assert balance_whole(user) == 5
+
+
 def test_a_card_order_refunded_as_credits_in_parts_gives_its_credit_price_in_all(
     http, staff_http, live_stripe, user, workshop
 ):
