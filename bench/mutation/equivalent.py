@@ -272,14 +272,18 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for op in ("<", ">")
     ],
-    (
-        "billing/services/credit_refunds.py",
-        "order.credits - credits_before,",
-        "order.credits + credits_before,",
-        "the buyer cancels only a paid order paid with credits, and each credits refund of "
-        "such an order is applied in the transaction that stores it, which moves the order "
-        "on from paid for good: nothing has come back yet, credits_before is 0",
-    ),
+    *[
+        (
+            "billing/services/credit_refunds.py",
+            "order.credits - credits_before,",
+            f"order.credits {op} credits_before,",
+            "the buyer cancels only a paid order paid with credits, and each credits refund of "
+            "such an order is applied in the transaction that stores it, which moves the order "
+            "on from paid for good: nothing has come back yet, credits_before is 0 (and x + 0, "
+            "x << 0, x >> 0, x | 0, x ^ 0 are all x)",
+        )
+        for op in ("+", "<<", ">>", "|", "^")
+    ],
     (
         "billing/services/credit_refunds.py",
         'return sums["c"] or 0, sums["v"] or 0',
@@ -345,6 +349,20 @@ KNOWN: list[tuple[str, str, str, str]] = [
         for n in (1, -1)
     ],
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
+    (
+        "billing/services/refunds.py",
+        '**({"reason": refund.reason[:500]} if refund.reason else {}),',
+        '**({"reason": refund.reason[: 501]} if refund.reason else {}),',
+        "the refund was just read from the database, where `Refund.reason` is a "
+        "varchar(500): it never has a 501st character to keep",
+    ),
+    (
+        "billing/services/disputes.py",
+        'captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or 0',
+        'captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or -1',
+        "taken only when nothing was captured; `reversed_` is never below 0, so "
+        "`captured - reversed_` is at most 0 either way and `max(0, min(...))` answers 0 alike",
+    ),
     (
         "billing/services/refunds.py",
         "if reported == S.FAILED:",
