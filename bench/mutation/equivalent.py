@@ -349,6 +349,17 @@ KNOWN: list[tuple[str, str, str, str]] = [
         for n in (1, -1)
     ],
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
+    *[
+        (
+            "billing/services/disputes.py",
+            "status = 409",
+            f"status = {n}",
+            "DisputeBeforePaymentError is raised only under `dispute_record`, which only the "
+            "event handlers call, and event processing catches every error into the event's "
+            "status and `last_error` (its type and message): no response renders its status",
+        )
+        for n in (408, 410)
+    ],
     (
         "billing/services/refunds.py",
         '**({"reason": refund.reason[:500]} if refund.reason else {}),',
