@@ -109,6 +109,32 @@ def test_what_is_left_to_refund_is_never_below_zero(staff_api, paid_order):
     assert (resp.json()["extra"]["refundable"], resp.json()["extra"]["requested"]) == (0, 0)
 
 
+def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(
+    staff_api, paid_order
+):
+    """The order was paid twice: the second payment's automatic refund is on its way,
+    and 6.00 of that payment were refunded in Stripe's dashboard meanwhile. Of the 20.00
+    captured, 16.00 are held, so staff may refund only the 4.00 left, though the first
+    payment alone has 10.00."""
+    second = PaymentFactory(
+        order=paid_order, status="succeeded", amount_received=1000, stripe_charge_id=new_id("ch")
+    )
+    Refund.objects.create(
+        order=paid_order,
+        payment=second,
+        amount=1000,
+        currency="usd",
+        source=Refund.Source.AUTOMATIC,
+        reverses_order=False,
+    )
+    post_webhook(event("refund.updated", refund_obj(second, 600)))
+    events_drain()
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["amount"] == 400
+    assert [r.amount for r in stripe_refunds()] == [400]
+
+
 def test_one_minor_unit_can_be_refunded_and_then_exactly_the_rest(staff_api, user, paid_order):
     smallest = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "0.01"})
     assert smallest.status_code == 201, smallest.content
