@@ -696,6 +696,10 @@ def test_a_refund_stripe_refuses_for_good_fails_and_does_not_stop_the_sweep(
     good.refresh_from_db()
     assert bad.status == Refund.Status.FAILED
     assert good.status == Refund.Status.SUCCEEDED
+    # Its task run again (a worker that died before it finished): Stripe is not asked
+    # again for a refund it refused for good.
+    assert refund_submit(bad.pk) == Refund.Status.FAILED
+    assert [r.amount for r in stripe_refunds()] == [100]
 
 
 def test_a_long_failure_reason_from_stripe_is_kept_to_500_characters(paid_payment):
