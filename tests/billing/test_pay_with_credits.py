@@ -546,6 +546,33 @@ def test_a_booking_past_its_cut_off_is_not_cancelled(http, live_stripe, user):
     assert Booking.objects.get(order_id=order_id).status == Booking.Status.CONFIRMED
 
 
+def test_a_booking_paid_with_credits_can_be_cancelled_until_its_cut_off_not_at_it(
+    api, stripe_server, user, workshop, monkeypatch
+):
+    """The cut-off is the first moment the buyer can no longer cancel: a microsecond
+    before it the credits come back; at it, 409 and nothing moves."""
+    from billing.services.orders import order_cancel
+    from kernel.errors import ConflictError
+
+    fund(user, 80)
+    orders = [
+        api.post("/payments/create/", book(workshop, payment_type="credits")).json()["order_id"]
+        for _ in range(2)
+    ]
+    until = Order.objects.get(pk=orders[0]).cancellable_until
+    assert until is not None
+
+    monkeypatch.setattr(timezone, "now", lambda: until)
+    with pytest.raises(ConflictError):
+        order_cancel(order_id=orders[0], user_id=user.pk)
+    assert Order.objects.get(pk=orders[0]).status == Order.Status.PAID
+    assert balance_whole(user) == 0
+
+    monkeypatch.setattr(timezone, "now", lambda: until - timedelta(microseconds=1))
+    assert order_cancel(order_id=orders[1], user_id=user.pk).status == Order.Status.REFUNDED
+    assert balance_whole(user) == 40
+
+
 def test_a_package_with_nothing_scheduled_yet_is_not_cancelled_by_its_buyer(
     http, live_stripe, user
 ):
