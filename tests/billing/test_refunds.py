@@ -321,6 +321,27 @@ def test_a_failed_refund_is_recorded_and_nothing_is_reversed(paid_payment):
     assert credits_balance_get(user_id=paid_payment.order.user_id) == 100
 
 
+def test_refunds_reported_beyond_what_was_captured_reverse_nothing_more(paid_payment):
+    """The refunded total never exceeds what was captured: of two 6.00 refunds reported
+    for a 10.00 payment, the first is applied; the second is stored but reverses
+    nothing, and its event fails at once for staff to look at."""
+    user_id = paid_payment.order.user_id
+    post_webhook(event("refund.updated", refund_obj(paid_payment, 600)))
+    events_drain()
+    assert credits_balance_get(user_id=user_id) == 40
+    post_webhook(event("refund.updated", refund_obj(paid_payment, 600)))
+    events_drain()
+
+    assert Order.objects.get(pk=paid_payment.order_id).status == Order.Status.PARTIALLY_REFUNDED
+    assert credits_balance_get(user_id=user_id) == credits_ledger_sum(user_id=user_id) == 40
+    assert sorted((r.amount, r.applied_at is None) for r in Refund.objects.all()) == [
+        (600, False),
+        (600, True),
+    ]
+    failed = StripeEvent.objects.get(status=StripeEvent.Status.FAILED)
+    assert "RefundExceedsCapturedError" in failed.last_error
+
+
 def test_a_refund_event_before_its_payment_is_stored_and_applied_once_it_is_paid():
     from django.utils import timezone
 
