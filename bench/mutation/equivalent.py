@@ -349,6 +349,14 @@ KNOWN: list[tuple[str, str, str, str]] = [
         for n in (1, -1)
     ],
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
+    (
+        "billing/services/subscriptions.py",
+        'if payment_type == "checkout":',
+        'if payment_type is "checkout":',
+        "the one caller, the subscriptions API, passes its schema's `Literal` field, which "
+        "pydantic answers with the literal's own str object, the same interned constant as "
+        "this one; the default is 'intent': `is` answers as `==`",
+    ),
     *[
         (
             "billing/services/disputes.py",
