@@ -350,6 +350,26 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ],
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
     (
+        "billing/services/refunds.py",
+        "if stored is not None and stored.status == S.SUCCEEDED and stored.applied_at is None:",
+        "if stored is not None and stored.status >= S.SUCCEEDED and stored.applied_at is None:",
+        "'succeeded' sorts after every other refund status (canceled, failed, pending, "
+        "requires_action), so only a succeeded refund is >= it",
+    ),
+    (
+        "billing/services/refunds.py",
+        "if stored is not None and stored.status == S.SUCCEEDED and stored.applied_at is None:",
+        "if stored is not None and stored.status <= S.SUCCEEDED and stored.applied_at is None:",
+        "every refund status sorts <= 'succeeded': a refund that has not succeeded is then "
+        "handed to `refund_apply`, which answers 'needs nothing more' for it and writes nothing",
+    ),
+    (
+        "billing/services/refunds.py",
+        "and refund.amount == 0",
+        "and refund.amount <= 0",
+        "the check constraint refund_amount_positive keeps a refund's amount at 0 or more",
+    ),
+    (
         "billing/services/subscriptions.py",
         'if payment_type == "checkout":',
         'if payment_type is "checkout":',
