@@ -350,6 +350,13 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ],
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
     (
+        "billing/services/subscriptions.py",
+        'if data.status != "paid" or not data.payment_intent_id:',
+        'if data.status < "paid" or not data.payment_intent_id:',
+        "an InvoicePayment is open, paid or canceled (the pinned version's documented "
+        "statuses; the reader gives '' when absent), and all but 'paid' sort before it",
+    ),
+    (
         "billing/services/refunds.py",
         "if stored is not None and stored.status == S.SUCCEEDED and stored.applied_at is None:",
         "if stored is not None and stored.status >= S.SUCCEEDED and stored.applied_at is None:",
