@@ -208,6 +208,25 @@ def test_news_of_the_same_second_goes_forward_and_a_closed_dispute_stays_closed(
     assert tell("needs_response", t0 + 12).status == "won"
 
 
+def test_a_dispute_is_dated_from_when_the_customer_opened_it(paid_order):
+    """Staff (the admin, the dashboard's disputes of a period) see when the customer
+    opened the dispute, Stripe's `created`, from its first report on; later news does
+    not move it."""
+    from datetime import UTC, datetime
+
+    opened = int(time.time()) - 3 * 86400
+    dp = dispute_obj(paid_order, created=opened)
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    assert Dispute.objects.get().opened_at == datetime.fromtimestamp(opened, tz=UTC)
+    deliver("charge.dispute.updated", {**dp, "status": "under_review"}, at=t0 + 1)
+    dispute = Dispute.objects.get()
+    assert (dispute.status, dispute.opened_at) == (
+        "under_review",
+        datetime.fromtimestamp(opened, tz=UTC),
+    )
+
+
 def test_an_open_disputes_older_news_delivered_late_changes_nothing(paid_order):
     """The event's own `created` orders the news, not the order of delivery."""
     dp = dispute_obj(paid_order)
