@@ -802,6 +802,25 @@ def test_subscriptions_started_outside_tollgate_on_unknown_prices_are_all_record
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
 
 
+def test_a_second_live_subscription_to_a_plan_made_outside_tollgate_waits_as_a_conflict(
+    customer, plan
+):
+    """One live record per user and plan: a second subscription to the same plan made in
+    Stripe's dashboard is not recorded over the first; its event is retried as a conflict
+    (for staff to see), and the first record is left as it was."""
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    events_drain()
+    second = subscription_obj(plan, "active", id="sub_fixture_again")
+    post_webhook(event("customer.subscription.created", second))
+    events_drain()
+
+    [kept] = Subscription.objects.all()
+    assert (kept.stripe_subscription_id, kept.status) == ("sub_fixture", "active")
+    waiting = StripeEvent.objects.get(payload__data__object__id="sub_fixture_again")
+    assert waiting.status == StripeEvent.Status.RETRYING
+    assert "ConflictError: Subscription recorded concurrently" in waiting.last_error
+
+
 def invoice_payment_obj(inv: dict, intent: str) -> dict:
     paid = fixture("invoice_payment")
     paid.update(
