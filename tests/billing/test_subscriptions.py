@@ -498,6 +498,26 @@ def test_a_refused_card_leaves_nothing_live_and_the_user_can_try_again(api, user
     assert credits_balance_get(user_id=user.pk) == 500
 
 
+def test_a_refused_card_is_still_402_when_stripe_cannot_be_asked_what_to_cancel(
+    api, user, stripe_plan, monkeypatch
+):
+    """The card was refused, and Stripe cannot then be asked what it made for the record:
+    the user is told the card was refused, and the record stays incomplete (the plan
+    held) rather than risk a second live subscription."""
+
+    def unreachable(**kw):
+        raise gateway.PaymentGatewayError("Stripe could not be reached.")
+
+    add_card_via_setup_intent(api, number="4000000000000341")  # attaches, then declines
+    monkeypatch.setattr(gateway, "subscriptions_for_customer", unreachable)
+    refused = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert refused.status_code == 402, refused.content
+    assert refused.json()["code"] == "card_declined"
+    [held] = Subscription.objects.all()
+    assert held.status == Subscription.Status.INCOMPLETE
+    assert credits_balance_get(user_id=user.pk) == 0
+
+
 def test_a_failure_after_stripe_answered_cancels_the_stripe_subscription(
     api, user, stripe_plan, monkeypatch
 ):
