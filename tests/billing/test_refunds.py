@@ -135,6 +135,20 @@ def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(
     assert [r.amount for r in stripe_refunds()] == [400]
 
 
+def test_a_refund_that_failed_at_stripe_holds_none_of_the_money(staff_api, paid_order):
+    """Stripe failed a refund of everything before it was applied: nothing was given
+    back, so all of the payment is still there to refund."""
+    payment = paid_order.payments.get()
+    post_webhook(event("refund.failed", refund_obj(payment, 1000, status="failed")))
+    events_drain()
+    assert Refund.objects.get().status == Refund.Status.FAILED
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    assert resp.status_code == 201, resp.content
+    assert (resp.json()["amount"], resp.json()["status"]) == (1000, "succeeded")
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.REFUNDED
+
+
 def test_one_minor_unit_can_be_refunded_and_then_exactly_the_rest(staff_api, user, paid_order):
     smallest = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "0.01"})
     assert smallest.status_code == 201, smallest.content
