@@ -350,6 +350,23 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ],
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
     (
+        "billing/services/refunds.py",
+        "refund.method == Refund.Method.CREDITS",
+        "refund.method >= Refund.Method.CREDITS",
+        "'credits' sorts after the other refund methods (as_credits, card), so only a "
+        "refund in credits is >= it",
+    ),
+    (
+        "billing/services/refunds.py",
+        "and order.status == Order.Status.REFUNDED",
+        "and order.status >= Order.Status.REFUNDED",
+        "only 'refunded' and 'requires_action' sort >= 'refunded', and this is read only for "
+        "a refund in credits, which is made only for an order that was paid (under the "
+        "paid order's lock, by the buyer's cancel of a paid order, or as the paid order "
+        "cannot be delivered); ORDER_TRANSITIONS never takes a paid order back to "
+        "requires_action",
+    ),
+    (
         "billing/services/subscriptions.py",
         'if data.status != "paid" or not data.payment_intent_id:',
         'if data.status < "paid" or not data.payment_intent_id:',
