@@ -109,9 +109,7 @@ def test_what_is_left_to_refund_is_never_below_zero(staff_api, paid_order):
     assert (resp.json()["extra"]["refundable"], resp.json()["extra"]["requested"]) == (0, 0)
 
 
-def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(
-    staff_api, paid_order
-):
+def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(staff_api, paid_order):
     """The order was paid twice: the second payment's automatic refund is on its way,
     and 6.00 of that payment were refunded in Stripe's dashboard meanwhile. Of the 20.00
     captured, 16.00 are held, so staff may refund only the 4.00 left, though the first
@@ -539,6 +537,59 @@ class RefundHookFails:
         if not self.healed:
             raise RuntimeError("the refund hook fell over")
         return {"reversed": refund.amount}
+
+
+class RefundsTold:
+    """A purchase type that keeps what its refund hook is told."""
+
+    def __init__(self) -> None:
+        self.told: list = []
+
+    @hookimpl
+    def tollgate_purchase_types(self):
+        return [PurchaseType(name="told", order_type="direct", label="Told")]
+
+    @hookimpl
+    def tollgate_quote(self, request):
+        return Quote(amount=1000, currency="usd", description="told")
+
+    @hookimpl
+    def tollgate_fulfil(self, order):
+        return {}
+
+    @hookimpl
+    def tollgate_refund(self, order, refund):
+        self.told.append(refund)
+        return {"reversed": refund.amount}
+
+
+def test_the_plugin_is_told_each_stripe_refund_and_the_running_total(api, staff_api, stripe_server):
+    plugin = RefundsTold()
+    with registry.plugin_registered(plugin, name="told"):
+        order_id = api.post(
+            "/payments/create/", {"purchase_type": "told", "payment_method_id": "pm_card_visa"}
+        ).json()["order_id"]
+        part = staff_api.post(f"/payments/orders/{order_id}/refunds/", {"amount": "3.00"})
+        rest = staff_api.post(
+            f"/payments/orders/{order_id}/refunds/", {"reason": "the buyer changed their mind"}
+        )
+    assert part.status_code == rest.status_code == 201, (part.content, rest.content)
+    assert [
+        (t.refund_id, t.stripe_refund_id, t.amount, t.refunded_total, t.currency, t.reason)
+        for t in plugin.told
+    ] == [
+        (part.json()["id"], part.json()["stripe_refund_id"], 300, 300, "usd", ""),
+        (
+            rest.json()["id"],
+            rest.json()["stripe_refund_id"],
+            700,
+            1000,
+            "usd",
+            "the buyer changed their mind",
+        ),
+    ]
+    assert all(t.stripe_refund_id.startswith("re_") for t in plugin.told)
+    assert {t.stripe_dispute_id for t in plugin.told} == {""}
 
 
 def _age(refund_id: int) -> None:
