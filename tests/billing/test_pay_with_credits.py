@@ -465,6 +465,11 @@ def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe
     assert order.status == Order.Status.REFUNDED
     assert Booking.objects.get(order_id=order_id).status == Booking.Status.CANCELED
     assert balance_whole(user) == 40
+    entries = http.get("/credits/transactions/").json()["items"]
+    assert (entries[0]["amount"], entries[0]["memo"]) == (
+        40,
+        f"Refund of order {order_id} as credits",
+    )
     again = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
     assert again.status_code == 409, again.text
     card_too = staff_http.post(f"/payments/orders/{order_id}/refunds/", {})
@@ -901,6 +906,11 @@ def test_credits_given_back_worth_less_than_a_cent_still_refund_part_of_the_orde
     assert order.status == Order.Status.PARTIALLY_REFUNDED
     assert balance_whole(user) == 10
     assert Booking.objects.get(order_id=order.pk).status == Booking.Status.PARTIALLY_REFUNDED
+    entries = api.get("/credits/transactions/").json()["items"]
+    assert (entries[0]["amount"], entries[0]["memo"]) == (
+        10,
+        f"Refund of order {order.pk}: credits given back",
+    )
 
     rest = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {})
     assert rest.status_code == 201, rest.content
