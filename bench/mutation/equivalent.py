@@ -350,6 +350,28 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ],
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
     (
+        "billing/services/credit_refunds.py",
+        "if order.status != Order.Status.PAID:",
+        "if order.status > Order.Status.PAID:",
+        "only an order paid with credits that is not unpaid comes here (`_order_cancel`); it "
+        "was paid in its create's own transaction, so it is paid, partially_refunded or "
+        "refunded (ORDER_TRANSITIONS), and of those only 'paid' is not > 'paid'",
+    ),
+    (
+        "billing/services/refunds.py",
+        "if refund.source == Refund.Source.AUTOMATIC",
+        "if refund.source <= Refund.Source.AUTOMATIC",
+        "'automatic' sorts first of the refund sources (automatic, customer, dispute, staff, "
+        "stripe), so only an automatic refund is <= it",
+    ),
+    (
+        "billing/services/refunds.py",
+        "back = refund.method == Refund.Method.CREDITS",
+        "back = refund.method >= Refund.Method.CREDITS",
+        "'credits' sorts after the other refund methods (as_credits, card), so only a "
+        "refund in credits is >= it",
+    ),
+    (
         "billing/services/refunds.py",
         "refund.method == Refund.Method.CREDITS",
         "refund.method >= Refund.Method.CREDITS",
