@@ -738,6 +738,54 @@ def test_a_refund_that_may_have_reached_stripe_is_looked_up_not_resent(
     assert len(stripe_refunds()) == 1
 
 
+def test_a_lost_answer_is_found_by_its_own_refund_id_among_the_payments_refunds(
+    staff_user, paid_order, stripe_server
+):
+    """Refund 5's request reached Stripe but its answer was lost. The payment has other
+    refunds at Stripe: two of ours (3 and 7) and one made in the dashboard (no metadata).
+    The sweep takes refund 5's own, never another's, and sends nothing again."""
+    from django.utils import timezone
+
+    from billing.services.refunds import refunds_resume
+
+    payment = paid_order.payments.get()
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+
+    def at_stripe(amount: int, **metadata: str):
+        return client.v1.refunds.create(
+            params={
+                "payment_intent": payment.stripe_payment_intent_id,
+                "amount": amount,
+                "metadata": metadata,
+            }
+        )
+
+    for pk in (7, 3):
+        Refund.objects.create(
+            pk=pk,
+            order=paid_order,
+            payment=payment,
+            amount=100,
+            currency="usd",
+            source="staff",
+            status=Refund.Status.SUCCEEDED,
+            stripe_refund_id=at_stripe(100, refund_id=str(pk)).id,
+            applied_at=timezone.now(),
+        )
+    lost = Refund.objects.create(
+        pk=5, order=paid_order, payment=payment, amount=250, currency="usd", source="staff"
+    )
+    own = at_stripe(250, refund_id="5")
+    at_stripe(50)  # in the dashboard
+    _age(lost.pk)
+    refunds_resume()
+    lost.refresh_from_db()
+    assert (lost.stripe_refund_id, lost.status) == (own.id, Refund.Status.SUCCEEDED)
+    assert len(stripe_refunds()) == 4
+
+
 def test_an_unreachable_stripe_leaves_the_refund_pending_for_the_sweep(
     staff_api, paid_order, settings
 ):
