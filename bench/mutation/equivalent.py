@@ -349,6 +349,22 @@ KNOWN: list[tuple[str, str, str, str]] = [
         for n in (1, -1)
     ],
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
+    *[
+        (
+            "billing/services/refunds.py",
+            line.format(0),
+            line.format(" 1"),
+            "a payment receives nothing or at least Stripe's minimum charge (0.50 USD or its "
+            "equivalent in each currency, always more than one minor unit), so no payment "
+            "has received exactly 1",
+        )
+        for line in (
+            'order.payments.filter(amount_received__gt={}, currency=order.currency).order_by("id")'
+            ".first()",
+            'Payment.objects.filter(order_id=int(data.metadata["order_id"]), '
+            "amount_received__gt={})",
+        )
+    ],
     (
         "billing/services/credit_refunds.py",
         "if order.status != Order.Status.PAID:",
