@@ -595,6 +595,35 @@ def test_a_record_left_incomplete_by_a_dead_request_is_given_up_after_its_grace(
     assert len(stripe_subscriptions(user)) == 1
 
 
+def test_giving_up_an_old_record_leaves_the_users_later_subscription_alone(api, user, stripe_plan):
+    """A record left incomplete by a dead request is given up when the user starts its
+    plan again; the subscription to another plan they started since (a later record)
+    is neither taken for it nor cancelled."""
+    add_card_via_setup_intent(api)
+    left = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
+    )
+    Subscription.objects.filter(pk=left.pk).update(
+        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
+    )
+    team = Plan.objects.create(
+        name="Team", stripe_price_id="plan_team_monthly", amount=4900, credits_per_cycle=1500
+    )
+    stripe_plan_create(team)
+    later = api.post("/payments/subscriptions/", {"plan_id": team.pk})
+    assert later.status_code == 201, later.content
+
+    again = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert again.status_code == 201, again.content
+    left.refresh_from_db()
+    assert left.status == Subscription.Status.INCOMPLETE_EXPIRED
+    live = {s["id"]: s["status"] for s in stripe_subscriptions(user)}
+    assert live == {
+        later.json()["subscription"]["stripe_subscription_id"]: "active",
+        again.json()["subscription"]["stripe_subscription_id"]: "active",
+    }
+
+
 @pytest.mark.parametrize(
     ("age", "kept"),
     [
