@@ -439,6 +439,28 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "pydantic answers with the literal's own str object, the same interned constant as "
         "this one; the default is 'intent': `is` answers as `==`",
     ),
+    (
+        "billing/services/subscriptions.py",
+        'if payment_type == "checkout":',
+        'if payment_type <= "checkout":',
+        "the payment type is 'intent' or 'checkout' (the API schema's `Literal`, or the "
+        "default), and 'intent' sorts after 'checkout'",
+    ),
+    *[
+        (
+            "billing/services/refunds.py",
+            "if stored is not None and stored.status == S.SUCCEEDED and stored.applied_at is None:",
+            mutant,
+            "the refund sent has a payment row whose PaymentIntent Stripe's answer names, so "
+            "`_refund_store` always answers a row here; a row that has not succeeded, or is "
+            "applied already, handed to `refund_apply` is answered 'needs nothing more' and "
+            "nothing is written",
+        )
+        for mutant in (
+            "if stored is not None and stored.status == S.SUCCEEDED or stored.applied_at is None:",
+            "if stored is not None or stored.status == S.SUCCEEDED and stored.applied_at is None:",
+        )
+    ],
     *[
         (
             "billing/services/disputes.py",
