@@ -865,6 +865,11 @@ def test_a_refund_failing_after_it_was_applied_is_raised_to_staff(paid_payment):
     assert failed.status == StripeEvent.Status.FAILED
     assert "RefundFailedAfterApplyError" in failed.last_error
     assert Refund.objects.get().status == Refund.Status.FAILED
+    # Stripe tells it again (refund.updated): staff are told again, not answered "failed".
+    post_webhook(event("refund.updated", {**refund, "status": "failed"}))
+    events_drain()
+    again = StripeEvent.objects.get(type="refund.updated", status=StripeEvent.Status.FAILED)
+    assert "RefundFailedAfterApplyError" in again.last_error
 
 
 def test_support_staff_cannot_refund_through_the_api(support_user, paid_order):
