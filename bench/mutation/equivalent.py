@@ -411,13 +411,19 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "an InvoicePayment is open, paid or canceled (the pinned version's documented "
         "statuses; the reader gives '' when absent), and all but 'paid' sort before it",
     ),
-    (
-        "billing/services/refunds.py",
-        "if stored is not None and stored.status == S.SUCCEEDED and stored.applied_at is None:",
-        "if stored is not None and stored.status >= S.SUCCEEDED and stored.applied_at is None:",
-        "'succeeded' sorts after every other refund status (canceled, failed, pending, "
-        "requires_action), so only a succeeded refund is >= it",
-    ),
+    *[
+        (
+            "billing/services/refunds.py",
+            line.format("=="),
+            line.format(">="),
+            "'succeeded' sorts after every other refund status (canceled, failed, pending, "
+            "requires_action), so only a succeeded refund is >= it",
+        )
+        for line in (
+            "if stored is not None and stored.status {} S.SUCCEEDED and stored.applied_at is None:",
+            "if refund.status {} S.SUCCEEDED and refund.applied_at is None:",
+        )
+    ],
     (
         "billing/services/refunds.py",
         "if stored is not None and stored.status == S.SUCCEEDED and stored.applied_at is None:",

@@ -628,6 +628,35 @@ def test_a_refund_whose_apply_fails_is_applied_later_and_never_sent_again(
         assert len(stripe_refunds()) == 1
 
 
+def test_a_dashboard_refund_whose_apply_failed_is_applied_when_its_event_is_retried(
+    api, stripe_server
+):
+    """The plugin's refund hook fails on a refund made in Stripe's dashboard: the refund
+    is stored and its event retried; once the hook works, the retry applies it."""
+    from django.utils import timezone
+
+    plugin = RefundHookFails()
+    with registry.plugin_registered(plugin, name="fragile"):
+        order_id = api.post(
+            "/payments/create/", {"purchase_type": "fragile", "payment_method_id": "pm_card_visa"}
+        ).json()["order_id"]
+        payment = Order.objects.get(pk=order_id).payments.get()
+        post_webhook(event("refund.updated", refund_obj(payment, 300)))
+        events_drain()
+        stored = StripeEvent.objects.get(type="refund.updated")
+        assert stored.status == StripeEvent.Status.RETRYING
+        assert Refund.objects.get().applied_at is None
+
+        plugin.healed = True
+        StripeEvent.objects.filter(pk=stored.pk).update(next_attempt_at=timezone.now())
+        events_drain()
+    stored.refresh_from_db()
+    assert stored.status == StripeEvent.Status.PROCESSED
+    refund = Refund.objects.get()
+    assert (refund.applied_at is not None, refund.result) == (True, {"reversed": 300})
+    assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
+
+
 def test_the_sweep_leaves_a_refund_whose_request_just_started_to_that_request(
     staff_user, paid_order, stripe_server
 ):
