@@ -436,13 +436,15 @@ def test_a_long_refund_reason_is_kept_to_its_first_500_characters(
         assert Refund.objects.get(pk=refund.pk).reason == "r" * 499 + "s"
 
 
+@pytest.mark.parametrize("currency", ["eur", "zar"])
 def test_an_order_in_another_currency_with_no_credit_price_is_refunded_to_the_card_only(
-    http, staff_http, live_stripe, user
+    http, staff_http, live_stripe, user, currency
 ):
-    """Credits are sold in USD: money in EUR has no credit rate to turn it into credits."""
-    in_euros = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, currency="eur")
-    ServiceSessionFactory(service=in_euros)
-    paid = http.post("/payments/create/", book(in_euros, payment_method_id="pm_card_visa"))
+    """Credits are sold in USD: money in EUR or ZAR has no credit rate to turn it into
+    credits."""
+    foreign = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, currency=currency)
+    ServiceSessionFactory(service=foreign)
+    paid = http.post("/payments/create/", book(foreign, payment_method_id="pm_card_visa"))
     assert paid.status_code == 201, paid.text
     order_id = paid.json()["order_id"]
     refused = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
