@@ -351,6 +351,34 @@ KNOWN: list[tuple[str, str, str, str]] = [
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
     *[
         (
+            path,
+            line.format("<="),
+            line.format("=="),
+            f"`{name}` is never below 0: what is left (`max(0, ...)`, or `card_refundable`'s "
+            "answer) or an amount `to_minor` took, which refuses zero and negatives",
+        )
+        for path, name, line in (
+            (
+                "billing/services/refunds.py",
+                "minor",
+                "if payment is None or minor {} 0 or minor > refundable:",
+            ),
+            (
+                "billing/services/credit_refunds.py",
+                "money",
+                "if payment is None or money {} 0 or money > card_left:",
+            ),
+        )
+    ],
+    (
+        "billing/services/credit_refunds.py",
+        "or card_part + credits_part == 0",
+        "or card_part + credits_part <= 0",
+        "the tests before it in the same `or` already refused a negative card or credits "
+        "part, so the sum is 0 or more here",
+    ),
+    *[
+        (
             "billing/services/refunds.py",
             line.format(0),
             line.format(" 1"),
