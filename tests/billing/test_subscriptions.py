@@ -585,6 +585,11 @@ def test_a_record_left_incomplete_by_a_dead_request_is_given_up_after_its_grace(
     )
     busy = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
     assert busy.status_code == 409, busy.content  # it may still be in progress
+    assert busy.json()["code"] == "subscription_exists"
+    assert (busy.json()["extra"]["subscription_id"], busy.json()["extra"]["status"]) == (
+        left.pk,
+        "incomplete",
+    )
     Subscription.objects.filter(pk=left.pk).update(
         created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
     )
