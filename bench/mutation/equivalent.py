@@ -351,6 +351,20 @@ KNOWN: list[tuple[str, str, str, str]] = [
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
     *[
         (
+            "billing/services/disputes.py",
+            line.format(500),
+            line.format(f" {n}"),
+            "a Stripe dispute id (dp_ and 24 characters) and one of Stripe's dispute reason "
+            "codes (at most 25 characters) make a sentence under 100 characters: cut at 499, "
+            "500 or 501 it is kept whole",
+        )
+        for n in (499, 501)
+        for line in (
+            "reason=f\"Dispute {{data.id}} lost ({{dispute.reason or 'no reason given'}})\"[:{}],",
+        )
+    ],
+    *[
+        (
             path,
             line.format("<="),
             line.format("=="),
