@@ -313,6 +313,10 @@ def test_a_plan_withdrawn_from_sale_still_grants_its_subscribers_paid_cycles(
         t for t in anon_api.get("/catalog/").json()["purchase_types"] if t["name"] == "subscription"
     )
     assert subscription_type["catalog"]["plans"] == []
+    refused = client_for(user).post("/payments/subscriptions/", {"plan_id": plan.pk})
+    assert refused.status_code == 422, refused.content
+    assert refused.json()["extra"]["field"] == "plan_id"
+    assert Subscription.objects.count() == 1
     # Those who hold it are still billed by Stripe, and each paid cycle is served.
     post_webhook(event("invoice.paid", invoice_obj(2)))
     events_drain()
