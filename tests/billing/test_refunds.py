@@ -333,23 +333,24 @@ def test_a_failed_refund_is_recorded_and_nothing_is_reversed(paid_payment):
     assert credits_balance_get(user_id=paid_payment.order.user_id) == 100
 
 
-def test_refunds_reported_beyond_what_was_captured_reverse_nothing_more(paid_payment):
-    """The refunded total never exceeds what was captured: of two 6.00 refunds reported
-    for a 10.00 payment, the first is applied; the second is stored but reverses
-    nothing, and its event fails at once for staff to look at."""
+@pytest.mark.parametrize("reported", [[600, 600], [1001]], ids=["two-parts", "one-cent-over"])
+def test_refunds_reported_beyond_what_was_captured_reverse_nothing_more(paid_payment, reported):
+    """The refunded total never exceeds what was captured: of refunds reported for a 10.00
+    payment, the one that would take the total past it (a second 6.00, or a first 10.01)
+    is stored but reverses nothing, and its event fails at once for staff to look at."""
     user_id = paid_payment.order.user_id
-    post_webhook(event("refund.updated", refund_obj(paid_payment, 600)))
-    events_drain()
-    assert credits_balance_get(user_id=user_id) == 40
-    post_webhook(event("refund.updated", refund_obj(paid_payment, 600)))
-    events_drain()
+    for amount in reported:
+        post_webhook(event("refund.updated", refund_obj(paid_payment, amount)))
+        events_drain()
 
-    assert Order.objects.get(pk=paid_payment.order_id).status == Order.Status.PARTIALLY_REFUNDED
-    assert credits_balance_get(user_id=user_id) == credits_ledger_sum(user_id=user_id) == 40
-    assert sorted((r.amount, r.applied_at is None) for r in Refund.objects.all()) == [
-        (600, False),
-        (600, True),
-    ]
+    *applied, beyond = reported
+    order = Order.objects.get(pk=paid_payment.order_id)
+    assert order.status == (Order.Status.PARTIALLY_REFUNDED if applied else Order.Status.PAID)
+    left = 100 - sum(applied) // 10
+    assert credits_balance_get(user_id=user_id) == credits_ledger_sum(user_id=user_id) == left
+    assert sorted((r.amount, r.applied_at is None) for r in Refund.objects.all()) == sorted(
+        [(a, False) for a in applied] + [(beyond, True)]
+    )
     failed = StripeEvent.objects.get(status=StripeEvent.Status.FAILED)
     assert "RefundExceedsCapturedError" in failed.last_error
 
