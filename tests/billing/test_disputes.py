@@ -227,6 +227,24 @@ def test_a_dispute_is_dated_from_when_the_customer_opened_it(paid_order):
     )
 
 
+def test_a_status_stripe_adds_later_ranks_with_the_first_open_one(paid_order):
+    """Stripe adds dispute statuses now and then (`prevented` came late). One this version
+    does not know ranks with the earliest, `warning_needs_response`: of reports of one
+    second, neither outranks the other, so the last delivered stands."""
+    dp = dispute_obj(paid_order)
+    second = int(time.time())
+
+    def tell(status: str) -> str:
+        dispute_record(data=dispute_from_payload({**dp, "status": status}), as_of=second)
+        return Dispute.objects.get().status
+
+    assert tell("warning_needs_response") == "warning_needs_response"
+    assert tell("warning_pending_something_new") == "warning_pending_something_new"
+    assert tell("warning_needs_response") == "warning_needs_response"
+    assert tell("warning_under_review") == "warning_under_review"
+    assert tell("warning_pending_something_new") == "warning_under_review"
+
+
 def test_an_open_disputes_older_news_delivered_late_changes_nothing(paid_order):
     """The event's own `created` orders the news, not the order of delivery."""
     dp = dispute_obj(paid_order)
