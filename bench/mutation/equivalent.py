@@ -455,6 +455,17 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ),
     *[
         (
+            "billing/services/subscriptions.py",
+            'if data.status != "paid" or not data.payment_intent_id:',
+            f'if data.status {op} "paid" or not data.payment_intent_id:',
+            "only `invoice_payment.paid` events reach here, and Stripe sends them with the "
+            "object's status 'paid': for it `!=`, `>` and `is` (a str read from JSON is never "
+            "the interned constant) all answer False",
+        )
+        for op in (">", "is")
+    ],
+    *[
+        (
             "billing/services/refunds.py",
             line.format("=="),
             line.format(">="),

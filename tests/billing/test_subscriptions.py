@@ -345,12 +345,21 @@ def test_an_invoice_before_its_subscription_reads_the_subscription_from_stripe(
 
 
 def test_a_failed_cycle_marks_past_due_and_grants_nothing(customer, plan, user):
+    """The event's note says what happened: past due, or, for a subscription that is not
+    live (already past due), that there was nothing to mark."""
     post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
     post_webhook(event("invoice.payment_failed", invoice_obj(1, paid=False)))
     events_drain()
     assert Subscription.objects.get().status == Subscription.Status.PAST_DUE
     assert not Order.objects.exists()
     assert credits_balance_get(user_id=user.pk) == 0
+    post_webhook(event("invoice.payment_failed", invoice_obj(2, paid=False)))
+    events_drain()
+    notes = StripeEvent.objects.filter(type="invoice.payment_failed").order_by("id")
+    assert [e.last_error for e in notes] == [
+        "subscription is past due",
+        "no live subscription to mark",
+    ]
 
 
 def test_a_refunded_subscription_cycle_debits_its_credits(customer, plan, user):
