@@ -412,6 +412,7 @@ def test_a_cycle_refunded_as_credits_in_parts_grants_one_credit_per_credit_rate_
     leaves under one credit counts toward the next part, so the parts add up to the
     credits of the whole cycle."""
     from billing.services.credit_refunds import refund_as_credits
+    from kernel.errors import InvalidInputError
 
     post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
     paid = invoice_obj(1)
@@ -420,6 +421,9 @@ def test_a_cycle_refunded_as_credits_in_parts_grants_one_credit_per_credit_rate_
     events_drain()
     order = Order.objects.get()
 
+    with pytest.raises(InvalidInputError):  # worth less than one credit
+        refund_as_credits(order_id=order.pk, amount="0.05")
+    assert not order.refunds.exists()
     first = refund_as_credits(order_id=order.pk, amount="0.15")
     rest = refund_as_credits(order_id=order.pk, amount=None)
 
