@@ -255,6 +255,29 @@ def test_an_update_before_its_create_does_not_regress_or_duplicate(customer, pla
     assert record.status == Subscription.Status.ACTIVE
 
 
+def test_only_a_live_subscription_stripe_knows_can_be_cancelled(customer, plan, user):
+    """One still starting (no Stripe id yet) or one that has ended answers 409, and
+    Stripe is not asked."""
+    api = client_for(user)
+    starting = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(plan.pk)
+    )
+    refused = api.delete(f"/payments/subscriptions/{starting.pk}/")
+    assert refused.status_code == 409, refused.content
+    Subscription.objects.filter(pk=starting.pk).update(
+        status=Subscription.Status.INCOMPLETE_EXPIRED
+    )
+
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    post_webhook(event("customer.subscription.deleted", subscription_obj(plan, "canceled")))
+    events_drain()
+    ended = Subscription.objects.get(stripe_subscription_id="sub_fixture")
+    assert ended.status == Subscription.Status.CANCELED
+    refused = api.delete(f"/payments/subscriptions/{ended.pk}/")
+    assert refused.status_code == 409, refused.content
+    assert refused.json()["extra"]["status"] == "canceled"
+
+
 def test_a_renewal_or_a_change_of_price_at_stripe_moves_the_record_with_it(customer, plan):
     t0 = int(time.time()) - 1000
     created = subscription_obj(plan, "active", period_end=1_900_000_000)
