@@ -928,6 +928,26 @@ def invoice_payment_obj(inv: dict, intent: str) -> dict:
     return paid
 
 
+def test_an_invoice_payment_made_without_a_payment_intent_attaches_nothing(customer, plan, user):
+    """A cycle paid out of band (no PaymentIntent): its `invoice_payment.paid` has no
+    payment of ours to attach, and the order keeps none."""
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    inv = invoice_obj(1)
+    post_webhook(event("invoice.paid", inv))
+    events_drain()
+    order = Order.objects.get()
+    out_of_band = invoice_payment_obj(inv, "")
+    out_of_band["payment"] = {"type": "out_of_band_payment"}
+    post_webhook(event("invoice_payment.paid", out_of_band))
+    events_drain()
+    noted = StripeEvent.objects.get(type="invoice_payment.paid")
+    assert (noted.status, noted.last_error) == (
+        "processed",
+        "nothing to attach: not a paid PaymentIntent",
+    )
+    assert not order.payments.exists()
+
+
 @pytest.mark.parametrize("payment_first", [False, True])
 def test_a_renewal_gets_its_payment_from_invoice_payment_paid_in_either_order(
     customer, plan, user, payment_first
