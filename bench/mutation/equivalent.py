@@ -352,6 +352,18 @@ KNOWN: list[tuple[str, str, str, str]] = [
     *[
         (
             "billing/services/disputes.py",
+            line.format(">"),
+            line.format("!="),
+            "`_at_stake` answers `max(0, ...)`: the stake is never below 0, so `!= 0` is `> 0`",
+        )
+        for line in (
+            "if dispute.is_open and dispute.frozen_at is None and stake {} 0:",
+            "if stake {} 0:",
+        )
+    ],
+    *[
+        (
+            "billing/services/disputes.py",
             line.format(500),
             line.format(f" {n}"),
             "a Stripe dispute id (dp_ and 24 characters) and one of Stripe's dispute reason "
