@@ -29,7 +29,8 @@ from billing.services.payments import order_info
 from billing.services.subscriptions import INCOMPLETE_GRACE
 from credits.models import CreditTransaction, Plan
 from credits.selectors import credits_balance_get
-from purchasables.types import InvoiceInfo
+from purchasables import hookimpl
+from purchasables.types import InvoiceInfo, PurchaseType, Quote, RecurringPrice
 from tests.billing.conftest import in_threads, post_webhook, stripe_plan_create
 from tests.billing.test_cards import add_card_via_setup_intent
 from tests.conftest import client_for
@@ -500,6 +501,54 @@ def stripe_subscriptions(user) -> list:
     customer = StripeCustomer.objects.get(user=user).stripe_customer_id
     listing = stripe_client().v1.subscriptions.list(params={"customer": customer, "limit": 100})
     return [s for s in listing.data if s["status"] not in ("canceled", "incomplete_expired")]
+
+
+class LongNamedClub:
+    """A subscription purchase type from a plugin whose plan name runs past 255
+    characters."""
+
+    name = "The " + "very " * 60 + "long club"
+
+    @hookimpl
+    def tollgate_purchase_types(self):
+        return [PurchaseType(name="club", order_type="subscription", label="Club")]
+
+    @hookimpl
+    def tollgate_quote(self, request):
+        return Quote(
+            amount=1900,
+            currency="usd",
+            description="club",
+            recurring=RecurringPrice(
+                stripe_price_id="plan_club_monthly", interval="month", plan_name=self.name
+            ),
+        )
+
+    @hookimpl
+    def tollgate_fulfil(self, order):
+        return {}
+
+
+def test_a_plan_name_past_255_characters_is_kept_to_its_first_255(api, user, stripe_server):
+    from types import SimpleNamespace
+
+    from purchasables.registry import registry
+
+    stripe_plan_create(
+        SimpleNamespace(
+            stripe_price_id="plan_club_monthly",
+            amount=1900,
+            currency="usd",
+            interval="month",
+            name="Club",
+        )
+    )
+    add_card_via_setup_intent(api)
+    assert len(LongNamedClub.name) > 255
+    with registry.plugin_registered(LongNamedClub(), name="club"):
+        resp = api.post("/payments/subscriptions/", {"plan_id": 1, "purchase_type": "club"})
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["subscription"]["plan_name"] == LongNamedClub.name[:255]
 
 
 @pytest.mark.django_db(transaction=True)
