@@ -349,6 +349,14 @@ KNOWN: list[tuple[str, str, str, str]] = [
         for n in (1, -1)
     ],
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
+    (
+        "billing/services/credit_refunds.py",
+        "Q(status__in=LIVE) | Q(applied_at__isnull=False)",
+        "Q(status__in=LIVE) | Q(applied_at__isnull=True)",
+        "these are refunds in credits, stored succeeded (a LIVE status) and never moved "
+        "after: they have no Stripe id and no payment, so no Stripe report reaches them; "
+        "`status__in=LIVE` alone already takes every one",
+    ),
     *[
         (
             "billing/services/disputes.py",
