@@ -284,12 +284,19 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for op in ("+", "<<", ">>", "|", "^")
     ],
-    (
-        "billing/services/credit_refunds.py",
-        'return sums["c"] or 0, sums["v"] or 0',
-        'return sums["c"] or 0, sums["v"] and 0',
-        "every caller of `_credits_back_so_far` takes the credits and throws the value away",
-    ),
+    *[
+        (
+            "billing/services/credit_refunds.py",
+            'return sums["c"] or 0, sums["v"] or 0',
+            mutant,
+            "every caller of `_credits_back_so_far` takes the credits and throws the value away",
+        )
+        for mutant in (
+            'return sums["c"] or 0, sums["v"] and 0',
+            'return sums["c"] or 0, sums["v"] or 1',
+            'return sums["c"] or 0, sums["v"] or -1',
+        )
+    ],
     (
         "billing/services/credit_refunds.py",
         "card_part < 0",
