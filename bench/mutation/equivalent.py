@@ -357,6 +357,13 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ],
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
     (
+        "billing/services/refunds.py",
+        "if refund.applied_at is not None or refund.status != S.SUCCEEDED:",
+        "if refund.applied_at is not None or refund.status < S.SUCCEEDED:",
+        "'succeeded' sorts after every other refund status (canceled, failed, pending, "
+        "requires_action), so every status but it is < it",
+    ),
+    (
         "billing/services/credit_refunds.py",
         "Q(status__in=LIVE) | Q(applied_at__isnull=False)",
         "Q(status__in=LIVE) | Q(applied_at__isnull=True)",

@@ -504,8 +504,8 @@ def stripe_subscriptions(user) -> list:
 
 
 class LongNamedClub:
-    """A subscription purchase type from a plugin whose plan name runs past 255
-    characters."""
+    """A subscription purchase type from a plugin whose plan name (and description) runs
+    past 255 characters."""
 
     name = "The " + "very " * 60 + "long club"
 
@@ -518,7 +518,7 @@ class LongNamedClub:
         return Quote(
             amount=1900,
             currency="usd",
-            description="club",
+            description=self.name,
             recurring=RecurringPrice(
                 stripe_price_id="plan_club_monthly", interval="month", plan_name=self.name
             ),
@@ -529,7 +529,9 @@ class LongNamedClub:
         return {}
 
 
-def test_a_plan_name_past_255_characters_is_kept_to_its_first_255(api, user, stripe_server):
+def test_a_plan_name_past_255_characters_is_kept_to_its_first_255_on_record_and_order(
+    api, user, stripe_server
+):
     from types import SimpleNamespace
 
     from purchasables.registry import registry
@@ -549,6 +551,8 @@ def test_a_plan_name_past_255_characters_is_kept_to_its_first_255(api, user, str
         resp = api.post("/payments/subscriptions/", {"plan_id": 1, "purchase_type": "club"})
     assert resp.status_code == 201, resp.content
     assert resp.json()["subscription"]["plan_name"] == LongNamedClub.name[:255]
+    [cycle] = api.get("/payments/orders/").json()["items"]
+    assert cycle["description"] == LongNamedClub.name[:255]
 
 
 @pytest.mark.django_db(transaction=True)
