@@ -358,6 +358,16 @@ KNOWN: list[tuple[str, str, str, str]] = [
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
     (
         "billing/services/refunds.py",
+        "if refund.stripe_refund_id or refund.status != S.PENDING:",
+        "if refund.stripe_refund_id or refund.status < S.PENDING:",
+        "only rows made pending to be sent come here (`refund_create`, the automatic "
+        "refund's task, the sweep of pending rows without an id); such a row leaves "
+        "pending only with its Stripe id (`_refund_store` stores it as it moves the status) "
+        "or as failed when Stripe refuses it: without an id it is pending or failed, and "
+        "'failed' < 'pending' as it is != it",
+    ),
+    (
+        "billing/services/refunds.py",
         "if refund.applied_at is not None or refund.status != S.SUCCEEDED:",
         "if refund.applied_at is not None or refund.status < S.SUCCEEDED:",
         "'succeeded' sorts after every other refund status (canceled, failed, pending, "

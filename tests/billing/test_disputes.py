@@ -245,6 +245,17 @@ def test_a_status_stripe_adds_later_ranks_with_the_first_open_one(paid_order):
     assert tell("warning_pending_something_new") == "warning_under_review"
 
 
+def test_a_dispute_naming_only_the_charge_finds_its_order(api, user, paid_order):
+    """Older API versions name the charge and no PaymentIntent: the charge recorded on
+    the payment finds the order, whose credits are frozen at once."""
+    dp = dispute_obj(paid_order, payment_intent=None)
+    deliver("charge.dispute.created", dp, at=int(time.time()))
+    dispute = Dispute.objects.get()
+    assert (dispute.order_id, dispute.frozen_at is not None) == (paid_order.pk, True)
+    assert credits_frozen_get(user_id=user.pk) == 100
+    assert StripeEvent.objects.get().status == "processed"
+
+
 def test_an_open_disputes_older_news_delivered_late_changes_nothing(paid_order):
     """The event's own `created` orders the news, not the order of delivery."""
     dp = dispute_obj(paid_order)
