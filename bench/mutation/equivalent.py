@@ -358,6 +358,14 @@ KNOWN: list[tuple[str, str, str, str]] = [
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
     (
         "billing/services/refunds.py",
+        "if refund.status == S.FAILED and refund.applied_at is not None:",
+        "if refund.status <= S.FAILED and refund.applied_at is not None:",
+        "a refund is applied only once it has succeeded, and `_FORWARD` lets a succeeded "
+        "refund move only to failed: an applied refund is never canceled, the one status "
+        "sorting before 'failed'",
+    ),
+    (
+        "billing/services/refunds.py",
         "if refund.stripe_refund_id or refund.status != S.PENDING:",
         "if refund.stripe_refund_id or refund.status < S.PENDING:",
         "only rows made pending to be sent come here (`refund_create`, the automatic "
