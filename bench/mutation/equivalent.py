@@ -357,6 +357,13 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ],
     # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
     (
+        "billing/services/subscriptions.py",
+        "if not invoice.paid or invoice.amount_paid <= 0:",
+        "if not invoice.paid or invoice.amount_paid == 0:",
+        "an invoice's `amount_paid` is what Stripe collected, never below 0 (the reader "
+        "gives 0 when it is absent)",
+    ),
+    (
         "billing/services/refunds.py",
         "if refund.status == S.FAILED and refund.applied_at is not None:",
         "if refund.status <= S.FAILED and refund.applied_at is not None:",
