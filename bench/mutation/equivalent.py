@@ -272,20 +272,31 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for op in ("<", ">")
     ],
-    (
-        "billing/services/credit_refunds.py",
-        "order.credits - credits_before,",
-        "order.credits + credits_before,",
-        "the buyer cancels only a paid order paid with credits, and each credits refund of "
-        "such an order is applied in the transaction that stores it, which moves the order "
-        "on from paid for good: nothing has come back yet, credits_before is 0",
-    ),
-    (
-        "billing/services/credit_refunds.py",
-        'return sums["c"] or 0, sums["v"] or 0',
-        'return sums["c"] or 0, sums["v"] and 0',
-        "every caller of `_credits_back_so_far` takes the credits and throws the value away",
-    ),
+    *[
+        (
+            "billing/services/credit_refunds.py",
+            "order.credits - credits_before,",
+            f"order.credits {op} credits_before,",
+            "the buyer cancels only a paid order paid with credits, and each credits refund of "
+            "such an order is applied in the transaction that stores it, which moves the order "
+            "on from paid for good: nothing has come back yet, credits_before is 0 (and x + 0, "
+            "x << 0, x >> 0, x | 0, x ^ 0 are all x)",
+        )
+        for op in ("+", "<<", ">>", "|", "^")
+    ],
+    *[
+        (
+            "billing/services/credit_refunds.py",
+            'return sums["c"] or 0, sums["v"] or 0',
+            mutant,
+            "every caller of `_credits_back_so_far` takes the credits and throws the value away",
+        )
+        for mutant in (
+            'return sums["c"] or 0, sums["v"] and 0',
+            'return sums["c"] or 0, sums["v"] or 1',
+            'return sums["c"] or 0, sums["v"] or -1',
+        )
+    ],
     (
         "billing/services/credit_refunds.py",
         "card_part < 0",
@@ -343,6 +354,274 @@ KNOWN: list[tuple[str, str, str, str]] = [
             "just above), so it is above 1 and wins the max over 0, 1 or -1 alike",
         )
         for n in (1, -1)
+    ],
+    # -- refunds, credit refunds, disputes, subscriptions (billing/services) --
+    (
+        "billing/services/subscriptions.py",
+        "if not invoice.paid or invoice.amount_paid <= 0:",
+        "if not invoice.paid or invoice.amount_paid == 0:",
+        "an invoice's `amount_paid` is what Stripe collected, never below 0 (the reader "
+        "gives 0 when it is absent)",
+    ),
+    (
+        "billing/services/refunds.py",
+        "if refund.status == S.FAILED and refund.applied_at is not None:",
+        "if refund.status <= S.FAILED and refund.applied_at is not None:",
+        "a refund is applied only once it has succeeded, and `_FORWARD` lets a succeeded "
+        "refund move only to failed: an applied refund is never canceled, the one status "
+        "sorting before 'failed'",
+    ),
+    (
+        "billing/services/refunds.py",
+        "if refund.stripe_refund_id or refund.status != S.PENDING:",
+        "if refund.stripe_refund_id or refund.status < S.PENDING:",
+        "only rows made pending to be sent come here (`refund_create`, the automatic "
+        "refund's task, the sweep of pending rows without an id); such a row leaves "
+        "pending only with its Stripe id (`_refund_store` stores it as it moves the status) "
+        "or as failed when Stripe refuses it: without an id it is pending or failed, and "
+        "'failed' < 'pending' as it is != it",
+    ),
+    (
+        "billing/services/refunds.py",
+        "if refund.applied_at is not None or refund.status != S.SUCCEEDED:",
+        "if refund.applied_at is not None or refund.status < S.SUCCEEDED:",
+        "'succeeded' sorts after every other refund status (canceled, failed, pending, "
+        "requires_action), so every status but it is < it",
+    ),
+    (
+        "billing/services/credit_refunds.py",
+        "Q(status__in=LIVE) | Q(applied_at__isnull=False)",
+        "Q(status__in=LIVE) | Q(applied_at__isnull=True)",
+        "these are refunds in credits, stored succeeded (a LIVE status) and never moved "
+        "after: they have no Stripe id and no payment, so no Stripe report reaches them; "
+        "`status__in=LIVE` alone already takes every one",
+    ),
+    *[
+        (
+            "billing/services/disputes.py",
+            line.format(">"),
+            line.format("!="),
+            "`_at_stake` answers `max(0, ...)`: the stake is never below 0, so `!= 0` is `> 0`",
+        )
+        for line in (
+            "if dispute.is_open and dispute.frozen_at is None and stake {} 0:",
+            "if stake {} 0:",
+        )
+    ],
+    *[
+        (
+            "billing/services/disputes.py",
+            line.format(500),
+            line.format(f" {n}"),
+            "a Stripe dispute id (dp_ and 24 characters) and one of Stripe's dispute reason "
+            "codes (at most 25 characters) make a sentence under 100 characters: cut at 499, "
+            "500 or 501 it is kept whole",
+        )
+        for n in (499, 501)
+        for line in (
+            "reason=f\"Dispute {{data.id}} lost ({{dispute.reason or 'no reason given'}})\"[:{}],",
+        )
+    ],
+    *[
+        (
+            path,
+            line.format("<="),
+            line.format("=="),
+            f"`{name}` is never below 0: what is left (`max(0, ...)`, or `card_refundable`'s "
+            "answer) or an amount `to_minor` took, which refuses zero and negatives",
+        )
+        for path, name, line in (
+            (
+                "billing/services/refunds.py",
+                "minor",
+                "if payment is None or minor {} 0 or minor > refundable:",
+            ),
+            (
+                "billing/services/credit_refunds.py",
+                "money",
+                "if payment is None or money {} 0 or money > card_left:",
+            ),
+        )
+    ],
+    (
+        "billing/services/credit_refunds.py",
+        "or card_part + credits_part == 0",
+        "or card_part + credits_part <= 0",
+        "the tests before it in the same `or` already refused a negative card or credits "
+        "part, so the sum is 0 or more here",
+    ),
+    *[
+        (
+            "billing/services/refunds.py",
+            line.format(0),
+            line.format(" 1"),
+            "a payment receives nothing or at least Stripe's minimum charge (0.50 USD or its "
+            "equivalent in each currency, always more than one minor unit), so no payment "
+            "has received exactly 1",
+        )
+        for line in (
+            'order.payments.filter(amount_received__gt={}, currency=order.currency).order_by("id")'
+            ".first()",
+            'Payment.objects.filter(order_id=int(data.metadata["order_id"]), '
+            "amount_received__gt={})",
+        )
+    ],
+    (
+        "billing/services/credit_refunds.py",
+        "if order.status != Order.Status.PAID:",
+        "if order.status > Order.Status.PAID:",
+        "only an order paid with credits that is not unpaid comes here (`_order_cancel`); it "
+        "was paid in its create's own transaction, so it is paid, partially_refunded or "
+        "refunded (ORDER_TRANSITIONS), and of those only 'paid' is not > 'paid'",
+    ),
+    (
+        "billing/services/refunds.py",
+        "if refund.source == Refund.Source.AUTOMATIC",
+        "if refund.source <= Refund.Source.AUTOMATIC",
+        "'automatic' sorts first of the refund sources (automatic, customer, dispute, staff, "
+        "stripe), so only an automatic refund is <= it",
+    ),
+    (
+        "billing/services/refunds.py",
+        "back = refund.method == Refund.Method.CREDITS",
+        "back = refund.method >= Refund.Method.CREDITS",
+        "'credits' sorts after the other refund methods (as_credits, card), so only a "
+        "refund in credits is >= it",
+    ),
+    (
+        "billing/services/refunds.py",
+        "refund.method == Refund.Method.CREDITS",
+        "refund.method >= Refund.Method.CREDITS",
+        "'credits' sorts after the other refund methods (as_credits, card), so only a "
+        "refund in credits is >= it",
+    ),
+    (
+        "billing/services/refunds.py",
+        "and order.status == Order.Status.REFUNDED",
+        "and order.status >= Order.Status.REFUNDED",
+        "only 'refunded' and 'requires_action' sort >= 'refunded', and this is read only for "
+        "a refund in credits, which is made only for an order that was paid (under the "
+        "paid order's lock, by the buyer's cancel of a paid order, or as the paid order "
+        "cannot be delivered); ORDER_TRANSITIONS never takes a paid order back to "
+        "requires_action",
+    ),
+    (
+        "billing/services/subscriptions.py",
+        'if data.status != "paid" or not data.payment_intent_id:',
+        'if data.status < "paid" or not data.payment_intent_id:',
+        "an InvoicePayment is open, paid or canceled (the pinned version's documented "
+        "statuses; the reader gives '' when absent), and all but 'paid' sort before it",
+    ),
+    *[
+        (
+            "billing/services/subscriptions.py",
+            'if data.status != "paid" or not data.payment_intent_id:',
+            f'if data.status {op} "paid" or not data.payment_intent_id:',
+            "only `invoice_payment.paid` events reach here, and Stripe sends them with the "
+            "object's status 'paid': for it `!=`, `>` and `is` (a str read from JSON is never "
+            "the interned constant) all answer False",
+        )
+        for op in (">", "is")
+    ],
+    *[
+        (
+            "billing/services/refunds.py",
+            line.format("=="),
+            line.format(">="),
+            "'succeeded' sorts after every other refund status (canceled, failed, pending, "
+            "requires_action), so only a succeeded refund is >= it",
+        )
+        for line in (
+            "if stored is not None and stored.status {} S.SUCCEEDED and stored.applied_at is None:",
+            "if refund.status {} S.SUCCEEDED and refund.applied_at is None:",
+        )
+    ],
+    (
+        "billing/services/refunds.py",
+        "if stored is not None and stored.status == S.SUCCEEDED and stored.applied_at is None:",
+        "if stored is not None and stored.status <= S.SUCCEEDED and stored.applied_at is None:",
+        "every refund status sorts <= 'succeeded': a refund that has not succeeded is then "
+        "handed to `refund_apply`, which answers 'needs nothing more' for it and writes nothing",
+    ),
+    (
+        "billing/services/refunds.py",
+        "and refund.amount == 0",
+        "and refund.amount <= 0",
+        "the check constraint refund_amount_positive keeps a refund's amount at 0 or more",
+    ),
+    (
+        "billing/services/subscriptions.py",
+        'if payment_type == "checkout":',
+        'if payment_type is "checkout":',
+        "the one caller, the subscriptions API, passes its schema's `Literal` field, which "
+        "pydantic answers with the literal's own str object, the same interned constant as "
+        "this one; the default is 'intent': `is` answers as `==`",
+    ),
+    (
+        "billing/services/subscriptions.py",
+        'if payment_type == "checkout":',
+        'if payment_type <= "checkout":',
+        "the payment type is 'intent' or 'checkout' (the API schema's `Literal`, or the "
+        "default), and 'intent' sorts after 'checkout'",
+    ),
+    *[
+        (
+            "billing/services/refunds.py",
+            "if stored is not None and stored.status == S.SUCCEEDED and stored.applied_at is None:",
+            mutant,
+            "the refund sent has a payment row whose PaymentIntent Stripe's answer names, so "
+            "`_refund_store` always answers a row here; a row that has not succeeded, or is "
+            "applied already, handed to `refund_apply` is answered 'needs nothing more' and "
+            "nothing is written",
+        )
+        for mutant in (
+            "if stored is not None and stored.status == S.SUCCEEDED or stored.applied_at is None:",
+            "if stored is not None or stored.status == S.SUCCEEDED and stored.applied_at is None:",
+        )
+    ],
+    *[
+        (
+            "billing/services/disputes.py",
+            "status = 409",
+            f"status = {n}",
+            "DisputeBeforePaymentError is raised only under `dispute_record`, which only the "
+            "event handlers call, and event processing catches every error into the event's "
+            "status and `last_error` (its type and message): no response renders its status",
+        )
+        for n in (408, 410)
+    ],
+    (
+        "billing/services/refunds.py",
+        '**({"reason": refund.reason[:500]} if refund.reason else {}),',
+        '**({"reason": refund.reason[: 501]} if refund.reason else {}),',
+        "the refund was just read from the database, where `Refund.reason` is a "
+        "varchar(500): it never has a 501st character to keep",
+    ),
+    (
+        "billing/services/disputes.py",
+        'captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or 0',
+        'captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or -1',
+        "taken only when nothing was captured; `reversed_` is never below 0, so "
+        "`captured - reversed_` is at most 0 either way and `max(0, min(...))` answers 0 alike",
+    ),
+    (
+        "billing/services/refunds.py",
+        "if reported == S.FAILED:",
+        "if reported is S.FAILED:",
+        "`reported` comes from `_STRIPE_STATUS` or its default, whose values are the "
+        "`Refund.Status` members themselves, so `is` answers as `==`",
+    ),
+    *[
+        (
+            "billing/services/refunds.py",
+            "if refund.source != Refund.Source.DISPUTE:",
+            f"if refund.source {op} Refund.Source.DISPUTE:",
+            "a refund this lets through to the lookup finds no Dispute naming it and answers "
+            '"" as the early return does: only disputes.py sets `Dispute.refund`, to the '
+            "row of source `dispute` it creates; and every one of those still reaches the "
+            "lookup (`is`: the row comes from the database, its source a plain str)",
+        )
+        for op in ("<", ">", "is")
     ],
     (
         "credits/services.py",

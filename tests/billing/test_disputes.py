@@ -208,6 +208,54 @@ def test_news_of_the_same_second_goes_forward_and_a_closed_dispute_stays_closed(
     assert tell("needs_response", t0 + 12).status == "won"
 
 
+def test_a_dispute_is_dated_from_when_the_customer_opened_it(paid_order):
+    """Staff (the admin, the dashboard's disputes of a period) see when the customer
+    opened the dispute, Stripe's `created`, from its first report on; later news does
+    not move it."""
+    from datetime import UTC, datetime
+
+    opened = int(time.time()) - 3 * 86400
+    dp = dispute_obj(paid_order, created=opened)
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    assert Dispute.objects.get().opened_at == datetime.fromtimestamp(opened, tz=UTC)
+    deliver("charge.dispute.updated", {**dp, "status": "under_review"}, at=t0 + 1)
+    dispute = Dispute.objects.get()
+    assert (dispute.status, dispute.opened_at) == (
+        "under_review",
+        datetime.fromtimestamp(opened, tz=UTC),
+    )
+
+
+def test_a_status_stripe_adds_later_ranks_with_the_first_open_one(paid_order):
+    """Stripe adds dispute statuses now and then (`prevented` came late). One this version
+    does not know ranks with the earliest, `warning_needs_response`: of reports of one
+    second, neither outranks the other, so the last delivered stands."""
+    dp = dispute_obj(paid_order)
+    second = int(time.time())
+
+    def tell(status: str) -> str:
+        dispute_record(data=dispute_from_payload({**dp, "status": status}), as_of=second)
+        return Dispute.objects.get().status
+
+    assert tell("warning_needs_response") == "warning_needs_response"
+    assert tell("warning_pending_something_new") == "warning_pending_something_new"
+    assert tell("warning_needs_response") == "warning_needs_response"
+    assert tell("warning_under_review") == "warning_under_review"
+    assert tell("warning_pending_something_new") == "warning_under_review"
+
+
+def test_a_dispute_naming_only_the_charge_finds_its_order(api, user, paid_order):
+    """Older API versions name the charge and no PaymentIntent: the charge recorded on
+    the payment finds the order, whose credits are frozen at once."""
+    dp = dispute_obj(paid_order, payment_intent=None)
+    deliver("charge.dispute.created", dp, at=int(time.time()))
+    dispute = Dispute.objects.get()
+    assert (dispute.order_id, dispute.frozen_at is not None) == (paid_order.pk, True)
+    assert credits_frozen_get(user_id=user.pk) == 100
+    assert StripeEvent.objects.get().status == "processed"
+
+
 def test_an_open_disputes_older_news_delivered_late_changes_nothing(paid_order):
     """The event's own `created` orders the news, not the order of delivery."""
     dp = dispute_obj(paid_order)

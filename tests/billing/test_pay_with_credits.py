@@ -436,13 +436,15 @@ def test_a_long_refund_reason_is_kept_to_its_first_500_characters(
         assert Refund.objects.get(pk=refund.pk).reason == "r" * 499 + "s"
 
 
+@pytest.mark.parametrize("currency", ["eur", "zar"])
 def test_an_order_in_another_currency_with_no_credit_price_is_refunded_to_the_card_only(
-    http, staff_http, live_stripe, user
+    http, staff_http, live_stripe, user, currency
 ):
-    """Credits are sold in USD: money in EUR has no credit rate to turn it into credits."""
-    in_euros = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, currency="eur")
-    ServiceSessionFactory(service=in_euros)
-    paid = http.post("/payments/create/", book(in_euros, payment_method_id="pm_card_visa"))
+    """Credits are sold in USD: money in EUR or ZAR has no credit rate to turn it into
+    credits."""
+    foreign = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, currency=currency)
+    ServiceSessionFactory(service=foreign)
+    paid = http.post("/payments/create/", book(foreign, payment_method_id="pm_card_visa"))
     assert paid.status_code == 201, paid.text
     order_id = paid.json()["order_id"]
     refused = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
@@ -465,6 +467,11 @@ def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe
     assert order.status == Order.Status.REFUNDED
     assert Booking.objects.get(order_id=order_id).status == Booking.Status.CANCELED
     assert balance_whole(user) == 40
+    entries = http.get("/credits/transactions/").json()["items"]
+    assert (entries[0]["amount"], entries[0]["memo"]) == (
+        40,
+        f"Refund of order {order_id} as credits",
+    )
     again = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
     assert again.status_code == 409, again.text
     card_too = staff_http.post(f"/payments/orders/{order_id}/refunds/", {})
@@ -472,6 +479,30 @@ def test_staff_refund_a_card_order_as_credits_once(http, staff_http, live_stripe
     assert balance_whole(user) == 40
     denied = http.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
     assert denied.status_code == 403
+
+
+def test_a_card_order_whose_plugin_quoted_a_negative_credit_price_is_not_refunded_as_credits(
+    api, staff_api, stripe_server, user
+):
+    """A credit price is checked when credits pay; one quoted below zero for a card
+    purchase is never a number of credits to give: refunded as credits, it is worth
+    less than one credit (422), and the buyer's balance and the order stay as they were."""
+    from purchasables.registry import registry
+    from tests.billing.test_orders import Quoted
+
+    fund(user, 5)
+    with registry.plugin_registered(Quoted(1000, credits=-40), name="quoted"):
+        paid = api.post(
+            "/payments/create/", {"purchase_type": "quoted", "payment_method_id": "pm_card_visa"}
+        )
+        assert paid.status_code == 201, paid.content
+        order_id = paid.json()["order_id"]
+        refused = staff_api.post(f"/payments/orders/{order_id}/refunds/", {"to_credits": True})
+    assert refused.status_code == 422, refused.content
+    assert refused.json()["extra"]["field"] == "amount"
+    assert Order.objects.get(pk=order_id).status == Order.Status.PAID
+    assert not Refund.objects.filter(order_id=order_id).exists()
+    assert balance_whole(user) == 5
 
 
 def test_a_card_order_refunded_as_credits_in_parts_gives_its_credit_price_in_all(
@@ -520,6 +551,33 @@ def test_a_booking_past_its_cut_off_is_not_cancelled(http, live_stripe, user):
     assert refused.json()["extra"]["cancellable_until"]
     assert balance_whole(user) == 0
     assert Booking.objects.get(order_id=order_id).status == Booking.Status.CONFIRMED
+
+
+def test_a_booking_paid_with_credits_can_be_cancelled_until_its_cut_off_not_at_it(
+    api, stripe_server, user, workshop, monkeypatch
+):
+    """The cut-off is the first moment the buyer can no longer cancel: a microsecond
+    before it the credits come back; at it, 409 and nothing moves."""
+    from billing.services.orders import order_cancel
+    from kernel.errors import ConflictError
+
+    fund(user, 80)
+    orders = [
+        api.post("/payments/create/", book(workshop, payment_type="credits")).json()["order_id"]
+        for _ in range(2)
+    ]
+    until = Order.objects.get(pk=orders[0]).cancellable_until
+    assert until is not None
+
+    monkeypatch.setattr(timezone, "now", lambda: until)
+    with pytest.raises(ConflictError):
+        order_cancel(order_id=orders[0], user_id=user.pk)
+    assert Order.objects.get(pk=orders[0]).status == Order.Status.PAID
+    assert balance_whole(user) == 0
+
+    monkeypatch.setattr(timezone, "now", lambda: until - timedelta(microseconds=1))
+    assert order_cancel(order_id=orders[1], user_id=user.pk).status == Order.Status.REFUNDED
+    assert balance_whole(user) == 40
 
 
 def test_a_package_with_nothing_scheduled_yet_is_not_cancelled_by_its_buyer(
@@ -820,6 +878,75 @@ def test_credits_worth_less_than_a_cent_stay_with_the_buyer(
     assert (order.credits, order.card_amount) == (taken, card)
     assert order.payments.get().amount == card
     assert balance_whole(user) == credits - taken
+
+
+def test_credits_given_back_worth_less_than_a_cent_still_refund_part_of_the_order(
+    api, staff_api, stripe_server, user
+):
+    """15 credits at 1000 for 1.00 USD paid one cent of it. Ten of them back are worth no
+    whole cent: the refund is of 0.00, yet the credits come back and the order is
+    partially refunded, as is its booking; the rest back refunds it all."""
+    cheap = ServiceFactory(kind=Service.Kind.WORKSHOP, price=100, credit_price=1000)
+    ServiceSessionFactory(service=cheap)
+    fund(user, 15)
+    paid = api.post(
+        "/payments/create/", book(cheap, apply_credits=True, payment_method_id="pm_card_visa")
+    )
+    assert paid.status_code == 201, paid.content
+    order = Order.objects.get(pk=paid.json()["order_id"])
+    assert (order.status, order.credits, order.credits_value) == (Order.Status.PAID, 15, 1)
+
+    ten = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {"credits": 10})
+    assert ten.status_code == 201, ten.content
+    assert (ten.json()["method"], ten.json()["amount"], ten.json()["credits"]) == (
+        "credits",
+        0,
+        10,
+    )
+    assert ten.json()["applied"] is True
+    order.refresh_from_db()
+    assert order.status == Order.Status.PARTIALLY_REFUNDED
+    assert balance_whole(user) == 10
+    assert Booking.objects.get(order_id=order.pk).status == Booking.Status.PARTIALLY_REFUNDED
+    entries = api.get("/credits/transactions/").json()["items"]
+    assert (entries[0]["amount"], entries[0]["memo"]) == (
+        10,
+        f"Refund of order {order.pk}: credits given back",
+    )
+
+    rest = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {})
+    assert rest.status_code == 201, rest.content
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
+    assert sorted(order.refunds.values_list("method", "amount", "credits")) == [
+        ("card", 99, 0),
+        ("credits", 0, 10),
+        ("credits", 1, 5),
+    ]
+    assert balance_whole(user) == 15
+    assert Booking.objects.get(order_id=order.pk).status == Booking.Status.CANCELED
+
+
+def test_a_part_of_a_split_order_in_dinars_goes_to_the_card_in_whole_fils_steps(
+    api, staff_api, stripe_server, user
+):
+    """10.000 KWD or 2 credits, paid with 1 credit and 5.000 by card. Stripe takes dinars
+    to three decimals with the last one 0: of a 3.330 refund the card's half, 1.665, is
+    refunded as 1.660, and the 1.670 left is worth no whole credit."""
+    dinars = ServiceFactory(kind=Service.Kind.WORKSHOP, price=10000, currency="kwd", credit_price=2)
+    ServiceSessionFactory(service=dinars)
+    fund(user, 1)
+    paid = api.post(
+        "/payments/create/", book(dinars, apply_credits=True, payment_method_id="pm_card_visa")
+    )
+    assert paid.status_code == 201, paid.content
+    order = Order.objects.get(pk=paid.json()["order_id"])
+    assert (order.status, order.credits, order.card_amount) == (Order.Status.PAID, 1, 5000)
+
+    part = staff_api.post(f"/payments/orders/{order.pk}/refunds/", {"amount": "3.330"})
+    assert part.status_code == 201, part.content
+    assert list(order.refunds.values_list("method", "amount", "credits")) == [("card", 1660, 0)]
+    assert balance_whole(user) == 0
 
 
 def test_credits_are_not_applied_to_checkout_422(api, stripe_server, user, workshop):

@@ -109,6 +109,44 @@ def test_what_is_left_to_refund_is_never_below_zero(staff_api, paid_order):
     assert (resp.json()["extra"]["refundable"], resp.json()["extra"]["requested"]) == (0, 0)
 
 
+def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(staff_api, paid_order):
+    """The order was paid twice: the second payment's automatic refund is on its way,
+    and 6.00 of that payment were refunded in Stripe's dashboard meanwhile. Of the 20.00
+    captured, 16.00 are held, so staff may refund only the 4.00 left, though the first
+    payment alone has 10.00."""
+    second = PaymentFactory(
+        order=paid_order, status="succeeded", amount_received=1000, stripe_charge_id=new_id("ch")
+    )
+    Refund.objects.create(
+        order=paid_order,
+        payment=second,
+        amount=1000,
+        currency="usd",
+        source=Refund.Source.AUTOMATIC,
+        reverses_order=False,
+    )
+    post_webhook(event("refund.updated", refund_obj(second, 600)))
+    events_drain()
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["amount"] == 400
+    assert [r.amount for r in stripe_refunds()] == [400]
+
+
+def test_a_refund_that_failed_at_stripe_holds_none_of_the_money(staff_api, paid_order):
+    """Stripe failed a refund of everything before it was applied: nothing was given
+    back, so all of the payment is still there to refund."""
+    payment = paid_order.payments.get()
+    post_webhook(event("refund.failed", refund_obj(payment, 1000, status="failed")))
+    events_drain()
+    assert Refund.objects.get().status == Refund.Status.FAILED
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    assert resp.status_code == 201, resp.content
+    assert (resp.json()["amount"], resp.json()["status"]) == (1000, "succeeded")
+    paid_order.refresh_from_db()
+    assert paid_order.status == Order.Status.REFUNDED
+
+
 def test_one_minor_unit_can_be_refunded_and_then_exactly_the_rest(staff_api, user, paid_order):
     smallest = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {"amount": "0.01"})
     assert smallest.status_code == 201, smallest.content
@@ -293,6 +331,28 @@ def test_a_failed_refund_is_recorded_and_nothing_is_reversed(paid_payment):
     assert stored.applied_at is None
     assert Order.objects.get(pk=paid_payment.order_id).status == Order.Status.PAID
     assert credits_balance_get(user_id=paid_payment.order.user_id) == 100
+
+
+@pytest.mark.parametrize("reported", [[600, 600], [1001]], ids=["two-parts", "one-cent-over"])
+def test_refunds_reported_beyond_what_was_captured_reverse_nothing_more(paid_payment, reported):
+    """The refunded total never exceeds what was captured: of refunds reported for a 10.00
+    payment, the one that would take the total past it (a second 6.00, or a first 10.01)
+    is stored but reverses nothing, and its event fails at once for staff to look at."""
+    user_id = paid_payment.order.user_id
+    for amount in reported:
+        post_webhook(event("refund.updated", refund_obj(paid_payment, amount)))
+        events_drain()
+
+    *applied, beyond = reported
+    order = Order.objects.get(pk=paid_payment.order_id)
+    assert order.status == (Order.Status.PARTIALLY_REFUNDED if applied else Order.Status.PAID)
+    left = 100 - sum(applied) // 10
+    assert credits_balance_get(user_id=user_id) == credits_ledger_sum(user_id=user_id) == left
+    assert sorted((r.amount, r.applied_at is None) for r in Refund.objects.all()) == sorted(
+        [(a, False) for a in applied] + [(beyond, True)]
+    )
+    failed = StripeEvent.objects.get(status=StripeEvent.Status.FAILED)
+    assert "RefundExceedsCapturedError" in failed.last_error
 
 
 def test_a_refund_event_before_its_payment_is_stored_and_applied_once_it_is_paid():
@@ -480,6 +540,59 @@ class RefundHookFails:
         return {"reversed": refund.amount}
 
 
+class RefundsTold:
+    """A purchase type that keeps what its refund hook is told."""
+
+    def __init__(self) -> None:
+        self.told: list = []
+
+    @hookimpl
+    def tollgate_purchase_types(self):
+        return [PurchaseType(name="told", order_type="direct", label="Told")]
+
+    @hookimpl
+    def tollgate_quote(self, request):
+        return Quote(amount=1000, currency="usd", description="told")
+
+    @hookimpl
+    def tollgate_fulfil(self, order):
+        return {}
+
+    @hookimpl
+    def tollgate_refund(self, order, refund):
+        self.told.append(refund)
+        return {"reversed": refund.amount}
+
+
+def test_the_plugin_is_told_each_stripe_refund_and_the_running_total(api, staff_api, stripe_server):
+    plugin = RefundsTold()
+    with registry.plugin_registered(plugin, name="told"):
+        order_id = api.post(
+            "/payments/create/", {"purchase_type": "told", "payment_method_id": "pm_card_visa"}
+        ).json()["order_id"]
+        part = staff_api.post(f"/payments/orders/{order_id}/refunds/", {"amount": "3.00"})
+        rest = staff_api.post(
+            f"/payments/orders/{order_id}/refunds/", {"reason": "the buyer changed their mind"}
+        )
+    assert part.status_code == rest.status_code == 201, (part.content, rest.content)
+    assert [
+        (t.refund_id, t.stripe_refund_id, t.amount, t.refunded_total, t.currency, t.reason)
+        for t in plugin.told
+    ] == [
+        (part.json()["id"], part.json()["stripe_refund_id"], 300, 300, "usd", ""),
+        (
+            rest.json()["id"],
+            rest.json()["stripe_refund_id"],
+            700,
+            1000,
+            "usd",
+            "the buyer changed their mind",
+        ),
+    ]
+    assert all(t.stripe_refund_id.startswith("re_") for t in plugin.told)
+    assert {t.stripe_dispute_id for t in plugin.told} == {""}
+
+
 def _age(refund_id: int) -> None:
     from datetime import timedelta
 
@@ -514,6 +627,35 @@ def test_a_refund_whose_apply_fails_is_applied_later_and_never_sent_again(
         assert refund.result == {"reversed": 300}
         assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
         assert len(stripe_refunds()) == 1
+
+
+def test_a_dashboard_refund_whose_apply_failed_is_applied_when_its_event_is_retried(
+    api, stripe_server
+):
+    """The plugin's refund hook fails on a refund made in Stripe's dashboard: the refund
+    is stored and its event retried; once the hook works, the retry applies it."""
+    from django.utils import timezone
+
+    plugin = RefundHookFails()
+    with registry.plugin_registered(plugin, name="fragile"):
+        order_id = api.post(
+            "/payments/create/", {"purchase_type": "fragile", "payment_method_id": "pm_card_visa"}
+        ).json()["order_id"]
+        payment = Order.objects.get(pk=order_id).payments.get()
+        post_webhook(event("refund.updated", refund_obj(payment, 300)))
+        events_drain()
+        stored = StripeEvent.objects.get(type="refund.updated")
+        assert stored.status == StripeEvent.Status.RETRYING
+        assert Refund.objects.get().applied_at is None
+
+        plugin.healed = True
+        StripeEvent.objects.filter(pk=stored.pk).update(next_attempt_at=timezone.now())
+        events_drain()
+    stored.refresh_from_db()
+    assert stored.status == StripeEvent.Status.PROCESSED
+    refund = Refund.objects.get()
+    assert (refund.applied_at is not None, refund.result) == (True, {"reversed": 300})
+    assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
 
 
 def test_the_sweep_leaves_a_refund_whose_request_just_started_to_that_request(
@@ -626,6 +768,54 @@ def test_a_refund_that_may_have_reached_stripe_is_looked_up_not_resent(
     assert len(stripe_refunds()) == 1
 
 
+def test_a_lost_answer_is_found_by_its_own_refund_id_among_the_payments_refunds(
+    staff_user, paid_order, stripe_server
+):
+    """Refund 5's request reached Stripe but its answer was lost. The payment has other
+    refunds at Stripe: two of ours (3 and 7) and one made in the dashboard (no metadata).
+    The sweep takes refund 5's own, never another's, and sends nothing again."""
+    from django.utils import timezone
+
+    from billing.services.refunds import refunds_resume
+
+    payment = paid_order.payments.get()
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+
+    def at_stripe(amount: int, **metadata: str):
+        return client.v1.refunds.create(
+            params={
+                "payment_intent": payment.stripe_payment_intent_id,
+                "amount": amount,
+                "metadata": metadata,
+            }
+        )
+
+    for pk in (7, 3):
+        Refund.objects.create(
+            pk=pk,
+            order=paid_order,
+            payment=payment,
+            amount=100,
+            currency="usd",
+            source="staff",
+            status=Refund.Status.SUCCEEDED,
+            stripe_refund_id=at_stripe(100, refund_id=str(pk)).id,
+            applied_at=timezone.now(),
+        )
+    lost = Refund.objects.create(
+        pk=5, order=paid_order, payment=payment, amount=250, currency="usd", source="staff"
+    )
+    own = at_stripe(250, refund_id="5")
+    at_stripe(50)  # in the dashboard
+    _age(lost.pk)
+    refunds_resume()
+    lost.refresh_from_db()
+    assert (lost.stripe_refund_id, lost.status) == (own.id, Refund.Status.SUCCEEDED)
+    assert len(stripe_refunds()) == 4
+
+
 def test_an_unreachable_stripe_leaves_the_refund_pending_for_the_sweep(
     staff_api, paid_order, settings
 ):
@@ -670,6 +860,10 @@ def test_a_refund_stripe_refuses_for_good_fails_and_does_not_stop_the_sweep(
     good.refresh_from_db()
     assert bad.status == Refund.Status.FAILED
     assert good.status == Refund.Status.SUCCEEDED
+    # Its task run again (a worker that died before it finished): Stripe is not asked
+    # again for a refund it refused for good.
+    assert refund_submit(bad.pk) == Refund.Status.FAILED
+    assert [r.amount for r in stripe_refunds()] == [100]
 
 
 def test_a_long_failure_reason_from_stripe_is_kept_to_500_characters(paid_payment):
@@ -701,6 +895,11 @@ def test_a_refund_failing_after_it_was_applied_is_raised_to_staff(paid_payment):
     assert failed.status == StripeEvent.Status.FAILED
     assert "RefundFailedAfterApplyError" in failed.last_error
     assert Refund.objects.get().status == Refund.Status.FAILED
+    # Stripe tells it again (refund.updated): staff are told again, not answered "failed".
+    post_webhook(event("refund.updated", {**refund, "status": "failed"}))
+    events_drain()
+    again = StripeEvent.objects.get(type="refund.updated", status=StripeEvent.Status.FAILED)
+    assert "RefundFailedAfterApplyError" in again.last_error
 
 
 def test_support_staff_cannot_refund_through_the_api(support_user, paid_order):

@@ -29,7 +29,8 @@ from billing.services.payments import order_info
 from billing.services.subscriptions import INCOMPLETE_GRACE
 from credits.models import CreditTransaction, Plan
 from credits.selectors import credits_balance_get
-from purchasables.types import InvoiceInfo
+from purchasables import hookimpl
+from purchasables.types import InvoiceInfo, PurchaseType, Quote, RecurringPrice
 from tests.billing.conftest import in_threads, post_webhook, stripe_plan_create
 from tests.billing.test_cards import add_card_via_setup_intent
 from tests.conftest import client_for
@@ -255,6 +256,29 @@ def test_an_update_before_its_create_does_not_regress_or_duplicate(customer, pla
     assert record.status == Subscription.Status.ACTIVE
 
 
+def test_only_a_live_subscription_stripe_knows_can_be_cancelled(customer, plan, user):
+    """One still starting (no Stripe id yet) or one that has ended answers 409, and
+    Stripe is not asked."""
+    api = client_for(user)
+    starting = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(plan.pk)
+    )
+    refused = api.delete(f"/payments/subscriptions/{starting.pk}/")
+    assert refused.status_code == 409, refused.content
+    Subscription.objects.filter(pk=starting.pk).update(
+        status=Subscription.Status.INCOMPLETE_EXPIRED
+    )
+
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    post_webhook(event("customer.subscription.deleted", subscription_obj(plan, "canceled")))
+    events_drain()
+    ended = Subscription.objects.get(stripe_subscription_id="sub_fixture")
+    assert ended.status == Subscription.Status.CANCELED
+    refused = api.delete(f"/payments/subscriptions/{ended.pk}/")
+    assert refused.status_code == 409, refused.content
+    assert refused.json()["extra"]["status"] == "canceled"
+
+
 def test_a_renewal_or_a_change_of_price_at_stripe_moves_the_record_with_it(customer, plan):
     t0 = int(time.time()) - 1000
     created = subscription_obj(plan, "active", period_end=1_900_000_000)
@@ -313,6 +337,10 @@ def test_a_plan_withdrawn_from_sale_still_grants_its_subscribers_paid_cycles(
         t for t in anon_api.get("/catalog/").json()["purchase_types"] if t["name"] == "subscription"
     )
     assert subscription_type["catalog"]["plans"] == []
+    refused = client_for(user).post("/payments/subscriptions/", {"plan_id": plan.pk})
+    assert refused.status_code == 422, refused.content
+    assert refused.json()["extra"]["field"] == "plan_id"
+    assert Subscription.objects.count() == 1
     # Those who hold it are still billed by Stripe, and each paid cycle is served.
     post_webhook(event("invoice.paid", invoice_obj(2)))
     events_drain()
@@ -341,12 +369,21 @@ def test_an_invoice_before_its_subscription_reads_the_subscription_from_stripe(
 
 
 def test_a_failed_cycle_marks_past_due_and_grants_nothing(customer, plan, user):
+    """The event's note says what happened: past due, or, for a subscription that is not
+    live (already past due), that there was nothing to mark."""
     post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
     post_webhook(event("invoice.payment_failed", invoice_obj(1, paid=False)))
     events_drain()
     assert Subscription.objects.get().status == Subscription.Status.PAST_DUE
     assert not Order.objects.exists()
     assert credits_balance_get(user_id=user.pk) == 0
+    post_webhook(event("invoice.payment_failed", invoice_obj(2, paid=False)))
+    events_drain()
+    notes = StripeEvent.objects.filter(type="invoice.payment_failed").order_by("id")
+    assert [e.last_error for e in notes] == [
+        "subscription is past due",
+        "no live subscription to mark",
+    ]
 
 
 def test_a_refunded_subscription_cycle_debits_its_credits(customer, plan, user):
@@ -399,6 +436,7 @@ def test_a_cycle_refunded_as_credits_in_parts_grants_one_credit_per_credit_rate_
     leaves under one credit counts toward the next part, so the parts add up to the
     credits of the whole cycle."""
     from billing.services.credit_refunds import refund_as_credits
+    from kernel.errors import InvalidInputError
 
     post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
     paid = invoice_obj(1)
@@ -407,6 +445,9 @@ def test_a_cycle_refunded_as_credits_in_parts_grants_one_credit_per_credit_rate_
     events_drain()
     order = Order.objects.get()
 
+    with pytest.raises(InvalidInputError):  # worth less than one credit
+        refund_as_credits(order_id=order.pk, amount="0.05")
+    assert not order.refunds.exists()
     first = refund_as_credits(order_id=order.pk, amount="0.15")
     rest = refund_as_credits(order_id=order.pk, amount=None)
 
@@ -462,6 +503,58 @@ def stripe_subscriptions(user) -> list:
     return [s for s in listing.data if s["status"] not in ("canceled", "incomplete_expired")]
 
 
+class LongNamedClub:
+    """A subscription purchase type from a plugin whose plan name (and description) runs
+    past 255 characters."""
+
+    name = "The " + "very " * 60 + "long club"
+
+    @hookimpl
+    def tollgate_purchase_types(self):
+        return [PurchaseType(name="club", order_type="subscription", label="Club")]
+
+    @hookimpl
+    def tollgate_quote(self, request):
+        return Quote(
+            amount=1900,
+            currency="usd",
+            description=self.name,
+            recurring=RecurringPrice(
+                stripe_price_id="plan_club_monthly", interval="month", plan_name=self.name
+            ),
+        )
+
+    @hookimpl
+    def tollgate_fulfil(self, order):
+        return {}
+
+
+def test_a_plan_name_past_255_characters_is_kept_to_its_first_255_on_record_and_order(
+    api, user, stripe_server
+):
+    from types import SimpleNamespace
+
+    from purchasables.registry import registry
+
+    stripe_plan_create(
+        SimpleNamespace(
+            stripe_price_id="plan_club_monthly",
+            amount=1900,
+            currency="usd",
+            interval="month",
+            name="Club",
+        )
+    )
+    add_card_via_setup_intent(api)
+    assert len(LongNamedClub.name) > 255
+    with registry.plugin_registered(LongNamedClub(), name="club"):
+        resp = api.post("/payments/subscriptions/", {"plan_id": 1, "purchase_type": "club"})
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["subscription"]["plan_name"] == LongNamedClub.name[:255]
+    [cycle] = api.get("/payments/orders/").json()["items"]
+    assert cycle["description"] == LongNamedClub.name[:255]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_simultaneous_starts_make_one_subscription_and_the_rest_409(user, stripe_plan):
     api = client_for(user)
@@ -496,6 +589,26 @@ def test_a_refused_card_leaves_nothing_live_and_the_user_can_try_again(api, user
     assert again.json()["subscription"]["status"] == "active"
     assert len(stripe_subscriptions(user)) == 1
     assert credits_balance_get(user_id=user.pk) == 500
+
+
+def test_a_refused_card_is_still_402_when_stripe_cannot_be_asked_what_to_cancel(
+    api, user, stripe_plan, monkeypatch
+):
+    """The card was refused, and Stripe cannot then be asked what it made for the record:
+    the user is told the card was refused, and the record stays incomplete (the plan
+    held) rather than risk a second live subscription."""
+
+    def unreachable(**kw):
+        raise gateway.PaymentGatewayError("Stripe could not be reached.")
+
+    add_card_via_setup_intent(api, number="4000000000000341")  # attaches, then declines
+    monkeypatch.setattr(gateway, "subscriptions_for_customer", unreachable)
+    refused = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert refused.status_code == 402, refused.content
+    assert refused.json()["code"] == "card_declined"
+    [held] = Subscription.objects.all()
+    assert held.status == Subscription.Status.INCOMPLETE
+    assert credits_balance_get(user_id=user.pk) == 0
 
 
 def test_a_failure_after_stripe_answered_cancels_the_stripe_subscription(
@@ -565,6 +678,11 @@ def test_a_record_left_incomplete_by_a_dead_request_is_given_up_after_its_grace(
     )
     busy = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
     assert busy.status_code == 409, busy.content  # it may still be in progress
+    assert busy.json()["code"] == "subscription_exists"
+    assert (busy.json()["extra"]["subscription_id"], busy.json()["extra"]["status"]) == (
+        left.pk,
+        "incomplete",
+    )
     Subscription.objects.filter(pk=left.pk).update(
         created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
     )
@@ -575,14 +693,50 @@ def test_a_record_left_incomplete_by_a_dead_request_is_given_up_after_its_grace(
     assert len(stripe_subscriptions(user)) == 1
 
 
+def test_giving_up_an_old_record_leaves_the_users_later_subscription_alone(api, user, stripe_plan):
+    """A record left incomplete by a dead request is given up when the user starts its
+    plan again; the subscription to another plan they started since (a later record)
+    is neither taken for it nor cancelled."""
+    add_card_via_setup_intent(api)
+    left = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
+    )
+    Subscription.objects.filter(pk=left.pk).update(
+        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
+    )
+    team = Plan.objects.create(
+        name="Team", stripe_price_id="plan_team_monthly", amount=4900, credits_per_cycle=1500
+    )
+    stripe_plan_create(team)
+    later = api.post("/payments/subscriptions/", {"plan_id": team.pk})
+    assert later.status_code == 201, later.content
+
+    again = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
+    assert again.status_code == 201, again.content
+    left.refresh_from_db()
+    assert left.status == Subscription.Status.INCOMPLETE_EXPIRED
+    live = {s["id"]: s["status"] for s in stripe_subscriptions(user)}
+    assert live == {
+        later.json()["subscription"]["stripe_subscription_id"]: "active",
+        again.json()["subscription"]["stripe_subscription_id"]: "active",
+    }
+
+
 @pytest.mark.parametrize(
-    ("age", "kept"), [(timedelta(hours=24), True), (timedelta(hours=25), False)]
+    ("age", "kept"),
+    [
+        (timedelta(hours=24), True),
+        (timedelta(hours=24, minutes=4, seconds=30), True),
+        (timedelta(hours=24, minutes=5, seconds=30), False),
+        (timedelta(hours=25), False),
+    ],
 )
 def test_a_record_left_incomplete_is_kept_while_its_checkout_could_still_be_paid(
     api, user, stripe_plan, age, kept
 ):
-    """Stripe keeps a Checkout Session open for 24 hours: until then the record may still
-    become a subscription, and the plan stays taken."""
+    """Stripe keeps a Checkout Session open for 24 hours, and a start request may talk to
+    Stripe for five minutes more: until then the record may still become a subscription,
+    and the plan stays taken."""
     add_card_via_setup_intent(api)
     left = Subscription.objects.create(
         user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
@@ -795,6 +949,25 @@ def test_subscriptions_started_outside_tollgate_on_unknown_prices_are_all_record
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
 
 
+def test_a_second_live_subscription_to_a_plan_made_outside_tollgate_waits_as_a_conflict(
+    customer, plan
+):
+    """One live record per user and plan: a second subscription to the same plan made in
+    Stripe's dashboard is not recorded over the first; its event is retried as a conflict
+    (for staff to see), and the first record is left as it was."""
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    events_drain()
+    second = subscription_obj(plan, "active", id="sub_fixture_again")
+    post_webhook(event("customer.subscription.created", second))
+    events_drain()
+
+    [kept] = Subscription.objects.all()
+    assert (kept.stripe_subscription_id, kept.status) == ("sub_fixture", "active")
+    waiting = StripeEvent.objects.get(payload__data__object__id="sub_fixture_again")
+    assert waiting.status == StripeEvent.Status.RETRYING
+    assert "ConflictError: Subscription recorded concurrently" in waiting.last_error
+
+
 def invoice_payment_obj(inv: dict, intent: str) -> dict:
     paid = fixture("invoice_payment")
     paid.update(
@@ -806,6 +979,26 @@ def invoice_payment_obj(inv: dict, intent: str) -> dict:
         payment={"type": "payment_intent", "payment_intent": intent},
     )
     return paid
+
+
+def test_an_invoice_payment_made_without_a_payment_intent_attaches_nothing(customer, plan, user):
+    """A cycle paid out of band (no PaymentIntent): its `invoice_payment.paid` has no
+    payment of ours to attach, and the order keeps none."""
+    post_webhook(event("customer.subscription.created", subscription_obj(plan, "active")))
+    inv = invoice_obj(1)
+    post_webhook(event("invoice.paid", inv))
+    events_drain()
+    order = Order.objects.get()
+    out_of_band = invoice_payment_obj(inv, "")
+    out_of_band["payment"] = {"type": "out_of_band_payment"}
+    post_webhook(event("invoice_payment.paid", out_of_band))
+    events_drain()
+    noted = StripeEvent.objects.get(type="invoice_payment.paid")
+    assert (noted.status, noted.last_error) == (
+        "processed",
+        "nothing to attach: not a paid PaymentIntent",
+    )
+    assert not order.payments.exists()
 
 
 @pytest.mark.parametrize("payment_first", [False, True])
