@@ -195,6 +195,30 @@ def test_an_idempotency_key_reused_for_another_body_is_409(api, stripe_server):
     assert Order.objects.count() == 1
 
 
+def test_a_retry_naming_the_same_fields_in_another_order_is_the_same_request(api, user):
+    """JSON objects have no order: a client that rebuilds its body for the retry, with the
+    plugin's fields listed the other way round, gets the first order back, paid once."""
+    credits_grant(user_id=user.pk, amount=2, reference="quoted-fund")
+    headers = {"Idempotency-Key": "same-fields"}
+    body = {"purchase_type": "quoted", "payment_type": "credits"}
+    with registry.plugin_registered(Quoted(500), name="quoted"):
+        first = api.post(
+            "/payments/create/",
+            {**body, "service_data": {"size": "L", "colour": "red"}},
+            headers=headers,
+        )
+        again = api.post(
+            "/payments/create/",
+            {"service_data": {"colour": "red", "size": "L"}, **body},
+            headers=headers,
+        )
+    assert first.status_code == 201, first.content
+    assert again.status_code == 200, again.content
+    assert again.json()["order_id"] == first.json()["order_id"]
+    assert Order.objects.count() == 1
+    assert credits_balance_get(user_id=user.pk) == 1
+
+
 def test_idempotency_keys_are_per_user(api, other_api, stripe_server):
     a = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "same"})
     b = other_api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "same"})
