@@ -197,9 +197,21 @@ def test_a_late_async_failure_after_paid_leaves_the_order_paid(api, user, fake_c
     assert credits_balance_get(user_id=user.pk) == 100
 
 
-def test_a_session_paid_for_the_wrong_amount_is_not_fulfilled(api, fake_checkout):
+@pytest.mark.parametrize(
+    "paid",
+    [
+        {"amount_total": 1},
+        {"amount_total": 1001},
+        # Stripe's adaptive pricing may show the buyer another currency.
+        {"currency": "eur"},
+        {"currency": "zar"},
+    ],
+    ids=["less", "more", "eur", "zar"],
+)
+def test_a_session_paid_for_the_wrong_amount_is_not_fulfilled(api, fake_checkout, paid):
     order = checkout_order(api)
-    post_webhook(session_event(order, "checkout.session.completed", "paid", amount_total=1))
+    assert (order.amount, order.currency) == (1000, "usd")
+    post_webhook(session_event(order, "checkout.session.completed", "paid", **paid))
     events_drain()
     order.refresh_from_db()
     assert order.status == Order.Status.PENDING
@@ -312,6 +324,26 @@ def test_a_session_naming_no_order_of_ours_pays_nothing(user, order_id):
     order.refresh_from_db()
     assert order.status == Order.Status.PENDING
     assert not Fulfilment.objects.exists()
+
+
+def test_a_retry_of_a_checkout_that_never_opened_its_session_is_409_and_opens_none(
+    api, settings, db
+):
+    """Stripe was unreachable when the first request asked for the session: the retry
+    with the same key cannot give the buyer a checkout page, and says so."""
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens on the discard port
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    headers = {"Idempotency-Key": "co-unreachable"}
+    first = api.post("/payments/create/", BUY_100, headers=headers)
+    assert first.status_code == 502, first.content
+    again = api.post("/payments/create/", BUY_100, headers=headers)
+    assert again.status_code == 409, again.content
+    assert again.json()["code"] == "idempotency_conflict"
+    assert again.json()["extra"]["order_id"] == first.json()["extra"]["order_id"]
+    assert "did not open a Checkout Session" in again.json()["message"]
+    order = Order.objects.get()
+    assert order.status == Order.Status.PENDING
+    assert not order.stripe_checkout_session_id
 
 
 def test_checkout_with_a_payment_method_is_422_and_nothing_is_created(api, fake_checkout):
