@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from billing import gateway
-from billing.models import Fulfilment, Order
+from billing.models import Fulfilment, Order, StripeEvent
 from billing.services.checkout import redirect_urls_check
 from billing.services.events import events_drain
 from credits.selectors import credits_balance_get
@@ -184,15 +184,28 @@ def test_a_late_async_failure_after_paid_leaves_the_order_paid(api, user, fake_c
     """The order's states only move forward: news of a failure that Stripe sends after the
     success (or that arrives after it) changes nothing, whatever order events come in."""
     order = checkout_order(api)
-    post_webhook(session_event(order, "checkout.session.completed", "unpaid"))
-    post_webhook(session_event(order, "checkout.session.async_payment_succeeded", "paid"))
+    completed = session_event(order, "checkout.session.completed", "unpaid")
+    succeeded = session_event(order, "checkout.session.async_payment_succeeded", "paid")
+    failed = session_event(order, "checkout.session.async_payment_failed", "unpaid")
+    post_webhook(completed)
+    post_webhook(succeeded)
     events_drain()
-    post_webhook(session_event(order, "checkout.session.async_payment_failed", "unpaid"))
+    post_webhook(failed)
     events_drain()
 
     order.refresh_from_db()
     assert order.status == Order.Status.PAID
     assert (order.failure_code, order.failure_message) == ("", "")
+    # What staff read on each event.
+    notes = [
+        StripeEvent.objects.get(stripe_id=e["id"]).last_error
+        for e in (completed, succeeded, failed)
+    ]
+    assert notes == [
+        "order is now processing",
+        "order is now paid",
+        "order is paid; failed is stale",
+    ]
     assert Fulfilment.objects.filter(order=order).count() == 1
     assert credits_balance_get(user_id=user.pk) == 100
 
