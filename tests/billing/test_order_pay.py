@@ -462,3 +462,67 @@ def test_paying_with_a_payment_method_stripe_does_not_know_is_422_for_the_order(
         order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_does_not_exist")
     assert refused.value.extra["order_id"] == order.pk
     assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
+
+
+# --- the worker stores the PaymentIntent's row while the request is still at Stripe ----
+
+
+def _worker_stores_each_new_payment_intent(monkeypatch) -> list[str]:
+    """Stripe's event for a new PaymentIntent reaches the worker, which stores its
+    `Payment`, before the request that asked for the PaymentIntent stores it."""
+    from billing import gateway
+
+    create = gateway.payment_intent_create
+    stored: list[str] = []
+
+    def create_and_race(**kwargs):
+        intent = create(**kwargs)
+        order_id = int(kwargs["metadata"]["order_id"])
+        Payment.objects.create(
+            order_id=order_id,
+            stripe_payment_intent_id=intent.id,
+            status=intent.status,
+            amount=intent.amount,
+            currency=intent.currency,
+        )
+        stored.append(intent.id)
+        return intent
+
+    monkeypatch.setattr(gateway, "payment_intent_create", create_and_race)
+    return stored
+
+
+def test_a_new_order_whose_payment_the_worker_stored_first_is_paid_once(
+    user, stripe_server, monkeypatch
+):
+    from billing.services.orders import order_create
+    from purchasables.types import PurchaseRequest
+
+    stored = _worker_stores_each_new_payment_intent(monkeypatch)
+    result = order_create(
+        purchase=PurchaseRequest(user_id=user.pk, purchase_type="credits", credit_amount=100),
+        amount="10.00",
+        payment_method_id="pm_card_visa",
+    )
+    order = Order.objects.get(pk=result.order.pk)
+    assert order.status == Order.Status.PAID
+    [payment] = order.payments.all()
+    assert payment.stripe_payment_intent_id == stored[0]
+    assert payment.status == "succeeded"
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_an_order_paid_again_whose_payment_the_worker_stored_first_is_paid_once(
+    user, stripe_server, monkeypatch
+):
+    order = OrderFactory(user=user)
+    Order.objects.filter(pk=order.pk).update(gateway_error="Stripe could not be reached.")
+    stored = _worker_stores_each_new_payment_intent(monkeypatch)
+    result = order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_card_visa")
+    assert result.order.status == Order.Status.PAID
+    [payment] = result.order.payments.all()
+    assert payment == result.payment
+    assert (payment.stripe_payment_intent_id, payment.status) == (stored[0], "succeeded")
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
