@@ -99,12 +99,20 @@ def test_a_declined_card_then_a_good_one_pays_the_same_order(http, live_stripe, 
     declined = http.post("/payments/create/", {**BUY_100, "payment_method_id": card(DECLINED)})
     assert declined.status_code == 402, declined.text
     order_id = declined.json()["extra"]["order_id"]
-    assert Order.objects.get(pk=order_id).status == Order.Status.FAILED
+    first = http.get(f"/payments/orders/{order_id}/").json()
+    assert first["status"] == "failed"
+    assert first["failure_code"] and first["failure_message"]
 
     again = pay(http, order_id, card(DECLINED))
     assert again.status_code == 402, again.text
     assert again.json()["code"] == "card_declined"
-    assert Order.objects.get(pk=order_id).status == Order.Status.FAILED
+    # The second decline is the order's news too: the buyer sees why it failed again.
+    seen = http.get(f"/payments/orders/{order_id}/").json()
+    assert (seen["status"], seen["failure_code"], seen["failure_message"]) == (
+        "failed",
+        first["failure_code"],
+        first["failure_message"],
+    )
 
     paid = pay(http, order_id, card(GOOD))
     assert paid.status_code == 200, paid.text
