@@ -95,6 +95,9 @@ def test_checkout_creates_a_session_with_the_metadata_on_both_objects(api, user,
     [
         {"success_url": "https://evil.example/steal"},
         {"cancel_url": "http://127.0.0.1:9999/other-port"},
+        # Origins that sort before the frontend's are other origins all the same.
+        {"success_url": "http://127.0.0.1/default-port"},
+        {"cancel_url": "http://10.0.0.1:8000/other-host"},
         {"success_url": "javascript:alert(1)"},
         {"success_url": "//evil.example/x"},
     ],
