@@ -288,6 +288,27 @@ def test_every_write_for_an_order_carries_a_key_of_that_order(api, proxy):
     assert confirm_key.endswith(f"-order-{order_id}-pi-confirm")
 
 
+def test_paying_again_writes_under_keys_of_the_attempt_not_the_first_ones(api, settings, proxy):
+    """Stripe answers a key it has seen with its first answer: were the new card confirmed
+    under the first attempt's key, Stripe would decline it again with the first card's
+    decline, and the buyer could never pay. Each attempt writes under keys of its own."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    proxy.fail_next(CONFIRM, "insufficient_funds")
+    declined = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"})
+    assert declined.status_code == 402, declined.content
+    order_id = declined.json()["extra"]["order_id"]
+    paid = api.post(f"/payments/orders/{order_id}/pay/", {"payment_method_id": "pm_card_visa"})
+    assert paid.status_code == 200, paid.content
+    assert paid.json()["status"] == "paid"
+    posted = [key or "" for (method, _), key in proxy.keys if method == "POST"]
+    assert [key.split(f"-order-{order_id}-", 1)[-1] for key in posted] == [
+        "pi",
+        "pi-confirm",
+        "pay-1-method",
+        "pay-1-confirm",
+    ]
+
+
 def test_the_decline_code_stripe_gives_is_the_orders_failure_code(api, settings, proxy):
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
     proxy.fail_next(CONFIRM, "insufficient_funds")
