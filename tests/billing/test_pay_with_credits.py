@@ -127,6 +127,31 @@ def test_buy_a_pack_book_a_workshop_with_credits_cancel_and_get_them_back(
     assert Refund.objects.filter(order=order).count() == 1
 
 
+@pytest.mark.parametrize("paid_by", ["intent", "checkout"])
+def test_a_booking_paid_by_card_is_not_cancelled_by_its_buyer(
+    http, live_stripe, user, workshop, paid_by
+):
+    """Only what credits paid goes back to the buyer's credits on a cancel: a card
+    payment is refunded by staff, to the card. The buyer's cancel of a booking paid by
+    card, inside the window a credits payment would have, is refused and changes nothing."""
+    paid = http.post("/payments/create/", book(workshop, payment_method_id=card(GOOD)))
+    assert paid.status_code == 201, paid.text
+    assert paid.json()["status"] == "paid"
+    order = Order.objects.get(pk=paid.json()["order_id"])
+    assert order.cancellable_until > timezone.now()
+    if paid_by == "checkout":  # as if paid on Stripe's Checkout page: the cancel reads the row
+        Order.objects.filter(pk=order.pk).update(payment_type=Order.PaymentType.CHECKOUT)
+
+    refused = http.post(f"/payments/orders/{order.pk}/cancel/", {})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["extra"]["status"] == "paid"
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert Booking.objects.get(order_id=order.pk).status == Booking.Status.CONFIRMED
+    assert not Refund.objects.exists()
+    assert balance_whole(user) == 0
+
+
 def test_too_few_credits_is_409_with_what_is_missing_and_creates_nothing(
     http, live_stripe, user, workshop
 ):
