@@ -252,6 +252,14 @@ KNOWN: list[tuple[str, str, str, str]] = [
     (
         "billing/services/credit_payments.py",
         "if rest >= order.amount:",
+        "if rest is order.amount:",
+        "`card_rest` answers `min(amount, ...)`, given the order's own `amount` object, and "
+        "`min` answers its first argument on a tie: the rest is that very object exactly "
+        "when it equals the amount (it is never more)",
+    ),
+    (
+        "billing/services/credit_payments.py",
+        "if rest >= order.amount:",
         "if rest == order.amount:",
         "`card_rest` answers at most `amount` (its `min`): >= and == agree",
     ),
