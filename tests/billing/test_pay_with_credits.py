@@ -275,6 +275,25 @@ def test_credits_that_cover_the_price_need_no_card(http, live_stripe, user, work
     assert balance_whole(user) == 10
 
 
+@pytest.mark.parametrize("how", [{"payment_type": "credits"}, {"apply_credits": True}])
+def test_a_credit_price_in_the_thousands_is_paid_in_full_with_credits(
+    api, stripe_server, user, how
+):
+    """Credit prices run to the thousands (the Pro pack is 1200 credits): one of 1200, all
+    of it in the buyer's credits, pays the order with no card, asked either way."""
+    dear = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, credit_price=1200)
+    ServiceSessionFactory(service=dear)
+    fund(user, 1200)
+    created = api.post("/payments/create/", book(dear, **how))
+    assert created.status_code == 201, created.content
+    order = Order.objects.get(pk=created.json()["order_id"])
+    assert (order.status, order.payment_type) == (Order.Status.PAID, Order.PaymentType.CREDITS)
+    assert (order.credits, order.credits_value, order.card_amount) == (1200, 4500, 0)
+    assert not order.payments.exists()
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert balance_whole(user) == 0
+
+
 def test_a_split_order_is_refunded_to_the_card_and_the_credits(
     http, staff_http, live_stripe, user, workshop
 ):
