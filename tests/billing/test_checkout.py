@@ -392,6 +392,32 @@ def test_a_session_whose_payment_intent_is_another_orders_pays_nothing(
     assert credits_balance_get(user_id=user.pk) == 0
 
 
+def test_a_session_told_after_its_payment_intent_is_its_orders_at_any_order_id(user):
+    """Stripe may tell the PaymentIntent's success before the session's completion. The
+    session then finds its payment stored already, for its own order, whose id may be of
+    any size (a live shop's run to the millions)."""
+    order = OrderFactory(
+        id=4_000_001,
+        user=user,
+        payment_type=Order.PaymentType.CHECKOUT,
+        stripe_checkout_session_id=new_id("cs_test"),
+    )
+    completed = session_event(order, "checkout.session.completed", "paid")
+    intent_id = completed["data"]["object"]["payment_intent"]
+    pi = payment_intent(id=intent_id, amount=order.amount, metadata=order.metadata)
+    post_webhook(event("payment_intent.succeeded", pi))
+    events_drain()
+    post_webhook(completed)
+    events_drain()
+    stored = StripeEvent.objects.get(stripe_id=completed["id"])
+    assert stored.status == StripeEvent.Status.PROCESSED, stored.last_error
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert order.payments.get().stripe_payment_intent_id == intent_id
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
 def test_a_delayed_payment_is_not_received_until_it_succeeds(api, user, fake_checkout):
     order = checkout_order(api)
     completed = session_event(order, "checkout.session.completed", "unpaid")
