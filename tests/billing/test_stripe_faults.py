@@ -24,11 +24,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
+import stripe
 
 from billing import gateway
 from billing.models import Order, Payment
 from billing.services.orders import order_pay
 from tests.billing.factories import OrderFactory
+from tests.billing.test_e2e_payments import card
 from tests.billing.test_orders import BUY_100, stripe_intents
 
 CREATE = ("POST", "/v1/payment_intents")
@@ -190,6 +192,37 @@ def test_a_resumed_order_with_a_card_is_confirmed_once_and_paid(api, settings, p
     assert intent.status == "succeeded"
     assert proxy.seen[CREATE] == 1
     assert proxy.seen[("POST", f"/v1/payment_intents/{intent.id}/confirm")] == 1
+
+
+@pytest.mark.parametrize(
+    ("number", "answer"),
+    [("4000002500003155", "requires_action"), ("4242424242424242", "paid")],
+    ids=["3d-secure", "no-3d-secure"],
+)
+def test_a_resumed_payment_intent_already_confirmed_is_not_confirmed_again(
+    api, settings, proxy, stripe_server, number, answer
+):
+    """Two retries of one request may race, and the other one has confirmed the
+    PaymentIntent this one finds: it is not confirmed again (no second 3-D Secure check,
+    no second attempt at the card). The answer is what Stripe says of it."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    body = {**BUY_100, "payment_method_id": card(number)}
+    proxy.fail_next(CREATE, "drop")
+    proxy.fail_next(LIST, "drop")
+    first = api.post("/payments/create/", body, headers={"Idempotency-Key": "raced"})
+    assert first.status_code == 502
+    order = Order.objects.get()
+    [made] = _intents_of(order.pk)
+    at_stripe = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": stripe_server.base}
+    )
+    at_stripe.v1.payment_intents.confirm(made.id)  # the racing retry, straight to Stripe
+
+    retry = api.post("/payments/create/", body, headers={"Idempotency-Key": "raced"})
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["status"] == answer
+    assert proxy.seen[("POST", f"/v1/payment_intents/{made.id}/confirm")] == 0
+    assert [i.id for i in _intents_of(order.pk)] == [made.id]
 
 
 def test_when_stripe_made_nothing_the_retry_creates_it(api, settings, proxy):
