@@ -219,6 +219,46 @@ def test_a_retry_naming_the_same_fields_in_another_order_is_the_same_request(api
     assert credits_balance_get(user_id=user.pk) == 1
 
 
+@pytest.mark.parametrize("apply_credits", [False, True])
+def test_a_key_stored_by_the_release_before_a_deploy_still_replays(user, apply_credits):
+    """A request's fingerprint is stored with its order: a retry that arrives after a
+    deploy must still be the same request, or every retry in flight during a deploy is a
+    409. A request that applies no credits is fingerprinted as before credits could be
+    applied (no `apply_credits` in it at all); one that applies them, with it true."""
+    from billing.services.orders import _fingerprint
+
+    credits_grant(user_id=user.pk, amount=2, reference="quoted-fund")
+    purchase = PurchaseRequest(user_id=user.pk, purchase_type="quoted")
+    asked = {"amount": None, "payment_method_id": None, "save": False}
+    payment_type = Order.PaymentType.INTENT if apply_credits else Order.PaymentType.CREDITS
+    stored = _fingerprint(
+        purchase,
+        **asked,
+        payment_type=payment_type,
+        **({"apply_credits": True} if apply_credits else {}),
+    )
+    with registry.plugin_registered(Quoted(500), name="quoted"):
+        first = order_create(
+            purchase=purchase,
+            amount=None,
+            idempotency_key="across-a-deploy",
+            payment_type=payment_type,
+            apply_credits=apply_credits,
+        )
+        # As the release before the deploy stored it.
+        Order.objects.filter(pk=first.order.pk).update(request_fingerprint=stored)
+        again = order_create(
+            purchase=purchase,
+            amount=None,
+            idempotency_key="across-a-deploy",
+            payment_type=payment_type,
+            apply_credits=apply_credits,
+        )
+    assert again.replayed
+    assert again.order.pk == first.order.pk
+    assert credits_balance_get(user_id=user.pk) == 1
+
+
 def test_idempotency_keys_are_per_user(api, other_api, stripe_server):
     a = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "same"})
     b = other_api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "same"})
