@@ -535,6 +535,52 @@ def test_a_quote_from_one_minor_unit_to_the_maximum_is_sold(user, amount, curren
     assert credits_balance_get(user_id=user.pk) == 0
 
 
+class FulfilsOnTheSecondTry(Quoted):
+    """A purchase type whose delivery fails the first time (its own service was down)."""
+
+    def __init__(self, amount) -> None:
+        super().__init__(amount)
+        self.tries = 0
+
+    @hookimpl
+    def tollgate_fulfil(self, order) -> dict:
+        self.tries += 1
+        if self.tries == 1:
+            raise RuntimeError("the delivery service is down")
+        return {}
+
+
+def test_a_card_charged_at_create_whose_order_cannot_be_delivered_yet_is_answered(
+    api, user, stripe_server
+):
+    """Stripe took the money, but applying it failed: the buyer is answered, not shown an
+    error as if nothing had happened, and the webhook's news of the same payment delivers
+    the order once its worker gets to it."""
+    from billing.services.events import events_drain
+    from tests.billing.conftest import post_webhook
+    from tests.stripe_events import event, payment_intent
+
+    plugin = FulfilsOnTheSecondTry(1000)
+    with registry.plugin_registered(plugin, name="quoted"):
+        resp = api.post(
+            "/payments/create/", {"purchase_type": "quoted", "payment_method_id": "pm_card_visa"}
+        )
+        assert resp.status_code == 201, resp.content
+        body = resp.json()
+        assert body["status"] == "pending"
+        order = Order.objects.get(pk=body["order_id"])
+        [intent] = stripe_intents()
+        assert (intent.id, intent.status) == (body["payment_intent_id"], "succeeded")
+
+        news = payment_intent(id=intent.id, amount=1000, metadata=order.metadata)
+        post_webhook(event("payment_intent.succeeded", news))
+        events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert plugin.tries == 2
+    assert order.fulfilment is not None
+
+
 def test_a_long_description_is_cut_to_what_the_order_holds(user):
     credits_grant(user_id=user.pk, amount=1, reference="quoted-fund")
     description = "".join(f"{i:03d}" for i in range(100))  # 300 characters
