@@ -303,6 +303,34 @@ def test_a_payment_that_takes_the_lock_first_wins_and_the_cancel_does_nothing(us
     assert credits_balance_get(user_id=user.pk) == 100
 
 
+def test_a_cancel_overtaken_by_a_payment_is_refused_and_the_order_stays_paid(user, monkeypatch):
+    """While Stripe cancels the order's PaymentIntent, another attempt (the buyer paying
+    in a second tab) succeeds and is applied first: the cancel cannot move the paid order,
+    and says so (409) rather than answering as if it had cancelled it."""
+    from datetime import timedelta
+
+    from billing import gateway
+    from billing.services.orders import order_cancel
+    from tests.billing.factories import PaymentFactory
+
+    order = OrderFactory(user=user)
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(minutes=3))
+    PaymentFactory(order=order, stripe_payment_intent_id="pi_first_tab")
+
+    def cancel_while_the_other_tab_pays(*, payment_intent_id: str, idempotency_key: str):
+        payment_record(intent=succeeded_intent(order, "pi_second_tab"), target=Order.Status.PAID)
+        cancelled = succeeded_intent(order, payment_intent_id)
+        return dataclasses.replace(cancelled, status="canceled", amount_received=0)
+
+    monkeypatch.setattr(gateway, "payment_intent_cancel", cancel_while_the_other_tab_pays)
+    with pytest.raises(ConflictError, match="could not be cancelled; it is paid"):
+        order_cancel(order_id=order.pk, user_id=user.pk)
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
 def test_a_second_success_seen_before_its_row_is_refunded_and_the_first_kept(user):
     """Two attempts of one order both succeeded (say a Checkout page still open, and
     another card): the second, first seen in its webhook, is refunded automatically."""
