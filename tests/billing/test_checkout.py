@@ -234,6 +234,31 @@ def test_a_session_paid_for_the_wrong_amount_is_not_fulfilled(api, fake_checkout
     assert not Fulfilment.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("type", "payment_status", "status"),
+    [
+        ("checkout.session.completed", "unpaid", Order.Status.PROCESSING),
+        ("checkout.session.async_payment_failed", "unpaid", Order.Status.FAILED),
+        ("checkout.session.expired", "unpaid", Order.Status.CANCELED),
+    ],
+    ids=["waiting", "failed", "expired"],
+)
+def test_news_short_of_a_payment_moves_the_order_whatever_the_session_showed(
+    api, fake_checkout, type, payment_status, status
+):
+    """Only money received must fit the order: a session that has taken none (its payment
+    waits, failed, or it expired) moves its order all the same, even shown in another
+    currency for another amount."""
+    order = checkout_order(api)
+    news = session_event(order, type, payment_status, amount_total=1190, currency="eur")
+    post_webhook(news)
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == status
+    assert StripeEvent.objects.get(stripe_id=news["id"]).status == StripeEvent.Status.PROCESSED
+    assert not Fulfilment.objects.exists()
+
+
 class Held:
     """A purchase type that holds stock on order and records what it gives back."""
 
