@@ -187,12 +187,15 @@ def test_an_idempotency_key_returns_the_first_order_again(api, stripe_server):
 
 
 def test_an_idempotency_key_reused_for_another_body_is_409(api, stripe_server):
-    api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "buy-2"})
     other = {"is_credit_purchase": True, "credit_amount": 200}
-    resp = api.post("/payments/create/", other, headers={"Idempotency-Key": "buy-2"})
-    assert resp.status_code == 409
-    assert resp.json()["code"] == "idempotency_conflict"
-    assert Order.objects.count() == 1
+    # Each body first under a key of its own, then the other body under it.
+    for key, (first, then) in {"buy-2": (BUY_100, other), "buy-3": (other, BUY_100)}.items():
+        made = api.post("/payments/create/", first, headers={"Idempotency-Key": key})
+        assert made.status_code == 201, made.content
+        resp = api.post("/payments/create/", then, headers={"Idempotency-Key": key})
+        assert resp.status_code == 409
+        assert resp.json()["code"] == "idempotency_conflict"
+    assert Order.objects.count() == 2
 
 
 def test_a_retry_naming_the_same_fields_in_another_order_is_the_same_request(api, user):
