@@ -342,6 +342,31 @@ def test_paying_again_writes_under_keys_of_the_attempt_not_the_first_ones(api, s
     ]
 
 
+def test_paying_again_with_a_lost_answer_charges_the_card_given_not_the_first_ones(
+    api, settings, proxy
+):
+    """The first request made its PaymentIntent with one card and lost every answer; the
+    buyer pays the order with another card, and that create's answer is lost too. The
+    look-up that stands in for the lost answer finds the PaymentIntent made with the card
+    given, never the earlier one (same order, same amount, made minutes before), so the
+    card the buyer chose is the one charged, once."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    first_card, chosen = card("4242424242424242"), card("5555555555554444")
+    proxy.fail_next(CREATE, "drop")
+    proxy.fail_next(LIST, "drop")
+    created = api.post("/payments/create/", {**BUY_100, "payment_method_id": first_card})
+    assert created.status_code == 502, created.content
+    order_id = created.json()["extra"]["order_id"]
+
+    proxy.fail_next(CREATE, "drop")  # Stripe makes the new one; the answer is lost
+    paid = api.post(f"/payments/orders/{order_id}/pay/", {"payment_method_id": chosen})
+    assert paid.status_code == 200, paid.content
+    assert paid.json()["status"] == "paid"
+    charged = [i for i in _intents_of(order_id) if i.status == "succeeded"]
+    assert [i.payment_method for i in charged] == [chosen]
+    assert paid.json()["payment_intent_id"] == charged[0].id
+
+
 def test_the_decline_code_stripe_gives_is_the_orders_failure_code(api, settings, proxy):
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
     proxy.fail_next(CONFIRM, "insufficient_funds")
