@@ -494,6 +494,14 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ],
     (
         "billing/services/orders.py",
+        "if order.payment_type == Order.PaymentType.CHECKOUT:",
+        "if order.payment_type <= Order.PaymentType.CHECKOUT:",
+        "a replayed order paid with credits has returned on the line before, so only intent "
+        "and Checkout orders get here (the API takes no other payment type), and of those "
+        "only 'checkout' sorts <= 'checkout'",
+    ),
+    (
+        "billing/services/orders.py",
         "if order.payment_type == Order.PaymentType.CHECKOUT"
         " and order.status != Order.Status.FAILED:",
         "if order.payment_type == Order.PaymentType.CHECKOUT"
