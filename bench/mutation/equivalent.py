@@ -252,6 +252,14 @@ KNOWN: list[tuple[str, str, str, str]] = [
     (
         "billing/services/credit_payments.py",
         "if rest >= order.amount:",
+        "if rest is order.amount:",
+        "`card_rest` answers `min(amount, ...)`, given the order's own `amount` object, and "
+        "`min` answers its first argument on a tie: the rest is that very object exactly "
+        "when it equals the amount (it is never more)",
+    ),
+    (
+        "billing/services/credit_payments.py",
+        "if rest >= order.amount:",
         "if rest == order.amount:",
         "`card_rest` answers at most `amount` (its `min`): >= and == agree",
     ),
@@ -738,6 +746,87 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "`_amount_checked` on the line before refuses zero and anything not an int, and for a"
         " non-zero int `< 0`, `<= 0` and `< 1` agree",
     ),
+    *[
+        (
+            "billing/services/orders.py",
+            "if payment_type == Order.PaymentType.CREDITS",
+            f"if payment_type {op} Order.PaymentType.CREDITS",
+            "only which orders get no charge source changes, for a Checkout order (`<`, "
+            "'checkout' sorts first) or an order paid with credits (`is`): neither ever reads "
+            "its source (both return before `_payment_start`), and for them "
+            "`charge_source_for` is a bare `ChargeSource(None)`, a card being refused for both "
+            "before it",
+        )
+        for op in ("<", "<=", "is")
+    ],
+    *[
+        (
+            "billing/services/orders.py",
+            "if locked.status == Order.Status.FAILED:",
+            f"if locked.status {op} Order.Status.FAILED:",
+            "`_payable_check` just above leaves pending, requires_action or failed, and "
+            "'failed' sorts first of them; the mutant also moves a pending or requires_action "
+            "order to pending, which `order_transition` refuses without writing anything "
+            "(only a failed order may go back to pending)",
+        )
+        for op in ("<=", ">=", "is not")
+    ],
+    (
+        "billing/services/orders.py",
+        "if order.payment_type == Order.PaymentType.CHECKOUT:",
+        "if order.payment_type <= Order.PaymentType.CHECKOUT:",
+        "a replayed order paid with credits has returned on the line before, so only intent "
+        "and Checkout orders get here (the API takes no other payment type), and of those "
+        "only 'checkout' sorts <= 'checkout'",
+    ),
+    (
+        "billing/services/orders.py",
+        "if order.payment_type == Order.PaymentType.CHECKOUT"
+        " and order.status != Order.Status.FAILED:",
+        "if order.payment_type == Order.PaymentType.CHECKOUT"
+        " and order.status > Order.Status.FAILED:",
+        "`_payable_check` just above leaves pending, requires_action or failed, and the two "
+        "others sort after 'failed': `>` and `!=` agree",
+    ),
+    (
+        "billing/services/credit_payments.py",
+        "if apply_credits and payment_type == Order.PaymentType.CHECKOUT:",
+        "if apply_credits and payment_type <= Order.PaymentType.CHECKOUT:",
+        "the orders API lets `payment_type` be only 'intent', 'checkout' or 'credits', and "
+        "only 'checkout' sorts <= 'checkout'",
+    ),
+    (
+        "billing/services/credit_payments.py",
+        "if order.payment_type == Order.PaymentType.CREDITS:",
+        "if order.payment_type <= Order.PaymentType.CREDITS:",
+        "only an order paid with credits or an intent order applying them gets here "
+        "(credits are refused with Checkout), and 'intent' sorts after 'credits'",
+    ),
+    *[
+        (
+            "billing/services/checkout.py",
+            line,
+            line.replace("target ==", "target is"),
+            "`target` is always a member of `Order.Status` itself (the literal members for "
+            "a completed session, or `_TARGETS`' values), so `is` answers as `==`",
+        )
+        for line in (
+            "if target == Order.Status.PAID and (",
+            "if target == Order.Status.PAID and payment is not None:",
+            'failure = "checkout_payment_failed" if target == Order.Status.FAILED else ""',
+        )
+    ],
+    *[
+        (
+            "billing/services/checkout.py",
+            'failure = "checkout_payment_failed" if target == Order.Status.FAILED else ""',
+            f'failure = "checkout_payment_failed" if target {op} Order.Status.FAILED else ""',
+            "a failed target still gets the failure; the other targets it adds (canceled, or "
+            "paid and processing) go only to `order_transition`, which stores a failure only "
+            "on a move to failed (and clears it on the move to paid)",
+        )
+        for op in ("<=", ">=")
+    ],
     (
         "credits/services.py",
         "if isinstance(amount, int) and not isinstance(amount, bool) and amount < 0:",

@@ -87,6 +87,9 @@ def payment_intent_create(
         "amount": amount,
         "currency": currency,
         "customer": customer,
+        # An order paid again has an earlier PaymentIntent that matches all the rest,
+        # made minutes before with the card the buyer gave first.
+        "payment_method": payment_method,
     }
     window: tuple[int, int | None]
     if created_after is None:  # only a send of this call can have made it
@@ -140,9 +143,11 @@ def payment_intent_find(
     customer: str | None,
     created_after: int,
     created_before: int | None = None,
+    payment_method: str | None = None,
 ) -> PaymentIntentData | None:
     """The PaymentIntent made for this order, or None: the same amount, currency,
-    customer and every (non-empty) metadata key, made inside the window.
+    customer and every (non-empty) metadata key, made inside the window, and with
+    `payment_method` when one is given.
 
     It lists PaymentIntents (consistent at once, where Stripe's Search lags by up to a
     minute) created in the window, at most `LOOKUP_MAX_PAGES` pages. The window and
@@ -164,6 +169,7 @@ def payment_intent_find(
             and obj.get("amount") == amount
             and (obj.get("currency") or "").lower() == currency.lower()
             and (obj.get("customer") or None) == (customer or None)
+            and (payment_method is None or _payment_method_id(obj) == payment_method)
             and made >= created_after
             and (created_before is None or made <= created_before)
         )
@@ -189,6 +195,11 @@ def payment_intent_find(
         log.error("order %s has %d PaymentIntents", metadata.get("order_id"), len(matches))
     oldest = min(matches, key=lambda obj: (int(obj.get("created") or 0), obj["id"]))
     return payment_intent_from_payload(oldest)
+
+
+def _payment_method_id(obj: dict[str, Any]) -> str | None:
+    method = obj.get("payment_method")
+    return method.get("id") if isinstance(method, dict) else method
 
 
 def payment_intent_confirm(*, payment_intent_id: str, idempotency_key: str) -> PaymentIntentData:

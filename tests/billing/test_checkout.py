@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from billing import gateway
-from billing.models import Fulfilment, Order
+from billing.models import Fulfilment, Order, StripeEvent
 from billing.services.checkout import redirect_urls_check
 from billing.services.events import events_drain
 from credits.selectors import credits_balance_get
@@ -95,6 +95,9 @@ def test_checkout_creates_a_session_with_the_metadata_on_both_objects(api, user,
     [
         {"success_url": "https://evil.example/steal"},
         {"cancel_url": "http://127.0.0.1:9999/other-port"},
+        # Origins that sort before the frontend's are other origins all the same.
+        {"success_url": "http://127.0.0.1/default-port"},
+        {"cancel_url": "http://10.0.0.1:8000/other-host"},
         {"success_url": "javascript:alert(1)"},
         {"success_url": "//evil.example/x"},
     ],
@@ -184,25 +187,75 @@ def test_a_late_async_failure_after_paid_leaves_the_order_paid(api, user, fake_c
     """The order's states only move forward: news of a failure that Stripe sends after the
     success (or that arrives after it) changes nothing, whatever order events come in."""
     order = checkout_order(api)
-    post_webhook(session_event(order, "checkout.session.completed", "unpaid"))
-    post_webhook(session_event(order, "checkout.session.async_payment_succeeded", "paid"))
+    completed = session_event(order, "checkout.session.completed", "unpaid")
+    succeeded = session_event(order, "checkout.session.async_payment_succeeded", "paid")
+    failed = session_event(order, "checkout.session.async_payment_failed", "unpaid")
+    post_webhook(completed)
+    post_webhook(succeeded)
     events_drain()
-    post_webhook(session_event(order, "checkout.session.async_payment_failed", "unpaid"))
+    post_webhook(failed)
     events_drain()
 
     order.refresh_from_db()
     assert order.status == Order.Status.PAID
     assert (order.failure_code, order.failure_message) == ("", "")
+    # What staff read on each event.
+    notes = [
+        StripeEvent.objects.get(stripe_id=e["id"]).last_error
+        for e in (completed, succeeded, failed)
+    ]
+    assert notes == [
+        "order is now processing",
+        "order is now paid",
+        "order is paid; failed is stale",
+    ]
     assert Fulfilment.objects.filter(order=order).count() == 1
     assert credits_balance_get(user_id=user.pk) == 100
 
 
-def test_a_session_paid_for_the_wrong_amount_is_not_fulfilled(api, fake_checkout):
+@pytest.mark.parametrize(
+    "paid",
+    [
+        {"amount_total": 1},
+        {"amount_total": 1001},
+        # Stripe's adaptive pricing may show the buyer another currency.
+        {"currency": "eur"},
+        {"currency": "zar"},
+    ],
+    ids=["less", "more", "eur", "zar"],
+)
+def test_a_session_paid_for_the_wrong_amount_is_not_fulfilled(api, fake_checkout, paid):
     order = checkout_order(api)
-    post_webhook(session_event(order, "checkout.session.completed", "paid", amount_total=1))
+    assert (order.amount, order.currency) == (1000, "usd")
+    post_webhook(session_event(order, "checkout.session.completed", "paid", **paid))
     events_drain()
     order.refresh_from_db()
     assert order.status == Order.Status.PENDING
+    assert not Fulfilment.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("type", "payment_status", "status"),
+    [
+        ("checkout.session.completed", "unpaid", Order.Status.PROCESSING),
+        ("checkout.session.async_payment_failed", "unpaid", Order.Status.FAILED),
+        ("checkout.session.expired", "unpaid", Order.Status.CANCELED),
+    ],
+    ids=["waiting", "failed", "expired"],
+)
+def test_news_short_of_a_payment_moves_the_order_whatever_the_session_showed(
+    api, fake_checkout, type, payment_status, status
+):
+    """Only money received must fit the order: a session that has taken none (its payment
+    waits, failed, or it expired) moves its order all the same, even shown in another
+    currency for another amount."""
+    order = checkout_order(api)
+    news = session_event(order, type, payment_status, amount_total=1190, currency="eur")
+    post_webhook(news)
+    events_drain()
+    order.refresh_from_db()
+    assert order.status == status
+    assert StripeEvent.objects.get(stripe_id=news["id"]).status == StripeEvent.Status.PROCESSED
     assert not Fulfilment.objects.exists()
 
 
@@ -314,6 +367,26 @@ def test_a_session_naming_no_order_of_ours_pays_nothing(user, order_id):
     assert not Fulfilment.objects.exists()
 
 
+def test_a_retry_of_a_checkout_that_never_opened_its_session_is_409_and_opens_none(
+    api, settings, db
+):
+    """Stripe was unreachable when the first request asked for the session: the retry
+    with the same key cannot give the buyer a checkout page, and says so."""
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens on the discard port
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    headers = {"Idempotency-Key": "co-unreachable"}
+    first = api.post("/payments/create/", BUY_100, headers=headers)
+    assert first.status_code == 502, first.content
+    again = api.post("/payments/create/", BUY_100, headers=headers)
+    assert again.status_code == 409, again.content
+    assert again.json()["code"] == "idempotency_conflict"
+    assert again.json()["extra"]["order_id"] == first.json()["extra"]["order_id"]
+    assert "did not open a Checkout Session" in again.json()["message"]
+    order = Order.objects.get()
+    assert order.status == Order.Status.PENDING
+    assert not order.stripe_checkout_session_id
+
+
 def test_checkout_with_a_payment_method_is_422_and_nothing_is_created(api, fake_checkout):
     resp = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"})
     assert resp.status_code == 422, resp.content
@@ -342,6 +415,32 @@ def test_a_session_whose_payment_intent_is_another_orders_pays_nothing(
     assert order.status == Order.Status.PENDING
     assert not Fulfilment.objects.exists()
     assert credits_balance_get(user_id=user.pk) == 0
+
+
+def test_a_session_told_after_its_payment_intent_is_its_orders_at_any_order_id(user):
+    """Stripe may tell the PaymentIntent's success before the session's completion. The
+    session then finds its payment stored already, for its own order, whose id may be of
+    any size (a live shop's run to the millions)."""
+    order = OrderFactory(
+        id=4_000_001,
+        user=user,
+        payment_type=Order.PaymentType.CHECKOUT,
+        stripe_checkout_session_id=new_id("cs_test"),
+    )
+    completed = session_event(order, "checkout.session.completed", "paid")
+    intent_id = completed["data"]["object"]["payment_intent"]
+    pi = payment_intent(id=intent_id, amount=order.amount, metadata=order.metadata)
+    post_webhook(event("payment_intent.succeeded", pi))
+    events_drain()
+    post_webhook(completed)
+    events_drain()
+    stored = StripeEvent.objects.get(stripe_id=completed["id"])
+    assert stored.status == StripeEvent.Status.PROCESSED, stored.last_error
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert order.payments.get().stripe_payment_intent_id == intent_id
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
 
 
 def test_a_delayed_payment_is_not_received_until_it_succeeds(api, user, fake_checkout):

@@ -8,6 +8,7 @@ in the shapes of Stripe's fixtures.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -85,7 +86,10 @@ class ExpiringSessions(FakeSessions):
 
     @staticmethod
     def _object(session: dict[str, Any]):
-        return type("StripeObject", (), {"to_dict": lambda self: dict(session)})()
+        # As stripe-python gives it: decoded from the JSON on the wire, so no string in it
+        # is one of this module's (or the product's) own literals.
+        answer = json.loads(json.dumps(session))
+        return type("StripeObject", (), {"to_dict": lambda self: answer})()
 
 
 @pytest.fixture

@@ -99,12 +99,20 @@ def test_a_declined_card_then_a_good_one_pays_the_same_order(http, live_stripe, 
     declined = http.post("/payments/create/", {**BUY_100, "payment_method_id": card(DECLINED)})
     assert declined.status_code == 402, declined.text
     order_id = declined.json()["extra"]["order_id"]
-    assert Order.objects.get(pk=order_id).status == Order.Status.FAILED
+    first = http.get(f"/payments/orders/{order_id}/").json()
+    assert first["status"] == "failed"
+    assert first["failure_code"] and first["failure_message"]
 
     again = pay(http, order_id, card(DECLINED))
     assert again.status_code == 402, again.text
     assert again.json()["code"] == "card_declined"
-    assert Order.objects.get(pk=order_id).status == Order.Status.FAILED
+    # The second decline is the order's news too: the buyer sees why it failed again.
+    seen = http.get(f"/payments/orders/{order_id}/").json()
+    assert (seen["status"], seen["failure_code"], seen["failure_message"]) == (
+        "failed",
+        first["failure_code"],
+        first["failure_message"],
+    )
 
     paid = pay(http, order_id, card(GOOD))
     assert paid.status_code == 200, paid.text
@@ -295,6 +303,34 @@ def test_a_payment_that_takes_the_lock_first_wins_and_the_cancel_does_nothing(us
     assert credits_balance_get(user_id=user.pk) == 100
 
 
+def test_a_cancel_overtaken_by_a_payment_is_refused_and_the_order_stays_paid(user, monkeypatch):
+    """While Stripe cancels the order's PaymentIntent, another attempt (the buyer paying
+    in a second tab) succeeds and is applied first: the cancel cannot move the paid order,
+    and says so (409) rather than answering as if it had cancelled it."""
+    from datetime import timedelta
+
+    from billing import gateway
+    from billing.services.orders import order_cancel
+    from tests.billing.factories import PaymentFactory
+
+    order = OrderFactory(user=user)
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(minutes=3))
+    PaymentFactory(order=order, stripe_payment_intent_id="pi_first_tab")
+
+    def cancel_while_the_other_tab_pays(*, payment_intent_id: str, idempotency_key: str):
+        payment_record(intent=succeeded_intent(order, "pi_second_tab"), target=Order.Status.PAID)
+        cancelled = succeeded_intent(order, payment_intent_id)
+        return dataclasses.replace(cancelled, status="canceled", amount_received=0)
+
+    monkeypatch.setattr(gateway, "payment_intent_cancel", cancel_while_the_other_tab_pays)
+    with pytest.raises(ConflictError, match="could not be cancelled; it is paid"):
+        order_cancel(order_id=order.pk, user_id=user.pk)
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
 def test_a_second_success_seen_before_its_row_is_refunded_and_the_first_kept(user):
     """Two attempts of one order both succeeded (say a Checkout page still open, and
     another card): the second, first seen in its webhook, is refunded automatically."""
@@ -462,3 +498,67 @@ def test_paying_with_a_payment_method_stripe_does_not_know_is_422_for_the_order(
         order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_does_not_exist")
     assert refused.value.extra["order_id"] == order.pk
     assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
+
+
+# --- the worker stores the PaymentIntent's row while the request is still at Stripe ----
+
+
+def _worker_stores_each_new_payment_intent(monkeypatch) -> list[str]:
+    """Stripe's event for a new PaymentIntent reaches the worker, which stores its
+    `Payment`, before the request that asked for the PaymentIntent stores it."""
+    from billing import gateway
+
+    create = gateway.payment_intent_create
+    stored: list[str] = []
+
+    def create_and_race(**kwargs):
+        intent = create(**kwargs)
+        order_id = int(kwargs["metadata"]["order_id"])
+        Payment.objects.create(
+            order_id=order_id,
+            stripe_payment_intent_id=intent.id,
+            status=intent.status,
+            amount=intent.amount,
+            currency=intent.currency,
+        )
+        stored.append(intent.id)
+        return intent
+
+    monkeypatch.setattr(gateway, "payment_intent_create", create_and_race)
+    return stored
+
+
+def test_a_new_order_whose_payment_the_worker_stored_first_is_paid_once(
+    user, stripe_server, monkeypatch
+):
+    from billing.services.orders import order_create
+    from purchasables.types import PurchaseRequest
+
+    stored = _worker_stores_each_new_payment_intent(monkeypatch)
+    result = order_create(
+        purchase=PurchaseRequest(user_id=user.pk, purchase_type="credits", credit_amount=100),
+        amount="10.00",
+        payment_method_id="pm_card_visa",
+    )
+    order = Order.objects.get(pk=result.order.pk)
+    assert order.status == Order.Status.PAID
+    [payment] = order.payments.all()
+    assert payment.stripe_payment_intent_id == stored[0]
+    assert payment.status == "succeeded"
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100
+
+
+def test_an_order_paid_again_whose_payment_the_worker_stored_first_is_paid_once(
+    user, stripe_server, monkeypatch
+):
+    order = OrderFactory(user=user)
+    Order.objects.filter(pk=order.pk).update(gateway_error="Stripe could not be reached.")
+    stored = _worker_stores_each_new_payment_intent(monkeypatch)
+    result = order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_card_visa")
+    assert result.order.status == Order.Status.PAID
+    [payment] = result.order.payments.all()
+    assert payment == result.payment
+    assert (payment.stripe_payment_intent_id, payment.status) == (stored[0], "succeeded")
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert credits_balance_get(user_id=user.pk) == 100

@@ -187,12 +187,79 @@ def test_an_idempotency_key_returns_the_first_order_again(api, stripe_server):
 
 
 def test_an_idempotency_key_reused_for_another_body_is_409(api, stripe_server):
-    api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "buy-2"})
     other = {"is_credit_purchase": True, "credit_amount": 200}
-    resp = api.post("/payments/create/", other, headers={"Idempotency-Key": "buy-2"})
-    assert resp.status_code == 409
-    assert resp.json()["code"] == "idempotency_conflict"
+    # Each body first under a key of its own, then the other body under it.
+    for key, (first, then) in {"buy-2": (BUY_100, other), "buy-3": (other, BUY_100)}.items():
+        made = api.post("/payments/create/", first, headers={"Idempotency-Key": key})
+        assert made.status_code == 201, made.content
+        resp = api.post("/payments/create/", then, headers={"Idempotency-Key": key})
+        assert resp.status_code == 409
+        assert resp.json()["code"] == "idempotency_conflict"
+    assert Order.objects.count() == 2
+
+
+def test_a_retry_naming_the_same_fields_in_another_order_is_the_same_request(api, user):
+    """JSON objects have no order: a client that rebuilds its body for the retry, with the
+    plugin's fields listed the other way round, gets the first order back, paid once."""
+    credits_grant(user_id=user.pk, amount=2, reference="quoted-fund")
+    headers = {"Idempotency-Key": "same-fields"}
+    body = {"purchase_type": "quoted", "payment_type": "credits"}
+    with registry.plugin_registered(Quoted(500), name="quoted"):
+        first = api.post(
+            "/payments/create/",
+            {**body, "service_data": {"size": "L", "colour": "red"}},
+            headers=headers,
+        )
+        again = api.post(
+            "/payments/create/",
+            {"service_data": {"colour": "red", "size": "L"}, **body},
+            headers=headers,
+        )
+    assert first.status_code == 201, first.content
+    assert again.status_code == 200, again.content
+    assert again.json()["order_id"] == first.json()["order_id"]
     assert Order.objects.count() == 1
+    assert credits_balance_get(user_id=user.pk) == 1
+
+
+@pytest.mark.parametrize("apply_credits", [False, True])
+def test_a_key_stored_by_the_release_before_a_deploy_still_replays(user, apply_credits):
+    """A request's fingerprint is stored with its order: a retry that arrives after a
+    deploy must still be the same request, or every retry in flight during a deploy is a
+    409. A request that applies no credits is fingerprinted as before credits could be
+    applied (no `apply_credits` in it at all); one that applies them, with it true."""
+    from billing.services.orders import _fingerprint
+
+    credits_grant(user_id=user.pk, amount=2, reference="quoted-fund")
+    purchase = PurchaseRequest(user_id=user.pk, purchase_type="quoted")
+    asked = {"amount": None, "payment_method_id": None, "save": False}
+    payment_type = Order.PaymentType.INTENT if apply_credits else Order.PaymentType.CREDITS
+    stored = _fingerprint(
+        purchase,
+        **asked,
+        payment_type=payment_type,
+        **({"apply_credits": True} if apply_credits else {}),
+    )
+    with registry.plugin_registered(Quoted(500), name="quoted"):
+        first = order_create(
+            purchase=purchase,
+            amount=None,
+            idempotency_key="across-a-deploy",
+            payment_type=payment_type,
+            apply_credits=apply_credits,
+        )
+        # As the release before the deploy stored it.
+        Order.objects.filter(pk=first.order.pk).update(request_fingerprint=stored)
+        again = order_create(
+            purchase=purchase,
+            amount=None,
+            idempotency_key="across-a-deploy",
+            payment_type=payment_type,
+            apply_credits=apply_credits,
+        )
+    assert again.replayed
+    assert again.order.pk == first.order.pk
+    assert credits_balance_get(user_id=user.pk) == 1
 
 
 def test_idempotency_keys_are_per_user(api, other_api, stripe_server):
@@ -469,6 +536,52 @@ def test_a_quote_from_one_minor_unit_to_the_maximum_is_sold(user, amount, curren
     order = buy_quoted(user, Quoted(amount, currency))
     assert (order.status, order.amount, order.currency) == (Order.Status.PAID, amount, currency)
     assert credits_balance_get(user_id=user.pk) == 0
+
+
+class FulfilsOnTheSecondTry(Quoted):
+    """A purchase type whose delivery fails the first time (its own service was down)."""
+
+    def __init__(self, amount) -> None:
+        super().__init__(amount)
+        self.tries = 0
+
+    @hookimpl
+    def tollgate_fulfil(self, order) -> dict:
+        self.tries += 1
+        if self.tries == 1:
+            raise RuntimeError("the delivery service is down")
+        return {}
+
+
+def test_a_card_charged_at_create_whose_order_cannot_be_delivered_yet_is_answered(
+    api, user, stripe_server
+):
+    """Stripe took the money, but applying it failed: the buyer is answered, not shown an
+    error as if nothing had happened, and the webhook's news of the same payment delivers
+    the order once its worker gets to it."""
+    from billing.services.events import events_drain
+    from tests.billing.conftest import post_webhook
+    from tests.stripe_events import event, payment_intent
+
+    plugin = FulfilsOnTheSecondTry(1000)
+    with registry.plugin_registered(plugin, name="quoted"):
+        resp = api.post(
+            "/payments/create/", {"purchase_type": "quoted", "payment_method_id": "pm_card_visa"}
+        )
+        assert resp.status_code == 201, resp.content
+        body = resp.json()
+        assert body["status"] == "pending"
+        order = Order.objects.get(pk=body["order_id"])
+        [intent] = stripe_intents()
+        assert (intent.id, intent.status) == (body["payment_intent_id"], "succeeded")
+
+        news = payment_intent(id=intent.id, amount=1000, metadata=order.metadata)
+        post_webhook(event("payment_intent.succeeded", news))
+        events_drain()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert plugin.tries == 2
+    assert order.fulfilment is not None
 
 
 def test_a_long_description_is_cut_to_what_the_order_holds(user):

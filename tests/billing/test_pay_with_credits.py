@@ -127,6 +127,31 @@ def test_buy_a_pack_book_a_workshop_with_credits_cancel_and_get_them_back(
     assert Refund.objects.filter(order=order).count() == 1
 
 
+@pytest.mark.parametrize("paid_by", ["intent", "checkout"])
+def test_a_booking_paid_by_card_is_not_cancelled_by_its_buyer(
+    http, live_stripe, user, workshop, paid_by
+):
+    """Only what credits paid goes back to the buyer's credits on a cancel: a card
+    payment is refunded by staff, to the card. The buyer's cancel of a booking paid by
+    card, inside the window a credits payment would have, is refused and changes nothing."""
+    paid = http.post("/payments/create/", book(workshop, payment_method_id=card(GOOD)))
+    assert paid.status_code == 201, paid.text
+    assert paid.json()["status"] == "paid"
+    order = Order.objects.get(pk=paid.json()["order_id"])
+    assert order.cancellable_until > timezone.now()
+    if paid_by == "checkout":  # as if paid on Stripe's Checkout page: the cancel reads the row
+        Order.objects.filter(pk=order.pk).update(payment_type=Order.PaymentType.CHECKOUT)
+
+    refused = http.post(f"/payments/orders/{order.pk}/cancel/", {})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["extra"]["status"] == "paid"
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert Booking.objects.get(order_id=order.pk).status == Booking.Status.CONFIRMED
+    assert not Refund.objects.exists()
+    assert balance_whole(user) == 0
+
+
 def test_too_few_credits_is_409_with_what_is_missing_and_creates_nothing(
     http, live_stripe, user, workshop
 ):
@@ -248,6 +273,25 @@ def test_credits_that_cover_the_price_need_no_card(http, live_stripe, user, work
     assert created.json()["status"] == "paid"
     assert created.json()["payment_intent_id"] is None
     assert balance_whole(user) == 10
+
+
+@pytest.mark.parametrize("how", [{"payment_type": "credits"}, {"apply_credits": True}])
+def test_a_credit_price_in_the_thousands_is_paid_in_full_with_credits(
+    api, stripe_server, user, how
+):
+    """Credit prices run to the thousands (the Pro pack is 1200 credits): one of 1200, all
+    of it in the buyer's credits, pays the order with no card, asked either way."""
+    dear = ServiceFactory(kind=Service.Kind.WORKSHOP, price=4500, credit_price=1200)
+    ServiceSessionFactory(service=dear)
+    fund(user, 1200)
+    created = api.post("/payments/create/", book(dear, **how))
+    assert created.status_code == 201, created.content
+    order = Order.objects.get(pk=created.json()["order_id"])
+    assert (order.status, order.payment_type) == (Order.Status.PAID, Order.PaymentType.CREDITS)
+    assert (order.credits, order.credits_value, order.card_amount) == (1200, 4500, 0)
+    assert not order.payments.exists()
+    assert Fulfilment.objects.filter(order=order).count() == 1
+    assert balance_whole(user) == 0
 
 
 def test_a_split_order_is_refunded_to_the_card_and_the_credits(

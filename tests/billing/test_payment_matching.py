@@ -201,6 +201,44 @@ def test_a_foreign_checkout_session_naming_our_order_is_not_ours():
     assert not Payment.objects.exists()
 
 
+def _session_without_marker(order: Order, customer: str) -> dict:
+    session = fixture("checkout.session")
+    session.update(
+        id=new_id("cs_test"),
+        status="complete",
+        payment_status="paid",
+        amount_total=order.amount,
+        currency=order.currency,
+        customer=customer,
+        metadata=_foreign_metadata(order),
+        client_reference_id=str(order.pk),
+        payment_intent=new_id("pi"),
+    )
+    return session
+
+
+def test_a_checkout_session_of_a_customer_we_do_not_know_is_not_ours():
+    order = OrderFactory(payment_type=Order.PaymentType.CHECKOUT)
+    session = _session_without_marker(order, customer="cus_someone_else")
+    stored = deliver(event("checkout.session.completed", session))
+    assert stored.status == StripeEvent.Status.NOT_OURS
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
+    assert not Payment.objects.exists()
+
+
+def test_a_checkout_session_of_our_customer_without_the_marker_pays_nothing_and_is_ours():
+    """Our own customer paid on a session Tollgate never made (from Stripe's dashboard):
+    the event is ours and done, but without the marker it names no order to pay."""
+    order = OrderFactory(payment_type=Order.PaymentType.CHECKOUT)
+    StripeCustomer.objects.create(user=order.user, stripe_customer_id="cus_ours")
+    session = _session_without_marker(order, customer="cus_ours")
+    stored = deliver(event("checkout.session.completed", session))
+    assert stored.status == StripeEvent.Status.PROCESSED, stored.last_error
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
+    assert not Payment.objects.exists()
+    assert not CreditTransaction.objects.exists()
+
+
 # --- a payment of ours that no order can take is refunded, once -------------------------
 
 

@@ -24,11 +24,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
+import stripe
 
 from billing import gateway
 from billing.models import Order, Payment
 from billing.services.orders import order_pay
 from tests.billing.factories import OrderFactory
+from tests.billing.test_e2e_payments import card
 from tests.billing.test_orders import BUY_100, stripe_intents
 
 CREATE = ("POST", "/v1/payment_intents")
@@ -192,6 +194,37 @@ def test_a_resumed_order_with_a_card_is_confirmed_once_and_paid(api, settings, p
     assert proxy.seen[("POST", f"/v1/payment_intents/{intent.id}/confirm")] == 1
 
 
+@pytest.mark.parametrize(
+    ("number", "answer"),
+    [("4000002500003155", "requires_action"), ("4242424242424242", "paid")],
+    ids=["3d-secure", "no-3d-secure"],
+)
+def test_a_resumed_payment_intent_already_confirmed_is_not_confirmed_again(
+    api, settings, proxy, stripe_server, number, answer
+):
+    """Two retries of one request may race, and the other one has confirmed the
+    PaymentIntent this one finds: it is not confirmed again (no second 3-D Secure check,
+    no second attempt at the card). The answer is what Stripe says of it."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    body = {**BUY_100, "payment_method_id": card(number)}
+    proxy.fail_next(CREATE, "drop")
+    proxy.fail_next(LIST, "drop")
+    first = api.post("/payments/create/", body, headers={"Idempotency-Key": "raced"})
+    assert first.status_code == 502
+    order = Order.objects.get()
+    [made] = _intents_of(order.pk)
+    at_stripe = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": stripe_server.base}
+    )
+    at_stripe.v1.payment_intents.confirm(made.id)  # the racing retry, straight to Stripe
+
+    retry = api.post("/payments/create/", body, headers={"Idempotency-Key": "raced"})
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["status"] == answer
+    assert proxy.seen[("POST", f"/v1/payment_intents/{made.id}/confirm")] == 0
+    assert [i.id for i in _intents_of(order.pk)] == [made.id]
+
+
 def test_when_stripe_made_nothing_the_retry_creates_it(api, settings, proxy):
     """Stripe was never reached: the retry's look-up finds nothing, so it sends the create."""
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
@@ -286,6 +319,52 @@ def test_every_write_for_an_order_carries_a_key_of_that_order(api, proxy):
     create_key, confirm_key = (key or "" for _, key in posted)
     assert create_key.endswith(f"-order-{order_id}-pi")
     assert confirm_key.endswith(f"-order-{order_id}-pi-confirm")
+
+
+def test_paying_again_writes_under_keys_of_the_attempt_not_the_first_ones(api, settings, proxy):
+    """Stripe answers a key it has seen with its first answer: were the new card confirmed
+    under the first attempt's key, Stripe would decline it again with the first card's
+    decline, and the buyer could never pay. Each attempt writes under keys of its own."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    proxy.fail_next(CONFIRM, "insufficient_funds")
+    declined = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"})
+    assert declined.status_code == 402, declined.content
+    order_id = declined.json()["extra"]["order_id"]
+    paid = api.post(f"/payments/orders/{order_id}/pay/", {"payment_method_id": "pm_card_visa"})
+    assert paid.status_code == 200, paid.content
+    assert paid.json()["status"] == "paid"
+    posted = [key or "" for (method, _), key in proxy.keys if method == "POST"]
+    assert [key.split(f"-order-{order_id}-", 1)[-1] for key in posted] == [
+        "pi",
+        "pi-confirm",
+        "pay-1-method",
+        "pay-1-confirm",
+    ]
+
+
+def test_paying_again_with_a_lost_answer_charges_the_card_given_not_the_first_ones(
+    api, settings, proxy
+):
+    """The first request made its PaymentIntent with one card and lost every answer; the
+    buyer pays the order with another card, and that create's answer is lost too. The
+    look-up that stands in for the lost answer finds the PaymentIntent made with the card
+    given, never the earlier one (same order, same amount, made minutes before), so the
+    card the buyer chose is the one charged, once."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    first_card, chosen = card("4242424242424242"), card("5555555555554444")
+    proxy.fail_next(CREATE, "drop")
+    proxy.fail_next(LIST, "drop")
+    created = api.post("/payments/create/", {**BUY_100, "payment_method_id": first_card})
+    assert created.status_code == 502, created.content
+    order_id = created.json()["extra"]["order_id"]
+
+    proxy.fail_next(CREATE, "drop")  # Stripe makes the new one; the answer is lost
+    paid = api.post(f"/payments/orders/{order_id}/pay/", {"payment_method_id": chosen})
+    assert paid.status_code == 200, paid.content
+    assert paid.json()["status"] == "paid"
+    charged = [i for i in _intents_of(order_id) if i.status == "succeeded"]
+    assert [i.payment_method for i in charged] == [chosen]
+    assert paid.json()["payment_intent_id"] == charged[0].id
 
 
 def test_the_decline_code_stripe_gives_is_the_orders_failure_code(api, settings, proxy):
