@@ -341,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     shared = ROOT.parent / "shared"  # what the tests read beside the checkout (Stripe's fixtures)
     if shared.is_dir() and not (home / "shared").exists():
         (home / "shared").symlink_to(shared)
+    # What a stopped run had done goes in first: the equivalents read from the source
+    # then overrule a verdict it gave one of them.
+    leftover = _merge(home, session)
     skip_equivalent(session, home / "pristine")
     for tool in (ROOT / "bench" / "mutation").glob("*.py"):  # the tools as they are now
         shutil.copy2(tool, tree / "bench" / "mutation" / tool.name)
@@ -371,7 +374,6 @@ def main(argv: list[str] | None = None) -> int:
         for test in _trace_merge(home):
             # A test of a fix made after the session began fails on the session's code.
             print(f"==> fails without a mutant, so judges none: {test}", flush=True)
-    leftover = _merge(home, session)  # what a stopped run had done
     # A recheck tests the survivors alone; a stopped run's slow mutants wait for the next run.
     fallbacks = [] if args.recheck or args.retest_kills_by else leftover
     queue = _queue(session, survivors=args.recheck, limit=args.limit, kills_by=args.retest_kills_by)
