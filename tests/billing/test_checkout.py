@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from billing import gateway
-from billing.models import Fulfilment, Order
+from billing.metadata import metadata_marker
+from billing.models import Fulfilment, Order, StripeEvent
 from billing.services.checkout import redirect_urls_check
 from billing.services.events import events_drain
 from credits.selectors import credits_balance_get
@@ -311,6 +312,43 @@ def test_a_session_naming_no_order_of_ours_pays_nothing(user, order_id):
     events_drain()
     order.refresh_from_db()
     assert order.status == Order.Status.PENDING
+    assert not Fulfilment.objects.exists()
+
+
+@pytest.mark.parametrize("type", ["checkout.session.completed", "checkout.session.expired"])
+def test_a_subscription_started_on_checkout_leaves_its_session_events_to_its_invoices(user, type):
+    """A subscription's Checkout Session pays no order: its invoice and subscription events
+    carry the payment, and the session's event says so to staff."""
+    pending = OrderFactory(user=user, payment_type=Order.PaymentType.CHECKOUT)
+    session = fixture("checkout.session")
+    session.update(
+        id=new_id("cs_test"),
+        mode="subscription",
+        status="complete" if type.endswith("completed") else "expired",
+        payment_status="paid" if type.endswith("completed") else "unpaid",
+        amount_total=pending.amount,
+        currency="usd",
+        metadata={
+            "user_id": str(user.pk),
+            "subscription_id": "1",
+            "purchase_type": "subscription",
+            "plan_id": "1",
+            "order_type": "subscription",
+            **metadata_marker(),
+        },
+        client_reference_id="subscription-1",
+        payment_intent=None,
+        subscription=new_id("sub"),
+    )
+    delivered = event(type, session)
+    post_webhook(delivered)
+    events_drain()
+    stored = StripeEvent.objects.get(stripe_id=delivered["id"])
+    assert stored.status == StripeEvent.Status.PROCESSED
+    assert stored.last_error == (
+        "subscription checkout: its invoices and subscription events carry it"
+    )
+    assert Order.objects.get(pk=pending.pk).status == Order.Status.PENDING
     assert not Fulfilment.objects.exists()
 
 

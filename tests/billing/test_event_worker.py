@@ -345,6 +345,22 @@ def test_a_drain_with_more_than_a_batch_to_do_queues_a_second_drain():
     assert QueuedDrain.objects.count() == 1 and OrmQ.objects.count() == 1
 
 
+def test_a_backlog_is_still_processed_when_its_second_drain_cannot_be_queued(monkeypatch):
+    """The task queue refuses the helper drain a full first batch asks for: the drain
+    goes on with what it claimed instead of leaving it to the lease."""
+    ids = stored_events(events.CLAIM_BATCH + 1)
+    OrmQ.objects.all().delete()
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("the task queue is unreachable")
+
+    monkeypatch.setattr(events, "async_task", broker_down)
+    assert events_drain() == events.CLAIM_BATCH + 1
+    statuses = set(StripeEvent.objects.filter(pk__in=ids).values_list("status", flat=True))
+    assert statuses == {StripeEvent.Status.IGNORED}
+    assert not QueuedDrain.objects.exists() and not OrmQ.objects.exists()
+
+
 def test_a_caller_that_sets_its_own_limit_sees_to_the_rest():
     stored_events(3)
     OrmQ.objects.all().delete()
