@@ -473,6 +473,38 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "a zero amount then takes the adjustment branch, whose first step is the same "
         "`_amount_checked(0)` that refuses it on the grant branch, with the same error",
     ),
+    *[
+        (
+            "billing/services/payments.py",
+            'amount_paid=int(stored.get("amount_paid") or 0),',
+            f'amount_paid=int(stored.get("amount_paid") or {n}),',
+            "an order's stored invoice is written only by `invoice_record`, which makes no "
+            "order for an invoice with nothing paid (`amount_paid <= 0` answers before) and "
+            "stores the invoice's amount_paid, at least the plan's price, which a check "
+            "constraint keeps above 0: the `or` default is never taken",
+        )
+        for n in (1, -1)
+    ],
+    *[
+        (
+            "billing/services/events.py",
+            "if not retaken and len(batch) < size:",
+            f"if not retaken and len(batch) {op} size:",
+            "a claim answers at most `size` events (the named one and `size - 1` due ones, "
+            "or `size` due ones), so `<` and `!=` agree; both numbers are at most "
+            "CLAIM_BATCH (25), small ints CPython keeps one object of, so `is not` answers "
+            "as `!=`",
+        )
+        for op in ("!=", "is not")
+    ],
+    (
+        "billing/services/cards.py",
+        'if customer is None or setup.status != "succeeded" or not setup.payment_method_id:',
+        'if customer is None or setup.status < "succeeded" or not setup.payment_method_id:',
+        "a SetupIntent's status is one of Stripe's six (canceled, processing, "
+        "requires_action, requires_confirmation, requires_payment_method, succeeded), or "
+        "\"\" when a payload lacks it: every one but 'succeeded' sorts before it",
+    ),
 ]
 
 
