@@ -14,6 +14,8 @@ from billing.models import CardSetup, Order, SavedPaymentMethod, StripeCustomer,
 from billing.services.cards import stripe_customer_get_or_create
 from billing.services.events import events_drain
 from tests.billing.conftest import post_webhook
+from tests.conftest import client_for
+from tests.factories import UserFactory
 from tests.stripe_events import event, fixture
 
 pytestmark = pytest.mark.django_db
@@ -121,6 +123,25 @@ def test_pay_with_a_saved_card_then_delete_it(api, user, stripe_server):
     assert api.get("/payments/methods/").json()["payment_methods"] == []
     method = stripe_client().v1.payment_methods.retrieve(card["stripe_payment_method_id"])
     assert method.customer is None  # detached at Stripe
+
+
+def test_a_user_far_down_the_user_table_pays_with_their_own_saved_card(stripe_server):
+    """Ids past the first few hundred users are compared as numbers, not as objects."""
+    user = UserFactory(id=1_000_003)
+    api = client_for(user)
+    card = add_card_via_setup_intent(api)["payment_methods"][0]
+    resp = api.post(
+        "/payments/create/",
+        {
+            "is_credit_purchase": True,
+            "credit_amount": 50,
+            "payment_method_id": card["stripe_payment_method_id"],
+        },
+    )
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["status"] == "paid"
+    intent = stripe_client().v1.payment_intents.retrieve(resp.json()["payment_intent_id"])
+    assert intent.customer == StripeCustomer.objects.get(user=user).stripe_customer_id
 
 
 def test_save_payment_method_attaches_the_card_while_paying(api, user, stripe_server):
