@@ -498,6 +498,12 @@ KNOWN: list[tuple[str, str, str, str]] = [
         for op in ("!=", "is not")
     ],
     (
+        "billing/services/payments.py",
+        "if order.status == Order.Status.CANCELED",
+        "if order.status <= Order.Status.CANCELED",
+        "'canceled' sorts before every other order status, so only a canceled order is <= it",
+    ),
+    (
         "billing/services/cards.py",
         'if customer is None or setup.status != "succeeded" or not setup.payment_method_id:',
         'if customer is None or setup.status < "succeeded" or not setup.payment_method_id:',

@@ -156,6 +156,23 @@ def test_news_of_a_first_seen_payment_for_another_amount_never_moves_the_order(a
     assert not Payment.objects.exists()
 
 
+@pytest.mark.parametrize("named", ["someone_else", "nobody"])
+def test_a_first_seen_payment_for_another_user_says_whose_it_is_for_staff(named):
+    """The failed event tells staff which user the payment names, or that it names none."""
+    order = OrderFactory()
+    if named == "nobody":
+        metadata = {k: v for k, v in order.metadata.items() if k != "user_id"}
+        whose = "(none)"
+    else:
+        whose = str(UserFactory().pk)
+        metadata = {**order.metadata, "user_id": whose}
+    stored = deliver(first_seen_success(order, metadata=metadata))
+    assert stored.status == StripeEvent.Status.FAILED
+    assert f"it is for user {whose}, the order {order.user_id}'s" in stored.last_error
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
+    assert not CreditTransaction.objects.exists()
+
+
 def test_a_first_seen_payment_in_another_currency_pays_and_grants_nothing():
     order = OrderFactory()
     stored = deliver(first_seen_success(order, currency="eur"))
