@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from billing import gateway
-from billing.models import CardSetup, SavedPaymentMethod
+from billing.models import CardSetup, SavedPaymentMethod, StripeCustomer
 from billing.services.cards import (
     SETUPS_READ_PER_LIST,
     _setups_abandon,
@@ -19,7 +19,7 @@ from billing.services.cards import (
     stripe_customer_get_or_create,
 )
 from billing.stripe_objects import SetupIntentData
-from tests.billing.test_cards import add_card_via_setup_intent, new_card
+from tests.billing.test_cards import add_card_via_setup_intent, new_card, stripe_client
 
 
 @pytest.mark.parametrize("status", ["requires_action", "processing", "canceled"])
@@ -40,6 +40,30 @@ def test_a_setup_that_has_not_succeeded_saves_no_card(status, user, stripe_serve
     # A canceled one is settled: nothing more will happen to it, so it is read no more.
     settled = CardSetup.objects.get()
     assert (settled.completed_at is not None) is (status == "canceled")
+
+
+def test_a_succeeded_setup_attaches_its_card_to_the_users_customer_wherever_stripe_had_it(
+    user, stripe_server
+):
+    """The card is saved only once Stripe has it on the user's own customer, whichever
+    customer Stripe reported it on before (ids sorting before or after the user's)."""
+    client = stripe_client()
+    made = [client.v1.customers.create(params={"email": f"{n}@example.com"}).id for n in "ab"]
+    ours, theirs = sorted(made)
+    StripeCustomer.objects.create(user=user, stripe_customer_id=ours)
+    pm_id = new_card()
+    client.v1.payment_methods.attach(pm_id, params={"customer": theirs})
+    setup = SetupIntentData(
+        id="seti_elsewhere",
+        status="succeeded",
+        client_secret="seti_elsewhere_secret",
+        customer_id=ours,
+        payment_method_id=pm_id,
+        metadata={},
+    )
+    card = card_setup_complete(setup=setup)
+    assert card is not None and card.user_id == user.pk
+    assert client.v1.payment_methods.retrieve(pm_id).customer == ours
 
 
 def test_each_new_card_setup_is_a_new_setup_intent_under_a_key_of_its_own(
