@@ -81,12 +81,13 @@ def test_each_new_card_setup_is_a_new_setup_intent_under_a_key_of_its_own(
 
     monkeypatch.setattr(gateway, "setup_intent_create", recording)
     first = add_card_via_setup_intent(api)
+    second = add_card_via_setup_intent(api, "5555555555554444")
     again = api.post("/payments/methods/setup/")
     assert again.status_code == 201, again.content
-    assert len(first["payment_methods"]) == 1
-    made_first = CardSetup.objects.order_by("id").first()
-    assert again.json()["setup_intent_id"] != made_first.stripe_setup_intent_id
-    assert len(keys) == 2 and len(set(keys)) == 2, keys
+    assert (len(first["payment_methods"]), len(second["payment_methods"])) == (1, 2)
+    made = set(CardSetup.objects.values_list("stripe_setup_intent_id", flat=True))
+    assert len(made) == 3 and again.json()["setup_intent_id"] in made
+    assert len(keys) == 3 and len(set(keys)) == 3, keys
 
 
 def test_every_open_setup_left_for_a_day_is_abandoned_however_many_there_are(user):
