@@ -503,6 +503,17 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "if order.status <= Order.Status.CANCELED",
         "'canceled' sorts before every other order status, so only a canceled order is <= it",
     ),
+    *[
+        (
+            "billing/services/cards.py",
+            "number = CardSetup.objects.filter(user_id=user_id).count() + 1",
+            f"number = CardSetup.objects.filter(user_id=user_id).count() {mutant}",
+            "the number only tells the user's setups' idempotency keys apart, and each of "
+            "these is one-to-one in the count of the user's setups: every new setup still "
+            "gets a key of its own, and a retried request (the same count) the same key",
+        )
+        for mutant in ("- 1", "* 1", "/ 1", "// 1", "** 1", "<< 1", "^ 1", "+ 0", "+ 2")
+    ],
     (
         "billing/services/cards.py",
         'if customer is None or setup.status != "succeeded" or not setup.payment_method_id:',
