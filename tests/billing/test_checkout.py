@@ -12,7 +12,7 @@ import pytest
 
 from billing import gateway
 from billing.metadata import metadata_marker
-from billing.models import Fulfilment, Order, StripeEvent
+from billing.models import Fulfilment, Order, Refund, StripeEvent
 from billing.services.checkout import redirect_urls_check
 from billing.services.events import events_drain
 from credits.selectors import credits_balance_get
@@ -21,6 +21,7 @@ from purchasables.registry import registry
 from purchasables.types import PurchaseType, Quote
 from tests.billing.conftest import post_webhook
 from tests.billing.factories import OrderFactory, PaymentFactory
+from tests.billing.test_refunds import SoldOut
 from tests.stripe_events import event, fixture, new_id, payment_intent
 
 pytestmark = pytest.mark.django_db
@@ -243,6 +244,27 @@ def test_an_expired_session_cancels_the_order_and_releases_its_hold(api, fake_ch
         order.refresh_from_db()
         assert order.status == Order.Status.CANCELED
         assert plugin.released == [(order.pk, "canceled")]
+
+
+def test_a_checkout_order_that_cannot_be_delivered_is_refunded_automatically(api, fake_checkout):
+    with registry.plugin_registered(SoldOut(), name="sold-out"):
+        body = api.post(
+            "/payments/create/", {"purchase_type": "sold-out", "payment_type": "checkout"}
+        )
+        order = Order.objects.get(pk=body.json()["order_id"])
+        completed = session_event(order, "checkout.session.completed", "paid")
+        post_webhook(completed)
+        events_drain()
+        stored = StripeEvent.objects.get(stripe_id=completed["id"])
+        assert stored.status == StripeEvent.Status.PROCESSED, stored.last_error
+        order.refresh_from_db()
+        assert order.status == Order.Status.PAID
+        assert order.failure_message == "The last seat was taken while you paid."
+        [refund] = Refund.objects.filter(order=order)
+        assert (refund.source, refund.amount, refund.reverses_order) == ("automatic", 1500, True)
+        assert (
+            refund.payment.stripe_payment_intent_id == completed["data"]["object"]["payment_intent"]
+        )
 
 
 def test_the_default_return_pages_are_pages_the_web_client_serves(client, settings):

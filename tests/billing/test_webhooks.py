@@ -188,9 +188,11 @@ def test_an_event_for_a_payment_that_is_not_ours_is_recorded_as_such_and_changes
     assert not Order.objects.exists()
 
 
-def test_an_amount_that_differs_from_the_order_fails_at_once_and_grants_nothing(payment):
+@pytest.mark.parametrize("amount", [1, 999, 1001])
+def test_an_amount_that_differs_from_the_order_fails_at_once_and_grants_nothing(payment, amount):
+    """Less than the order costs, or more: either way the payment is not the order's."""
     evt = succeeded(payment)
-    evt["data"]["object"]["amount"] = 1
+    evt["data"]["object"]["amount"] = amount
     post_webhook(evt)
     events_drain()
     stored = StripeEvent.objects.get()
