@@ -499,6 +499,15 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ],
     (
         "billing/services/payments.py",
+        "amount=payment.amount_received or intent.amount,",
+        "amount=payment.amount_received and intent.amount,",
+        "only a move to paid gets here, and only a succeeded PaymentIntent asks for one; "
+        "Tollgate never asks for a manual capture, so a succeeded one has received its whole "
+        "amount (`payment_intent_from_payload` takes the amount where a payload omits it), "
+        "above 0: amount_received is the intent's amount, and `or` and `and` both answer it",
+    ),
+    (
+        "billing/services/payments.py",
         "if order.status == Order.Status.CANCELED",
         "if order.status <= Order.Status.CANCELED",
         "'canceled' sorts before every other order status, so only a canceled order is <= it",
