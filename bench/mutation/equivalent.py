@@ -497,6 +497,39 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for op in ("!=", "is not")
     ],
+    *[
+        (
+            "billing/services/events.py",
+            "RIDE_WINDOW = timedelta(milliseconds=250)",
+            f"RIDE_WINDOW = timedelta(milliseconds={n})",
+            "a tuning figure, not a rule: an event stored a millisecond either side of the "
+            "window rides on the queued drain or enqueues one of its own, and is drained "
+            "either way; only the number of tasks a burst takes changes",
+        )
+        for n in (249, 251)
+    ],
+    *[
+        (
+            "billing/services/events.py",
+            "QUEUED_DRAIN_FORGET_AFTER = timedelta(minutes=10)",
+            f"QUEUED_DRAIN_FORGET_AFTER = timedelta(minutes={n})",
+            "a queued drain takes riders only for RIDE_WINDOW (250 ms) after it is made; "
+            "minutes later its row serves nothing (its task, if it ever starts, closes and "
+            "deletes a row that may be gone and drains all the same): forgetting it after "
+            "9, 10 or 11 minutes changes no event's fate",
+        )
+        for n in (9, 11)
+    ],
+    *[
+        (
+            "billing/services/events.py",
+            "return _event_finish(event, S.NOT_OURS, exc.message[:4000])",
+            f"return _event_finish(event, S.NOT_OURS, exc.message[:{n}])",
+            "a NotOursError's message is one of four sentences of ours naming a Stripe id "
+            "(a few hundred characters at most): cut at 3999, 4000 or 4001 it is kept whole",
+        )
+        for n in (3999, 4001)
+    ],
     (
         "billing/services/payments.py",
         "amount=payment.amount_received or intent.amount,",

@@ -202,6 +202,17 @@ def test_a_claim_takes_the_named_event_first_and_counts_every_attempt():
     assert stored.lease_expires_at > timezone.now() + timedelta(minutes=4)
 
 
+def test_a_drain_leaves_the_events_it_claimed_to_others_for_five_minutes():
+    """Longer than django-q2's task timeout (120 s), which bounds a whole drain; then an
+    event whose worker died is taken again."""
+    ids = stored_events(2)
+    before = timezone.now()
+    assert len(claim()) == 2  # … and the worker dies
+    after = timezone.now()
+    for lease in StripeEvent.objects.filter(pk__in=ids).values_list("lease_expires_at", flat=True):
+        assert before + timedelta(minutes=5) <= lease <= after + timedelta(minutes=5)
+
+
 def test_a_replayed_event_is_processed_ahead_of_an_older_backlog():
     backlog = stored_events(events.CLAIM_BATCH + 2)
     [replayed] = stored_events(1, status=StripeEvent.Status.FAILED, attempts=8)
@@ -387,6 +398,17 @@ def test_a_backlog_is_still_processed_when_its_second_drain_cannot_be_queued(mon
     statuses = set(StripeEvent.objects.filter(pk__in=ids).values_list("status", flat=True))
     assert statuses == {StripeEvent.Status.IGNORED}
     assert not QueuedDrain.objects.exists() and not OrmQ.objects.exists()
+
+
+@pytest.mark.parametrize(("due", "helped"), [(24, False), (25, True)])
+def test_a_drain_claims_25_at_a_time_and_asks_for_help_when_its_first_claim_is_full(due, helped):
+    stored_events(due)
+    OrmQ.objects.all().delete()
+    with CaptureQueriesContext(connection) as ctx:
+        assert events_drain() == due
+    claims = [q for q in ctx.captured_queries if "FOR UPDATE SKIP LOCKED" in q["sql"]]
+    assert len(claims) == (2 if helped else 1)  # a full claim is followed by another
+    assert QueuedDrain.objects.exists() is helped and OrmQ.objects.exists() is helped
 
 
 def test_a_caller_that_sets_its_own_limit_sees_to_the_rest():
