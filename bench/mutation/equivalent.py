@@ -520,16 +520,6 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for n in (9, 11)
     ],
-    *[
-        (
-            "billing/services/events.py",
-            "return _event_finish(event, S.NOT_OURS, exc.message[:4000])",
-            f"return _event_finish(event, S.NOT_OURS, exc.message[:{n}])",
-            "a NotOursError's message is one of four sentences of ours naming a Stripe id "
-            "(a few hundred characters at most): cut at 3999, 4000 or 4001 it is kept whole",
-        )
-        for n in (3999, 4001)
-    ],
     (
         "billing/services/payments.py",
         "amount=payment.amount_received or intent.amount,",

@@ -294,34 +294,6 @@ def test_only_the_events_after_the_one_that_failed_are_released(monkeypatch, fai
     assert rows[ids[failing]].lease_expires_at is not None
 
 
-def test_a_drain_that_cannot_release_what_it_had_not_started_says_how_many_it_left(
-    monkeypatch, caplog
-):
-    """The database went away mid-batch and the release fails too: the error is raised
-    as it was, and the log tells the operator how many claimed events wait for their
-    lease."""
-    ids = stored_events(5)
-    real = events.event_process
-
-    def process(event: StripeEvent) -> str:
-        if event.pk == ids[1]:
-            raise RuntimeError("the database went away")
-        return real(event)
-
-    def release(batch: list[StripeEvent]) -> int:
-        raise RuntimeError("the database is still away")
-
-    monkeypatch.setattr(events, "event_process", process)
-    monkeypatch.setattr(events, "_release", release)
-    with pytest.raises(RuntimeError, match="the database went away"):
-        events_drain()
-    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
-        "could not release 3 claimed events"
-    ]
-    rows = StripeEvent.objects.filter(pk__in=ids).order_by("id")
-    assert [r.status for r in rows] == ["ignored"] + ["processing"] * 4
-
-
 @pytest.mark.parametrize("earlier", [1, 2])
 def test_a_released_retry_keeps_its_earlier_attempts(monkeypatch, earlier):
     [retry] = stored_events(1, status=StripeEvent.Status.RETRYING, attempts=earlier)
