@@ -497,6 +497,13 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for op in ("!=", "is not")
     ],
+    (
+        "billing/services/event_handlers.py",
+        'if session.mode == "subscription":',
+        'if session.mode >= "subscription":',
+        "a Checkout Session's mode is payment, setup or subscription (payment when a payload "
+        "lacks it), and only 'subscription' sorts >= it",
+    ),
     *[
         (
             "billing/services/events.py",
