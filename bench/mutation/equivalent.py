@@ -553,6 +553,17 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for mutant in ("- 1", "* 1", "/ 1", "// 1", "** 1", "<< 1", "^ 1", "+ 0", "+ 2")
     ],
+    *[
+        (
+            "billing/services/events.py",
+            "if hand_on and not helped and len(batch) == size:",
+            f"if hand_on and not helped and len(batch) {op} size:",
+            "a claim answers at most `size` events, so `==` and `>=` agree; both numbers are "
+            "at most CLAIM_BATCH (25), small ints CPython keeps one object of, so `is` "
+            "answers as `==`",
+        )
+        for op in (">=", "is")
+    ],
     (
         "billing/services/cards.py",
         'if customer is None or setup.status != "succeeded" or not setup.payment_method_id:',
