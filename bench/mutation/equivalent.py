@@ -556,6 +556,24 @@ KNOWN: list[tuple[str, str, str, str]] = [
     *[
         (
             "billing/services/events.py",
+            "while taken < limit:",
+            f"while taken {op} limit:",
+            "each pass takes at most `limit - taken` (the claim's size), so `taken` never "
+            "passes `limit` and `<` and `!=` agree; the product never passes a limit, so it "
+            "is EVENT_DRAIN_BATCH (200), and both are small ints CPython keeps one object "
+            "of: `is not` answers as `!=`",
+        )
+        for op in ("!=", "is not")
+    ],
+    (
+        "billing/services/events.py",
+        "batch, retaken = _claim_batch(first_event_id if taken == 0 else None, size)",
+        "batch, retaken = _claim_batch(first_event_id if taken <= 0 else None, size)",
+        "`taken` starts at 0 and only grows: it is never below 0",
+    ),
+    *[
+        (
+            "billing/services/events.py",
             "if hand_on and not helped and len(batch) == size:",
             f"if hand_on and not helped and len(batch) {op} size:",
             "a claim answers at most `size` events, so `==` and `>=` agree; both numbers are "
