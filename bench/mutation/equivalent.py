@@ -527,6 +527,33 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for n in (9, 11)
     ],
+    *[
+        (
+            "billing/services/payments.py",
+            line,
+            line.replace(op, mutant, 1),
+            "every caller passes the target as an `Order.Status` member (the event handlers' "
+            "table, `order_target_status`, Checkout's targets, the services' own literals), "
+            "and an enum's members are singletons: `is` answers as `==`, `is not` as `!=`",
+        )
+        for line, op, mutant in (
+            (
+                "if target == Order.Status.PAID and target not in ORDER_TRANSITIONS[order.status]:",
+                "==",
+                "is",
+            ),
+            (
+                "if target not in ORDER_TRANSITIONS[order.status] or "
+                "(older and target != Order.Status.PAID):",
+                "!=",
+                "is not",
+            ),
+            ("if target == Order.Status.PAID and (", "==", "is"),
+            ("if target == Order.Status.FAILED:", "==", "is"),
+            ("if target == Order.Status.PAID:", "==", "is"),
+            ("if target == Order.Status.CANCELED and order.credits:", "==", "is"),
+        )
+    ],
     (
         "billing/services/payments.py",
         "amount=payment.amount_received or intent.amount,",
