@@ -215,6 +215,18 @@ def test_another_users_saved_card_is_404_everywhere_and_nothing_reaches_stripe(
     assert SavedPaymentMethod.objects.count() == 1
 
 
+def test_a_saved_card_of_a_user_who_signed_up_later_is_404_too(api, user, other_user):
+    """Whoever signed up first: another user's card is never charged."""
+    assert other_user.pk > user.pk
+    SavedPaymentMethod.objects.create(user=other_user, stripe_payment_method_id="pm_theirs")
+    pay = api.post(
+        "/payments/create/",
+        {"is_credit_purchase": True, "credit_amount": 50, "payment_method_id": "pm_theirs"},
+    )
+    assert pay.status_code == 404, pay.content
+    assert not Order.objects.exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_first_purchases_make_one_stripe_customer(user, stripe_server):
     barrier = threading.Barrier(6)
