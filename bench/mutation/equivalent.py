@@ -556,6 +556,18 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ],
     (
         "billing/services/payments.py",
+        'if intent.status == "requires_payment_method" and intent.last_error_code:',
+        'if intent.status is not "requires_payment_method" and intent.last_error_code:',
+        "the status here is read from Stripe's JSON, never the literal's own object, so "
+        "`is not` is always true; the statuses still unanswered at this line are "
+        "requires_payment_method (both sides: failed when it carries an error), "
+        "requires_confirmation, reached only by creating or updating the PaymentIntent, "
+        "which clears last_payment_error at Stripe and at the development Stripe, and "
+        "requires_capture, which needs a manual capture Tollgate never asks for: neither "
+        "carries an error code",
+    ),
+    (
+        "billing/services/payments.py",
         "amount=payment.amount_received or intent.amount,",
         "amount=payment.amount_received and intent.amount,",
         "only a move to paid gets here, and only a succeeded PaymentIntent asks for one; "

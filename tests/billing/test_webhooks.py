@@ -499,6 +499,37 @@ def test_news_of_a_new_payment_applied_by_several_workers_at_once_pays_once_and_
     assert credits_balance_get(user_id=order.user_id) == 100
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("named", ["later", "earlier"])
+def test_news_of_a_payment_recorded_meanwhile_for_another_order_never_pays_the_order_it_names(
+    named,
+):
+    """The PaymentIntent names one order; while its worker waits for that order's lock,
+    the payment is recorded for another (whose Checkout Session cited it). The worker
+    finds the payment is not its order's: nothing is paid, for a person to look at."""
+    earlier, later = OrderFactory(), OrderFactory()
+    assert earlier.pk < later.pk
+    order, other = (later, earlier) if named == "later" else (earlier, later)
+    obj = payment_intent(id=new_id("pi"), amount=order.amount, metadata=order.metadata)
+    post_webhook(event("payment_intent.succeeded", obj))
+    with transaction.atomic():
+        Order.objects.select_for_update().get(pk=order.pk)
+        PaymentFactory(order=other, stripe_payment_intent_id=obj["id"])
+        worker = threading.Thread(target=_drain_one_and_close)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while _waiting_for_a_lock() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    worker.join(timeout=60)
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.FAILED
+    assert "PaymentMismatchError" in stored.last_error
+    assert Order.objects.get(pk=later.pk).status == Order.Status.PENDING
+    assert Order.objects.get(pk=earlier.pk).status == Order.Status.PENDING
+    assert not Fulfilment.objects.exists()
+    assert not CreditTransaction.objects.exists()
+
+
 def _drain_one_and_close() -> None:
     try:
         events_drain(limit=1)
