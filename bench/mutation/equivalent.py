@@ -568,6 +568,14 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ),
     (
         "billing/services/payments.py",
+        'return payment.status == "succeeded" and payment.amount_received > 0',
+        'return payment.status >= "succeeded" and payment.amount_received > 0',
+        "a payment's status is a PaymentIntent's (canceled, processing, requires_action, "
+        "requires_capture, requires_confirmation, requires_payment_method, succeeded) or "
+        "\"\" before Stripe said any: only 'succeeded' sorts >= it",
+    ),
+    (
+        "billing/services/payments.py",
         "amount=payment.amount_received or intent.amount,",
         "amount=payment.amount_received and intent.amount,",
         "only a move to paid gets here, and only a succeeded PaymentIntent asks for one; "
