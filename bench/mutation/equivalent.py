@@ -576,6 +576,12 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ),
     (
         "billing/services/payments.py",
+        "if target == Order.Status.CANCELED and order.credits:",
+        "if target <= Order.Status.CANCELED and order.credits:",
+        "'canceled' sorts before every other order status, so only a move to canceled is <= it",
+    ),
+    (
+        "billing/services/payments.py",
         "amount=payment.amount_received or intent.amount,",
         "amount=payment.amount_received and intent.amount,",
         "only a move to paid gets here, and only a succeeded PaymentIntent asks for one; "
