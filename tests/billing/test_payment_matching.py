@@ -258,6 +258,27 @@ def test_a_payment_first_seen_in_a_webhook_that_no_order_can_take_is_refunded_on
     assert [r["source"] for r in shown.json()["refunds"]] == ["automatic"]
 
 
+@pytest.mark.parametrize("news", ["processing", "requires_action"])
+def test_a_second_payment_of_a_paid_order_is_refunded_only_once_it_succeeds(news):
+    """Until Stripe says the money moved there is nothing to give back: news that the
+    second payment is under way refunds nothing; its success is refunded, once."""
+    order = OrderFactory()
+    _paid_elsewhere(order)
+    second = payment_intent(
+        id=new_id("pi"), amount=order.amount, status=news, metadata=order.metadata
+    )
+    stored = deliver(event(f"payment_intent.{news}", second))
+    assert stored.status == StripeEvent.Status.PROCESSED
+    assert not Refund.objects.exists()
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+
+    succeeded = payment_intent(id=second["id"], amount=order.amount, metadata=order.metadata)
+    deliver(event("payment_intent.succeeded", succeeded))
+    [refund] = Refund.objects.all()
+    assert refund.payment.stripe_payment_intent_id == second["id"]
+    assert (refund.source, refund.amount, refund.reverses_order) == ("automatic", 1000, False)
+
+
 def _refunded_at_stripe(payment: dict, amount: int, **metadata: str) -> dict:
     """Stripe's report of a succeeded refund of a PaymentIntent (an event's object)."""
     refund = fixture("refund")
