@@ -6,6 +6,7 @@ rows (`transaction=True`), and close those connections.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -631,3 +632,16 @@ def test_an_attempt_that_lost_its_lease_rolls_back_its_work():
     assert not CreditTransaction.objects.exists()
     stored = StripeEvent.objects.get(pk=claimed.pk)
     assert (stored.status, stored.attempts) == (StripeEvent.Status.PROCESSING, claimed.attempts + 1)
+
+
+def test_a_slow_attempt_at_an_event_nothing_handles_leaves_it_to_the_later_one_quietly(caplog):
+    """Its lease ran out and another attempt took the event: the slow one records
+    nothing and reports no failure (the event is the later attempt's to finish)."""
+    [event_id] = stored_events(1)
+    [claimed] = claim()
+    StripeEvent.objects.filter(pk=event_id).update(attempts=claimed.attempts + 1)  # retaken
+    with caplog.at_level(logging.INFO, logger=events.log.name):
+        event_process(claimed)
+    stored = StripeEvent.objects.get(pk=event_id)
+    assert (stored.status, stored.attempts) == (StripeEvent.Status.PROCESSING, claimed.attempts + 1)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
