@@ -96,6 +96,21 @@ def test_default_can_be_changed_and_reaches_stripe(api, user, stripe_server):
     assert api.post("/payments/methods/default/", {"payment_method_id": first}).status_code == 200
 
 
+def test_a_stripe_default_that_is_none_of_the_users_cards_leaves_their_default_card(
+    api, user, stripe_server
+):
+    """The customer's default at Stripe is a payment method the card list does not hold
+    (a bank debit set in the portal, say; here a card the development Stripe lets us
+    name without attaching it): the user's default card stays their default."""
+    add_card_via_setup_intent(api)
+    customer_id = StripeCustomer.objects.get(user=user).stripe_customer_id
+    stripe_client().v1.customers.update(
+        customer_id, params={"invoice_settings": {"default_payment_method": new_card()}}
+    )
+    listing = api.get("/payments/methods/").json()["payment_methods"]
+    assert [(c["last4"], c["is_default"]) for c in listing] == [("4242", True)]
+
+
 def test_the_database_allows_one_default_card_per_user(user):
     SavedPaymentMethod.objects.create(user=user, stripe_payment_method_id="pm_a", is_default=True)
     with pytest.raises(IntegrityError):
