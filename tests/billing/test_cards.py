@@ -335,7 +335,12 @@ def test_setup_intent_succeeded_saves_the_card_without_a_listing(api, user, stri
         payment_method=pm_id,
     )
     post_webhook(event("setup_intent.succeeded", intent))
+    stranger = {**intent, "id": "seti_stranger", "customer": "cus_not_ours"}
+    post_webhook(event("setup_intent.succeeded", stranger))
     events_drain()
     saved = SavedPaymentMethod.objects.get(user=user)
     assert (saved.stripe_payment_method_id, saved.last4, saved.is_default) == (pm_id, "4444", True)
     assert CardSetup.objects.get().completed_at is not None
+    # The journal says which one saved a card.
+    notes = StripeEvent.objects.filter(type="setup_intent.succeeded").order_by("id")
+    assert [e.last_error for e in notes] == ["card saved", "nothing to save"]
