@@ -90,6 +90,18 @@ def test_each_new_card_setup_is_a_new_setup_intent_under_a_key_of_its_own(
     assert len(keys) == 3 and len(set(keys)) == 3, keys
 
 
+def test_a_setup_cancelled_at_stripe_is_not_handed_out_again(api, stripe_server):
+    """The browser cannot add a card through a cancelled SetupIntent: asking again makes a
+    new one, and the cancelled one is settled."""
+    first = api.post("/payments/methods/setup/").json()
+    stripe_client().v1.setup_intents.cancel(first["setup_intent_id"])
+    again = api.post("/payments/methods/setup/")
+    assert again.status_code == 201, again.content
+    assert again.json()["setup_intent_id"] != first["setup_intent_id"]
+    cancelled = CardSetup.objects.get(stripe_setup_intent_id=first["setup_intent_id"])
+    assert (cancelled.status, cancelled.completed_at is not None) == ("canceled", True)
+
+
 def test_every_open_setup_left_for_a_day_is_abandoned_however_many_there_are(user):
     """Old setups are given up, and so is any beyond the newest few: a setup that is
     both is given up too."""
