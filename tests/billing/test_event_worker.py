@@ -223,6 +223,16 @@ def test_a_replayed_event_is_processed_ahead_of_an_older_backlog():
     assert list(order) == [replayed, *backlog]
 
 
+def test_a_drain_for_one_event_goes_on_through_the_whole_backlog_behind_it():
+    """The named event goes first; the batches after it are full ones of the backlog,
+    and the drain stops only when a claim comes back short."""
+    backlog = stored_events(events.CLAIM_BATCH * 2 + 10)
+    [replayed] = stored_events(1, status=StripeEvent.Status.FAILED, attempts=8)
+    events.event_replay(event_id=replayed)
+    assert tasks.events_drain(replayed) == len(backlog) + 1
+    assert not StripeEvent.objects.exclude(status=StripeEvent.Status.IGNORED).exists()
+
+
 def test_a_worker_killed_mid_batch_leaves_the_batch_to_its_lease():
     ids = stored_events(5)
     assert len(claim()) == 5  # … and the worker dies before processing any of them
