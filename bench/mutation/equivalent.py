@@ -841,6 +841,176 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "a zero amount then takes the adjustment branch, whose first step is the same "
         "`_amount_checked(0)` that refuses it on the grant branch, with the same error",
     ),
+    *[
+        (
+            "billing/services/payments.py",
+            'amount_paid=int(stored.get("amount_paid") or 0),',
+            f'amount_paid=int(stored.get("amount_paid") or {n}),',
+            "an order's stored invoice is written only by `invoice_record`, which makes no "
+            "order for an invoice with nothing paid (`amount_paid <= 0` answers before) and "
+            "stores the invoice's amount_paid, at least the plan's price, which a check "
+            "constraint keeps above 0: the `or` default is never taken",
+        )
+        for n in (1, -1)
+    ],
+    *[
+        (
+            "billing/services/events.py",
+            "if not retaken and len(batch) < size:",
+            f"if not retaken and len(batch) {op} size:",
+            "a claim answers at most `size` events (the named one and `size - 1` due ones, "
+            "or `size` due ones), so `<` and `!=` agree; both numbers are at most "
+            "CLAIM_BATCH (25), small ints CPython keeps one object of, so `is not` answers "
+            "as `!=`",
+        )
+        for op in ("!=", "is not")
+    ],
+    (
+        "billing/services/event_handlers.py",
+        'if session.mode == "subscription":',
+        'if session.mode >= "subscription":',
+        "a Checkout Session's mode is payment, setup or subscription (payment when a payload "
+        "lacks it), and only 'subscription' sorts >= it",
+    ),
+    *[
+        (
+            "billing/services/events.py",
+            "RIDE_WINDOW = timedelta(milliseconds=250)",
+            f"RIDE_WINDOW = timedelta(milliseconds={n})",
+            "a tuning figure, not a rule: an event stored a millisecond either side of the "
+            "window rides on the queued drain or enqueues one of its own, and is drained "
+            "either way; only the number of tasks a burst takes changes",
+        )
+        for n in (249, 251)
+    ],
+    *[
+        (
+            "billing/services/events.py",
+            "QUEUED_DRAIN_FORGET_AFTER = timedelta(minutes=10)",
+            f"QUEUED_DRAIN_FORGET_AFTER = timedelta(minutes={n})",
+            "a queued drain takes riders only for RIDE_WINDOW (250 ms) after it is made; "
+            "minutes later its row serves nothing (its task, if it ever starts, closes and "
+            "deletes a row that may be gone and drains all the same): forgetting it after "
+            "9, 10 or 11 minutes changes no event's fate",
+        )
+        for n in (9, 11)
+    ],
+    *[
+        (
+            "billing/services/payments.py",
+            line,
+            line.replace(op, mutant, 1),
+            "every caller passes the target as an `Order.Status` member (the event handlers' "
+            "table, `order_target_status`, Checkout's targets, the services' own literals), "
+            "and an enum's members are singletons: `is` answers as `==`, `is not` as `!=`",
+        )
+        for line, op, mutant in (
+            (
+                "if target == Order.Status.PAID and target not in ORDER_TRANSITIONS[order.status]:",
+                "==",
+                "is",
+            ),
+            (
+                "if target not in ORDER_TRANSITIONS[order.status] or "
+                "(older and target != Order.Status.PAID):",
+                "!=",
+                "is not",
+            ),
+            ("if target == Order.Status.PAID and (", "==", "is"),
+            ("if target == Order.Status.FAILED:", "==", "is"),
+            ("if target == Order.Status.PAID:", "==", "is"),
+            ("if target == Order.Status.CANCELED and order.credits:", "==", "is"),
+        )
+    ],
+    (
+        "billing/services/payments.py",
+        'if intent.status == "requires_payment_method" and intent.last_error_code:',
+        'if intent.status is not "requires_payment_method" and intent.last_error_code:',
+        "the status here is read from Stripe's JSON, never the literal's own object, so "
+        "`is not` is always true; the statuses still unanswered at this line are "
+        "requires_payment_method (both sides: failed when it carries an error), "
+        "requires_confirmation, reached only by creating or updating the PaymentIntent, "
+        "which clears last_payment_error at Stripe and at the development Stripe, and "
+        "requires_capture, which needs a manual capture Tollgate never asks for: neither "
+        "carries an error code",
+    ),
+    (
+        "billing/services/payments.py",
+        'return payment.status == "succeeded" and payment.amount_received > 0',
+        'return payment.status >= "succeeded" and payment.amount_received > 0',
+        "a payment's status is a PaymentIntent's (canceled, processing, requires_action, "
+        "requires_capture, requires_confirmation, requires_payment_method, succeeded) or "
+        "\"\" before Stripe said any: only 'succeeded' sorts >= it",
+    ),
+    (
+        "billing/services/payments.py",
+        "if target == Order.Status.CANCELED and order.credits:",
+        "if target <= Order.Status.CANCELED and order.credits:",
+        "'canceled' sorts before every other order status, so only a move to canceled is <= it",
+    ),
+    (
+        "billing/services/payments.py",
+        "amount=payment.amount_received or intent.amount,",
+        "amount=payment.amount_received and intent.amount,",
+        "only a move to paid gets here, and only a succeeded PaymentIntent asks for one; "
+        "Tollgate never asks for a manual capture, so a succeeded one has received its whole "
+        "amount (`payment_intent_from_payload` takes the amount where a payload omits it), "
+        "above 0: amount_received is the intent's amount, and `or` and `and` both answer it",
+    ),
+    (
+        "billing/services/payments.py",
+        "if order.status == Order.Status.CANCELED",
+        "if order.status <= Order.Status.CANCELED",
+        "'canceled' sorts before every other order status, so only a canceled order is <= it",
+    ),
+    *[
+        (
+            "billing/services/cards.py",
+            "number = CardSetup.objects.filter(user_id=user_id).count() + 1",
+            f"number = CardSetup.objects.filter(user_id=user_id).count() {mutant}",
+            "the number only tells the user's setups' idempotency keys apart, and each of "
+            "these is one-to-one in the count of the user's setups: every new setup still "
+            "gets a key of its own, and a retried request (the same count) the same key",
+        )
+        for mutant in ("- 1", "* 1", "/ 1", "// 1", "** 1", "<< 1", "^ 1", "+ 0", "+ 2")
+    ],
+    *[
+        (
+            "billing/services/events.py",
+            "while taken < limit:",
+            f"while taken {op} limit:",
+            "each pass takes at most `limit - taken` (the claim's size), so `taken` never "
+            "passes `limit` and `<` and `!=` agree; the product never passes a limit, so it "
+            "is EVENT_DRAIN_BATCH (200), and both are small ints CPython keeps one object "
+            "of: `is not` answers as `!=`",
+        )
+        for op in ("!=", "is not")
+    ],
+    (
+        "billing/services/events.py",
+        "batch, retaken = _claim_batch(first_event_id if taken == 0 else None, size)",
+        "batch, retaken = _claim_batch(first_event_id if taken <= 0 else None, size)",
+        "`taken` starts at 0 and only grows: it is never below 0",
+    ),
+    *[
+        (
+            "billing/services/events.py",
+            "if hand_on and not helped and len(batch) == size:",
+            f"if hand_on and not helped and len(batch) {op} size:",
+            "a claim answers at most `size` events, so `==` and `>=` agree; both numbers are "
+            "at most CLAIM_BATCH (25), small ints CPython keeps one object of, so `is` "
+            "answers as `==`",
+        )
+        for op in (">=", "is")
+    ],
+    (
+        "billing/services/cards.py",
+        'if customer is None or setup.status != "succeeded" or not setup.payment_method_id:',
+        'if customer is None or setup.status < "succeeded" or not setup.payment_method_id:',
+        "a SetupIntent's status is one of Stripe's six (canceled, processing, "
+        "requires_action, requires_confirmation, requires_payment_method, succeeded), or "
+        "\"\" when a payload lacks it: every one but 'succeeded' sorts before it",
+    ),
 ]
 
 

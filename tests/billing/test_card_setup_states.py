@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from billing import gateway
-from billing.models import CardSetup, SavedPaymentMethod
+from billing.models import CardSetup, SavedPaymentMethod, StripeCustomer
 from billing.services.cards import (
     SETUPS_READ_PER_LIST,
     _setups_abandon,
@@ -19,7 +19,7 @@ from billing.services.cards import (
     stripe_customer_get_or_create,
 )
 from billing.stripe_objects import SetupIntentData
-from tests.billing.test_cards import add_card_via_setup_intent, new_card
+from tests.billing.test_cards import add_card_via_setup_intent, new_card, stripe_client
 
 
 @pytest.mark.parametrize("status", ["requires_action", "processing", "canceled"])
@@ -42,6 +42,30 @@ def test_a_setup_that_has_not_succeeded_saves_no_card(status, user, stripe_serve
     assert (settled.completed_at is not None) is (status == "canceled")
 
 
+def test_a_succeeded_setup_attaches_its_card_to_the_users_customer_wherever_stripe_had_it(
+    user, stripe_server
+):
+    """The card is saved only once Stripe has it on the user's own customer, whichever
+    customer Stripe reported it on before (ids sorting before or after the user's)."""
+    client = stripe_client()
+    made = [client.v1.customers.create(params={"email": f"{n}@example.com"}).id for n in "ab"]
+    ours, theirs = sorted(made)
+    StripeCustomer.objects.create(user=user, stripe_customer_id=ours)
+    pm_id = new_card()
+    client.v1.payment_methods.attach(pm_id, params={"customer": theirs})
+    setup = SetupIntentData(
+        id="seti_elsewhere",
+        status="succeeded",
+        client_secret="seti_elsewhere_secret",
+        customer_id=ours,
+        payment_method_id=pm_id,
+        metadata={},
+    )
+    card = card_setup_complete(setup=setup)
+    assert card is not None and card.user_id == user.pk
+    assert client.v1.payment_methods.retrieve(pm_id).customer == ours
+
+
 def test_each_new_card_setup_is_a_new_setup_intent_under_a_key_of_its_own(
     api, stripe_server, monkeypatch
 ):
@@ -57,12 +81,25 @@ def test_each_new_card_setup_is_a_new_setup_intent_under_a_key_of_its_own(
 
     monkeypatch.setattr(gateway, "setup_intent_create", recording)
     first = add_card_via_setup_intent(api)
+    second = add_card_via_setup_intent(api, "5555555555554444")
     again = api.post("/payments/methods/setup/")
     assert again.status_code == 201, again.content
-    assert len(first["payment_methods"]) == 1
-    made_first = CardSetup.objects.order_by("id").first()
-    assert again.json()["setup_intent_id"] != made_first.stripe_setup_intent_id
-    assert len(keys) == 2 and len(set(keys)) == 2, keys
+    assert (len(first["payment_methods"]), len(second["payment_methods"])) == (1, 2)
+    made = set(CardSetup.objects.values_list("stripe_setup_intent_id", flat=True))
+    assert len(made) == 3 and again.json()["setup_intent_id"] in made
+    assert len(keys) == 3 and len(set(keys)) == 3, keys
+
+
+def test_a_setup_cancelled_at_stripe_is_not_handed_out_again(api, stripe_server):
+    """The browser cannot add a card through a cancelled SetupIntent: asking again makes a
+    new one, and the cancelled one is settled."""
+    first = api.post("/payments/methods/setup/").json()
+    stripe_client().v1.setup_intents.cancel(first["setup_intent_id"])
+    again = api.post("/payments/methods/setup/")
+    assert again.status_code == 201, again.content
+    assert again.json()["setup_intent_id"] != first["setup_intent_id"]
+    cancelled = CardSetup.objects.get(stripe_setup_intent_id=first["setup_intent_id"])
+    assert (cancelled.status, cancelled.completed_at is not None) == ("canceled", True)
 
 
 def test_every_open_setup_left_for_a_day_is_abandoned_however_many_there_are(user):

@@ -14,6 +14,8 @@ from billing.models import CardSetup, Order, SavedPaymentMethod, StripeCustomer,
 from billing.services.cards import stripe_customer_get_or_create
 from billing.services.events import events_drain
 from tests.billing.conftest import post_webhook
+from tests.conftest import client_for
+from tests.factories import UserFactory
 from tests.stripe_events import event, fixture
 
 pytestmark = pytest.mark.django_db
@@ -94,6 +96,21 @@ def test_default_can_be_changed_and_reaches_stripe(api, user, stripe_server):
     assert api.post("/payments/methods/default/", {"payment_method_id": first}).status_code == 200
 
 
+def test_a_stripe_default_that_is_none_of_the_users_cards_leaves_their_default_card(
+    api, user, stripe_server
+):
+    """The customer's default at Stripe is a payment method the card list does not hold
+    (a bank debit set in the portal, say; here a card the development Stripe lets us
+    name without attaching it): the user's default card stays their default."""
+    add_card_via_setup_intent(api)
+    customer_id = StripeCustomer.objects.get(user=user).stripe_customer_id
+    stripe_client().v1.customers.update(
+        customer_id, params={"invoice_settings": {"default_payment_method": new_card()}}
+    )
+    listing = api.get("/payments/methods/").json()["payment_methods"]
+    assert [(c["last4"], c["is_default"]) for c in listing] == [("4242", True)]
+
+
 def test_the_database_allows_one_default_card_per_user(user):
     SavedPaymentMethod.objects.create(user=user, stripe_payment_method_id="pm_a", is_default=True)
     with pytest.raises(IntegrityError):
@@ -121,6 +138,25 @@ def test_pay_with_a_saved_card_then_delete_it(api, user, stripe_server):
     assert api.get("/payments/methods/").json()["payment_methods"] == []
     method = stripe_client().v1.payment_methods.retrieve(card["stripe_payment_method_id"])
     assert method.customer is None  # detached at Stripe
+
+
+def test_a_user_far_down_the_user_table_pays_with_their_own_saved_card(stripe_server):
+    """Ids past the first few hundred users are compared as numbers, not as objects."""
+    user = UserFactory(id=1_000_003)
+    api = client_for(user)
+    card = add_card_via_setup_intent(api)["payment_methods"][0]
+    resp = api.post(
+        "/payments/create/",
+        {
+            "is_credit_purchase": True,
+            "credit_amount": 50,
+            "payment_method_id": card["stripe_payment_method_id"],
+        },
+    )
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["status"] == "paid"
+    intent = stripe_client().v1.payment_intents.retrieve(resp.json()["payment_intent_id"])
+    assert intent.customer == StripeCustomer.objects.get(user=user).stripe_customer_id
 
 
 def test_save_payment_method_attaches_the_card_while_paying(api, user, stripe_server):
@@ -192,6 +228,18 @@ def test_another_users_saved_card_is_404_everywhere_and_nothing_reaches_stripe(
     assert default.status_code == 404
     assert other_api.get("/payments/methods/").json() == {"payment_methods": []}
     assert SavedPaymentMethod.objects.count() == 1
+
+
+def test_a_saved_card_of_a_user_who_signed_up_later_is_404_too(api, user, other_user):
+    """Whoever signed up first: another user's card is never charged."""
+    assert other_user.pk > user.pk
+    SavedPaymentMethod.objects.create(user=other_user, stripe_payment_method_id="pm_theirs")
+    pay = api.post(
+        "/payments/create/",
+        {"is_credit_purchase": True, "credit_amount": 50, "payment_method_id": "pm_theirs"},
+    )
+    assert pay.status_code == 404, pay.content
+    assert not Order.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -287,7 +335,12 @@ def test_setup_intent_succeeded_saves_the_card_without_a_listing(api, user, stri
         payment_method=pm_id,
     )
     post_webhook(event("setup_intent.succeeded", intent))
+    stranger = {**intent, "id": "seti_stranger", "customer": "cus_not_ours"}
+    post_webhook(event("setup_intent.succeeded", stranger))
     events_drain()
     saved = SavedPaymentMethod.objects.get(user=user)
     assert (saved.stripe_payment_method_id, saved.last4, saved.is_default) == (pm_id, "4444", True)
     assert CardSetup.objects.get().completed_at is not None
+    # The journal says which one saved a card.
+    notes = StripeEvent.objects.filter(type="setup_intent.succeeded").order_by("id")
+    assert [e.last_error for e in notes] == ["card saved", "nothing to save"]

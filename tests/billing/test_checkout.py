@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from billing import gateway
-from billing.models import Fulfilment, Order, StripeEvent
+from billing.metadata import metadata_marker
+from billing.models import Fulfilment, Order, Refund, StripeEvent
 from billing.services.checkout import redirect_urls_check
 from billing.services.events import events_drain
 from credits.selectors import credits_balance_get
@@ -20,6 +21,7 @@ from purchasables.registry import registry
 from purchasables.types import PurchaseType, Quote
 from tests.billing.conftest import post_webhook
 from tests.billing.factories import OrderFactory, PaymentFactory
+from tests.billing.test_refunds import SoldOut
 from tests.stripe_events import event, fixture, new_id, payment_intent
 
 pytestmark = pytest.mark.django_db
@@ -297,6 +299,27 @@ def test_an_expired_session_cancels_the_order_and_releases_its_hold(api, fake_ch
         assert plugin.released == [(order.pk, "canceled")]
 
 
+def test_a_checkout_order_that_cannot_be_delivered_is_refunded_automatically(api, fake_checkout):
+    with registry.plugin_registered(SoldOut(), name="sold-out"):
+        body = api.post(
+            "/payments/create/", {"purchase_type": "sold-out", "payment_type": "checkout"}
+        )
+        order = Order.objects.get(pk=body.json()["order_id"])
+        completed = session_event(order, "checkout.session.completed", "paid")
+        post_webhook(completed)
+        events_drain()
+        stored = StripeEvent.objects.get(stripe_id=completed["id"])
+        assert stored.status == StripeEvent.Status.PROCESSED, stored.last_error
+        order.refresh_from_db()
+        assert order.status == Order.Status.PAID
+        assert order.failure_message == "The last seat was taken while you paid."
+        [refund] = Refund.objects.filter(order=order)
+        assert (refund.source, refund.amount, refund.reverses_order) == ("automatic", 1500, True)
+        assert (
+            refund.payment.stripe_payment_intent_id == completed["data"]["object"]["payment_intent"]
+        )
+
+
 def test_the_default_return_pages_are_pages_the_web_client_serves(client, settings):
     success, cancel = redirect_urls_check(success_url=None, cancel_url=None)
     for url in (success, cancel):
@@ -385,6 +408,43 @@ def test_a_retry_of_a_checkout_that_never_opened_its_session_is_409_and_opens_no
     order = Order.objects.get()
     assert order.status == Order.Status.PENDING
     assert not order.stripe_checkout_session_id
+
+
+@pytest.mark.parametrize("type", ["checkout.session.completed", "checkout.session.expired"])
+def test_a_subscription_started_on_checkout_leaves_its_session_events_to_its_invoices(user, type):
+    """A subscription's Checkout Session pays no order: its invoice and subscription events
+    carry the payment, and the session's event says so to staff."""
+    pending = OrderFactory(user=user, payment_type=Order.PaymentType.CHECKOUT)
+    session = fixture("checkout.session")
+    session.update(
+        id=new_id("cs_test"),
+        mode="subscription",
+        status="complete" if type.endswith("completed") else "expired",
+        payment_status="paid" if type.endswith("completed") else "unpaid",
+        amount_total=pending.amount,
+        currency="usd",
+        metadata={
+            "user_id": str(user.pk),
+            "subscription_id": "1",
+            "purchase_type": "subscription",
+            "plan_id": "1",
+            "order_type": "subscription",
+            **metadata_marker(),
+        },
+        client_reference_id="subscription-1",
+        payment_intent=None,
+        subscription=new_id("sub"),
+    )
+    delivered = event(type, session)
+    post_webhook(delivered)
+    events_drain()
+    stored = StripeEvent.objects.get(stripe_id=delivered["id"])
+    assert stored.status == StripeEvent.Status.PROCESSED
+    assert stored.last_error == (
+        "subscription checkout: its invoices and subscription events carry it"
+    )
+    assert Order.objects.get(pk=pending.pk).status == Order.Status.PENDING
+    assert not Fulfilment.objects.exists()
 
 
 def test_checkout_with_a_payment_method_is_422_and_nothing_is_created(api, fake_checkout):

@@ -6,6 +6,7 @@ rows (`transaction=True`), and close those connections.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -202,6 +203,17 @@ def test_a_claim_takes_the_named_event_first_and_counts_every_attempt():
     assert stored.lease_expires_at > timezone.now() + timedelta(minutes=4)
 
 
+def test_a_drain_leaves_the_events_it_claimed_to_others_for_five_minutes():
+    """Longer than django-q2's task timeout (120 s), which bounds a whole drain; then an
+    event whose worker died is taken again."""
+    ids = stored_events(2)
+    before = timezone.now()
+    assert len(claim()) == 2  # … and the worker dies
+    after = timezone.now()
+    for lease in StripeEvent.objects.filter(pk__in=ids).values_list("lease_expires_at", flat=True):
+        assert before + timedelta(minutes=5) <= lease <= after + timedelta(minutes=5)
+
+
 def test_a_replayed_event_is_processed_ahead_of_an_older_backlog():
     backlog = stored_events(events.CLAIM_BATCH + 2)
     [replayed] = stored_events(1, status=StripeEvent.Status.FAILED, attempts=8)
@@ -209,6 +221,16 @@ def test_a_replayed_event_is_processed_ahead_of_an_older_backlog():
     assert tasks.events_drain(replayed) == len(backlog) + 1
     order = StripeEvent.objects.order_by("processed_at").values_list("pk", flat=True)
     assert list(order) == [replayed, *backlog]
+
+
+def test_a_drain_for_one_event_goes_on_through_the_whole_backlog_behind_it():
+    """The named event goes first; the batches after it are full ones of the backlog,
+    and the drain stops only when a claim comes back short."""
+    backlog = stored_events(events.CLAIM_BATCH * 2 + 10)
+    [replayed] = stored_events(1, status=StripeEvent.Status.FAILED, attempts=8)
+    events.event_replay(event_id=replayed)
+    assert tasks.events_drain(replayed) == len(backlog) + 1
+    assert not StripeEvent.objects.exclude(status=StripeEvent.Status.IGNORED).exists()
 
 
 def test_a_worker_killed_mid_batch_leaves_the_batch_to_its_lease():
@@ -338,11 +360,41 @@ def test_a_drain_stopped_by_its_batch_limit_hands_the_rest_on(settings):
     assert events_drain() == 1
 
 
-def test_a_drain_with_more_than_a_batch_to_do_queues_a_second_drain():
-    stored_events(events.CLAIM_BATCH + 1)
+@pytest.mark.parametrize("batches", [1, 3])
+def test_a_drain_with_more_than_a_batch_to_do_queues_a_second_drain_once(monkeypatch, batches):
+    """One helper however long the backlog (no riding here: each ask would be a new task)."""
+    monkeypatch.setattr(events, "RIDE_WINDOW", timedelta(0))
+    stored_events(events.CLAIM_BATCH * batches + 1)
     OrmQ.objects.all().delete()
-    assert events_drain() == events.CLAIM_BATCH + 1
+    assert events_drain() == events.CLAIM_BATCH * batches + 1
     assert QueuedDrain.objects.count() == 1 and OrmQ.objects.count() == 1
+
+
+def test_a_backlog_is_still_processed_when_its_second_drain_cannot_be_queued(monkeypatch):
+    """The task queue refuses the helper drain a full first batch asks for: the drain
+    goes on with what it claimed instead of leaving it to the lease."""
+    ids = stored_events(events.CLAIM_BATCH + 1)
+    OrmQ.objects.all().delete()
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("the task queue is unreachable")
+
+    monkeypatch.setattr(events, "async_task", broker_down)
+    assert events_drain() == events.CLAIM_BATCH + 1
+    statuses = set(StripeEvent.objects.filter(pk__in=ids).values_list("status", flat=True))
+    assert statuses == {StripeEvent.Status.IGNORED}
+    assert not QueuedDrain.objects.exists() and not OrmQ.objects.exists()
+
+
+@pytest.mark.parametrize(("due", "helped"), [(24, False), (25, True)])
+def test_a_drain_claims_25_at_a_time_and_asks_for_help_when_its_first_claim_is_full(due, helped):
+    stored_events(due)
+    OrmQ.objects.all().delete()
+    with CaptureQueriesContext(connection) as ctx:
+        assert events_drain() == due
+    claims = [q for q in ctx.captured_queries if "FOR UPDATE SKIP LOCKED" in q["sql"]]
+    assert len(claims) == (2 if helped else 1)  # a full claim is followed by another
+    assert QueuedDrain.objects.exists() is helped and OrmQ.objects.exists() is helped
 
 
 def test_a_caller_that_sets_its_own_limit_sees_to_the_rest():
@@ -590,3 +642,16 @@ def test_an_attempt_that_lost_its_lease_rolls_back_its_work():
     assert not CreditTransaction.objects.exists()
     stored = StripeEvent.objects.get(pk=claimed.pk)
     assert (stored.status, stored.attempts) == (StripeEvent.Status.PROCESSING, claimed.attempts + 1)
+
+
+def test_a_slow_attempt_at_an_event_nothing_handles_leaves_it_to_the_later_one_quietly(caplog):
+    """Its lease ran out and another attempt took the event: the slow one records
+    nothing and reports no failure (the event is the later attempt's to finish)."""
+    [event_id] = stored_events(1)
+    [claimed] = claim()
+    StripeEvent.objects.filter(pk=event_id).update(attempts=claimed.attempts + 1)  # retaken
+    with caplog.at_level(logging.INFO, logger=events.log.name):
+        event_process(claimed)
+    stored = StripeEvent.objects.get(pk=event_id)
+    assert (stored.status, stored.attempts) == (StripeEvent.Status.PROCESSING, claimed.attempts + 1)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

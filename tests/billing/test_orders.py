@@ -618,6 +618,9 @@ def test_an_order_failed_for_an_unknown_payment_method_can_be_cancelled_at_once(
     resp = api.post(f"/payments/orders/{order_id}/cancel/")
     assert resp.status_code == 200, resp.content
     assert Order.objects.get(pk=order_id).status == Order.Status.CANCELED
+    # Cancelled, it still says why its payment failed.
+    assert resp.json()["failure_code"] == "invalid_payment_method"
+    assert resp.json()["failure_message"] == failed.json()["message"]
 
 
 def test_a_card_to_save_that_stripe_does_not_know_is_422_and_the_order_fails(api, stripe_server):

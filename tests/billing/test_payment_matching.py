@@ -156,6 +156,23 @@ def test_news_of_a_first_seen_payment_for_another_amount_never_moves_the_order(a
     assert not Payment.objects.exists()
 
 
+@pytest.mark.parametrize("named", ["someone_else", "nobody"])
+def test_a_first_seen_payment_for_another_user_says_whose_it_is_for_staff(named):
+    """The failed event tells staff which user the payment names, or that it names none."""
+    order = OrderFactory()
+    if named == "nobody":
+        metadata = {k: v for k, v in order.metadata.items() if k != "user_id"}
+        whose = "(none)"
+    else:
+        whose = str(UserFactory().pk)
+        metadata = {**order.metadata, "user_id": whose}
+    stored = deliver(first_seen_success(order, metadata=metadata))
+    assert stored.status == StripeEvent.Status.FAILED
+    assert f"it is for user {whose}, the order {order.user_id}'s" in stored.last_error
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
+    assert not CreditTransaction.objects.exists()
+
+
 def test_a_first_seen_payment_in_another_currency_pays_and_grants_nothing():
     order = OrderFactory()
     stored = deliver(first_seen_success(order, currency="eur"))
@@ -277,6 +294,27 @@ def test_a_payment_first_seen_in_a_webhook_that_no_order_can_take_is_refunded_on
     shown = client_for(order.user).get(f"/payments/orders/{order.pk}/")
     assert shown.status_code == 200
     assert [r["source"] for r in shown.json()["refunds"]] == ["automatic"]
+
+
+@pytest.mark.parametrize("news", ["processing", "requires_action"])
+def test_a_second_payment_of_a_paid_order_is_refunded_only_once_it_succeeds(news):
+    """Until Stripe says the money moved there is nothing to give back: news that the
+    second payment is under way refunds nothing; its success is refunded, once."""
+    order = OrderFactory()
+    _paid_elsewhere(order)
+    second = payment_intent(
+        id=new_id("pi"), amount=order.amount, status=news, metadata=order.metadata
+    )
+    stored = deliver(event(f"payment_intent.{news}", second))
+    assert stored.status == StripeEvent.Status.PROCESSED
+    assert not Refund.objects.exists()
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+
+    succeeded = payment_intent(id=second["id"], amount=order.amount, metadata=order.metadata)
+    deliver(event("payment_intent.succeeded", succeeded))
+    [refund] = Refund.objects.all()
+    assert refund.payment.stripe_payment_intent_id == second["id"]
+    assert (refund.source, refund.amount, refund.reverses_order) == ("automatic", 1000, False)
 
 
 def _refunded_at_stripe(payment: dict, amount: int, **metadata: str) -> dict:

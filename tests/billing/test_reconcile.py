@@ -93,6 +93,37 @@ def test_a_stuck_order_whose_card_was_declined_at_stripe_fails_with_the_decline(
     assert order.failure_code
 
 
+@pytest.mark.parametrize(
+    ("at_stripe", "status"),
+    [("canceled", Order.Status.CANCELED), ("requires_action", Order.Status.REQUIRES_ACTION)],
+)
+def test_a_stuck_order_takes_the_state_its_payment_has_at_stripe(
+    api, user, stripe_server, at_stripe, status
+):
+    """Its PaymentIntent was cancelled at Stripe, or waits for 3-D Secure in the
+    browser, and the webhook never reached us: the order follows Stripe, and no
+    credits are granted."""
+    from tests.billing.test_e2e_payments import card
+
+    body = api.post("/payments/create/", BUY_100).json()
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    intent_id = body["payment_intent_id"]
+    if at_stripe == "canceled":
+        client.v1.payment_intents.cancel(intent_id)
+    else:
+        client.v1.payment_intents.update(
+            intent_id, params={"payment_method": card("4000002500003155")}
+        )
+        client.v1.payment_intents.confirm(intent_id)
+    assert client.v1.payment_intents.retrieve(intent_id).status == at_stripe
+    Order.objects.filter(pk=body["order_id"]).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert orders_stuck_recheck(older_than=timedelta(minutes=30)) == (1, 1)
+    assert Order.objects.get(pk=body["order_id"]).status == status
+    assert credits_balance_get(user_id=user.pk) == 0
+
+
 def test_the_command_reports_what_it_did_with_progress(api, stripe_server):
     body = api.post("/payments/create/", BUY_100).json()
     pay_in_the_browser(body["payment_intent_id"])

@@ -3,10 +3,12 @@ signed exactly as Stripe signs them."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 from django_q.models import OrmQ
@@ -19,8 +21,9 @@ from purchasables import hookimpl
 from purchasables.registry import registry
 from purchasables.types import PurchaseType, Quote
 from tests.billing.conftest import in_threads, post_webhook
-from tests.billing.factories import PaymentFactory
-from tests.stripe_events import ROTATED_SECRET, encode, event, payment_intent, sign
+from tests.billing.factories import OrderFactory, PaymentFactory
+from tests.factories import UserFactory
+from tests.stripe_events import ROTATED_SECRET, encode, event, new_id, payment_intent, sign
 
 pytestmark = pytest.mark.django_db
 
@@ -185,9 +188,11 @@ def test_an_event_for_a_payment_that_is_not_ours_is_recorded_as_such_and_changes
     assert not Order.objects.exists()
 
 
-def test_an_amount_that_differs_from_the_order_fails_at_once_and_grants_nothing(payment):
+@pytest.mark.parametrize("amount", [1, 999, 1001])
+def test_an_amount_that_differs_from_the_order_fails_at_once_and_grants_nothing(payment, amount):
+    """Less than the order costs, or more: either way the payment is not the order's."""
     evt = succeeded(payment)
-    evt["data"]["object"]["amount"] = 1
+    evt["data"]["object"]["amount"] = amount
     post_webhook(evt)
     events_drain()
     stored = StripeEvent.objects.get()
@@ -461,6 +466,85 @@ def test_twenty_distinct_events_for_one_payment_processed_concurrently_fulfil_on
     assert Fulfilment.objects.count() == 1
     assert CreditTransaction.objects.count() == 1
     assert credits_balance_get(user_id=payment.order.user_id) == 100
+
+
+@pytest.mark.django_db(transaction=True)
+def test_news_of_a_new_payment_applied_by_several_workers_at_once_pays_once_and_fails_none():
+    """Each worker finds no payment row, then waits for the order's lock; the first
+    records the payment, and the others find it is their order's and change nothing.
+    (Ids past the first few hundred: compared as numbers, not as objects.)"""
+    order = OrderFactory(id=1_000_011, user=UserFactory(id=2_000_011))
+    obj = payment_intent(id=new_id("pi"), amount=order.amount, metadata=order.metadata)
+    for _ in range(4):
+        post_webhook(event("payment_intent.succeeded", obj))
+    workers = []
+    with transaction.atomic():
+        Order.objects.select_for_update().get(pk=order.pk)  # held until all four wait
+        for _ in range(4):
+            workers.append(threading.Thread(target=_drain_one_and_close))
+            workers[-1].start()
+        deadline = time.monotonic() + 30
+        while _waiting_for_a_lock() < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        all_waited = _waiting_for_a_lock() == 4
+    for worker in workers:
+        worker.join(timeout=60)
+    assert all_waited
+    statuses = list(StripeEvent.objects.values_list("status", flat=True))
+    assert statuses == [StripeEvent.Status.PROCESSED] * 4, StripeEvent.objects.values_list(
+        "last_error", flat=True
+    )
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+    assert Fulfilment.objects.count() == 1
+    assert credits_balance_get(user_id=order.user_id) == 100
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("named", ["later", "earlier"])
+def test_news_of_a_payment_recorded_meanwhile_for_another_order_never_pays_the_order_it_names(
+    named,
+):
+    """The PaymentIntent names one order; while its worker waits for that order's lock,
+    the payment is recorded for another (whose Checkout Session cited it). The worker
+    finds the payment is not its order's: nothing is paid, for a person to look at."""
+    earlier, later = OrderFactory(), OrderFactory()
+    assert earlier.pk < later.pk
+    order, other = (later, earlier) if named == "later" else (earlier, later)
+    obj = payment_intent(id=new_id("pi"), amount=order.amount, metadata=order.metadata)
+    post_webhook(event("payment_intent.succeeded", obj))
+    with transaction.atomic():
+        Order.objects.select_for_update().get(pk=order.pk)
+        PaymentFactory(order=other, stripe_payment_intent_id=obj["id"])
+        worker = threading.Thread(target=_drain_one_and_close)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while _waiting_for_a_lock() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    worker.join(timeout=60)
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.FAILED
+    assert "PaymentMismatchError" in stored.last_error
+    assert Order.objects.get(pk=later.pk).status == Order.Status.PENDING
+    assert Order.objects.get(pk=earlier.pk).status == Order.Status.PENDING
+    assert not Fulfilment.objects.exists()
+    assert not CreditTransaction.objects.exists()
+
+
+def _drain_one_and_close() -> None:
+    try:
+        events_drain(limit=1)
+    finally:
+        connection.close()
+
+
+def _waiting_for_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
 
 
 def test_an_event_whose_worker_dies_every_time_ends_failed(payment, settings):
