@@ -119,7 +119,9 @@ def test_the_database_allows_one_default_card_per_user(user):
         )
 
 
-def test_pay_with_a_saved_card_then_delete_it(api, user, stripe_server):
+def _pay_with_a_new_saved_card(api, user) -> dict:
+    """Save a card, pay a credit purchase with it and check the charge is the user's
+    own customer's; answers the card."""
     card = add_card_via_setup_intent(api)["payment_methods"][0]
     resp = api.post(
         "/payments/create/",
@@ -133,6 +135,11 @@ def test_pay_with_a_saved_card_then_delete_it(api, user, stripe_server):
     assert resp.json()["status"] == "paid"
     intent = stripe_client().v1.payment_intents.retrieve(resp.json()["payment_intent_id"])
     assert intent.customer == StripeCustomer.objects.get(user=user).stripe_customer_id
+    return card
+
+
+def test_pay_with_a_saved_card_then_delete_it(api, user, stripe_server):
+    card = _pay_with_a_new_saved_card(api, user)
 
     assert api.delete(f"/payments/methods/{card['id']}/").status_code == 204
     assert api.get("/payments/methods/").json()["payment_methods"] == []
@@ -144,19 +151,7 @@ def test_a_user_far_down_the_user_table_pays_with_their_own_saved_card(stripe_se
     """Ids past the first few hundred users are compared as numbers, not as objects."""
     user = UserFactory(id=1_000_003)
     api = client_for(user)
-    card = add_card_via_setup_intent(api)["payment_methods"][0]
-    resp = api.post(
-        "/payments/create/",
-        {
-            "is_credit_purchase": True,
-            "credit_amount": 50,
-            "payment_method_id": card["stripe_payment_method_id"],
-        },
-    )
-    assert resp.status_code == 201, resp.content
-    assert resp.json()["status"] == "paid"
-    intent = stripe_client().v1.payment_intents.retrieve(resp.json()["payment_intent_id"])
-    assert intent.customer == StripeCustomer.objects.get(user=user).stripe_customer_id
+    _pay_with_a_new_saved_card(api, user)
 
 
 def test_save_payment_method_attaches_the_card_while_paying(api, user, stripe_server):
