@@ -274,12 +274,12 @@ def _payment_apply(
         )
     if target not in ORDER_TRANSITIONS[order.status] or (older and target != Order.Status.PAID):
         return PaymentOutcome(order.pk, False, f"order is {order.status}; {target} is stale")
-    if target == Order.Status.PAID and (
-        intent.amount != order.card_amount or intent.currency != order.currency
-    ):
+    if intent.amount != order.card_amount or intent.currency != order.currency:
+        # Changed at Stripe since it was made: it moves the order nowhere, as a
+        # first-seen one that does not fit would not.
         raise PaymentMismatchError(
-            f"Stripe charged {intent.amount} {intent.currency} for order {order.pk}, "
-            f"whose card part is {order.card_amount} {order.currency}.",
+            f"PaymentIntent {intent.id} is for {intent.amount} {intent.currency}; "
+            f"order {order.pk}'s card part is {order.card_amount} {order.currency}.",
             order_id=order.pk,
         )
     order_transition(

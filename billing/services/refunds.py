@@ -345,14 +345,6 @@ def refund_apply(*, refund_id: int) -> str:
         refund = Refund.objects.select_for_update().get(pk=refund_id)
         if refund.applied_at is not None or refund.status != S.SUCCEEDED:
             return f"refund {refund.stripe_refund_id} needs nothing more"
-        if (
-            refund.method == Refund.Method.CREDITS
-            and refund.amount == 0
-            and order.status == Order.Status.REFUNDED
-        ):
-            # Credits worth less than a minor unit, after the card part refunded all
-            # of the price: nothing is left to reverse, but the credits go back.
-            refund.reverses_order = False
         if refund.reverses_order and order.status not in REFUNDABLE_STATUSES:
             raise RefundBeforePaymentError(
                 f"Order {order.pk} is {order.status}; its payment must be recorded "
@@ -388,7 +380,7 @@ def refund_apply(*, refund_id: int) -> str:
         else:
             refund.result = {"payment_only": True}
         refund.applied_at = timezone.now()
-        refund.save(update_fields=["result", "applied_at", "reverses_order", "updated_at"])
+        refund.save(update_fields=["result", "applied_at", "updated_at"])
         if refund.reverses_order:
             full = refunded_total >= order.amount
             order_transition(

@@ -199,6 +199,24 @@ def test_a_known_payment_of_the_right_amount_in_another_currency_grants_nothing(
     assert not CreditTransaction.objects.exists()
 
 
+@pytest.mark.parametrize("news", ["payment_intent.processing", "payment_intent.requires_action"])
+def test_news_of_a_known_payment_changed_at_stripe_to_another_amount_moves_nothing(news):
+    """Its amount changed at Stripe since Tollgate made it: the order stays where it
+    was and the event fails for staff, as news of a first-seen one would."""
+    payment = PaymentFactory()
+    status = news.removeprefix("payment_intent.")
+    obj = payment_intent(
+        id=payment.stripe_payment_intent_id,
+        amount=payment.order.amount + 100,
+        status=status,
+        metadata=payment.order.metadata,
+    )
+    stored = deliver(event(news, obj))
+    assert stored.status == StripeEvent.Status.FAILED
+    assert f"is for {payment.order.amount + 100} usd" in stored.last_error
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.PENDING
+
+
 def test_a_foreign_checkout_session_naming_our_order_is_not_ours():
     order = OrderFactory(payment_type=Order.PaymentType.CHECKOUT)
     session = fixture("checkout.session")
