@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import stripe
+from django.conf import settings
 
 from tollgate_testing.events import sign as kit_sign
 
@@ -22,6 +23,13 @@ ROTATED_SECRET = "whsec_test_rotated"
 @functools.cache
 def _resources() -> dict[str, Any]:
     return json.loads(FIXTURES.read_text())["resources"]
+
+
+def stripe_client() -> stripe.StripeClient:
+    """A client of the development Stripe the tests run against."""
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
 
 
 def fixture(name: str) -> dict[str, Any]:

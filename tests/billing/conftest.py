@@ -12,6 +12,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from billing.models import StripeEvent
+from billing.services.events import events_drain
 from tests.stripe_events import PRIMARY_SECRET, encode, sign
 from tollgate_testing.events import wait_for_event
 
@@ -26,6 +28,13 @@ def post_webhook(evt: dict[str, Any] | bytes, *, secret: str = PRIMARY_SECRET, c
     return (client or Client()).post(
         WEBHOOK_PATH, body, content_type="application/json", headers=headers
     )
+
+
+def deliver(evt: dict[str, Any]) -> StripeEvent:
+    """Post a signed event, let the worker process it, and answer its stored row."""
+    assert post_webhook(evt).status_code == 200
+    events_drain()
+    return StripeEvent.objects.get(stripe_id=evt["id"])
 
 
 @pytest.fixture

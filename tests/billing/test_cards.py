@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-import stripe
-from django.conf import settings
 from django.db import IntegrityError, connection
 
 from billing.models import CardSetup, Order, SavedPaymentMethod, StripeCustomer, StripeEvent
@@ -16,15 +14,9 @@ from billing.services.events import events_drain
 from tests.billing.conftest import post_webhook
 from tests.conftest import client_for
 from tests.factories import UserFactory
-from tests.stripe_events import event, fixture
+from tests.stripe_events import event, fixture, stripe_client
 
 pytestmark = pytest.mark.django_db
-
-
-def stripe_client() -> stripe.StripeClient:
-    return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
-    )
 
 
 def new_card(number: str = "4242424242424242") -> str:

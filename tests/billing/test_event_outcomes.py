@@ -4,8 +4,6 @@ it is ours but early; and refunds that must not repeat (applied twice, sent twic
 from __future__ import annotations
 
 import pytest
-import stripe
-from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -14,27 +12,15 @@ from billing.metadata import metadata_marker
 from billing.models import Order, Refund, StripeCustomer, StripeEvent
 from billing.services.events import events_drain
 from billing.services.refunds import refund_apply, refund_create, refund_submit
-from tests.billing.conftest import post_webhook
+from tests.billing.conftest import deliver
 from tests.billing.factories import PaymentFactory
 from tests.billing.test_stripe_faults import FaultyProxy
 from tests.factories import UserFactory
-from tests.stripe_events import event, fixture, new_id, payment_intent
+from tests.stripe_events import event, fixture, new_id, payment_intent, stripe_client
 
 pytestmark = pytest.mark.django_db
 
 BUY_100 = {"is_credit_purchase": True, "credit_amount": 100, "payment_method_id": "pm_card_visa"}
-
-
-def stripe_client() -> stripe.StripeClient:
-    return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
-    )
-
-
-def deliver(evt: dict) -> StripeEvent:
-    assert post_webhook(evt).status_code == 200
-    events_drain()
-    return StripeEvent.objects.get(stripe_id=evt["id"])
 
 
 def refund_of(intent_id: str, amount: int = 500) -> dict:

@@ -9,40 +9,25 @@ Stripe's fixtures, signed and delivered through the webhook.
 from __future__ import annotations
 
 import pytest
-import stripe
-from django.conf import settings
 from django.urls import reverse
 
 from billing.metadata import DEPLOYMENT_KEY, metadata_is_ours
 from billing.models import Order, Payment, Refund, StripeCustomer, StripeEvent
-from billing.services.events import events_drain
 from billing.services.refunds import card_refundable
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get
-from tests.billing.conftest import post_webhook
+from tests.billing.conftest import deliver
 from tests.billing.factories import OrderFactory, PaymentFactory
 from tests.billing.test_cards import add_card_via_setup_intent
 from tests.billing.test_checkout import session_event
 from tests.billing.test_subscriptions import plan, stripe_plan  # noqa: F401 - fixtures
 from tests.conftest import client_for
 from tests.factories import UserFactory
-from tests.stripe_events import event, fixture, new_id, payment_intent
+from tests.stripe_events import event, fixture, new_id, payment_intent, stripe_client
 
 pytestmark = pytest.mark.django_db
 
 BUY_100 = {"is_credit_purchase": True, "credit_amount": 100, "payment_method_id": "pm_card_visa"}
-
-
-def stripe_client() -> stripe.StripeClient:
-    return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
-    )
-
-
-def deliver(evt: dict) -> StripeEvent:
-    assert post_webhook(evt).status_code == 200
-    events_drain()
-    return StripeEvent.objects.get(stripe_id=evt["id"])
 
 
 def first_seen_success(order: Order, **overrides) -> dict:

@@ -6,19 +6,12 @@ a refund. The development Stripe refuses and records any parameter the version l
 from __future__ import annotations
 
 import pytest
-import stripe
-from django.conf import settings
 
 from billing.models import Order
 from tests.billing.test_refunds import BUY_100
+from tests.stripe_events import stripe_client
 
 pytestmark = pytest.mark.django_db
-
-
-def stripe_client() -> stripe.StripeClient:
-    return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
-    )
 
 
 def test_a_card_payment_uses_dynamic_payment_methods_and_carries_its_description(

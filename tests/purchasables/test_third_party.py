@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import stripe
 import tollgate_gift_cards.plugin
 from django.apps import apps
 from django.conf import settings
@@ -38,7 +37,7 @@ from purchasables.registry import PluginRegistry, UnknownPurchaseTypeError, regi
 from purchasables.types import OrderInfo, PurchaseType, RefundInfo
 from tests.billing.conftest import WEBHOOK_PATH, wait_for_event
 from tests.conftest import PASSWORD
-from tests.stripe_events import PRIMARY_SECRET
+from tests.stripe_events import PRIMARY_SECRET, stripe_client
 
 DISTRIBUTION = "tollgate-gift-cards"
 CODE = re.compile(r"^[A-HJ-NP-Z2-9]{4}(-[A-HJ-NP-Z2-9]{4}){3}$")
@@ -377,12 +376,6 @@ def live_stripe(live_server, stripe_server):
     """localstripe, emptied, sending its webhooks to this test's live server."""
     stripe_server.register_webhook("tollgate-tests", live_server.url + WEBHOOK_PATH, PRIMARY_SECRET)
     return stripe_server
-
-
-def stripe_client() -> stripe.StripeClient:
-    return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
-    )
 
 
 BUY_25 = {
