@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
+from credits import services
 from credits.errors import CreditReferenceConflictError, InsufficientCreditsError
 from credits.models import CreditAccount, CreditFreeze, CreditTransaction
 from credits.services import (
@@ -233,3 +236,58 @@ def test_a_spend_reference_may_fill_the_stored_reference(user, fund):
     entry = credits_spend(user_id=user.pk, amount=1, reference="x" * room)
     assert entry.reference == "spend:" + "x" * room
     assert balance_of(user) == 19
+
+
+def test_a_spend_by_a_user_who_never_had_credits_says_the_balance_is_zero(user):
+    with pytest.raises(InsufficientCreditsError) as refused:
+        credits_spend(user_id=user.pk, amount=3, reference="first")
+    assert refused.value.message == "The balance is 0 credits; 3 are needed."
+    assert refused.value.extra == {"balance": 0, "required": 3}
+
+
+_RACES = itertools.count()
+
+
+def _grants_racing_each_attempt(monkeypatch, user, credits: int, *, times: int) -> list[int]:
+    """Each of the spend's first `times` statements finds the balance short, and a
+    grant of `credits` lands before the spend looks again; from the second attempt
+    on, another spend takes them just before the statement runs."""
+    attempts: list[int] = []
+    real = services._debit_once
+
+    def racing(**kw):
+        attempts.append(n := len(attempts) + 1)
+        if 1 < n <= times:
+            monkeypatch.setattr(services, "_debit_once", real)
+            credits_spend(user_id=user.pk, amount=credits, reference=f"other-{next(_RACES)}")
+            monkeypatch.setattr(services, "_debit_once", racing)
+        written = real(**kw)
+        if n <= times:
+            assert written is None  # the statement found too little
+            credits_grant(user_id=user.pk, amount=credits, reference=f"race-{next(_RACES)}")
+        return written
+
+    monkeypatch.setattr(services, "_debit_once", racing)
+    return attempts
+
+
+def test_a_grant_landing_between_a_refused_spend_and_its_look_lets_the_spend_try_again(
+    user, monkeypatch
+):
+    """Credits that arrive after the spend's statement found too little, exactly
+    enough: the spend tries again and takes them, rather than refusing."""
+    attempts = _grants_racing_each_attempt(monkeypatch, user, 5, times=1)
+    entry = credits_spend(user_id=user.pk, amount=5, reference="spend")
+    assert (entry.amount, attempts) == (-5, [1, 2])
+    assert balance_of(user) == 0
+
+
+def test_a_spend_whose_balance_keeps_moving_tries_three_times_then_says_so(user, monkeypatch):
+    attempts = _grants_racing_each_attempt(monkeypatch, user, 5, times=2)
+    assert credits_spend(user_id=user.pk, amount=5, reference="spend").amount == -5
+    assert attempts == [1, 2, 3]
+
+    attempts = _grants_racing_each_attempt(monkeypatch, user, 5, times=9)
+    with pytest.raises(InsufficientCreditsError, match="changed while spending"):
+        credits_spend(user_id=user.pk, amount=5, reference="spend-again")
+    assert attempts == [1, 2, 3]
