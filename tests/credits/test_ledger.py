@@ -271,15 +271,16 @@ def _grants_racing_each_attempt(monkeypatch, user, credits: int, *, times: int) 
     return attempts
 
 
+@pytest.mark.parametrize("arrived", [5, 7])
 def test_a_grant_landing_between_a_refused_spend_and_its_look_lets_the_spend_try_again(
-    user, monkeypatch
+    user, monkeypatch, arrived
 ):
     """Credits that arrive after the spend's statement found too little, exactly
-    enough: the spend tries again and takes them, rather than refusing."""
-    attempts = _grants_racing_each_attempt(monkeypatch, user, 5, times=1)
+    enough or more: the spend tries again and takes them, rather than refusing."""
+    attempts = _grants_racing_each_attempt(monkeypatch, user, arrived, times=1)
     entry = credits_spend(user_id=user.pk, amount=5, reference="spend")
     assert (entry.amount, attempts) == (-5, [1, 2])
-    assert balance_of(user) == 0
+    assert balance_of(user) == arrived - 5
 
 
 def test_a_spend_whose_balance_keeps_moving_tries_three_times_then_says_so(user, monkeypatch):

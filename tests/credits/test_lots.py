@@ -515,14 +515,17 @@ def test_a_refund_debit_takes_its_own_orders_lot_first(user):
 
 def test_a_refund_debit_takes_its_own_orders_lot_before_a_later_orders(user):
     now = timezone.now()
-    bought = grant(user, 10, "order-5", source_order_id=5)
-    later = grant(user, 10, "order-6", source_order_id=6, expires_at=now + timedelta(days=1))
+    bought = grant(user, 10, "order-70005", source_order_id=70_005)
+    later = grant(
+        user, 10, "order-70006", source_order_id=70_006, expires_at=now + timedelta(days=1)
+    )
     staff = grant(user, 10, "gift", expires_at=now + timedelta(days=1))
 
     debit = credits_debit_refund(
-        user_id=user.pk, amount=12, reference="refund-5", source_order_id=5
+        user_id=user.pk, amount=12, reference="refund-70005", source_order_id=70_005
     )
-    # Order 6's lot and the gift expire sooner, but order 5's own credits go first.
+    # Order 70006's lot and the gift expire sooner, but order 70005's own credits go
+    # first (ids past the small integers Python shares: compared by value).
     assert draws_of(debit) == [(bought.pk, 10), (later.pk, 2)]
     assert remaining(bought, later, staff) == [0, 8, 10]
     assert_lots_hold_the_balance(user)
