@@ -667,6 +667,13 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ),
     (
         "credits/services.py",
+        "if n > 0:",
+        "if n != 0:",
+        "`n` is never below 0: a spend draws each lot once, and the returns to a lot are "
+        "planned here from what it is still owed, so they never exceed its draw",
+    ),
+    (
+        "credits/services.py",
         "to_lots = max(account.balance + give, 0) - max(account.balance, 0)",
         "to_lots = max(account.balance + give, -1) - max(account.balance, 0)",
         "the two differ only while the debt exceeds what is given back, where -1 instead of 0 "
