@@ -6,8 +6,9 @@ import itertools
 from collections.abc import Callable
 
 import pytest
+from django.db import connection
 
-from credits.models import CreditTransaction
+from credits.models import CreditAccount, CreditLot, CreditTransaction
 from credits.services import credits_grant
 from tests.factories import UserFactory
 
@@ -26,3 +27,16 @@ def fund() -> Callable[..., CreditTransaction]:
 @pytest.fixture
 def superuser(db):
     return UserFactory(is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def large_ids(db) -> None:
+    """Ledger rows numbered past the small integers Python shares between equal
+    values, as a ledger in use is: ids compared by identity then differ."""
+    with connection.cursor() as cursor:
+        for model in (CreditAccount, CreditLot, CreditTransaction):
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence(%s, 'id'), "
+                "GREATEST(nextval(pg_get_serial_sequence(%s, 'id')), 70000))",
+                [model._meta.db_table, model._meta.db_table],
+            )

@@ -242,7 +242,7 @@ def test_a_return_gives_back_to_the_lots_the_spend_drew_last_drawn_first(user):
     assert_lots_hold_the_balance(user)
 
 
-def test_a_return_is_once_per_reference_and_never_more_than_the_spend(user):
+def test_a_return_is_once_per_reference_and_never_more_than_the_spend(user, large_ids):
     grant(user, 10, "a")
     credits_spend(user_id=user.pk, amount=5, reference="s")
     first = credits_spend_return(user_id=user.pk, spend_reference="s", amount=3, reference="r1")
