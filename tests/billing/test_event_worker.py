@@ -55,7 +55,8 @@ def claim(first_event_id: int | None = None, size: int = events.CLAIM_BATCH) -> 
 
 
 def stored_events(n: int, *, status: str = StripeEvent.Status.PENDING, **fields) -> list[int]:
-    """`n` due events of a type nothing handles (processing them marks them ignored)."""
+    """`n` due events of a type nothing handles (processing them marks them ignored),
+    due one after another in the order they were stored, as events that arrived."""
     now = timezone.now()
     rows = [
         StripeEvent(
@@ -63,7 +64,7 @@ def stored_events(n: int, *, status: str = StripeEvent.Status.PENDING, **fields)
             type="test.unhandled",
             payload={"id": f"x{i}"},
             status=status,
-            next_attempt_at=now,
+            next_attempt_at=now - timedelta(microseconds=n - i),
             **fields,
         )
         for i in range(n)
