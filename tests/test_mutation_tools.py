@@ -85,6 +85,33 @@ def test_a_mutant_of_a_line_run_at_import_runs_every_test_of_its_module(tmp_path
     assert select(home, tree) == ["t::a", "t::b"]
 
 
+TWO = """LIMIT = 5
+
+
+def small(n):
+    return n < LIMIT
+
+
+def large(n, step=1):
+    return n + step > LIMIT
+"""
+
+
+def test_a_line_run_at_import_before_the_trace_began_runs_every_test_of_its_module(tmp_path):
+    """The module was imported before the tracer started: its constants' and defaults'
+    lines are not in the trace at all, yet every test that ran its functions may read
+    them (not only the tests of the nearest line traced)."""
+    home, tree = _home(tmp_path, {5: ["t::a"], 9: ["t::b"]})
+    for where in (home / "pristine", tree):
+        (where / "pkg" / "limits.py").write_text(TWO)
+    _mutate(tree, "LIMIT = 5", "LIMIT = 6")
+    assert select(home, tree) == ["t::a", "t::b"]
+    (tree / "pkg" / "limits.py").write_text(TWO.replace("step=1", "step=2"))
+    assert select(home, tree) == ["t::a", "t::b"]
+    (tree / "pkg" / "limits.py").write_text(TWO.replace("n < LIMIT", "n <= LIMIT"))
+    assert select(home, tree) == ["t::a"]
+
+
 def test_a_mutant_no_test_reaches_runs_nothing_and_without_a_trace_everything(tmp_path):
     home, tree = _home(tmp_path, {3: [IMPORT], 6: [IMPORT], 7: [IMPORT]})
     _mutate(tree, "total <= LIMIT", "total < LIMIT")

@@ -12,7 +12,8 @@ were when the session began), `tests.json` (the target's test paths) and, after
 `--trace`, `trace.json` (`bench.mutation.tracer`). The mutated file and line are
 found by comparing the tree with `pristine/`. A line run by some tests runs those;
 a line run at import (a constant, a default, a decorator) runs every test that
-touched the module; a line no test ever ran needs no run: no test can see it.
+touched the module, recorded at import or not (a module imported before the trace
+began); a line no test ever ran needs no run: no test can see it.
 
 The database: the suite's server (DATABASE_URL), with a database of the target's
 own (`tollgate_mutation_<target>`). Its test database is cloned once from a
@@ -189,6 +190,16 @@ def statement_starts(source: str, lines: list[int]) -> set[int]:
     return starts
 
 
+def function_body_lines(source: str) -> set[int]:
+    """The lines inside function bodies: every other line (a constant, a default, a
+    decorator, a class attribute) runs when the module is imported."""
+    inside: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno:
+            inside.update(range(node.body[0].lineno, node.end_lineno + 1))
+    return inside
+
+
 def tests_for(trace: dict, path: str, lines: list[int], source: str | None = None) -> list[str]:
     """The traced tests that run any of `lines` of `path`, or the first line of the
     statement around it (`source`, the unmutated file, says where each begins), in the
@@ -197,8 +208,12 @@ def tests_for(trace: dict, path: str, lines: list[int], source: str | None = Non
     recorded = {int(k): set(v) for k, v in trace["lines"].get(path, {}).items()}
     wanted: set[str] = set()
     starts = statement_starts(source, lines) if source is not None else set()
+    in_bodies = function_body_lines(source) if source is not None else None
     for line in sorted({*lines, *starts}):
         found = recorded.get(line)
+        if found is None and in_bodies is not None and line not in in_bodies:
+            # Run at import, before the trace began (the module was imported first).
+            found = {IMPORT}
         if found is None:
             # Not a line the tracer stops at (the middle of a multi-line statement, a
             # comment): take the recorded lines around it.
