@@ -271,16 +271,20 @@ def _grants_racing_each_attempt(monkeypatch, user, credits: int, *, times: int) 
     return attempts
 
 
-@pytest.mark.parametrize("arrived", [5, 7])
+@pytest.mark.parametrize(("frozen", "arrived"), [(0, 5), (0, 7), (3, 5)])
 def test_a_grant_landing_between_a_refused_spend_and_its_look_lets_the_spend_try_again(
-    user, monkeypatch, arrived
+    user, fund, monkeypatch, frozen, arrived
 ):
     """Credits that arrive after the spend's statement found too little, exactly
-    enough or more: the spend tries again and takes them, rather than refusing."""
+    enough or more beside any frozen ones: the spend tries again and takes them,
+    rather than refusing."""
+    if frozen:
+        fund(user, frozen)
+        credits_freeze(user_id=user.pk, amount=frozen, reference="dispute-1")
     attempts = _grants_racing_each_attempt(monkeypatch, user, arrived, times=1)
     entry = credits_spend(user_id=user.pk, amount=5, reference="spend")
     assert (entry.amount, attempts) == (-5, [1, 2])
-    assert balance_of(user) == arrived - 5
+    assert balance_of(user) == frozen + arrived - 5
 
 
 def test_a_spend_whose_balance_keeps_moving_tries_three_times_then_says_so(user, monkeypatch):
@@ -292,3 +296,10 @@ def test_a_spend_whose_balance_keeps_moving_tries_three_times_then_says_so(user,
     with pytest.raises(InsufficientCreditsError, match="changed while spending"):
         credits_spend(user_id=user.pk, amount=5, reference="spend-again")
     assert attempts == [1, 2, 3]
+
+
+def test_an_adjustment_of_minus_one_takes_one_credit(user, fund):
+    fund(user, 5)
+    entry = credits_grant(user_id=user.pk, amount=-1, reference="adj-1", kind="adjustment")
+    assert (entry.amount, entry.kind, entry.balance_after) == (-1, "adjustment", 4)
+    assert balance_of(user) == 4
