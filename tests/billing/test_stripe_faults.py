@@ -367,6 +367,45 @@ def test_paying_again_with_a_lost_answer_charges_the_card_given_not_the_first_on
     assert paid.json()["payment_intent_id"] == charged[0].id
 
 
+@pytest.mark.parametrize(
+    ("number", "answer"),
+    [("4000002500003155", "requires_action"), ("4242424242424242", "paid")],
+    ids=["3d-secure", "no-3d-secure"],
+)
+def test_paying_again_with_a_lost_answer_finds_the_first_payment_confirmed_and_leaves_it(
+    api, settings, proxy, stripe_server, number, answer
+):
+    """The first request made its PaymentIntent with a card and lost every answer, and a
+    racing retry confirmed it. The buyer pays the order again with the same card, and
+    that create's answer is lost too: the look-up finds the first PaymentIntent (the
+    oldest one made with that card), which is not confirmed again (no second 3-D Secure
+    check, no second attempt at the card). The answer is what Stripe says of it."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    same_card = card(number)
+    proxy.fail_next(CREATE, "drop")
+    proxy.fail_next(LIST, "drop")
+    created = api.post("/payments/create/", {**BUY_100, "payment_method_id": same_card})
+    assert created.status_code == 502, created.content
+    order_id = created.json()["extra"]["order_id"]
+    [made] = _intents_of(order_id)
+    at_stripe = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": stripe_server.base}
+    )
+    at_stripe.v1.payment_intents.confirm(made.id)  # the racing retry, straight to Stripe
+    while time.time() < made.created + 1:  # the next one is made in a later second
+        time.sleep(0.05)
+
+    proxy.fail_next(CREATE, "drop")  # Stripe makes the new one; the answer is lost
+    paid = api.post(f"/payments/orders/{order_id}/pay/", {"payment_method_id": same_card})
+    assert paid.status_code == 200, paid.content
+    assert paid.json()["status"] == answer
+    assert paid.json()["payment_intent_id"] == made.id
+    assert proxy.seen[("POST", f"/v1/payment_intents/{made.id}/confirm")] == 0
+    assert [i.status for i in _intents_of(order_id) if i.id != made.id] == [
+        "requires_confirmation"
+    ]
+
+
 def test_the_decline_code_stripe_gives_is_the_orders_failure_code(api, settings, proxy):
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
     proxy.fail_next(CONFIRM, "insufficient_funds")
