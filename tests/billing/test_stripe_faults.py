@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from fnmatch import fnmatch
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -225,6 +226,30 @@ def test_a_resumed_payment_intent_already_confirmed_is_not_confirmed_again(
     assert [i.id for i in _intents_of(order.pk)] == [made.id]
 
 
+@pytest.mark.parametrize("ahead", [295, 299])
+def test_a_retry_finds_the_payment_intent_while_our_clock_runs_ahead_of_stripes(
+    api, settings, proxy, ahead
+):
+    """Our clock may run up to five minutes ahead of Stripe's: the PaymentIntent the first
+    request made then looks older than its order, and the retry still finds it (and
+    makes no second one)."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    proxy.fail_next(CREATE, "drop")
+    proxy.fail_next(LIST, "drop")
+    first = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "skewed"})
+    assert first.status_code == 502, first.content
+    order_id = first.json()["extra"]["order_id"]
+    [made] = _intents_of(order_id)
+    created_here = datetime.fromtimestamp(made.created + ahead, tz=UTC)
+    Order.objects.filter(pk=order_id).update(created_at=created_here)
+
+    retry = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "skewed"})
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["payment_intent_id"] == made.id
+    assert [i.id for i in _intents_of(order_id)] == [made.id]
+    assert proxy.seen[CREATE] == 1
+
+
 def test_when_stripe_made_nothing_the_retry_creates_it(api, settings, proxy):
     """Stripe was never reached: the retry's look-up finds nothing, so it sends the create."""
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
@@ -401,9 +426,7 @@ def test_paying_again_with_a_lost_answer_finds_the_first_payment_confirmed_and_l
     assert paid.json()["status"] == answer
     assert paid.json()["payment_intent_id"] == made.id
     assert proxy.seen[("POST", f"/v1/payment_intents/{made.id}/confirm")] == 0
-    assert [i.status for i in _intents_of(order_id) if i.id != made.id] == [
-        "requires_confirmation"
-    ]
+    assert [i.status for i in _intents_of(order_id) if i.id != made.id] == ["requires_confirmation"]
 
 
 def test_the_decline_code_stripe_gives_is_the_orders_failure_code(api, settings, proxy):
