@@ -635,6 +635,25 @@ def test_a_card_to_save_that_stripe_does_not_know_is_422_and_the_order_fails(api
     assert not order.payments.exists()
 
 
+def test_a_retry_of_a_request_whose_card_stripe_refused_answers_the_failed_order(
+    api, stripe_server
+):
+    """The first request's order failed before any payment was made (Stripe does not know
+    the card): its retry answers that failed order, why it failed, and asks Stripe for
+    nothing."""
+    body = {**BUY_100, "payment_method_id": "pm_does_not_exist"}
+    headers = {"Idempotency-Key": "refused-card"}
+    failed = api.post("/payments/create/", body, headers=headers)
+    assert failed.status_code == 422, failed.content
+    again = api.post("/payments/create/", body, headers=headers)
+    assert again.status_code == 200, again.content
+    assert again.json()["order_id"] == failed.json()["extra"]["order_id"]
+    assert again.json()["status"] == Order.Status.FAILED
+    assert again.json()["order"]["failure_code"] == "invalid_payment_method"
+    assert not Payment.objects.exists()
+    assert stripe_intents() == []
+
+
 @pytest.mark.parametrize("save", [True, False])
 def test_a_retry_saves_the_card_when_and_only_when_the_request_asked_to(
     api, user, settings, stripe_server, save
