@@ -335,6 +335,32 @@ def test_a_paid_order_cannot_be_cancelled(api, stripe_server):
     assert resp.json()["extra"]["status"] == "paid"
 
 
+@pytest.mark.parametrize("payment_type", [Order.PaymentType.INTENT, Order.PaymentType.CHECKOUT])
+def test_an_order_paid_by_card_is_not_cancelled_by_its_buyer_within_a_cut_off(
+    api, user, payment_type
+):
+    """A buyer cancels a paid order only when credits paid it (until its cut-off, for
+    them back): one paid by card or on Checkout is refused even before such a cut-off,
+    and nothing is given back."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.billing.factories import OrderFactory
+
+    order = OrderFactory(
+        user=user,
+        payment_type=payment_type,
+        status=Order.Status.PAID,
+        cancellable_until=timezone.now() + timedelta(days=1),
+    )
+    resp = api.post(f"/payments/orders/{order.pk}/cancel/")
+    assert resp.status_code == 409, resp.content
+    assert resp.json()["message"] == "Only an unpaid order can be cancelled; this one is paid."
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+    assert credits_balance_get(user_id=user.pk) == 0
+
+
 def test_anonymous_callers_get_401(anon_api):
     assert anon_api.post("/payments/create/", BUY_100).status_code == 401
     assert anon_api.get("/payments/orders/").status_code == 401
