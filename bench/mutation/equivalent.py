@@ -797,6 +797,22 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ),
     (
         "billing/services/orders.py",
+        "checkout = payment_type == Order.PaymentType.CHECKOUT",
+        "checkout = payment_type <= Order.PaymentType.CHECKOUT",
+        "the orders API lets `payment_type` be only 'intent', 'checkout' or 'credits', and "
+        "only 'checkout' sorts <= 'checkout'",
+    ),
+    (
+        "billing/services/orders.py",
+        "if order.payment_type == Order.PaymentType.CHECKOUT"
+        " and order.status != Order.Status.FAILED:",
+        "if order.payment_type <= Order.PaymentType.CHECKOUT"
+        " and order.status != Order.Status.FAILED:",
+        "an order's payment type is 'intent', 'checkout' or 'credits' (the API takes no "
+        "other), and of those only 'checkout' sorts <= 'checkout'",
+    ),
+    (
+        "billing/services/orders.py",
         "if order.payment_type == Order.PaymentType.CHECKOUT"
         " and order.status != Order.Status.FAILED:",
         "if order.payment_type == Order.PaymentType.CHECKOUT"
