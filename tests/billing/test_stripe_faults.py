@@ -45,6 +45,12 @@ INSUFFICIENT_FUNDS = {
     "message": "Your card has insufficient funds.",
 }
 CANCEL = ("POST", "/v1/payment_intents/*/cancel")
+# A card, and what the order says once a PaymentIntent with it has been confirmed.
+CONFIRMED_AT_STRIPE = pytest.mark.parametrize(
+    ("number", "answer"),
+    [("4000002500003155", "requires_action"), ("4242424242424242", "paid")],
+    ids=["3d-secure", "no-3d-secure"],
+)
 
 
 class FaultyProxy:
@@ -195,11 +201,7 @@ def test_a_resumed_order_with_a_card_is_confirmed_once_and_paid(api, settings, p
     assert proxy.seen[("POST", f"/v1/payment_intents/{intent.id}/confirm")] == 1
 
 
-@pytest.mark.parametrize(
-    ("number", "answer"),
-    [("4000002500003155", "requires_action"), ("4242424242424242", "paid")],
-    ids=["3d-secure", "no-3d-secure"],
-)
+@CONFIRMED_AT_STRIPE
 def test_a_resumed_payment_intent_already_confirmed_is_not_confirmed_again(
     api, settings, proxy, stripe_server, number, answer
 ):
@@ -392,11 +394,7 @@ def test_paying_again_with_a_lost_answer_charges_the_card_given_not_the_first_on
     assert paid.json()["payment_intent_id"] == charged[0].id
 
 
-@pytest.mark.parametrize(
-    ("number", "answer"),
-    [("4000002500003155", "requires_action"), ("4242424242424242", "paid")],
-    ids=["3d-secure", "no-3d-secure"],
-)
+@CONFIRMED_AT_STRIPE
 def test_paying_again_with_a_lost_answer_finds_the_first_payment_confirmed_and_leaves_it(
     api, settings, proxy, stripe_server, number, answer
 ):
