@@ -66,6 +66,35 @@ def test_a_succeeded_setup_attaches_its_card_to_the_users_customer_wherever_stri
     assert client.v1.payment_methods.retrieve(pm_id).customer == ours
 
 
+def test_a_succeeded_setup_whose_card_stripe_attached_to_the_users_customer_is_not_attached_again(
+    user, stripe_server, monkeypatch
+):
+    """Stripe attaches a SetupIntent's card to the SetupIntent's customer: the card is
+    saved without asking Stripe to attach it once more."""
+    customer_id = stripe_customer_get_or_create(user_id=user.pk)
+    pm_id = new_card()
+    stripe_client().v1.payment_methods.attach(pm_id, params={"customer": customer_id})
+    attached = []
+    attach = gateway.payment_method_attach
+
+    def recording(**kwargs):
+        attached.append(kwargs["payment_method_id"])
+        return attach(**kwargs)
+
+    monkeypatch.setattr(gateway, "payment_method_attach", recording)
+    setup = SetupIntentData(
+        id="seti_attached",
+        status="succeeded",
+        client_secret="seti_attached_secret",
+        customer_id=customer_id,
+        payment_method_id=pm_id,
+        metadata={},
+    )
+    card = card_setup_complete(setup=setup)
+    assert card is not None and (card.user_id, card.stripe_payment_method_id) == (user.pk, pm_id)
+    assert attached == []
+
+
 def test_each_new_card_setup_is_a_new_setup_intent_under_a_key_of_its_own(
     api, stripe_server, monkeypatch
 ):
