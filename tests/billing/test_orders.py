@@ -297,6 +297,41 @@ def test_concurrent_requests_with_one_idempotency_key_make_one_order(user, strip
     assert set(statuses) <= {200, 201, 409}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_request_overtaken_by_another_with_its_key_answers_the_order_that_one_made(
+    user, stripe_server, monkeypatch
+):
+    """Two requests with one Idempotency-Key: the second commits its order while the
+    first is still pricing its own. The first then meets the key as it stores its order,
+    and answers the second's order as a replay (one order, one PaymentIntent)."""
+    token, _ = api_token_create(username=user.username, password=PASSWORD)
+    headers = {"Idempotency-Key": "overtaken"}
+    quote, overtaking, overtaken = registry.quote, [], threading.Event()
+
+    def overtake() -> None:
+        try:
+            overtaking.append(ApiClient(token).post("/payments/create/", BUY_100, headers=headers))
+        finally:
+            connection.close()
+
+    def quote_while_overtaken(purchase):
+        if not overtaken.is_set():  # the first request's pricing; not the second's
+            overtaken.set()
+            other = threading.Thread(target=overtake)
+            other.start()
+            other.join()
+        return quote(purchase)
+
+    monkeypatch.setattr(registry, "quote", quote_while_overtaken)
+    first = ApiClient(token).post("/payments/create/", BUY_100, headers=headers)
+    [second] = overtaking
+    assert second.status_code == 201, second.content
+    assert first.status_code == 200, first.content
+    assert first.json()["order_id"] == second.json()["order_id"] == Order.objects.get().pk
+    assert first.json()["payment_intent_id"] == second.json()["payment_intent_id"]
+    assert len(stripe_intents()) == 1
+
+
 # --- reading and cancelling -----------------------------------------------------------
 
 
