@@ -734,12 +734,13 @@ def test_a_retry_saves_the_card_when_and_only_when_the_request_asked_to(
     assert SavedPaymentMethod.objects.filter(user=user).exists() is save
 
 
+@pytest.mark.parametrize("later", [0, 10], ids=["at-two-minutes", "ten-minutes-after"])
 def test_a_retry_of_a_request_that_died_silently_waits_two_minutes_then_resumes(
-    api, stripe_server, monkeypatch
+    api, stripe_server, monkeypatch, later
 ):
     """The first request made its PaymentIntent and died before storing it, leaving no
-    error: a retry within two minutes may be racing it (409); at two minutes it resumes
-    the PaymentIntent Stripe made."""
+    error: a retry within two minutes may be racing it (409); from two minutes on it
+    resumes the PaymentIntent Stripe made."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -753,7 +754,7 @@ def test_a_retry_of_a_request_that_died_silently_waits_two_minutes_then_resumes(
     racing = api.post("/payments/create/", BUY_100, headers=headers)
     assert racing.status_code == 409, racing.content
     assert racing.json()["code"] == "idempotency_conflict"
-    monkeypatch.setattr(timezone, "now", lambda: now)
+    monkeypatch.setattr(timezone, "now", lambda: now + timedelta(minutes=later))
     resumed = api.post("/payments/create/", BUY_100, headers=headers)
     assert resumed.status_code == 200, resumed.content
     assert resumed.json()["payment_intent_id"] == first["payment_intent_id"]
