@@ -788,6 +788,31 @@ KNOWN: list[tuple[str, str, str, str]] = [
     ),
     (
         "billing/services/orders.py",
+        "if payment is None and order.status == Order.Status.PENDING:",
+        "if payment is None and order.status >= Order.Status.PENDING:",
+        "it adds processing, refunded and requires_action, which an intent order reaches only "
+        "through a payment's news (`payment_apply` stores the Payment row before it moves "
+        "the order; Checkout and credits orders returned above): an order with no payment "
+        "here is pending, failed or canceled, never one of those three",
+    ),
+    (
+        "billing/services/orders.py",
+        "checkout = payment_type == Order.PaymentType.CHECKOUT",
+        "checkout = payment_type <= Order.PaymentType.CHECKOUT",
+        "the orders API lets `payment_type` be only 'intent', 'checkout' or 'credits', and "
+        "only 'checkout' sorts <= 'checkout'",
+    ),
+    (
+        "billing/services/orders.py",
+        "if order.payment_type == Order.PaymentType.CHECKOUT"
+        " and order.status != Order.Status.FAILED:",
+        "if order.payment_type <= Order.PaymentType.CHECKOUT"
+        " and order.status != Order.Status.FAILED:",
+        "an order's payment type is 'intent', 'checkout' or 'credits' (the API takes no "
+        "other), and of those only 'checkout' sorts <= 'checkout'",
+    ),
+    (
+        "billing/services/orders.py",
         "if order.payment_type == Order.PaymentType.CHECKOUT"
         " and order.status != Order.Status.FAILED:",
         "if order.payment_type == Order.PaymentType.CHECKOUT"

@@ -22,18 +22,41 @@ from billing.stripe_objects import SetupIntentData
 from tests.billing.test_cards import add_card_via_setup_intent, new_card, stripe_client
 
 
+def setup_intent(
+    setup_id: str, *, customer_id: str, payment_method_id: str, status: str = "succeeded"
+) -> SetupIntentData:
+    """A SetupIntent as Stripe reports it, for the user's customer and a card."""
+    return SetupIntentData(
+        id=setup_id,
+        status=status,
+        client_secret=f"{setup_id}_secret",
+        customer_id=customer_id,
+        payment_method_id=payment_method_id,
+        metadata={},
+    )
+
+
+def recorded(monkeypatch, name: str, argument: str) -> list:
+    """`argument` of every call made to `gateway.<name>` from now on (each call still
+    goes to Stripe)."""
+    calls = []
+    real = getattr(gateway, name)
+
+    def recording(**kwargs):
+        calls.append(kwargs[argument])
+        return real(**kwargs)
+
+    monkeypatch.setattr(gateway, name, recording)
+    return calls
+
+
 @pytest.mark.parametrize("status", ["requires_action", "processing", "canceled"])
 def test_a_setup_that_has_not_succeeded_saves_no_card(status, user, stripe_server):
     customer_id = stripe_customer_get_or_create(user_id=user.pk)
     pm_id = new_card()
     CardSetup.objects.create(user=user, stripe_setup_intent_id="seti_states", status="processing")
-    setup = SetupIntentData(
-        id="seti_states",
-        status=status,
-        client_secret="seti_states_secret",
-        customer_id=customer_id,
-        payment_method_id=pm_id,
-        metadata={},
+    setup = setup_intent(
+        "seti_states", customer_id=customer_id, payment_method_id=pm_id, status=status
     )
     assert card_setup_complete(setup=setup) is None
     assert not SavedPaymentMethod.objects.exists()
@@ -53,17 +76,25 @@ def test_a_succeeded_setup_attaches_its_card_to_the_users_customer_wherever_stri
     StripeCustomer.objects.create(user=user, stripe_customer_id=ours)
     pm_id = new_card()
     client.v1.payment_methods.attach(pm_id, params={"customer": theirs})
-    setup = SetupIntentData(
-        id="seti_elsewhere",
-        status="succeeded",
-        client_secret="seti_elsewhere_secret",
-        customer_id=ours,
-        payment_method_id=pm_id,
-        metadata={},
-    )
+    setup = setup_intent("seti_elsewhere", customer_id=ours, payment_method_id=pm_id)
     card = card_setup_complete(setup=setup)
     assert card is not None and card.user_id == user.pk
     assert client.v1.payment_methods.retrieve(pm_id).customer == ours
+
+
+def test_a_succeeded_setup_whose_card_stripe_attached_to_the_users_customer_is_not_attached_again(
+    user, stripe_server, monkeypatch
+):
+    """Stripe attaches a SetupIntent's card to the SetupIntent's customer: the card is
+    saved without asking Stripe to attach it once more."""
+    customer_id = stripe_customer_get_or_create(user_id=user.pk)
+    pm_id = new_card()
+    stripe_client().v1.payment_methods.attach(pm_id, params={"customer": customer_id})
+    attached = recorded(monkeypatch, "payment_method_attach", "payment_method_id")
+    setup = setup_intent("seti_attached", customer_id=customer_id, payment_method_id=pm_id)
+    card = card_setup_complete(setup=setup)
+    assert card is not None and (card.user_id, card.stripe_payment_method_id) == (user.pk, pm_id)
+    assert attached == []
 
 
 def test_each_new_card_setup_is_a_new_setup_intent_under_a_key_of_its_own(
@@ -72,14 +103,7 @@ def test_each_new_card_setup_is_a_new_setup_intent_under_a_key_of_its_own(
     """Stripe answers a repeated idempotency key with the first object: a second card's
     setup under the first one's key would get the first SetupIntent back. (The
     development Stripe ignores the keys, so the keys sent are what is checked.)"""
-    keys = []
-    create = gateway.setup_intent_create
-
-    def recording(**kwargs):
-        keys.append(kwargs["idempotency_key"])
-        return create(**kwargs)
-
-    monkeypatch.setattr(gateway, "setup_intent_create", recording)
+    keys = recorded(monkeypatch, "setup_intent_create", "idempotency_key")
     first = add_card_via_setup_intent(api)
     second = add_card_via_setup_intent(api, "5555555555554444")
     again = api.post("/payments/methods/setup/")

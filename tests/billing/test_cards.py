@@ -88,6 +88,23 @@ def test_default_can_be_changed_and_reaches_stripe(api, user, stripe_server):
     assert api.post("/payments/methods/default/", {"payment_method_id": first}).status_code == 200
 
 
+def test_a_default_card_chosen_at_stripe_is_the_default_the_card_list_shows(
+    api, user, stripe_server
+):
+    """The customer chose another of their cards as default at Stripe (the portal, say):
+    the card list follows Stripe."""
+    add_card_via_setup_intent(api)
+    second = add_card_via_setup_intent(api, "5555555555554444")["payment_methods"][1]
+    assert second["is_default"] is False
+    customer_id = StripeCustomer.objects.get(user=user).stripe_customer_id
+    stripe_client().v1.customers.update(
+        customer_id,
+        params={"invoice_settings": {"default_payment_method": second["stripe_payment_method_id"]}},
+    )
+    listing = api.get("/payments/methods/").json()["payment_methods"]
+    assert [(c["last4"], c["is_default"]) for c in listing] == [("4242", False), ("4444", True)]
+
+
 def test_a_stripe_default_that_is_none_of_the_users_cards_leaves_their_default_card(
     api, user, stripe_server
 ):

@@ -437,7 +437,7 @@ def test_an_order_whose_first_payment_is_still_being_set_up_is_not_paid_over(use
     assert not order.payments.exists()
 
 
-@pytest.mark.parametrize("first_request", ["failed", "two-minutes-ago"])
+@pytest.mark.parametrize("first_request", ["failed", "two-minutes-ago", "ten-minutes-ago"])
 def test_an_order_whose_first_request_left_no_payment_is_paid_with_a_new_one(
     user, stripe_server, monkeypatch, first_request
 ):
@@ -446,9 +446,10 @@ def test_an_order_whose_first_request_left_no_payment_is_paid_with_a_new_one(
     order = OrderFactory(user=user)
     if first_request == "failed":
         Order.objects.filter(pk=order.pk).update(gateway_error="Stripe could not be reached.")
-    else:  # exactly when the first request's grace of two minutes ends
+    else:  # exactly when the first request's grace of two minutes ends, or well after
+        minutes = 2 if first_request == "two-minutes-ago" else 10
         now = timezone.now()
-        Order.objects.filter(pk=order.pk).update(created_at=now - timedelta(minutes=2))
+        Order.objects.filter(pk=order.pk).update(created_at=now - timedelta(minutes=minutes))
         monkeypatch.setattr(timezone, "now", lambda: now)
 
     result = order_pay(order_id=order.pk, user_id=user.pk, payment_method_id="pm_card_visa")

@@ -297,6 +297,41 @@ def test_concurrent_requests_with_one_idempotency_key_make_one_order(user, strip
     assert set(statuses) <= {200, 201, 409}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_request_overtaken_by_another_with_its_key_answers_the_order_that_one_made(
+    user, stripe_server, monkeypatch
+):
+    """Two requests with one Idempotency-Key: the second commits its order while the
+    first is still pricing its own. The first then meets the key as it stores its order,
+    and answers the second's order as a replay (one order, one PaymentIntent)."""
+    token, _ = api_token_create(username=user.username, password=PASSWORD)
+    headers = {"Idempotency-Key": "overtaken"}
+    quote, overtaking, overtaken = registry.quote, [], threading.Event()
+
+    def overtake() -> None:
+        try:
+            overtaking.append(ApiClient(token).post("/payments/create/", BUY_100, headers=headers))
+        finally:
+            connection.close()
+
+    def quote_while_overtaken(purchase):
+        if not overtaken.is_set():  # the first request's pricing; not the second's
+            overtaken.set()
+            other = threading.Thread(target=overtake)
+            other.start()
+            other.join()
+        return quote(purchase)
+
+    monkeypatch.setattr(registry, "quote", quote_while_overtaken)
+    first = ApiClient(token).post("/payments/create/", BUY_100, headers=headers)
+    [second] = overtaking
+    assert second.status_code == 201, second.content
+    assert first.status_code == 200, first.content
+    assert first.json()["order_id"] == second.json()["order_id"] == Order.objects.get().pk
+    assert first.json()["payment_intent_id"] == second.json()["payment_intent_id"]
+    assert len(stripe_intents()) == 1
+
+
 # --- reading and cancelling -----------------------------------------------------------
 
 
@@ -333,6 +368,32 @@ def test_a_paid_order_cannot_be_cancelled(api, stripe_server):
     resp = api.post(f"/payments/orders/{body['order_id']}/cancel/")
     assert resp.status_code == 409
     assert resp.json()["extra"]["status"] == "paid"
+
+
+@pytest.mark.parametrize("payment_type", [Order.PaymentType.INTENT, Order.PaymentType.CHECKOUT])
+def test_an_order_paid_by_card_is_not_cancelled_by_its_buyer_within_a_cut_off(
+    api, user, payment_type
+):
+    """A buyer cancels a paid order only when credits paid it (until its cut-off, for
+    them back): one paid by card or on Checkout is refused even before such a cut-off,
+    and nothing is given back."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.billing.factories import OrderFactory
+
+    order = OrderFactory(
+        user=user,
+        payment_type=payment_type,
+        status=Order.Status.PAID,
+        cancellable_until=timezone.now() + timedelta(days=1),
+    )
+    resp = api.post(f"/payments/orders/{order.pk}/cancel/")
+    assert resp.status_code == 409, resp.content
+    assert resp.json()["message"] == "Only an unpaid order can be cancelled; this one is paid."
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+    assert credits_balance_get(user_id=user.pk) == 0
 
 
 def test_anonymous_callers_get_401(anon_api):
@@ -635,6 +696,25 @@ def test_a_card_to_save_that_stripe_does_not_know_is_422_and_the_order_fails(api
     assert not order.payments.exists()
 
 
+def test_a_retry_of_a_request_whose_card_stripe_refused_answers_the_failed_order(
+    api, stripe_server
+):
+    """The first request's order failed before any payment was made (Stripe does not know
+    the card): its retry answers that failed order, why it failed, and asks Stripe for
+    nothing."""
+    body = {**BUY_100, "payment_method_id": "pm_does_not_exist"}
+    headers = {"Idempotency-Key": "refused-card"}
+    failed = api.post("/payments/create/", body, headers=headers)
+    assert failed.status_code == 422, failed.content
+    again = api.post("/payments/create/", body, headers=headers)
+    assert again.status_code == 200, again.content
+    assert again.json()["order_id"] == failed.json()["extra"]["order_id"]
+    assert again.json()["status"] == Order.Status.FAILED
+    assert again.json()["order"]["failure_code"] == "invalid_payment_method"
+    assert not Payment.objects.exists()
+    assert stripe_intents() == []
+
+
 @pytest.mark.parametrize("save", [True, False])
 def test_a_retry_saves_the_card_when_and_only_when_the_request_asked_to(
     api, user, settings, stripe_server, save
@@ -654,12 +734,13 @@ def test_a_retry_saves_the_card_when_and_only_when_the_request_asked_to(
     assert SavedPaymentMethod.objects.filter(user=user).exists() is save
 
 
+@pytest.mark.parametrize("later", [0, 10], ids=["at-two-minutes", "ten-minutes-after"])
 def test_a_retry_of_a_request_that_died_silently_waits_two_minutes_then_resumes(
-    api, stripe_server, monkeypatch
+    api, stripe_server, monkeypatch, later
 ):
     """The first request made its PaymentIntent and died before storing it, leaving no
-    error: a retry within two minutes may be racing it (409); at two minutes it resumes
-    the PaymentIntent Stripe made."""
+    error: a retry within two minutes may be racing it (409); from two minutes on it
+    resumes the PaymentIntent Stripe made."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -673,7 +754,7 @@ def test_a_retry_of_a_request_that_died_silently_waits_two_minutes_then_resumes(
     racing = api.post("/payments/create/", BUY_100, headers=headers)
     assert racing.status_code == 409, racing.content
     assert racing.json()["code"] == "idempotency_conflict"
-    monkeypatch.setattr(timezone, "now", lambda: now)
+    monkeypatch.setattr(timezone, "now", lambda: now + timedelta(minutes=later))
     resumed = api.post("/payments/create/", BUY_100, headers=headers)
     assert resumed.status_code == 200, resumed.content
     assert resumed.json()["payment_intent_id"] == first["payment_intent_id"]

@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from fnmatch import fnmatch
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -44,6 +45,12 @@ INSUFFICIENT_FUNDS = {
     "message": "Your card has insufficient funds.",
 }
 CANCEL = ("POST", "/v1/payment_intents/*/cancel")
+# A card, and what the order says once a PaymentIntent with it has been confirmed.
+CONFIRMED_AT_STRIPE = pytest.mark.parametrize(
+    ("number", "answer"),
+    [("4000002500003155", "requires_action"), ("4242424242424242", "paid")],
+    ids=["3d-secure", "no-3d-secure"],
+)
 
 
 class FaultyProxy:
@@ -194,11 +201,7 @@ def test_a_resumed_order_with_a_card_is_confirmed_once_and_paid(api, settings, p
     assert proxy.seen[("POST", f"/v1/payment_intents/{intent.id}/confirm")] == 1
 
 
-@pytest.mark.parametrize(
-    ("number", "answer"),
-    [("4000002500003155", "requires_action"), ("4242424242424242", "paid")],
-    ids=["3d-secure", "no-3d-secure"],
-)
+@CONFIRMED_AT_STRIPE
 def test_a_resumed_payment_intent_already_confirmed_is_not_confirmed_again(
     api, settings, proxy, stripe_server, number, answer
 ):
@@ -223,6 +226,30 @@ def test_a_resumed_payment_intent_already_confirmed_is_not_confirmed_again(
     assert retry.json()["status"] == answer
     assert proxy.seen[("POST", f"/v1/payment_intents/{made.id}/confirm")] == 0
     assert [i.id for i in _intents_of(order.pk)] == [made.id]
+
+
+@pytest.mark.parametrize("ahead", [295, 299])
+def test_a_retry_finds_the_payment_intent_while_our_clock_runs_ahead_of_stripes(
+    api, settings, proxy, ahead
+):
+    """Our clock may run up to five minutes ahead of Stripe's: the PaymentIntent the first
+    request made then looks older than its order, and the retry still finds it (and
+    makes no second one)."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    proxy.fail_next(CREATE, "drop")
+    proxy.fail_next(LIST, "drop")
+    first = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "skewed"})
+    assert first.status_code == 502, first.content
+    order_id = first.json()["extra"]["order_id"]
+    [made] = _intents_of(order_id)
+    created_here = datetime.fromtimestamp(made.created + ahead, tz=UTC)
+    Order.objects.filter(pk=order_id).update(created_at=created_here)
+
+    retry = api.post("/payments/create/", BUY_100, headers={"Idempotency-Key": "skewed"})
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["payment_intent_id"] == made.id
+    assert [i.id for i in _intents_of(order_id)] == [made.id]
+    assert proxy.seen[CREATE] == 1
 
 
 def test_when_stripe_made_nothing_the_retry_creates_it(api, settings, proxy):
@@ -365,6 +392,39 @@ def test_paying_again_with_a_lost_answer_charges_the_card_given_not_the_first_on
     charged = [i for i in _intents_of(order_id) if i.status == "succeeded"]
     assert [i.payment_method for i in charged] == [chosen]
     assert paid.json()["payment_intent_id"] == charged[0].id
+
+
+@CONFIRMED_AT_STRIPE
+def test_paying_again_with_a_lost_answer_finds_the_first_payment_confirmed_and_leaves_it(
+    api, settings, proxy, stripe_server, number, answer
+):
+    """The first request made its PaymentIntent with a card and lost every answer, and a
+    racing retry confirmed it. The buyer pays the order again with the same card, and
+    that create's answer is lost too: the look-up finds the first PaymentIntent (the
+    oldest one made with that card), which is not confirmed again (no second 3-D Secure
+    check, no second attempt at the card). The answer is what Stripe says of it."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    same_card = card(number)
+    proxy.fail_next(CREATE, "drop")
+    proxy.fail_next(LIST, "drop")
+    created = api.post("/payments/create/", {**BUY_100, "payment_method_id": same_card})
+    assert created.status_code == 502, created.content
+    order_id = created.json()["extra"]["order_id"]
+    [made] = _intents_of(order_id)
+    at_stripe = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": stripe_server.base}
+    )
+    at_stripe.v1.payment_intents.confirm(made.id)  # the racing retry, straight to Stripe
+    while time.time() < made.created + 1:  # the next one is made in a later second
+        time.sleep(0.05)
+
+    proxy.fail_next(CREATE, "drop")  # Stripe makes the new one; the answer is lost
+    paid = api.post(f"/payments/orders/{order_id}/pay/", {"payment_method_id": same_card})
+    assert paid.status_code == 200, paid.content
+    assert paid.json()["status"] == answer
+    assert paid.json()["payment_intent_id"] == made.id
+    assert proxy.seen[("POST", f"/v1/payment_intents/{made.id}/confirm")] == 0
+    assert [i.status for i in _intents_of(order_id) if i.id != made.id] == ["requires_confirmation"]
 
 
 def test_the_decline_code_stripe_gives_is_the_orders_failure_code(api, settings, proxy):
