@@ -903,11 +903,14 @@ def test_a_cycle_invoice_tells_the_plugin_what_was_paid_and_for_which_period(cus
     ) == {"processed"}
 
 
+@pytest.mark.parametrize("known_by", ["its metadata", "the record"])
 def test_an_old_record_whose_subscription_stripe_holds_as_paid_is_kept_not_cancelled(
-    api, user, stripe_plan
+    api, user, stripe_plan, known_by
 ):
     """A Checkout completed long ago whose events were never processed: the next start
-    finds the paid subscription at Stripe, records it, and answers 409."""
+    finds the paid subscription at Stripe, records it, and answers 409. Stripe's
+    subscription is the record's when its metadata names the record, or when the record
+    already holds its Stripe id (its metadata was since edited at Stripe)."""
     add_card_via_setup_intent(api)
     left = Subscription.objects.create(
         user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
@@ -924,10 +927,13 @@ def test_an_old_record_whose_subscription_stripe_holds_as_paid_is_kept_not_cance
         params={
             "customer": customer,
             "items": [{"plan": stripe_plan.stripe_price_id}],
-            "metadata": {"subscription_id": str(left.pk), "plan_id": str(stripe_plan.pk)},
+            "metadata": {"plan_id": str(stripe_plan.pk)}
+            | ({"subscription_id": str(left.pk)} if known_by == "its metadata" else {}),
         }
     )
     assert paid["status"] == "active"
+    if known_by == "the record":
+        Subscription.objects.filter(pk=left.pk).update(stripe_subscription_id=paid["id"])
     resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
     assert resp.status_code == 409, resp.content
     left.refresh_from_db()
