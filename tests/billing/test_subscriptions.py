@@ -722,6 +722,53 @@ def test_giving_up_an_old_record_leaves_the_users_later_subscription_alone(api, 
     }
 
 
+def test_an_old_record_with_two_unpaid_subscriptions_at_stripe_ends_both_and_names_neither(
+    api, user, stripe_plan
+):
+    """Both subscriptions Stripe holds for a record left incomplete are cancelled when its
+    plan is started again; the ended record names, for staff, the Stripe subscription that
+    was cancelled only when there was one, so here it names neither."""
+    add_card_via_setup_intent(api, number="4000000000000341")  # attaches, then declines
+    left = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
+    )
+    Subscription.objects.filter(pk=left.pk).update(
+        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
+    )
+    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
+    refused = SavedPaymentMethod.objects.get(user=user).stripe_payment_method_id
+    stripe_client().v1.customers.update(
+        customer, params={"invoice_settings": {"default_payment_method": refused}}
+    )
+    unpaid = [
+        stripe_client().v1.subscriptions.create(
+            params={
+                "customer": customer,
+                "items": [{"plan": stripe_plan.stripe_price_id}],
+                "metadata": {"subscription_id": str(left.pk), "plan_id": str(stripe_plan.pk)},
+            }
+        )
+        for _ in range(2)
+    ]
+    assert [s["status"] for s in unpaid] == ["incomplete", "incomplete"]
+
+    good = add_card_via_setup_intent(api)["payment_methods"]
+    card = next(c for c in good if c["last4"] == "4242")
+    again = api.post(
+        "/payments/subscriptions/", {"plan_id": stripe_plan.pk, "payment_method_id": card["id"]}
+    )
+    assert again.status_code == 201, again.content
+    left.refresh_from_db()
+    assert (left.status, left.stripe_subscription_id) == (
+        Subscription.Status.INCOMPLETE_EXPIRED,
+        None,
+    )
+    for s in unpaid:
+        assert stripe_client().v1.subscriptions.retrieve(s["id"])["status"] == "canceled"
+    live = again.json()["subscription"]["stripe_subscription_id"]
+    assert [s["id"] for s in stripe_subscriptions(user)] == [live]
+
+
 @pytest.mark.parametrize(
     ("age", "kept"),
     [
