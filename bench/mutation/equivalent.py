@@ -1018,6 +1018,34 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "requires_action, requires_confirmation, requires_payment_method, succeeded), or "
         "\"\" when a payload lacks it: every one but 'succeeded' sorts before it",
     ),
+    (
+        "billing/services/payments.py",
+        'if intent.status == "succeeded":',
+        'if intent.status >= "succeeded":',
+        "a PaymentIntent's status is one of Stripe's seven (canceled, processing, "
+        "requires_action, requires_capture, requires_confirmation, requires_payment_method, "
+        "succeeded), or \"\" when a payload lacks it: only 'succeeded' sorts >= it",
+    ),
+    (
+        "billing/services/payments.py",
+        'if intent.status == "canceled":',
+        'if intent.status <= "canceled":',
+        "`order_target_status` is only given PaymentIntents read from Stripe's answers (to "
+        "create, confirm, retrieve, cancel, or set a card: orders and reconcile), where "
+        "`status` is always set, to one of Stripe's seven (canceled, processing, "
+        "requires_action, requires_capture, requires_confirmation, requires_payment_method, "
+        "succeeded): of them only 'canceled' sorts <= it",
+    ),
+    (
+        "billing/services/payments.py",
+        "payment = payment_row_for(order=order, intent=intent, locked=True)",
+        "payment = payment_row_for(order=order, intent=intent, locked=False)",
+        "the lock only changes the read of a row another transaction inserted first, so "
+        "committed when the read runs; `payment_apply` holds the order's row lock, and "
+        "every transaction that changes a payment row holds its order's lock first "
+        "(`payment_and_order_locked`, Checkout's record, `order_pay`): nothing can change "
+        "the row between the read and the commit, so it is the same row, locked or not",
+    ),
 ]
 
 
