@@ -128,6 +128,17 @@ def test_a_payment_that_is_not_the_orders_never_joins_it_and_refund_all_stays_at
     assert paid_order.status == Order.Status.REFUNDED
 
 
+def test_a_first_seen_payment_of_the_users_own_stripe_customer_pays_the_order():
+    """What `other_customer` is not: the customer of the order's user fits the order."""
+    order = OrderFactory()
+    StripeCustomer.objects.create(user=order.user, stripe_customer_id="cus_the_buyers_own")
+    stored = deliver(first_seen_success(order, customer="cus_the_buyers_own"))
+    assert stored.status == StripeEvent.Status.PROCESSED, stored.last_error
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert Payment.objects.get(order=order).stripe_payment_intent_id == stored.object_id
+
+
 @pytest.mark.parametrize("amount", [999, 1001])
 def test_news_of_a_first_seen_payment_for_another_amount_never_moves_the_order(amount):
     order = OrderFactory()
