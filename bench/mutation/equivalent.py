@@ -1046,6 +1046,14 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "(`payment_and_order_locked`, Checkout's record, `order_pay`): nothing can change "
         "the row between the read and the commit, so it is the same row, locked or not",
     ),
+    (
+        "billing/services/payments.py",
+        'return PaymentOutcome(None, False, "no order of ours for this PaymentIntent")',
+        'return PaymentOutcome(None, True, "no order of ours for this PaymentIntent")',
+        "`applied` is read only by reconcile, which records the PaymentIntents of an "
+        "order's own payment rows: the row is found, so this outcome never reaches it "
+        "(the event handler reads only the reason; the orders' callers read nothing)",
+    ),
 ]
 
 
