@@ -1054,6 +1054,13 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "order's own payment rows: the row is found, so this outcome never reaches it "
         "(the event handler reads only the reason; the orders' callers read nothing)",
     ),
+    (
+        "billing/services/payments.py",
+        "@dataclass(frozen=True)",
+        "@dataclass(frozen=False)",
+        "a PaymentOutcome is never hashed nor assigned to after it is made: its callers "
+        "read `reason` or `applied` and drop it",
+    ),
 ]
 
 
