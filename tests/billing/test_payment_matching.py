@@ -141,6 +141,7 @@ def test_a_first_seen_payment_of_the_users_own_stripe_customer_pays_the_order():
 
 @pytest.mark.parametrize("amount", [999, 1001])
 def test_news_of_a_first_seen_payment_for_another_amount_never_moves_the_order(amount):
+    """The failed event tells staff the payment's amount and the order's."""
     order = OrderFactory()
     obj = payment_intent(
         id=new_id("pi"), amount=amount, status="processing", metadata=order.metadata
@@ -148,6 +149,7 @@ def test_news_of_a_first_seen_payment_for_another_amount_never_moves_the_order(a
     stored = deliver(event("payment_intent.processing", obj))
     assert stored.status == StripeEvent.Status.FAILED
     assert "PaymentMismatchError" in stored.last_error
+    assert f"it is for {amount}, the order's card part {order.card_amount}" in stored.last_error
     assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
     assert not Payment.objects.exists()
 
@@ -169,11 +171,15 @@ def test_a_first_seen_payment_for_another_user_says_whose_it_is_for_staff(named)
     assert not CreditTransaction.objects.exists()
 
 
-def test_a_first_seen_payment_in_another_currency_pays_and_grants_nothing():
+@pytest.mark.parametrize("currency", ["eur", "zar"])
+def test_a_first_seen_payment_in_another_currency_pays_and_grants_nothing(currency):
+    """The failed event tells staff the payment's currency and the order's."""
     order = OrderFactory()
-    stored = deliver(first_seen_success(order, currency="eur"))
+    assert order.currency == "usd"
+    stored = deliver(first_seen_success(order, currency=currency))
     assert stored.status == StripeEvent.Status.FAILED
     assert "PaymentMismatchError" in stored.last_error
+    assert f"it is in {currency}, the order in usd" in stored.last_error
     order.refresh_from_db()
     assert order.status == Order.Status.PENDING
     assert not Payment.objects.exists()
