@@ -1061,6 +1061,21 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "a PaymentOutcome is never hashed nor assigned to after it is made: its callers "
         "read `reason` or `applied` and drop it",
     ),
+    *[
+        (
+            "billing/services/payments.py",
+            'if intent.status == "requires_payment_method" and intent.last_error_code:',
+            f'if intent.status {op} "requires_payment_method" and intent.last_error_code:',
+            "the statuses still unanswered at this line are requires_payment_method, "
+            "requires_confirmation and requires_capture (`order_target_status` reads "
+            "Stripe's answers, whose status is always set): of them only "
+            "requires_payment_method sorts >= it, and the two others, which sort before it, "
+            "carry no error code (requires_confirmation is reached only by creating or "
+            "updating the PaymentIntent, which clears last_payment_error, and "
+            "requires_capture needs a manual capture Tollgate never asks for)",
+        )
+        for op in (">=", "<=")
+    ],
 ]
 
 
