@@ -1076,6 +1076,23 @@ KNOWN: list[tuple[str, str, str, str]] = [
         )
         for op in (">=", "<=")
     ],
+    (
+        "billing/services/payments.py",
+        'return payment.status == "succeeded" and payment.amount_received > 0',
+        'return payment.status == "succeeded" and payment.amount_received != 0',
+        "a payment's amount_received is never below 0: it starts at 0 and is only set to "
+        "the max of itself and what Stripe says was received (a PaymentIntent's "
+        "amount_received, a Checkout Session's amount_total), or to a renewal order's "
+        "amount, all 0 or more",
+    ),
+    (
+        "billing/services/payments.py",
+        'return payment.status == "succeeded" and payment.amount_received > 0',
+        'return payment.status == "succeeded" and payment.amount_received > 1',
+        "a payment receives nothing or at least Stripe's minimum charge (0.50 USD or its "
+        "equivalent in each currency, always more than one minor unit), so no payment "
+        "has received exactly 1",
+    ),
 ]
 
 
