@@ -135,6 +135,8 @@ def test_bad_subscription_requests_are_clear_4xx_and_reach_no_stripe(api, other_
     no_card = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
     assert no_card.status_code == 422
     assert no_card.json()["extra"]["field"] == "payment_method_id"
+    # Refused before anything was started: no record, not even a customer at Stripe.
+    assert not Subscription.objects.exists() and not StripeCustomer.objects.exists()
     assert api.post("/payments/subscriptions/", {"plan_id": 999}).status_code == 422
     card = add_card_via_setup_intent(api)["payment_methods"][0]
     stolen = other_api.post(
