@@ -724,6 +724,34 @@ def test_giving_up_an_old_record_leaves_the_users_later_subscription_alone(api, 
     }
 
 
+def record_left_incomplete(user, plan: Plan) -> Subscription:
+    """A record a request that died left `incomplete`, older than its grace."""
+    left = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(plan.pk)
+    )
+    Subscription.objects.filter(pk=left.pk).update(
+        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
+    )
+    return left
+
+
+def subscribed_at_stripe(user, plan: Plan, metadata: dict[str, str]) -> dict:
+    """A subscription to `plan` made at Stripe (not through Tollgate) for the user's
+    customer, billed to their saved card."""
+    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
+    card = SavedPaymentMethod.objects.get(user=user).stripe_payment_method_id
+    stripe_client().v1.customers.update(
+        customer, params={"invoice_settings": {"default_payment_method": card}}
+    )
+    return stripe_client().v1.subscriptions.create(
+        params={
+            "customer": customer,
+            "items": [{"plan": plan.stripe_price_id}],
+            "metadata": metadata,
+        }
+    )
+
+
 def test_an_old_record_with_two_unpaid_subscriptions_at_stripe_ends_both_and_names_neither(
     api, user, stripe_plan
 ):
@@ -731,27 +759,9 @@ def test_an_old_record_with_two_unpaid_subscriptions_at_stripe_ends_both_and_nam
     plan is started again; the ended record names, for staff, the Stripe subscription that
     was cancelled only when there was one, so here it names neither."""
     add_card_via_setup_intent(api, number="4000000000000341")  # attaches, then declines
-    left = Subscription.objects.create(
-        user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
-    )
-    Subscription.objects.filter(pk=left.pk).update(
-        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
-    )
-    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
-    refused = SavedPaymentMethod.objects.get(user=user).stripe_payment_method_id
-    stripe_client().v1.customers.update(
-        customer, params={"invoice_settings": {"default_payment_method": refused}}
-    )
-    unpaid = [
-        stripe_client().v1.subscriptions.create(
-            params={
-                "customer": customer,
-                "items": [{"plan": stripe_plan.stripe_price_id}],
-                "metadata": {"subscription_id": str(left.pk), "plan_id": str(stripe_plan.pk)},
-            }
-        )
-        for _ in range(2)
-    ]
+    left = record_left_incomplete(user, stripe_plan)
+    metadata = {"subscription_id": str(left.pk), "plan_id": str(stripe_plan.pk)}
+    unpaid = [subscribed_at_stripe(user, stripe_plan, metadata) for _ in range(2)]
     assert [s["status"] for s in unpaid] == ["incomplete", "incomplete"]
 
     good = add_card_via_setup_intent(api)["payment_methods"]
@@ -961,25 +971,11 @@ def test_an_old_record_whose_subscription_stripe_holds_as_paid_is_kept_not_cance
     subscription is the record's when its metadata names the record, or when the record
     already holds its Stripe id (its metadata was since edited at Stripe)."""
     add_card_via_setup_intent(api)
-    left = Subscription.objects.create(
-        user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
-    )
-    Subscription.objects.filter(pk=left.pk).update(
-        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
-    )
-    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
-    card = SavedPaymentMethod.objects.get(user=user).stripe_payment_method_id
-    stripe_client().v1.customers.update(
-        customer, params={"invoice_settings": {"default_payment_method": card}}
-    )
-    paid = stripe_client().v1.subscriptions.create(
-        params={
-            "customer": customer,
-            "items": [{"plan": stripe_plan.stripe_price_id}],
-            "metadata": {"plan_id": str(stripe_plan.pk)}
-            | ({"subscription_id": str(left.pk)} if known_by == "its metadata" else {}),
-        }
-    )
+    left = record_left_incomplete(user, stripe_plan)
+    metadata = {"plan_id": str(stripe_plan.pk)}
+    if known_by == "its metadata":
+        metadata["subscription_id"] = str(left.pk)
+    paid = subscribed_at_stripe(user, stripe_plan, metadata)
     assert paid["status"] == "active"
     if known_by == "the record":
         Subscription.objects.filter(pk=left.pk).update(stripe_subscription_id=paid["id"])
