@@ -186,12 +186,14 @@ def test_a_first_seen_payment_in_another_currency_pays_and_grants_nothing(curren
     assert not CreditTransaction.objects.exists()
 
 
-def test_a_known_payment_of_the_right_amount_in_another_currency_grants_nothing():
+@pytest.mark.parametrize("currency", ["eur", "zar"])
+def test_a_known_payment_of_the_right_amount_in_another_currency_grants_nothing(currency):
     payment = PaymentFactory()
+    assert payment.order.currency == "usd"
     obj = payment_intent(
         id=payment.stripe_payment_intent_id,
         amount=payment.order.amount,
-        currency="eur",
+        currency=currency,
         metadata=payment.order.metadata,
     )
     stored = deliver(event("payment_intent.succeeded", obj))
@@ -201,21 +203,22 @@ def test_a_known_payment_of_the_right_amount_in_another_currency_grants_nothing(
     assert not CreditTransaction.objects.exists()
 
 
+@pytest.mark.parametrize("change", [100, -100])
 @pytest.mark.parametrize("news", ["payment_intent.processing", "payment_intent.requires_action"])
-def test_news_of_a_known_payment_changed_at_stripe_to_another_amount_moves_nothing(news):
-    """Its amount changed at Stripe since Tollgate made it: the order stays where it
-    was and the event fails for staff, as news of a first-seen one would."""
+def test_news_of_a_known_payment_changed_at_stripe_to_another_amount_moves_nothing(news, change):
+    """Its amount changed at Stripe since Tollgate made it, up or down: the order stays
+    where it was and the event fails for staff, as news of a first-seen one would."""
     payment = PaymentFactory()
     status = news.removeprefix("payment_intent.")
     obj = payment_intent(
         id=payment.stripe_payment_intent_id,
-        amount=payment.order.amount + 100,
+        amount=payment.order.amount + change,
         status=status,
         metadata=payment.order.metadata,
     )
     stored = deliver(event(news, obj))
     assert stored.status == StripeEvent.Status.FAILED
-    assert f"is for {payment.order.amount + 100} usd" in stored.last_error
+    assert f"is for {payment.order.amount + change} usd" in stored.last_error
     assert Order.objects.get(pk=payment.order_id).status == Order.Status.PENDING
 
 
