@@ -970,54 +970,6 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "if order.status <= Order.Status.CANCELED",
         "'canceled' sorts before every other order status, so only a canceled order is <= it",
     ),
-    *[
-        (
-            "billing/services/cards.py",
-            "number = CardSetup.objects.filter(user_id=user_id).count() + 1",
-            f"number = CardSetup.objects.filter(user_id=user_id).count() {mutant}",
-            "the number only tells the user's setups' idempotency keys apart, and each of "
-            "these is one-to-one in the count of the user's setups: every new setup still "
-            "gets a key of its own, and a retried request (the same count) the same key",
-        )
-        for mutant in ("- 1", "* 1", "/ 1", "// 1", "** 1", "<< 1", "^ 1", "+ 0", "+ 2")
-    ],
-    *[
-        (
-            "billing/services/events.py",
-            "while taken < limit:",
-            f"while taken {op} limit:",
-            "each pass takes at most `limit - taken` (the claim's size), so `taken` never "
-            "passes `limit` and `<` and `!=` agree; the product never passes a limit, so it "
-            "is EVENT_DRAIN_BATCH (200), and both are small ints CPython keeps one object "
-            "of: `is not` answers as `!=`",
-        )
-        for op in ("!=", "is not")
-    ],
-    (
-        "billing/services/events.py",
-        "batch, retaken = _claim_batch(first_event_id if taken == 0 else None, size)",
-        "batch, retaken = _claim_batch(first_event_id if taken <= 0 else None, size)",
-        "`taken` starts at 0 and only grows: it is never below 0",
-    ),
-    *[
-        (
-            "billing/services/events.py",
-            "if hand_on and not helped and len(batch) == size:",
-            f"if hand_on and not helped and len(batch) {op} size:",
-            "a claim answers at most `size` events, so `==` and `>=` agree; both numbers are "
-            "at most CLAIM_BATCH (25), small ints CPython keeps one object of, so `is` "
-            "answers as `==`",
-        )
-        for op in (">=", "is")
-    ],
-    (
-        "billing/services/cards.py",
-        'if customer is None or setup.status != "succeeded" or not setup.payment_method_id:',
-        'if customer is None or setup.status < "succeeded" or not setup.payment_method_id:',
-        "a SetupIntent's status is one of Stripe's six (canceled, processing, "
-        "requires_action, requires_confirmation, requires_payment_method, succeeded), or "
-        "\"\" when a payload lacks it: every one but 'succeeded' sorts before it",
-    ),
     (
         "billing/services/payments.py",
         'if intent.status == "succeeded":',
@@ -1092,6 +1044,54 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "a payment receives nothing or at least Stripe's minimum charge (0.50 USD or its "
         "equivalent in each currency, always more than one minor unit), so no payment "
         "has received exactly 1",
+    ),
+    *[
+        (
+            "billing/services/cards.py",
+            "number = CardSetup.objects.filter(user_id=user_id).count() + 1",
+            f"number = CardSetup.objects.filter(user_id=user_id).count() {mutant}",
+            "the number only tells the user's setups' idempotency keys apart, and each of "
+            "these is one-to-one in the count of the user's setups: every new setup still "
+            "gets a key of its own, and a retried request (the same count) the same key",
+        )
+        for mutant in ("- 1", "* 1", "/ 1", "// 1", "** 1", "<< 1", "^ 1", "+ 0", "+ 2")
+    ],
+    *[
+        (
+            "billing/services/events.py",
+            "while taken < limit:",
+            f"while taken {op} limit:",
+            "each pass takes at most `limit - taken` (the claim's size), so `taken` never "
+            "passes `limit` and `<` and `!=` agree; the product never passes a limit, so it "
+            "is EVENT_DRAIN_BATCH (200), and both are small ints CPython keeps one object "
+            "of: `is not` answers as `!=`",
+        )
+        for op in ("!=", "is not")
+    ],
+    (
+        "billing/services/events.py",
+        "batch, retaken = _claim_batch(first_event_id if taken == 0 else None, size)",
+        "batch, retaken = _claim_batch(first_event_id if taken <= 0 else None, size)",
+        "`taken` starts at 0 and only grows: it is never below 0",
+    ),
+    *[
+        (
+            "billing/services/events.py",
+            "if hand_on and not helped and len(batch) == size:",
+            f"if hand_on and not helped and len(batch) {op} size:",
+            "a claim answers at most `size` events, so `==` and `>=` agree; both numbers are "
+            "at most CLAIM_BATCH (25), small ints CPython keeps one object of, so `is` "
+            "answers as `==`",
+        )
+        for op in (">=", "is")
+    ],
+    (
+        "billing/services/cards.py",
+        'if customer is None or setup.status != "succeeded" or not setup.payment_method_id:',
+        'if customer is None or setup.status < "succeeded" or not setup.payment_method_id:',
+        "a SetupIntent's status is one of Stripe's six (canceled, processing, "
+        "requires_action, requires_confirmation, requires_payment_method, succeeded), or "
+        "\"\" when a payload lacks it: every one but 'succeeded' sorts before it",
     ),
 ]
 
