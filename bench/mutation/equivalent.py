@@ -996,7 +996,8 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "committed when the read runs; `payment_apply` holds the order's row lock, and "
         "every transaction that changes a payment row holds its order's lock first "
         "(`payment_and_order_locked`, Checkout's record, `order_pay`): nothing can change "
-        "the row between the read and the commit, so it is the same row, locked or not",
+        "the row between the read and the commit, so it is the same row, locked or not "
+        "(a row of another order is refused on its order_id, which no one changes)",
     ),
     (
         "billing/services/payments.py",
