@@ -995,6 +995,82 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "if order.status <= Order.Status.CANCELED",
         "'canceled' sorts before every other order status, so only a canceled order is <= it",
     ),
+    (
+        "billing/services/payments.py",
+        'if intent.status == "succeeded":',
+        'if intent.status >= "succeeded":',
+        "a PaymentIntent's status is one of Stripe's seven (canceled, processing, "
+        "requires_action, requires_capture, requires_confirmation, requires_payment_method, "
+        "succeeded), or \"\" when a payload lacks it: only 'succeeded' sorts >= it",
+    ),
+    (
+        "billing/services/payments.py",
+        'if intent.status == "canceled":',
+        'if intent.status <= "canceled":',
+        "`order_target_status` is only given PaymentIntents read from Stripe's answers (to "
+        "create, confirm, retrieve, cancel, or set a card: orders and reconcile), where "
+        "`status` is always set, to one of Stripe's seven (canceled, processing, "
+        "requires_action, requires_capture, requires_confirmation, requires_payment_method, "
+        "succeeded): of them only 'canceled' sorts <= it",
+    ),
+    (
+        "billing/services/payments.py",
+        "payment = payment_row_for(order=order, intent=intent, locked=True)",
+        "payment = payment_row_for(order=order, intent=intent, locked=False)",
+        "the lock only changes the read of a row another transaction inserted first, so "
+        "committed when the read runs; `payment_apply` holds the order's row lock, and "
+        "every transaction that changes a payment row holds its order's lock first "
+        "(`payment_and_order_locked`, Checkout's record, `order_pay`): nothing can change "
+        "the row between the read and the commit, so it is the same row, locked or not "
+        "(a row of another order is refused on its order_id, which no one changes)",
+    ),
+    (
+        "billing/services/payments.py",
+        'return PaymentOutcome(None, False, "no order of ours for this PaymentIntent")',
+        'return PaymentOutcome(None, True, "no order of ours for this PaymentIntent")',
+        "`applied` is read only by reconcile, which records the PaymentIntents of an "
+        "order's own payment rows: the row is found, so this outcome never reaches it "
+        "(the event handler reads only the reason; the orders' callers read nothing)",
+    ),
+    (
+        "billing/services/payments.py",
+        "@dataclass(frozen=True)",
+        "@dataclass(frozen=False)",
+        "a PaymentOutcome is never hashed nor assigned to after it is made: its callers "
+        "read `reason` or `applied` and drop it",
+    ),
+    *[
+        (
+            "billing/services/payments.py",
+            'if intent.status == "requires_payment_method" and intent.last_error_code:',
+            f'if intent.status {op} "requires_payment_method" and intent.last_error_code:',
+            "the statuses still unanswered at this line are requires_payment_method, "
+            "requires_confirmation and requires_capture (`order_target_status` reads "
+            "Stripe's answers, whose status is always set): of them only "
+            "requires_payment_method sorts >= it, and the two others, which sort before it, "
+            "carry no error code (requires_confirmation is reached only by creating or "
+            "updating the PaymentIntent, which clears last_payment_error, and "
+            "requires_capture needs a manual capture Tollgate never asks for)",
+        )
+        for op in (">=", "<=")
+    ],
+    (
+        "billing/services/payments.py",
+        'return payment.status == "succeeded" and payment.amount_received > 0',
+        'return payment.status == "succeeded" and payment.amount_received != 0',
+        "a payment's amount_received is never below 0: it starts at 0 and is only set to "
+        "the max of itself and what Stripe says was received (a PaymentIntent's "
+        "amount_received, a Checkout Session's amount_total), or to a renewal order's "
+        "amount, all 0 or more",
+    ),
+    (
+        "billing/services/payments.py",
+        'return payment.status == "succeeded" and payment.amount_received > 0',
+        'return payment.status == "succeeded" and payment.amount_received > 1',
+        "a payment receives nothing or at least Stripe's minimum charge (0.50 USD or its "
+        "equivalent in each currency, always more than one minor unit), so no payment "
+        "has received exactly 1",
+    ),
     *[
         (
             "billing/services/cards.py",

@@ -362,6 +362,20 @@ def test_cancel_an_unpaid_order_cancels_its_payment_intent(api, stripe_server):
     assert intent.status == "canceled"
 
 
+def test_cancelling_an_order_whose_payment_was_changed_at_stripe_is_a_conflict(api, stripe_server):
+    """Its PaymentIntent now asks for another amount than the order's: the cancel is
+    refused as a conflict for a person to look at, and the order is left as it was."""
+    body = api.post("/payments/create/", BUY_100).json()
+    [intent] = stripe_intents()
+    stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    ).v1.payment_intents.update(intent.id, params={"amount": intent.amount + 100})
+    resp = api.post(f"/payments/orders/{body['order_id']}/cancel/")
+    assert resp.status_code == 409, resp.content
+    assert resp.json()["code"] == "order_state_conflict"
+    assert Order.objects.get(pk=body["order_id"]).status == Order.Status.PENDING
+
+
 def test_a_paid_order_cannot_be_cancelled(api, stripe_server):
     body = api.post("/payments/create/", {**BUY_100, "payment_method_id": "pm_card_visa"}).json()
     assert body["status"] == "paid"

@@ -128,8 +128,20 @@ def test_a_payment_that_is_not_the_orders_never_joins_it_and_refund_all_stays_at
     assert paid_order.status == Order.Status.REFUNDED
 
 
+def test_a_first_seen_payment_of_the_users_own_stripe_customer_pays_the_order():
+    """What `other_customer` is not: the customer of the order's user fits the order."""
+    order = OrderFactory()
+    StripeCustomer.objects.create(user=order.user, stripe_customer_id="cus_the_buyers_own")
+    stored = deliver(first_seen_success(order, customer="cus_the_buyers_own"))
+    assert stored.status == StripeEvent.Status.PROCESSED, stored.last_error
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert Payment.objects.get(order=order).stripe_payment_intent_id == stored.object_id
+
+
 @pytest.mark.parametrize("amount", [999, 1001])
 def test_news_of_a_first_seen_payment_for_another_amount_never_moves_the_order(amount):
+    """The failed event tells staff the payment's amount and the order's."""
     order = OrderFactory()
     obj = payment_intent(
         id=new_id("pi"), amount=amount, status="processing", metadata=order.metadata
@@ -137,6 +149,7 @@ def test_news_of_a_first_seen_payment_for_another_amount_never_moves_the_order(a
     stored = deliver(event("payment_intent.processing", obj))
     assert stored.status == StripeEvent.Status.FAILED
     assert "PaymentMismatchError" in stored.last_error
+    assert f"it is for {amount}, the order's card part {order.card_amount}" in stored.last_error
     assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
     assert not Payment.objects.exists()
 
@@ -158,23 +171,29 @@ def test_a_first_seen_payment_for_another_user_says_whose_it_is_for_staff(named)
     assert not CreditTransaction.objects.exists()
 
 
-def test_a_first_seen_payment_in_another_currency_pays_and_grants_nothing():
+@pytest.mark.parametrize("currency", ["eur", "zar"])
+def test_a_first_seen_payment_in_another_currency_pays_and_grants_nothing(currency):
+    """The failed event tells staff the payment's currency and the order's."""
     order = OrderFactory()
-    stored = deliver(first_seen_success(order, currency="eur"))
+    assert order.currency == "usd"
+    stored = deliver(first_seen_success(order, currency=currency))
     assert stored.status == StripeEvent.Status.FAILED
     assert "PaymentMismatchError" in stored.last_error
+    assert f"it is in {currency}, the order in usd" in stored.last_error
     order.refresh_from_db()
     assert order.status == Order.Status.PENDING
     assert not Payment.objects.exists()
     assert not CreditTransaction.objects.exists()
 
 
-def test_a_known_payment_of_the_right_amount_in_another_currency_grants_nothing():
+@pytest.mark.parametrize("currency", ["eur", "zar"])
+def test_a_known_payment_of_the_right_amount_in_another_currency_grants_nothing(currency):
     payment = PaymentFactory()
+    assert payment.order.currency == "usd"
     obj = payment_intent(
         id=payment.stripe_payment_intent_id,
         amount=payment.order.amount,
-        currency="eur",
+        currency=currency,
         metadata=payment.order.metadata,
     )
     stored = deliver(event("payment_intent.succeeded", obj))
@@ -184,21 +203,22 @@ def test_a_known_payment_of_the_right_amount_in_another_currency_grants_nothing(
     assert not CreditTransaction.objects.exists()
 
 
+@pytest.mark.parametrize("change", [100, -100])
 @pytest.mark.parametrize("news", ["payment_intent.processing", "payment_intent.requires_action"])
-def test_news_of_a_known_payment_changed_at_stripe_to_another_amount_moves_nothing(news):
-    """Its amount changed at Stripe since Tollgate made it: the order stays where it
-    was and the event fails for staff, as news of a first-seen one would."""
+def test_news_of_a_known_payment_changed_at_stripe_to_another_amount_moves_nothing(news, change):
+    """Its amount changed at Stripe since Tollgate made it, up or down: the order stays
+    where it was and the event fails for staff, as news of a first-seen one would."""
     payment = PaymentFactory()
     status = news.removeprefix("payment_intent.")
     obj = payment_intent(
         id=payment.stripe_payment_intent_id,
-        amount=payment.order.amount + 100,
+        amount=payment.order.amount + change,
         status=status,
         metadata=payment.order.metadata,
     )
     stored = deliver(event(news, obj))
     assert stored.status == StripeEvent.Status.FAILED
-    assert f"is for {payment.order.amount + 100} usd" in stored.last_error
+    assert f"is for {payment.order.amount + change} usd" in stored.last_error
     assert Order.objects.get(pk=payment.order_id).status == Order.Status.PENDING
 
 

@@ -3,6 +3,7 @@ through Stripe's events API and by re-reading stuck orders."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from io import StringIO
 
@@ -15,13 +16,16 @@ from django.utils import timezone
 from billing import gateway
 from billing.models import Order, Payment, StripeEvent
 from billing.services.events import events_drain
+from billing.services.payments import order_target_status
 from billing.services.reconcile import (
     ReconcileReport,
     events_reconcile,
     orders_stuck_recheck,
     reconcile,
 )
+from billing.stripe_objects import payment_intent_from_payload
 from credits.selectors import credits_balance_get
+from tests.stripe_events import new_id, payment_intent
 
 pytestmark = pytest.mark.django_db
 
@@ -122,6 +126,29 @@ def test_a_stuck_order_takes_the_state_its_payment_has_at_stripe(
     assert orders_stuck_recheck(older_than=timedelta(minutes=30)) == (1, 1)
     assert Order.objects.get(pk=body["order_id"]).status == status
     assert credits_balance_get(user_id=user.pk) == 0
+
+
+@pytest.mark.parametrize(
+    ("at_stripe", "declined", "status"),
+    [
+        ("succeeded", False, Order.Status.PAID),
+        ("processing", False, Order.Status.PROCESSING),
+        ("requires_action", False, Order.Status.REQUIRES_ACTION),
+        ("canceled", False, Order.Status.CANCELED),
+        ("requires_payment_method", True, Order.Status.FAILED),
+        ("requires_payment_method", False, None),
+        ("requires_confirmation", False, None),
+        ("requires_capture", False, None),
+    ],
+)
+def test_the_state_of_a_payment_at_stripe_is_the_state_its_order_takes(at_stripe, declined, status):
+    """Read from Stripe's answer: a declined payment fails its order; one still waiting
+    for a card, a confirmation or a capture moves it nowhere."""
+    obj = payment_intent(id=new_id("pi"), amount=1000, status=at_stripe)
+    if not declined:
+        obj["last_payment_error"] = None
+    intent = payment_intent_from_payload(json.loads(json.dumps(obj)))
+    assert order_target_status(intent) == status
 
 
 def test_the_command_reports_what_it_did_with_progress(api, stripe_server):

@@ -135,6 +135,8 @@ def test_bad_subscription_requests_are_clear_4xx_and_reach_no_stripe(api, other_
     no_card = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
     assert no_card.status_code == 422
     assert no_card.json()["extra"]["field"] == "payment_method_id"
+    # Refused before anything was started: no record, not even a customer at Stripe.
+    assert not Subscription.objects.exists() and not StripeCustomer.objects.exists()
     assert api.post("/payments/subscriptions/", {"plan_id": 999}).status_code == 422
     card = add_card_via_setup_intent(api)["payment_methods"][0]
     stolen = other_api.post(
@@ -722,6 +724,63 @@ def test_giving_up_an_old_record_leaves_the_users_later_subscription_alone(api, 
     }
 
 
+def record_left_incomplete(user, plan: Plan) -> Subscription:
+    """A record a request that died left `incomplete`, older than its grace."""
+    left = Subscription.objects.create(
+        user=user, purchase_type="subscription", plan_ref=str(plan.pk)
+    )
+    Subscription.objects.filter(pk=left.pk).update(
+        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
+    )
+    return left
+
+
+def subscribed_at_stripe(user, plan: Plan, metadata: dict[str, str]) -> dict:
+    """A subscription to `plan` made at Stripe (not through Tollgate) for the user's
+    customer, billed to their saved card."""
+    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
+    card = SavedPaymentMethod.objects.get(user=user).stripe_payment_method_id
+    stripe_client().v1.customers.update(
+        customer, params={"invoice_settings": {"default_payment_method": card}}
+    )
+    return stripe_client().v1.subscriptions.create(
+        params={
+            "customer": customer,
+            "items": [{"plan": plan.stripe_price_id}],
+            "metadata": metadata,
+        }
+    )
+
+
+def test_an_old_record_with_two_unpaid_subscriptions_at_stripe_ends_both_and_names_neither(
+    api, user, stripe_plan
+):
+    """Both subscriptions Stripe holds for a record left incomplete are cancelled when its
+    plan is started again; the ended record names, for staff, the Stripe subscription that
+    was cancelled only when there was one, so here it names neither."""
+    add_card_via_setup_intent(api, number="4000000000000341")  # attaches, then declines
+    left = record_left_incomplete(user, stripe_plan)
+    metadata = {"subscription_id": str(left.pk), "plan_id": str(stripe_plan.pk)}
+    unpaid = [subscribed_at_stripe(user, stripe_plan, metadata) for _ in range(2)]
+    assert [s["status"] for s in unpaid] == ["incomplete", "incomplete"]
+
+    good = add_card_via_setup_intent(api)["payment_methods"]
+    card = next(c for c in good if c["last4"] == "4242")
+    again = api.post(
+        "/payments/subscriptions/", {"plan_id": stripe_plan.pk, "payment_method_id": card["id"]}
+    )
+    assert again.status_code == 201, again.content
+    left.refresh_from_db()
+    assert (left.status, left.stripe_subscription_id) == (
+        Subscription.Status.INCOMPLETE_EXPIRED,
+        None,
+    )
+    for s in unpaid:
+        assert stripe_client().v1.subscriptions.retrieve(s["id"])["status"] == "canceled"
+    live = again.json()["subscription"]["stripe_subscription_id"]
+    assert [s["id"] for s in stripe_subscriptions(user)] == [live]
+
+
 @pytest.mark.parametrize(
     ("age", "kept"),
     [
@@ -903,31 +962,23 @@ def test_a_cycle_invoice_tells_the_plugin_what_was_paid_and_for_which_period(cus
     ) == {"processed"}
 
 
+@pytest.mark.parametrize("known_by", ["its metadata", "the record"])
 def test_an_old_record_whose_subscription_stripe_holds_as_paid_is_kept_not_cancelled(
-    api, user, stripe_plan
+    api, user, stripe_plan, known_by
 ):
     """A Checkout completed long ago whose events were never processed: the next start
-    finds the paid subscription at Stripe, records it, and answers 409."""
+    finds the paid subscription at Stripe, records it, and answers 409. Stripe's
+    subscription is the record's when its metadata names the record, or when the record
+    already holds its Stripe id (its metadata was since edited at Stripe)."""
     add_card_via_setup_intent(api)
-    left = Subscription.objects.create(
-        user=user, purchase_type="subscription", plan_ref=str(stripe_plan.pk)
-    )
-    Subscription.objects.filter(pk=left.pk).update(
-        created_at=timezone.now() - INCOMPLETE_GRACE - timedelta(minutes=1)
-    )
-    customer = StripeCustomer.objects.get(user=user).stripe_customer_id
-    card = SavedPaymentMethod.objects.get(user=user).stripe_payment_method_id
-    stripe_client().v1.customers.update(
-        customer, params={"invoice_settings": {"default_payment_method": card}}
-    )
-    paid = stripe_client().v1.subscriptions.create(
-        params={
-            "customer": customer,
-            "items": [{"plan": stripe_plan.stripe_price_id}],
-            "metadata": {"subscription_id": str(left.pk), "plan_id": str(stripe_plan.pk)},
-        }
-    )
+    left = record_left_incomplete(user, stripe_plan)
+    metadata = {"plan_id": str(stripe_plan.pk)}
+    if known_by == "its metadata":
+        metadata["subscription_id"] = str(left.pk)
+    paid = subscribed_at_stripe(user, stripe_plan, metadata)
     assert paid["status"] == "active"
+    if known_by == "the record":
+        Subscription.objects.filter(pk=left.pk).update(stripe_subscription_id=paid["id"])
     resp = api.post("/payments/subscriptions/", {"plan_id": stripe_plan.pk})
     assert resp.status_code == 409, resp.content
     left.refresh_from_db()
