@@ -3,9 +3,12 @@ each Stripe refund applied exactly once, never more than was captured."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import stripe
 from django.conf import settings
+from django.db import connection
 
 from billing.models import Order, Refund, StripeEvent
 from billing.services.events import events_drain
@@ -20,6 +23,7 @@ from purchasables.registry import registry
 from purchasables.types import PurchaseType, Quote
 from tests.billing.conftest import post_webhook
 from tests.billing.factories import PaymentFactory
+from tests.billing.test_stripe_faults import FaultyProxy
 from tests.stripe_events import event, fixture, new_id, payment_intent
 
 pytestmark = pytest.mark.django_db
@@ -656,6 +660,49 @@ def test_a_dashboard_refund_whose_apply_failed_is_applied_when_its_event_is_retr
     refund = Refund.objects.get()
     assert (refund.applied_at is not None, refund.result) == (True, {"reversed": 300})
     assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refund_whose_webhook_overtook_the_answer_and_failed_to_apply_is_applied_by_the_request(
+    api, staff_api, stripe_server, settings
+):
+    """Stripe's webhook of a staff refund is processed before Stripe's answer reaches the
+    request, and the plugin's refund hook fails there. It works again by the time the
+    answer arrives: the request applies the refund it asked for, once, and says so."""
+    plugin = RefundHookFails()
+    proxy = FaultyProxy(stripe_server.base)
+    settings.STRIPE_API_BASE = proxy.base
+
+    def webhook_first(answer: bytes) -> None:
+        try:
+            post_webhook(event("refund.updated", json.loads(answer)))
+            events_drain()
+            plugin.healed = True
+        finally:
+            connection.close()
+
+    try:
+        with registry.plugin_registered(plugin, name="fragile"):
+            order_id = api.post(
+                "/payments/create/",
+                {"purchase_type": "fragile", "payment_method_id": "pm_card_visa"},
+            ).json()["order_id"]
+            proxy.fail_next(("POST", "/v1/refunds"), webhook_first)
+            resp = staff_api.post(f"/payments/orders/{order_id}/refunds/", {"amount": "3.00"})
+    finally:
+        proxy.close()
+        settings.STRIPE_API_BASE = stripe_server.base
+    assert resp.status_code == 201, resp.content
+    assert (resp.json()["status"], resp.json()["applied"]) == ("succeeded", True)
+    overtaking = StripeEvent.objects.get(type="refund.updated")
+    assert overtaking.status == StripeEvent.Status.RETRYING
+    refund = Refund.objects.get()
+    assert (refund.stripe_refund_id, refund.result) == (
+        resp.json()["stripe_refund_id"],
+        {"reversed": 300},
+    )
+    assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
+    assert len(stripe_refunds()) == 1
 
 
 def test_the_sweep_leaves_a_refund_whose_request_just_started_to_that_request(
