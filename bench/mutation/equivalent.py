@@ -613,6 +613,19 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "`captured - reversed_` is at most 0 either way and `max(0, min(...))` answers 0 alike",
     ),
     (
+        "billing/services/disputes.py",
+        'captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or 0',
+        'captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or 1',
+        "taken only when the order's payments received nothing, and a dispute gets here only "
+        "through a Payment row of an order paid, partially refunded or refunded: an order is "
+        "paid through a payment only as that payment's received amount is recorded "
+        "(payment_intent events: Stripe's amount_received, or the amount when absent; "
+        "Checkout: the session's total, which must equal the order's amount; renewals: the "
+        "order's amount), never lowered after (a max), and an order paid with credits alone "
+        "has no Payment row; so nothing was received only for an order of amount 0, where "
+        "`order.amount - reversed_` is at most 0 and the stake is 0 either way",
+    ),
+    (
         "billing/services/refunds.py",
         "if reported == S.FAILED:",
         "if reported is S.FAILED:",
