@@ -337,6 +337,16 @@ def test_a_failed_refund_is_recorded_and_nothing_is_reversed(paid_payment):
     assert credits_balance_get(user_id=paid_payment.order.user_id) == 100
 
 
+@pytest.mark.parametrize("status", ["succeeded", "canceled"])
+def test_only_a_refund_that_failed_carries_a_failure_reason(paid_payment, status):
+    """A refund Stripe reports succeeded, or canceled before it was paid out, did not fail:
+    staff read no failure reason on it."""
+    post_webhook(event("refund.updated", refund_obj(paid_payment, 500, status=status)))
+    events_drain()
+    stored = Refund.objects.get()
+    assert (stored.status, stored.failure_reason) == (status, "")
+
+
 @pytest.mark.parametrize("reported", [[600, 600], [1001]], ids=["two-parts", "one-cent-over"])
 def test_refunds_reported_beyond_what_was_captured_reverse_nothing_more(paid_payment, reported):
     """The refunded total never exceeds what was captured: of refunds reported for a 10.00
