@@ -337,6 +337,19 @@ def test_a_failed_refund_is_recorded_and_nothing_is_reversed(paid_payment):
     assert credits_balance_get(user_id=paid_payment.order.user_id) == 100
 
 
+def test_a_refund_reported_without_its_currency_is_in_the_orders_currency(staff_api, paid_order):
+    """A refund whose report leaves out the currency is of its payment, in the order's
+    currency: it counts against what is left to refund."""
+    unsaid = {**refund_obj(paid_order.payments.get(), 600), "currency": None}
+    post_webhook(event("refund.updated", unsaid))
+    events_drain()
+    stored = Refund.objects.get()
+    assert (stored.currency, stored.applied_at is not None) == ("usd", True)
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["amount"] == 400
+
+
 @pytest.mark.parametrize("status", ["succeeded", "canceled"])
 def test_only_a_refund_that_failed_carries_a_failure_reason(paid_payment, status):
     """A refund Stripe reports succeeded, or canceled before it was paid out, did not fail:
