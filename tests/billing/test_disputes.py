@@ -152,6 +152,7 @@ def test_a_lost_dispute_debits_once_and_what_was_spent_becomes_a_debt(api, user,
     assert (dispute.status, dispute.outcome) == ("lost", "lost")
     refund = Refund.objects.get()
     assert (refund.source, refund.amount, refund.stripe_refund_id) == ("dispute", 1000, None)
+    assert refund.reason == f"Dispute {dispute.stripe_dispute_id} lost (fraudulent)"
     assert dispute.refund_id == refund.pk
     assert CreditTransaction.objects.get(kind="refund").memo == (
         f"Dispute {dispute.stripe_dispute_id} lost: order {paid_order.pk}"
@@ -172,7 +173,7 @@ def test_a_loss_reported_before_the_dispute_opened_debits_once_and_freezes_nothi
     assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
     assert credits_frozen_get(user_id=user.pk) == 0
     dispute = Dispute.objects.get()
-    assert (dispute.status, dispute.frozen_at) == ("lost", None)
+    assert (dispute.status, dispute.frozen_at, dispute.released_at) == ("lost", None, None)
     assert CreditTransaction.objects.filter(kind="refund").count() == 1
 
 
@@ -249,10 +250,16 @@ def test_a_status_stripe_adds_later_ranks_with_the_first_open_one(paid_order):
     assert tell("warning_pending_something_new") == "warning_under_review"
 
 
-def test_a_dispute_naming_only_the_charge_finds_its_order(api, user, paid_order):
+@pytest.mark.parametrize(
+    "names",
+    [{"payment_intent": None}, {"charge": "ch_not_recorded"}],
+    ids=["only-the-charge", "a-charge-not-recorded"],
+)
+def test_a_dispute_finds_its_order_by_either_id_of_its_payment(api, user, paid_order, names):
     """Older API versions name the charge and no PaymentIntent: the charge recorded on
-    the payment finds the order, whose credits are frozen at once."""
-    dp = dispute_obj(paid_order, payment_intent=None)
+    the payment finds the order. A charge the payment has not recorded (one Checkout
+    made) leaves the PaymentIntent to find it. Either way its credits are frozen at once."""
+    dp = dispute_obj(paid_order, **names)
     deliver("charge.dispute.created", dp, at=int(time.time()))
     dispute = Dispute.objects.get()
     assert (dispute.order_id, dispute.frozen_at is not None) == (paid_order.pk, True)
@@ -706,4 +713,17 @@ def test_a_dispute_released_after_refunds_took_back_more_than_the_card_paid_has_
 
         deliver("charge.dispute.closed", {**dp, "status": "won"}, at=t0 + 2)
     assert plugin.told == [("open", 600), ("won", 0)]
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def test_a_dispute_for_more_than_the_charge_reverses_only_what_was_paid(api, user, paid_order):
+    """Stripe may dispute more than the charge (the customer's bank converted currencies):
+    a lost dispute reverses what the order was paid, 10.00, not the 10.01 disputed."""
+    dp = dispute_obj(paid_order, amount=1001)
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+    assert Refund.objects.get(source=Refund.Source.DISPUTE).amount == 1000
+    assert Order.objects.get(pk=paid_order.pk).status == Order.Status.REFUNDED
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
