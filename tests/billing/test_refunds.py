@@ -115,8 +115,8 @@ def test_what_is_left_to_refund_is_never_below_zero(staff_api, paid_order):
 
 def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(staff_api, paid_order):
     """The order was paid twice: the second payment's automatic refund is on its way,
-    and 6.00 of that payment were refunded in Stripe's dashboard meanwhile. Of the 20.00
-    captured, 16.00 are held, so staff may refund only the 4.00 left, though the first
+    and 7.00 of that payment were refunded in Stripe's dashboard meanwhile. Of the 20.00
+    captured, 17.00 are held, so staff may refund only the 3.00 left, though the first
     payment alone has 10.00."""
     second = PaymentFactory(
         order=paid_order, status="succeeded", amount_received=1000, stripe_charge_id=new_id("ch")
@@ -129,12 +129,12 @@ def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(sta
         source=Refund.Source.AUTOMATIC,
         reverses_order=False,
     )
-    post_webhook(event("refund.updated", refund_obj(second, 600)))
+    post_webhook(event("refund.updated", refund_obj(second, 700)))
     events_drain()
     resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
     assert resp.status_code == 201, resp.content
-    assert resp.json()["amount"] == 400
-    assert [r.amount for r in stripe_refunds()] == [400]
+    assert resp.json()["amount"] == 300
+    assert [r.amount for r in stripe_refunds()] == [300]
 
 
 def test_a_refund_that_failed_at_stripe_holds_none_of_the_money(staff_api, paid_order):
