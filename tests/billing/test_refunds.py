@@ -113,11 +113,20 @@ def test_what_is_left_to_refund_is_never_below_zero(staff_api, paid_order):
     assert (resp.json()["extra"]["refundable"], resp.json()["extra"]["requested"]) == (0, 0)
 
 
-def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(staff_api, paid_order):
-    """The order was paid twice: the second payment's automatic refund is on its way,
-    and 7.00 of that payment were refunded in Stripe's dashboard meanwhile. Of the 20.00
-    captured, 17.00 are held, so staff may refund only the 3.00 left, though the first
-    payment alone has 10.00."""
+@pytest.mark.parametrize(
+    ("second_back", "first_back", "left"),
+    [(700, 0, 300), (1000, 100, 0)],
+    ids=["part-of-the-second", "all-of-the-second-and-some-of-the-first"],
+)
+def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(
+    staff_api, paid_order, second_back, first_back, left
+):
+    """The order was paid twice: the second payment's automatic refund is on its way, and
+    part of the payments were refunded in Stripe's dashboard meanwhile. 7.00 of the second:
+    of the 20.00 captured, 17.00 are held, so staff may refund only the 3.00 left, though
+    the first payment alone has 10.00. All of the second and 1.00 of the first: 21.00 are
+    held, more than was captured, so nothing is left until the automatic refund is settled."""
+    first = paid_order.payments.get()
     second = PaymentFactory(
         order=paid_order, status="succeeded", amount_received=1000, stripe_charge_id=new_id("ch")
     )
@@ -129,12 +138,18 @@ def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(sta
         source=Refund.Source.AUTOMATIC,
         reverses_order=False,
     )
-    post_webhook(event("refund.updated", refund_obj(second, 700)))
+    for payment, amount in ((second, second_back), (first, first_back)):
+        if amount:
+            post_webhook(event("refund.updated", refund_obj(payment, amount)))
     events_drain()
     resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
-    assert resp.status_code == 201, resp.content
-    assert resp.json()["amount"] == 300
-    assert [r.amount for r in stripe_refunds()] == [300]
+    if left:
+        assert resp.status_code == 201, resp.content
+        assert resp.json()["amount"] == left
+    else:
+        assert resp.status_code == 409, resp.content
+        assert resp.json()["extra"]["refundable"] == 0
+    assert [r.amount for r in stripe_refunds()] == ([left] if left else [])
 
 
 def test_a_refund_that_failed_at_stripe_holds_none_of_the_money(staff_api, paid_order):
