@@ -613,6 +613,13 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "`captured - reversed_` is at most 0 either way and `max(0, min(...))` answers 0 alike",
     ),
     (
+        "billing/services/refunds.py",
+        "Q(submitted_at__lt=stale) | Q(submitted_at__isnull=True, created_at__lt=stale)",
+        "Q(submitted_at__lt=stale) ^ Q(submitted_at__isnull=True, created_at__lt=stale)",
+        "the two never hold for one row (the first needs `submitted_at` set, the second "
+        "needs it unset), so exactly one of them is the same as either of them",
+    ),
+    (
         "billing/services/disputes.py",
         'captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or 0',
         'captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or 1',
