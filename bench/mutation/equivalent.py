@@ -454,6 +454,14 @@ KNOWN: list[tuple[str, str, str, str]] = [
     (
         "billing/services/credit_refunds.py",
         "or card_part + credits_part == 0",
+        "or card_part | credits_part == 0",
+        "the tests before it in the same `or` already refused a negative card or credits "
+        "part; of two integers 0 or more, the bitwise or is 0 exactly when both are 0, as "
+        "their sum is",
+    ),
+    (
+        "billing/services/credit_refunds.py",
+        "or card_part + credits_part == 0",
         "or card_part + credits_part <= 0",
         "the tests before it in the same `or` already refused a negative card or credits "
         "part, so the sum is 0 or more here",
