@@ -635,6 +635,39 @@ def test_the_plugin_is_told_each_stripe_refund_and_the_running_total(api, staff_
     assert {t.stripe_dispute_id for t in plugin.told} == {""}
 
 
+def test_refunds_reaching_past_the_price_leave_the_order_refunded(api, staff_api, stripe_server):
+    """The order was paid twice (the second payment's automatic refund is on its way).
+    Staff refund 6.00 as credits, and all 10.00 of the first payment are refunded in
+    Stripe's dashboard too: 16.00 of the 10.00 price came back, within the 20.00 captured.
+    The order is refunded, not partly."""
+    plugin = RefundsTold()
+    with registry.plugin_registered(plugin, name="told"):
+        order_id = api.post(
+            "/payments/create/", {"purchase_type": "told", "payment_method_id": "pm_card_visa"}
+        ).json()["order_id"]
+        order = Order.objects.get(pk=order_id)
+        first = order.payments.get()
+        second = PaymentFactory(
+            order=order, status="succeeded", amount_received=1000, stripe_charge_id=new_id("ch")
+        )
+        Refund.objects.create(
+            order=order,
+            payment=second,
+            amount=1000,
+            currency="usd",
+            source=Refund.Source.AUTOMATIC,
+            reverses_order=False,
+        )
+        as_credits = staff_api.post(
+            f"/payments/orders/{order_id}/refunds/", {"amount": "6.00", "to_credits": True}
+        )
+        assert as_credits.status_code == 201, as_credits.content
+        post_webhook(event("refund.updated", refund_obj(first, 1000)))
+        events_drain()
+    assert [t.refunded_total for t in plugin.told] == [600, 1600]
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+
+
 def _age(refund_id: int) -> None:
     from datetime import timedelta
 
