@@ -10,7 +10,7 @@ import stripe
 from django.conf import settings
 from django.db import connection
 
-from billing.models import Order, Refund, StripeEvent
+from billing.models import Order, Payment, Refund, StripeEvent
 from billing.services.events import events_drain
 from billing.services.refunds import refund_record
 from billing.tasks import refund_submit
@@ -113,6 +113,22 @@ def test_what_is_left_to_refund_is_never_below_zero(staff_api, paid_order):
     assert (resp.json()["extra"]["refundable"], resp.json()["extra"]["requested"]) == (0, 0)
 
 
+def paid_again(order: Order) -> Payment:
+    """A second payment of the paid order (10.00), whose automatic refund is on its way."""
+    second = PaymentFactory(
+        order=order, status="succeeded", amount_received=1000, stripe_charge_id=new_id("ch")
+    )
+    Refund.objects.create(
+        order=order,
+        payment=second,
+        amount=1000,
+        currency="usd",
+        source=Refund.Source.AUTOMATIC,
+        reverses_order=False,
+    )
+    return second
+
+
 @pytest.mark.parametrize(
     ("second_back", "first_back", "left"),
     [(700, 0, 300), (1000, 100, 0)],
@@ -127,17 +143,7 @@ def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(
     the first payment alone has 10.00. All of the second and 1.00 of the first: 21.00 are
     held, more than was captured, so nothing is left until the automatic refund is settled."""
     first = paid_order.payments.get()
-    second = PaymentFactory(
-        order=paid_order, status="succeeded", amount_received=1000, stripe_charge_id=new_id("ch")
-    )
-    Refund.objects.create(
-        order=paid_order,
-        payment=second,
-        amount=1000,
-        currency="usd",
-        source=Refund.Source.AUTOMATIC,
-        reverses_order=False,
-    )
+    second = paid_again(paid_order)
     for payment, amount in ((second, second_back), (first, first_back)):
         if amount:
             post_webhook(event("refund.updated", refund_obj(payment, amount)))
@@ -647,17 +653,7 @@ def test_refunds_reaching_past_the_price_leave_the_order_refunded(api, staff_api
         ).json()["order_id"]
         order = Order.objects.get(pk=order_id)
         first = order.payments.get()
-        second = PaymentFactory(
-            order=order, status="succeeded", amount_received=1000, stripe_charge_id=new_id("ch")
-        )
-        Refund.objects.create(
-            order=order,
-            payment=second,
-            amount=1000,
-            currency="usd",
-            source=Refund.Source.AUTOMATIC,
-            reverses_order=False,
-        )
+        paid_again(order)
         as_credits = staff_api.post(
             f"/payments/orders/{order_id}/refunds/", {"amount": "6.00", "to_credits": True}
         )
