@@ -454,6 +454,14 @@ KNOWN: list[tuple[str, str, str, str]] = [
     (
         "billing/services/credit_refunds.py",
         "or card_part + credits_part == 0",
+        "or card_part | credits_part == 0",
+        "the tests before it in the same `or` already refused a negative card or credits "
+        "part; of two integers 0 or more, the bitwise or is 0 exactly when both are 0, as "
+        "their sum is",
+    ),
+    (
+        "billing/services/credit_refunds.py",
+        "or card_part + credits_part == 0",
         "or card_part + credits_part <= 0",
         "the tests before it in the same `or` already refused a negative card or credits "
         "part, so the sum is 0 or more here",
@@ -497,23 +505,6 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "refund in credits is >= it",
     ),
     (
-        "billing/services/refunds.py",
-        "refund.method == Refund.Method.CREDITS",
-        "refund.method >= Refund.Method.CREDITS",
-        "'credits' sorts after the other refund methods (as_credits, card), so only a "
-        "refund in credits is >= it",
-    ),
-    (
-        "billing/services/refunds.py",
-        "and order.status == Order.Status.REFUNDED",
-        "and order.status >= Order.Status.REFUNDED",
-        "only 'refunded' and 'requires_action' sort >= 'refunded', and this is read only for "
-        "a refund in credits, which is made only for an order that was paid (under the "
-        "paid order's lock, by the buyer's cancel of a paid order, or as the paid order "
-        "cannot be delivered); ORDER_TRANSITIONS never takes a paid order back to "
-        "requires_action",
-    ),
-    (
         "billing/services/subscriptions.py",
         'if data.status != "paid" or not data.payment_intent_id:',
         'if data.status < "paid" or not data.payment_intent_id:',
@@ -550,12 +541,6 @@ KNOWN: list[tuple[str, str, str, str]] = [
         "if stored is not None and stored.status <= S.SUCCEEDED and stored.applied_at is None:",
         "every refund status sorts <= 'succeeded': a refund that has not succeeded is then "
         "handed to `refund_apply`, which answers 'needs nothing more' for it and writes nothing",
-    ),
-    (
-        "billing/services/refunds.py",
-        "and refund.amount == 0",
-        "and refund.amount <= 0",
-        "the check constraint refund_amount_positive keeps a refund's amount at 0 or more",
     ),
     (
         "billing/services/subscriptions.py",
@@ -611,6 +596,26 @@ KNOWN: list[tuple[str, str, str, str]] = [
         'captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or -1',
         "taken only when nothing was captured; `reversed_` is never below 0, so "
         "`captured - reversed_` is at most 0 either way and `max(0, min(...))` answers 0 alike",
+    ),
+    (
+        "billing/services/refunds.py",
+        "Q(submitted_at__lt=stale) | Q(submitted_at__isnull=True, created_at__lt=stale)",
+        "Q(submitted_at__lt=stale) ^ Q(submitted_at__isnull=True, created_at__lt=stale)",
+        "the two never hold for one row (the first needs `submitted_at` set, the second "
+        "needs it unset), so exactly one of them is the same as either of them",
+    ),
+    (
+        "billing/services/disputes.py",
+        'captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or 0',
+        'captured = order.payments.aggregate(s=Sum("amount_received"))["s"] or 1',
+        "taken only when the order's payments received nothing, and a dispute gets here only "
+        "through a Payment row of an order paid, partially refunded or refunded: an order is "
+        "paid through a payment only as that payment's received amount is recorded "
+        "(payment_intent events: Stripe's amount_received, or the amount when absent; "
+        "Checkout: the session's total, which must equal the order's amount; renewals: the "
+        "order's amount), never lowered after (a max), and an order paid with credits alone "
+        "has no Payment row; so nothing was received only for an order of amount 0, where "
+        "`order.amount - reversed_` is at most 0 and the stake is 0 either way",
     ),
     (
         "billing/services/refunds.py",
@@ -948,7 +953,6 @@ KNOWN: list[tuple[str, str, str, str]] = [
                 "!=",
                 "is not",
             ),
-            ("if target == Order.Status.PAID and (", "==", "is"),
             ("if target == Order.Status.FAILED:", "==", "is"),
             ("if target == Order.Status.PAID:", "==", "is"),
             ("if target == Order.Status.CANCELED and order.credits:", "==", "is"),

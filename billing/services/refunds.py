@@ -275,6 +275,9 @@ def _refund_store(data: RefundData) -> Refund | None:
                 reason="Refunded in Stripe",
                 amount=data.amount,
                 currency=data.currency or order.currency,
+                # A payment the order did not take is being given back by its automatic
+                # refund: refunded in the dashboard instead, it reverses nothing either.
+                reverses_order=not payment.refunds.filter(reverses_order=False).exists(),
             )
         reported = _STRIPE_STATUS.get(data.status, S.PENDING)
         refund.stripe_refund_id = data.id

@@ -25,8 +25,12 @@ from bookings.models import Booking, Service
 from credits.models import CreditTransaction
 from credits.selectors import credits_balance_get, credits_frozen_get, credits_ledger_sum
 from credits.services import credits_grant
+from purchasables import hookimpl
+from purchasables.registry import registry
+from purchasables.types import PurchaseType, Quote
 from tests.billing.conftest import in_threads, post_webhook
 from tests.billing.factories import OrderFactory, PaymentFactory
+from tests.billing.test_refunds import refund_obj
 from tests.bookings.factories import ServiceFactory, ServiceSessionFactory
 from tests.bookings.purchases import purchase
 from tests.stripe_events import event, fixture, new_id, payment_intent
@@ -148,6 +152,7 @@ def test_a_lost_dispute_debits_once_and_what_was_spent_becomes_a_debt(api, user,
     assert (dispute.status, dispute.outcome) == ("lost", "lost")
     refund = Refund.objects.get()
     assert (refund.source, refund.amount, refund.stripe_refund_id) == ("dispute", 1000, None)
+    assert refund.reason == f"Dispute {dispute.stripe_dispute_id} lost (fraudulent)"
     assert dispute.refund_id == refund.pk
     assert CreditTransaction.objects.get(kind="refund").memo == (
         f"Dispute {dispute.stripe_dispute_id} lost: order {paid_order.pk}"
@@ -168,7 +173,7 @@ def test_a_loss_reported_before_the_dispute_opened_debits_once_and_freezes_nothi
     assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
     assert credits_frozen_get(user_id=user.pk) == 0
     dispute = Dispute.objects.get()
-    assert (dispute.status, dispute.frozen_at) == ("lost", None)
+    assert (dispute.status, dispute.frozen_at, dispute.released_at) == ("lost", None, None)
     assert CreditTransaction.objects.filter(kind="refund").count() == 1
 
 
@@ -245,10 +250,16 @@ def test_a_status_stripe_adds_later_ranks_with_the_first_open_one(paid_order):
     assert tell("warning_pending_something_new") == "warning_under_review"
 
 
-def test_a_dispute_naming_only_the_charge_finds_its_order(api, user, paid_order):
+@pytest.mark.parametrize(
+    "names",
+    [{"payment_intent": None}, {"charge": "ch_not_recorded"}],
+    ids=["only-the-charge", "a-charge-not-recorded"],
+)
+def test_a_dispute_finds_its_order_by_either_id_of_its_payment(api, user, paid_order, names):
     """Older API versions name the charge and no PaymentIntent: the charge recorded on
-    the payment finds the order, whose credits are frozen at once."""
-    dp = dispute_obj(paid_order, payment_intent=None)
+    the payment finds the order. A charge the payment has not recorded (one Checkout
+    made) leaves the PaymentIntent to find it. Either way its credits are frozen at once."""
+    dp = dispute_obj(paid_order, **names)
     deliver("charge.dispute.created", dp, at=int(time.time()))
     dispute = Dispute.objects.get()
     assert (dispute.order_id, dispute.frozen_at is not None) == (paid_order.pk, True)
@@ -639,3 +650,80 @@ def test_concurrent_reports_of_one_lost_dispute_reverse_it_once(user):
     assert CreditTransaction.objects.filter(kind="refund").count() == 1
     assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
     assert credits_frozen_get(user_id=user.pk) == 0
+
+
+class DisputesTold:
+    """A purchase type sold for money or credits that keeps what its dispute hook is told."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, int]] = []
+
+    @hookimpl
+    def tollgate_purchase_types(self):
+        return [PurchaseType(name="disputes-told", order_type="direct", label="Disputes told")]
+
+    @hookimpl
+    def tollgate_quote(self, request):
+        return Quote(amount=1000, currency="usd", description="disputes told", credits=10)
+
+    @hookimpl
+    def tollgate_fulfil(self, order):
+        return {}
+
+    @hookimpl
+    def tollgate_refund(self, order, refund):
+        return {"reversed": refund.amount}
+
+    @hookimpl
+    def tollgate_dispute(self, order, dispute):
+        self.told.append((dispute.state, dispute.at_stake))
+        return {}
+
+
+def test_a_dispute_released_after_refunds_took_back_more_than_the_card_paid_has_nothing_at_stake(
+    api, staff_api, user, stripe_server
+):
+    """10.00 paid with 4 credits and 6.00 by card; the card payment is disputed and frozen.
+    Meanwhile staff refund the 6.00 as credits, and 4.00 of the card in Stripe's dashboard:
+    the refunds took back more than the card paid. The dispute, won, tells the plugin
+    nothing is left at stake, never less than nothing."""
+    plugin = DisputesTold()
+    credits_grant(user_id=user.pk, amount=4, reference="fund")
+    with registry.plugin_registered(plugin, name="disputes-told"):
+        body = api.post(
+            "/payments/create/",
+            {
+                "purchase_type": "disputes-told",
+                "apply_credits": True,
+                "payment_method_id": "pm_card_visa",
+            },
+        ).json()
+        order = Order.objects.get(pk=body["order_id"])
+        assert (order.status, order.card_amount, order.credits_value) == ("paid", 600, 400)
+        dp = dispute_obj(order, amount=600)
+        t0 = int(time.time())
+        deliver("charge.dispute.created", dp, at=t0)
+
+        as_credits = staff_api.post(
+            f"/payments/orders/{order.pk}/refunds/", {"amount": "6.00", "to_credits": True}
+        )
+        assert as_credits.status_code == 201, as_credits.content
+        deliver("refund.updated", refund_obj(order.payments.get(), 400), at=t0 + 1)
+        assert Order.objects.get(pk=order.pk).status == Order.Status.REFUNDED
+
+        deliver("charge.dispute.closed", {**dp, "status": "won"}, at=t0 + 2)
+    assert plugin.told == [("open", 600), ("won", 0)]
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def test_a_dispute_for_more_than_the_charge_reverses_only_what_was_paid(api, user, paid_order):
+    """Stripe may dispute more than the charge (the customer's bank converted currencies):
+    a lost dispute reverses what the order was paid, 10.00, not the 10.01 disputed."""
+    dp = dispute_obj(paid_order, amount=1001)
+    t0 = int(time.time())
+    deliver("charge.dispute.created", dp, at=t0)
+    deliver("charge.dispute.closed", {**dp, "status": "lost"}, at=t0 + 1)
+    assert Refund.objects.get(source=Refund.Source.DISPUTE).amount == 1000
+    assert Order.objects.get(pk=paid_order.pk).status == Order.Status.REFUNDED
+    assert credits_balance_get(user_id=user.pk) == credits_ledger_sum(user_id=user.pk) == 0
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}

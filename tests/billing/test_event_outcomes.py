@@ -154,6 +154,15 @@ def test_a_refund_of_our_payment_before_its_payment_is_recorded_waits(user, stri
     assert "RefundBeforePaymentError" in stored.last_error
 
 
+def test_a_refund_of_a_payment_stripe_cannot_show_waits_as_ours_would(stripe_server):
+    """Stripe cannot show the refund's PaymentIntent, so nothing proves it another
+    system's: the refund waits for its payment instead of being written off."""
+    stored = deliver(event("refund.created", refund_of(new_id("pi"))))
+    assert stored.status == StripeEvent.Status.RETRYING
+    assert "RefundBeforePaymentError" in stored.last_error
+    assert not Refund.objects.exists()
+
+
 # --- refunds never repeat ---------------------------------------------------------------
 
 

@@ -385,6 +385,28 @@ def test_a_second_payment_refunded_at_stripe_gives_back_that_payment_and_the_ord
     )
 
 
+@pytest.mark.parametrize("state", ["canceled", "paid"])
+def test_a_payment_no_order_took_refunded_in_stripes_dashboard_gives_back_only_that_payment(
+    state,
+):
+    """Staff give back a payment the order did not take (a second one, or one after the
+    order was canceled) in Stripe's dashboard before its automatic refund is sent: the
+    money goes back, and what the order delivered stays delivered."""
+    order = OrderFactory()
+    if state == "canceled":
+        Order.objects.filter(pk=order.pk).update(status=Order.Status.CANCELED)
+    else:
+        _paid_elsewhere(order)
+    unwanted = first_seen_success(order)["data"]["object"]
+    deliver(event("payment_intent.succeeded", unwanted))
+    in_dashboard = deliver(event("refund.updated", _refunded_at_stripe(unwanted, 1000)))
+    assert in_dashboard.status == StripeEvent.Status.PROCESSED, in_dashboard.last_error
+    refund = Refund.objects.get(source=Refund.Source.STRIPE)
+    assert (refund.applied_at is not None, refund.result) == (True, {"payment_only": True})
+    assert Order.objects.get(pk=order.pk).status == state
+    assert credits_balance_get(user_id=order.user_id) == (0 if state == "canceled" else 100)
+
+
 def test_a_partial_refund_after_a_second_payment_was_given_back_refunds_only_that_part():
     """The second payment's refund gave back money the order never needed: it is no
     part of the order's price refunded."""

@@ -3,11 +3,14 @@ each Stripe refund applied exactly once, never more than was captured."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import stripe
 from django.conf import settings
+from django.db import connection
 
-from billing.models import Order, Refund, StripeEvent
+from billing.models import Order, Payment, Refund, StripeEvent
 from billing.services.events import events_drain
 from billing.services.refunds import refund_record
 from billing.tasks import refund_submit
@@ -20,6 +23,7 @@ from purchasables.registry import registry
 from purchasables.types import PurchaseType, Quote
 from tests.billing.conftest import post_webhook
 from tests.billing.factories import PaymentFactory
+from tests.billing.test_stripe_faults import FaultyProxy
 from tests.stripe_events import event, fixture, new_id, payment_intent
 
 pytestmark = pytest.mark.django_db
@@ -109,28 +113,49 @@ def test_what_is_left_to_refund_is_never_below_zero(staff_api, paid_order):
     assert (resp.json()["extra"]["refundable"], resp.json()["extra"]["requested"]) == (0, 0)
 
 
-def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(staff_api, paid_order):
-    """The order was paid twice: the second payment's automatic refund is on its way,
-    and 6.00 of that payment were refunded in Stripe's dashboard meanwhile. Of the 20.00
-    captured, 16.00 are held, so staff may refund only the 4.00 left, though the first
-    payment alone has 10.00."""
+def paid_again(order: Order) -> Payment:
+    """A second payment of the paid order (10.00), whose automatic refund is on its way."""
     second = PaymentFactory(
-        order=paid_order, status="succeeded", amount_received=1000, stripe_charge_id=new_id("ch")
+        order=order, status="succeeded", amount_received=1000, stripe_charge_id=new_id("ch")
     )
     Refund.objects.create(
-        order=paid_order,
+        order=order,
         payment=second,
         amount=1000,
         currency="usd",
         source=Refund.Source.AUTOMATIC,
         reverses_order=False,
     )
-    post_webhook(event("refund.updated", refund_obj(second, 600)))
+    return second
+
+
+@pytest.mark.parametrize(
+    ("second_back", "first_back", "left"),
+    [(700, 0, 300), (1000, 100, 0)],
+    ids=["part-of-the-second", "all-of-the-second-and-some-of-the-first"],
+)
+def test_the_refunds_of_an_order_paid_twice_never_hold_more_than_it_captured(
+    staff_api, paid_order, second_back, first_back, left
+):
+    """The order was paid twice: the second payment's automatic refund is on its way, and
+    part of the payments were refunded in Stripe's dashboard meanwhile. 7.00 of the second:
+    of the 20.00 captured, 17.00 are held, so staff may refund only the 3.00 left, though
+    the first payment alone has 10.00. All of the second and 1.00 of the first: 21.00 are
+    held, more than was captured, so nothing is left until the automatic refund is settled."""
+    first = paid_order.payments.get()
+    second = paid_again(paid_order)
+    for payment, amount in ((second, second_back), (first, first_back)):
+        if amount:
+            post_webhook(event("refund.updated", refund_obj(payment, amount)))
     events_drain()
     resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
-    assert resp.status_code == 201, resp.content
-    assert resp.json()["amount"] == 400
-    assert [r.amount for r in stripe_refunds()] == [400]
+    if left:
+        assert resp.status_code == 201, resp.content
+        assert resp.json()["amount"] == left
+    else:
+        assert resp.status_code == 409, resp.content
+        assert resp.json()["extra"]["refundable"] == 0
+    assert [r.amount for r in stripe_refunds()] == ([left] if left else [])
 
 
 def test_a_refund_that_failed_at_stripe_holds_none_of_the_money(staff_api, paid_order):
@@ -331,6 +356,29 @@ def test_a_failed_refund_is_recorded_and_nothing_is_reversed(paid_payment):
     assert stored.applied_at is None
     assert Order.objects.get(pk=paid_payment.order_id).status == Order.Status.PAID
     assert credits_balance_get(user_id=paid_payment.order.user_id) == 100
+
+
+def test_a_refund_reported_without_its_currency_is_in_the_orders_currency(staff_api, paid_order):
+    """A refund whose report leaves out the currency is of its payment, in the order's
+    currency: it counts against what is left to refund."""
+    unsaid = {**refund_obj(paid_order.payments.get(), 600), "currency": None}
+    post_webhook(event("refund.updated", unsaid))
+    events_drain()
+    stored = Refund.objects.get()
+    assert (stored.currency, stored.applied_at is not None) == ("usd", True)
+    resp = staff_api.post(f"/payments/orders/{paid_order.pk}/refunds/", {})
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["amount"] == 400
+
+
+@pytest.mark.parametrize("status", ["succeeded", "canceled"])
+def test_only_a_refund_that_failed_carries_a_failure_reason(paid_payment, status):
+    """A refund Stripe reports succeeded, or canceled before it was paid out, did not fail:
+    staff read no failure reason on it."""
+    post_webhook(event("refund.updated", refund_obj(paid_payment, 500, status=status)))
+    events_drain()
+    stored = Refund.objects.get()
+    assert (stored.status, stored.failure_reason) == (status, "")
 
 
 @pytest.mark.parametrize("reported", [[600, 600], [1001]], ids=["two-parts", "one-cent-over"])
@@ -593,6 +641,29 @@ def test_the_plugin_is_told_each_stripe_refund_and_the_running_total(api, staff_
     assert {t.stripe_dispute_id for t in plugin.told} == {""}
 
 
+def test_refunds_reaching_past_the_price_leave_the_order_refunded(api, staff_api, stripe_server):
+    """The order was paid twice (the second payment's automatic refund is on its way).
+    Staff refund 6.00 as credits, and all 10.00 of the first payment are refunded in
+    Stripe's dashboard too: 16.00 of the 10.00 price came back, within the 20.00 captured.
+    The order is refunded, not partly."""
+    plugin = RefundsTold()
+    with registry.plugin_registered(plugin, name="told"):
+        order_id = api.post(
+            "/payments/create/", {"purchase_type": "told", "payment_method_id": "pm_card_visa"}
+        ).json()["order_id"]
+        order = Order.objects.get(pk=order_id)
+        first = order.payments.get()
+        paid_again(order)
+        as_credits = staff_api.post(
+            f"/payments/orders/{order_id}/refunds/", {"amount": "6.00", "to_credits": True}
+        )
+        assert as_credits.status_code == 201, as_credits.content
+        post_webhook(event("refund.updated", refund_obj(first, 1000)))
+        events_drain()
+    assert [t.refunded_total for t in plugin.told] == [600, 1600]
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+
+
 def _age(refund_id: int) -> None:
     from datetime import timedelta
 
@@ -656,6 +727,49 @@ def test_a_dashboard_refund_whose_apply_failed_is_applied_when_its_event_is_retr
     refund = Refund.objects.get()
     assert (refund.applied_at is not None, refund.result) == (True, {"reversed": 300})
     assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refund_whose_webhook_overtook_the_answer_and_failed_to_apply_is_applied_by_the_request(
+    api, staff_api, stripe_server, settings
+):
+    """Stripe's webhook of a staff refund is processed before Stripe's answer reaches the
+    request, and the plugin's refund hook fails there. It works again by the time the
+    answer arrives: the request applies the refund it asked for, once, and says so."""
+    plugin = RefundHookFails()
+    proxy = FaultyProxy(stripe_server.base)
+    settings.STRIPE_API_BASE = proxy.base
+
+    def webhook_first(answer: bytes) -> None:
+        try:
+            post_webhook(event("refund.updated", json.loads(answer)))
+            events_drain()
+            plugin.healed = True
+        finally:
+            connection.close()
+
+    try:
+        with registry.plugin_registered(plugin, name="fragile"):
+            order_id = api.post(
+                "/payments/create/",
+                {"purchase_type": "fragile", "payment_method_id": "pm_card_visa"},
+            ).json()["order_id"]
+            proxy.fail_next(("POST", "/v1/refunds"), webhook_first)
+            resp = staff_api.post(f"/payments/orders/{order_id}/refunds/", {"amount": "3.00"})
+    finally:
+        proxy.close()
+        settings.STRIPE_API_BASE = stripe_server.base
+    assert resp.status_code == 201, resp.content
+    assert (resp.json()["status"], resp.json()["applied"]) == ("succeeded", True)
+    overtaking = StripeEvent.objects.get(type="refund.updated")
+    assert overtaking.status == StripeEvent.Status.RETRYING
+    refund = Refund.objects.get()
+    assert (refund.stripe_refund_id, refund.result) == (
+        resp.json()["stripe_refund_id"],
+        {"reversed": 300},
+    )
+    assert Order.objects.get(pk=order_id).status == Order.Status.PARTIALLY_REFUNDED
+    assert len(stripe_refunds()) == 1
 
 
 def test_the_sweep_leaves_a_refund_whose_request_just_started_to_that_request(

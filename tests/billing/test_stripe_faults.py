@@ -18,7 +18,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from fnmatch import fnmatch
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +51,8 @@ CONFIRMED_AT_STRIPE = pytest.mark.parametrize(
     [("4000002500003155", "requires_action"), ("4242424242424242", "paid")],
     ids=["3d-secure", "no-3d-secure"],
 )
+# A fault's name, or what to run with Stripe's answer before it goes back.
+Fault = str | Callable[[bytes], object]
 
 
 class FaultyProxy:
@@ -58,7 +60,7 @@ class FaultyProxy:
 
     def __init__(self, upstream: str) -> None:
         self.upstream = urlsplit(upstream)
-        self.faults: list[tuple[tuple[str, str], str]] = []
+        self.faults: list[tuple[tuple[str, str], Fault]] = []
         self.seen: Counter[tuple[str, str]] = Counter()
         self.keys: list[tuple[tuple[str, str], str | None]] = []  # each request's Idempotency-Key
         self.lock = threading.Lock()
@@ -81,12 +83,14 @@ class FaultyProxy:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def fail_next(self, route: tuple[str, str], how: str, times: int = 1) -> None:
-        """`route` is a method and a path, in which `*` matches an object's id."""
+    def fail_next(self, route: tuple[str, str], how: Fault, times: int = 1) -> None:
+        """`route` is a method and a path, in which `*` matches an object's id. `how` is a
+        fault's name, or a function given Stripe's answer (bytes) to run before the
+        answer goes back: what happened meanwhile (a webhook that overtook it)."""
         with self.lock:
             self.faults.extend([(route, how)] * times)
 
-    def _fault_for(self, route: tuple[str, str]) -> str | None:
+    def _fault_for(self, route: tuple[str, str]) -> Fault | None:
         with self.lock:
             self.seen[route] += 1
             for i, (r, how) in enumerate(self.faults):
@@ -110,6 +114,8 @@ class FaultyProxy:
         resp = conn.getresponse()
         payload = resp.read()
         conn.close()
+        if callable(fault):
+            fault(payload)
         if fault == "drop":  # Stripe did it; the answer never arrives
             req.close_connection = True
             return
