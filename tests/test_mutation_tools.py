@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.mutation.equivalent import why_equivalent
+from bench.mutation.equivalent import KNOWN, _bare, why_equivalent
 from bench.mutation.runtests import select
 from bench.mutation.swap import SAME, live_functions, swap, swap_plan
 from bench.mutation.tracer import IMPORT
@@ -131,6 +131,18 @@ def test_annotations_and_the_keyword_only_marker_are_equivalent_places(tmp_path)
     # Without postponed annotations they are evaluated: not equivalent.
     evaluated = SOURCE.replace("from __future__ import annotations\n", "\n")
     assert why_equivalent(evaluated, (at, pipe), (at, pipe + 1)) == ""
+
+
+def test_every_recorded_equivalent_names_a_line_its_module_has():
+    """A line that changed or went away leaves its entry matching nothing: the entry
+    goes with it, and the new line is read again."""
+    root = Path(__file__).resolve().parent.parent
+    lines: dict[str, set[str]] = {}
+    for path, text, mutant, _why in KNOWN:
+        if path not in lines:
+            lines[path] = {_bare(line) for line in (root / path).read_text().splitlines()}
+        assert _bare(text) in lines[path], (path, text)
+        assert _bare(mutant) != _bare(text), (path, text)
 
 
 def test_a_known_equivalent_is_matched_on_its_line_before_and_after():
