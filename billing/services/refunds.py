@@ -67,18 +67,13 @@ class RefundExceedsCapturedError(DomainError):
     retryable = False
 
 
-class RefundBeforePaymentError(DomainError):
+class RefundBeforePaymentError(ConflictError):
     """A refund event arrived before the payment it refunds was recorded; retried later."""
 
-    code = ErrorCode.ORDER_STATE_CONFLICT
-    status = 409
 
-
-class RefundFailedAfterApplyError(DomainError):
+class RefundFailedAfterApplyError(ConflictError):
     """Stripe failed a refund whose effect was already reversed: staff must look."""
 
-    code = ErrorCode.ORDER_STATE_CONFLICT
-    status = 409
     retryable = False
 
 
