@@ -111,6 +111,19 @@ def test_a_payment_without_our_marker_or_customer_is_not_ours(customer):
     assert stored.status == StripeEvent.Status.NOT_OURS
 
 
+def test_a_payment_of_our_customer_without_our_marker_is_ours_and_pays_nothing():
+    """One of our customers paid outside Tollgate's orders (a subscription's invoice
+    pays this way): it is not another system's, and it names no order to pay."""
+    StripeCustomer.objects.create(user=UserFactory(), stripe_customer_id="cus_ours")
+    obj = payment_intent(id=new_id("pi"), amount=500, metadata={}, customer="cus_ours")
+    stored = deliver(event("payment_intent.succeeded", obj))
+    assert (stored.status, stored.last_error) == (
+        StripeEvent.Status.PROCESSED,
+        "no order of ours for this PaymentIntent",
+    )
+    assert not Order.objects.exists()
+
+
 def test_a_refund_of_another_systems_payment_with_its_own_customer_is_not_ours(stripe_server):
     customer = stripe_client().v1.customers.create(params={"email": "them@example.com"})
     theirs = stripe_client().v1.payment_intents.create(
