@@ -782,22 +782,24 @@ def test_the_sweep_leaves_a_refund_whose_request_just_started_to_that_request(
     from billing.services.refunds import refunds_resume
 
     payment = paid_order.payments.get()
-    just_started, over_a_minute = (
+    just_started, over_a_minute, never_sent = (
         Refund.objects.create(
-            order=paid_order, payment=payment, amount=100, currency="usd", source="staff"
+            order=paid_order, payment=payment, amount=amount, currency="usd", source="staff"
         )
-        for _ in range(2)
+        for amount in (100, 200, 300)
     )
     a_minute_ago = timezone.now() - timedelta(seconds=61)
     Refund.objects.filter(pk=over_a_minute.pk).update(
         created_at=a_minute_ago, submitted_at=a_minute_ago
     )
-    assert refunds_resume() == 1
-    just_started.refresh_from_db()
-    over_a_minute.refresh_from_db()
+    # Its request died before it was sent: made over a minute ago, never submitted.
+    Refund.objects.filter(pk=never_sent.pk).update(created_at=a_minute_ago)
+    assert refunds_resume() == 2
+    for refund in (just_started, over_a_minute, never_sent):
+        refund.refresh_from_db()
     assert (just_started.stripe_refund_id, just_started.submitted_at) == (None, None)
-    assert over_a_minute.status == Refund.Status.SUCCEEDED
-    assert [r.amount for r in stripe_refunds()] == [100]
+    assert over_a_minute.status == never_sent.status == Refund.Status.SUCCEEDED
+    assert sorted(r.amount for r in stripe_refunds()) == [200, 300]
 
 
 def test_a_refund_that_has_not_succeeded_is_never_applied(paid_payment):
