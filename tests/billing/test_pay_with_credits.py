@@ -339,14 +339,23 @@ def test_a_refund_may_name_its_card_and_credit_parts(http, staff_http, live_stri
     only_credits = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"credits": 5})
     assert only_credits.status_code == 201, only_credits.text
     assert (only_credits.json()["method"], only_credits.json()["credits"]) == ("credits", 5)
-    too_many = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"credits": 16})
+    # Parts of the same number, 5 credits and 0.05 to the card, are both refunded.
+    alike = staff_http.post(
+        f"/payments/orders/{order_id}/refunds/", {"credits": 5, "amount": "0.05"}
+    )
+    assert alike.status_code == 201, alike.text
+    assert [
+        (r.method, r.amount, r.credits)
+        for r in Refund.objects.filter(order_id=order_id).order_by("id")
+    ][1:] == [("card", 5, 0), ("credits", 563, 5)]
+    too_many = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"credits": 11})
     assert too_many.status_code == 409, too_many.text
     both = staff_http.post(
-        f"/payments/orders/{order_id}/refunds/", {"credits": 15, "amount": "22.50"}
+        f"/payments/orders/{order_id}/refunds/", {"credits": 10, "amount": "22.45"}
     )
     assert both.status_code == 201, both.text
     # Staff are answered the card part, the one Stripe may still fail.
-    assert (both.json()["method"], both.json()["amount"]) == ("card", 2250)
+    assert (both.json()["method"], both.json()["amount"]) == ("card", 2245)
     assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
     assert balance_whole(user) == 20
 
