@@ -339,14 +339,23 @@ def test_a_refund_may_name_its_card_and_credit_parts(http, staff_http, live_stri
     only_credits = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"credits": 5})
     assert only_credits.status_code == 201, only_credits.text
     assert (only_credits.json()["method"], only_credits.json()["credits"]) == ("credits", 5)
-    too_many = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"credits": 16})
+    # Parts of the same number, 5 credits and 0.05 to the card, are both refunded.
+    alike = staff_http.post(
+        f"/payments/orders/{order_id}/refunds/", {"credits": 5, "amount": "0.05"}
+    )
+    assert alike.status_code == 201, alike.text
+    assert [
+        (r.method, r.amount, r.credits)
+        for r in Refund.objects.filter(order_id=order_id).order_by("id")
+    ][1:] == [("card", 5, 0), ("credits", 563, 5)]
+    too_many = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"credits": 11})
     assert too_many.status_code == 409, too_many.text
     both = staff_http.post(
-        f"/payments/orders/{order_id}/refunds/", {"credits": 15, "amount": "22.50"}
+        f"/payments/orders/{order_id}/refunds/", {"credits": 10, "amount": "22.45"}
     )
     assert both.status_code == 201, both.text
     # Staff are answered the card part, the one Stripe may still fail.
-    assert (both.json()["method"], both.json()["amount"]) == ("card", 2250)
+    assert (both.json()["method"], both.json()["amount"]) == ("card", 2245)
     assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
     assert balance_whole(user) == 20
 
@@ -374,6 +383,37 @@ def test_credits_given_back_in_parts_add_up_to_the_price(
     ]
     assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
     assert balance_whole(user) == 40
+
+
+@pytest.mark.parametrize(
+    ("price", "credit_price", "given_back", "parts"),
+    [
+        (200, 3, [1, 1, 1], [66, 67, 67]),
+        # The highest price, for 2**28 credits: a share no float holds exactly.
+        (99_999_999, 2**28, [112_648_449, 2**28 - 112_648_449], [41_964_816, 58_035_183]),
+    ],
+)
+def test_credits_given_back_in_parts_are_each_worth_their_share_rounded_down(
+    http, staff_http, live_stripe, user, price, credit_price, given_back, parts
+):
+    """Credits that paid the whole price, given back in parts: each part is worth what
+    all the credits given back so far stand for, rounded down, less what came back
+    before (2.00 for 3 credits comes back as 0.66, 0.67, 0.67), so the parts add up to
+    exactly the price, however large the price and the credit price."""
+    service = ServiceFactory(kind=Service.Kind.WORKSHOP, price=price, credit_price=credit_price)
+    ServiceSessionFactory(service=service, capacity=10)
+    fund(user, credit_price)
+    paid = http.post("/payments/create/", book(service, payment_type="credits"))
+    assert paid.status_code == 201, paid.text
+    order_id = paid.json()["order_id"]
+    for credits in given_back:
+        part = staff_http.post(f"/payments/orders/{order_id}/refunds/", {"credits": credits})
+        assert part.status_code == 201, part.text
+    refunds = Refund.objects.filter(order_id=order_id).order_by("id")
+    assert [(r.credits, r.amount) for r in refunds] == list(zip(given_back, parts, strict=True))
+    assert sum(parts) == price
+    assert Order.objects.get(pk=order_id).status == Order.Status.REFUNDED
+    assert balance_whole(user) == credit_price
 
 
 def test_a_split_order_refunded_in_parts_splits_each_part_as_it_was_paid(
