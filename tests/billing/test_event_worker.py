@@ -12,7 +12,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -45,12 +44,7 @@ def succeeded(payment: Payment) -> dict:
 
 def claim(first_event_id: int | None = None, size: int = events.CLAIM_BATCH) -> list[StripeEvent]:
     """Claim due events as a drain does, and process none of them (a worker that dies)."""
-    claimed, _ = sql.events_claim(
-        first_event_id=first_event_id,
-        size=size,
-        lease=events.LEASE,
-        max_attempts=django_settings.TOLLGATE["EVENT_MAX_ATTEMPTS"],
-    )
+    claimed, _ = events._claim_batch(first_event_id, size)
     return claimed
 
 
