@@ -139,6 +139,21 @@ def test_every_open_setup_left_for_a_day_is_abandoned_however_many_there_are(use
     assert set(CardSetup.objects.values_list("status", flat=True)) == {"abandoned"}
 
 
+def test_a_card_list_keeps_the_three_newest_open_setups_and_abandons_the_rest(user):
+    for i in range(5):
+        CardSetup.objects.create(
+            user=user, stripe_setup_intent_id=f"seti_{i}", status="requires_payment_method"
+        )
+    _setups_abandon(user.pk)
+    still_open = CardSetup.objects.filter(completed_at__isnull=True)
+    assert sorted(still_open.values_list("stripe_setup_intent_id", flat=True)) == [
+        "seti_2",
+        "seti_3",
+        "seti_4",
+    ]
+    assert CardSetup.objects.filter(status="abandoned").count() == 2
+
+
 @pytest.mark.parametrize(
     ("age", "abandoned"), [(timedelta(hours=23), False), (timedelta(hours=25), True)]
 )

@@ -457,3 +457,24 @@ def test_a_card_to_save_that_stripe_fails_to_attach_is_502_and_the_order_keeps_t
     assert order.status == Order.Status.PENDING
     assert "failed to save the card" in order.gateway_error
     assert not order.payments.exists()
+
+
+def test_paying_with_a_saved_card_attaches_it_to_nobody_again(api, proxy):
+    """Saved once when the buyer asked; a later order charged to the saved card asks
+    Stripe to attach nothing."""
+
+    def attaches() -> int:
+        return sum(
+            n for (m, path), n in proxy.seen.items() if m == "POST" and fnmatch(path, ATTACH[1])
+        )
+
+    new_card = card("4242424242424242")
+    first = api.post(
+        "/payments/create/",
+        {**BUY_100, "payment_method_id": new_card, "save_payment_method": True},
+    )
+    assert first.status_code == 201, first.content
+    assert attaches() == 1
+    again = api.post("/payments/create/", {**BUY_100, "payment_method_id": new_card})
+    assert (again.status_code, again.json()["status"]) == (201, "paid"), again.content
+    assert attaches() == 1
