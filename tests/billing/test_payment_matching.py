@@ -224,17 +224,7 @@ def test_news_of_a_known_payment_changed_at_stripe_to_another_amount_moves_nothi
 
 def test_a_foreign_checkout_session_naming_our_order_is_not_ours():
     order = OrderFactory(payment_type=Order.PaymentType.CHECKOUT)
-    session = fixture("checkout.session")
-    session.update(
-        id=new_id("cs_test"),
-        status="complete",
-        payment_status="paid",
-        amount_total=order.amount,
-        currency=order.currency,
-        metadata=_foreign_metadata(order),
-        client_reference_id=str(order.pk),
-        payment_intent=new_id("pi"),
-    )
+    session = _session_without_marker(order, fixture("checkout.session")["customer"])
     stored = deliver(event("checkout.session.completed", session))
     assert stored.status == StripeEvent.Status.NOT_OURS
     assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
