@@ -19,7 +19,7 @@ from credits.selectors import credits_balance_get
 from purchasables import hookimpl
 from purchasables.registry import registry
 from purchasables.types import PurchaseType, Quote
-from tests.billing.conftest import post_webhook
+from tests.billing.conftest import deliver, post_webhook
 from tests.billing.factories import OrderFactory, PaymentFactory
 from tests.billing.test_refunds import SoldOut
 from tests.stripe_events import event, fixture, new_id, payment_intent
@@ -306,9 +306,7 @@ def test_a_checkout_order_that_cannot_be_delivered_is_refunded_automatically(api
         )
         order = Order.objects.get(pk=body.json()["order_id"])
         completed = session_event(order, "checkout.session.completed", "paid")
-        post_webhook(completed)
-        events_drain()
-        stored = StripeEvent.objects.get(stripe_id=completed["id"])
+        stored = deliver(completed)
         assert stored.status == StripeEvent.Status.PROCESSED, stored.last_error
         order.refresh_from_db()
         assert order.status == Order.Status.PAID
@@ -436,9 +434,7 @@ def test_a_subscription_started_on_checkout_leaves_its_session_events_to_its_inv
         subscription=new_id("sub"),
     )
     delivered = event(type, session)
-    post_webhook(delivered)
-    events_drain()
-    stored = StripeEvent.objects.get(stripe_id=delivered["id"])
+    stored = deliver(delivered)
     assert stored.status == StripeEvent.Status.PROCESSED
     assert stored.last_error == (
         "subscription checkout: its invoices and subscription events carry it"
@@ -492,9 +488,7 @@ def test_a_session_told_after_its_payment_intent_is_its_orders_at_any_order_id(u
     pi = payment_intent(id=intent_id, amount=order.amount, metadata=order.metadata)
     post_webhook(event("payment_intent.succeeded", pi))
     events_drain()
-    post_webhook(completed)
-    events_drain()
-    stored = StripeEvent.objects.get(stripe_id=completed["id"])
+    stored = deliver(completed)
     assert stored.status == StripeEvent.Status.PROCESSED, stored.last_error
     order.refresh_from_db()
     assert order.status == Order.Status.PAID
